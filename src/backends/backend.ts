@@ -1,0 +1,173 @@
+// The narrow kernel interface every backend implements.
+//
+// Kernels see buffers, shapes and strides, never Tensors or autograd. `B` is the backend's buffer
+// type: a TypedArray for the CPU backends (reference, native); a device-resident handle for a
+// future GPU backend, which would also make `read` the only synchronisation point, so kernels
+// may run asynchronously. Ops (src/ops) choose kernels; backends only compute.
+//
+// Shape vocabulary: B batch, N tokens, C channels, H/W spatial, K kernel, D head dim.
+// All sizes and strides are in elements. "contiguous" means row-major with offset 0.
+import type { DType, TypedArray } from '../tensor/dtype.js';
+import type { Shape } from '../tensor/shape.js';
+
+/** A strided window onto a buffer. */
+export interface View<B = TypedArray> {
+  buf: B;
+  dtype: DType;
+  shape: Shape;
+  strides: readonly number[];
+  offset: number;
+}
+
+export type UnaryOp =
+  | 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'abs' | 'sign' | 'square' | 'reciprocal'
+  | 'relu' | 'relu6' | 'sigmoid' | 'tanh' | 'gelu' | 'gelu_tanh' | 'silu' | 'hardswish' | 'erf'
+  | 'pow_scalar' // x ** p0
+  | 'clamp' // min(max(x, p0), p1)
+  | 'affine'; // x * p0 + p1
+
+/** Unary ops whose gradient kernel `unaryGrad` computes gx = gy · f'(x) in one pass. */
+export type UnaryGradOp = Exclude<UnaryOp, 'sign' | 'erf'>;
+
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'maximum' | 'minimum' | 'pow' | 'eq' | 'lt' | 'gt' | 'le' | 'ge';
+
+export type ReduceOp = 'sum' | 'max' | 'min';
+
+/** C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b]; op = transpose when trans*. All three contiguous per batch. */
+export interface MatmulParams {
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean; // A stored (k, m) when true, else (m, k)
+  transB: boolean; // B stored (n, k) when true, else (k, n)
+  strideA: number; // elements between batches; 0 broadcasts one matrix
+  strideB: number;
+  strideC: number;
+  beta: 0 | 1; // 1 accumulates into C (gradient accumulation)
+}
+
+/** NCHW convolution geometry; weight (Cout, Cin/groups, KH, KW). */
+export interface ConvParams {
+  n: number; cIn: number; h: number; w: number;
+  cOut: number; kh: number; kw: number;
+  outH: number; outW: number;
+  strideH: number; strideW: number;
+  padH: number; padW: number;
+  dilH: number; dilW: number;
+  groups: number;
+}
+
+/** NCHW pooling geometry. `countIncludePad` is for average pooling (PyTorch's default true). */
+export interface PoolParams {
+  n: number; c: number; h: number; w: number;
+  outH: number; outW: number;
+  kh: number; kw: number;
+  strideH: number; strideW: number;
+  padH: number; padW: number;
+  countIncludePad: boolean;
+}
+
+/** Scaled-dot-product attention geometry: q (B, N, D), k/v (B, M, D), B = batch·heads. */
+export interface AttentionParams {
+  batch: number; n: number; m: number; d: number;
+  scale: number;
+  causal: boolean;
+}
+
+export type InterpMode = 'bilinear' | 'bicubic';
+
+export interface InterpParams {
+  n: number; c: number; h: number; w: number; outH: number; outW: number;
+  mode: InterpMode;
+  alignCorners: boolean;
+  /** Source-index scale (input/output) when a scale factor was given, as PyTorch uses it; default in/out. */
+  scaleH?: number;
+  scaleW?: number;
+}
+
+export interface Backend<B = TypedArray> {
+  readonly name: string;
+
+  // ---- memory -------------------------------------------------------------------------------
+  /** A buffer of `size` elements; contents are unspecified unless `zero`. */
+  alloc(dtype: DType, size: number, zero: boolean): B;
+  /** Gives a buffer back; the backend may reuse it for a later alloc of the same size. */
+  free(buf: B, dtype: DType): void;
+  /** Wraps (CPU: adopts without copying) host data as a buffer. */
+  upload(data: TypedArray): B;
+  /** Host copy or view of `size` elements from `offset`; the one synchronisation point. */
+  read(buf: B, dtype: DType, offset: number, size: number): TypedArray;
+
+  // ---- layout ---------------------------------------------------------------------------------
+  /** dst[i] = src[i] over the shared shape, both strided; casts when dtypes differ. */
+  copy(src: View<B>, dst: View<B>): void;
+  fill(dst: View<B>, value: number): void;
+
+  // ---- elementwise ----------------------------------------------------------------------------
+  /** out (contiguous, x.shape) = f(x). */
+  unary(op: UnaryOp, x: View<B>, out: B, p0: number, p1: number): void;
+  /** gx = gy · f'(x), all contiguous with n elements. */
+  unaryGrad(op: UnaryGradOp, x: B, gy: B, gx: B, n: number, p0: number, p1: number): void;
+  /** out (contiguous, shape) = a ∘ b; a and b are views already broadcast to `shape`. Comparisons give 0/1 in out's dtype. */
+  binary(op: BinaryOp, a: View<B>, b: View<B>, out: B, outDtype: DType, shape: Shape): void;
+  /** out = cond ≠ 0 ? a : b, all views broadcast to shape. */
+  where(cond: View<B>, a: View<B>, b: View<B>, out: B, shape: Shape): void;
+
+  // ---- reductions -----------------------------------------------------------------------------
+  /** x contiguous viewed as (outer, len, inner) → out (outer, inner); `arg` receives int32 argmax/argmin for max/min. */
+  reduce(op: ReduceOp, x: B, dtype: DType, outer: number, len: number, inner: number, out: B, arg: B | null): void;
+
+  // ---- linear algebra -------------------------------------------------------------------------
+  matmul(a: B, b: B, c: B, dtype: DType, p: MatmulParams): void;
+
+  // ---- convolution and pooling (NCHW, contiguous) --------------------------------------------
+  conv2d(x: B, w: B, bias: B | null, y: B, dtype: DType, p: ConvParams): void;
+  conv2dBackwardData(gy: B, w: B, gx: B, dtype: DType, p: ConvParams): void;
+  /** gw (and gb when given) are overwritten. */
+  conv2dBackwardWeight(x: B, gy: B, gw: B, gb: B | null, dtype: DType, p: ConvParams): void;
+  /** `arg` receives the flat input index (h·W + w within its plane) of each max. */
+  maxPool2d(x: B, y: B, arg: B, dtype: DType, p: PoolParams): void;
+  maxPool2dBackward(gy: B, arg: B, gx: B, dtype: DType, p: PoolParams): void;
+  avgPool2d(x: B, y: B, dtype: DType, p: PoolParams): void;
+  avgPool2dBackward(gy: B, gx: B, dtype: DType, p: PoolParams): void;
+  /** Adaptive average pooling, PyTorch's bin rule: start = floor(i·H/outH), end = ceil((i+1)·H/outH). */
+  adaptiveAvgPool2d(x: B, y: B, dtype: DType, n: number, c: number, h: number, w: number, outH: number, outW: number): void;
+  adaptiveAvgPool2dBackward(gy: B, gx: B, dtype: DType, n: number, c: number, h: number, w: number, outH: number, outW: number): void;
+
+  // ---- normalisation and softmax (contiguous) -------------------------------------------------
+  /** x (rows, n): y = (x - mean) · rstd · gamma + beta; saves mean and rstd per row. gamma/beta may be null. */
+  layerNorm(x: B, gamma: B | null, beta: B | null, y: B, mean: B, rstd: B, dtype: DType, rows: number, n: number, eps: number): void;
+  /** gx overwritten; ggamma/gbeta overwritten when non-null. */
+  layerNormBackward(x: B, gy: B, gamma: B | null, mean: B, rstd: B, gx: B, ggamma: B | null, gbeta: B | null, dtype: DType, rows: number, n: number): void;
+  /**
+   * x (B, C, S) with S = H·W. training: batch statistics are computed into mean/rstd (biased variance for
+   * normalising) and runningMean/runningVar (unbiased variance) are updated with `momentum`.
+   * eval: mean/rstd are derived from the running statistics.
+   */
+  batchNorm(x: B, gamma: B | null, beta: B | null, runningMean: B | null, runningVar: B | null, y: B, mean: B, rstd: B,
+    dtype: DType, n: number, c: number, s: number, training: boolean, momentum: number, eps: number): void;
+  /** Backward of batchNorm; `training` selects whether mean/rstd depend on x. */
+  batchNormBackward(x: B, gy: B, gamma: B | null, mean: B, rstd: B, gx: B, ggamma: B | null, gbeta: B | null,
+    dtype: DType, n: number, c: number, s: number, training: boolean): void;
+  /** Softmax (or log-softmax) over the last axis of x (rows, n). */
+  softmax(x: B, y: B, dtype: DType, rows: number, n: number, log: boolean): void;
+  /** From the forward output y: softmax gx = y·(gy − Σ gy·y); log-softmax gx = gy − exp(y)·Σ gy. */
+  softmaxBackward(y: B, gy: B, gx: B, dtype: DType, rows: number, n: number, log: boolean): void;
+
+  // ---- attention --------------------------------------------------------------------------------
+  /** out = softmax(scale · q kᵀ) v; lse (B, N) keeps the row log-sum-exp for backward. */
+  attention(q: B, k: B, v: B, out: B, lse: B, dtype: DType, p: AttentionParams): void;
+  attentionBackward(q: B, k: B, v: B, out: B, lse: B, gout: B, gq: B, gk: B, gv: B, dtype: DType, p: AttentionParams): void;
+
+  // ---- indexing ---------------------------------------------------------------------------------
+  /** x (outer, len, inner), idx int32 (count) → out (outer, count, inner). */
+  indexSelect(x: B, idx: B, out: B, dtype: DType, outer: number, len: number, inner: number, count: number): void;
+  /** gx (outer, len, inner) += scatter of gy (outer, count, inner) at idx. */
+  indexAdd(gy: B, idx: B, gx: B, dtype: DType, outer: number, len: number, inner: number, count: number): void;
+
+  // ---- resampling ---------------------------------------------------------------------------------
+  interpolate(x: B, y: B, dtype: DType, p: InterpParams): void;
+  /** gx overwritten. */
+  interpolateBackward(gy: B, gx: B, dtype: DType, p: InterpParams): void;
+}

@@ -1,0 +1,147 @@
+// Reverse-mode autograd over a tape of GradFn records.
+//
+// An op that produced `out` from `inputs` records a GradFn whose `backward(gy)` returns one
+// gradient per input (null where an input needs none), each shaped like that input. Backward
+// closures capture only what they need, so the graph keeps only those tensors alive; after
+// backward the graph is released unless retainGraph is set.
+import { keep } from './memory.js';
+import { emptyTensor, type Tensor } from './tensor.js';
+import { fmt, shapeEq } from './shape.js';
+
+export interface GradFn {
+  readonly name: string;
+  readonly inputs: readonly Tensor[];
+  backward(gy: Tensor): readonly (Tensor | null)[];
+}
+
+let gradEnabled = true;
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs `fn` without recording the graph (like torch.no_grad). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** True when an op over `inputs` must record a GradFn. */
+export function needsGrad(inputs: readonly (Tensor | null | undefined)[]): boolean {
+  return gradEnabled && inputs.some((t) => t?.requiresGrad === true);
+}
+
+/**
+ * Attaches a GradFn to `out` when any input requires a gradient. `backward` receives the
+ * gradient of `out` and returns gradients for `inputs`, in order.
+ */
+export function record(out: Tensor, name: string, inputs: readonly Tensor[], backward: (gy: Tensor) => readonly (Tensor | null)[]): Tensor {
+  if (!needsGrad(inputs)) return out;
+  out.requiresGrad = true;
+  out.gradFn = { name, inputs, backward };
+  return out;
+}
+
+function topoOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  // Iterative DFS: deep transformer graphs overflow a recursive walk.
+  const stack: [Tensor, number][] = [[root, 0]];
+  seen.add(root);
+  while (stack.length) {
+    const top = stack[stack.length - 1]!;
+    const [t, i] = top;
+    const inputs = t.gradFn?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const next = inputs[i]!;
+      if (next.requiresGrad && !seen.has(next)) {
+        seen.add(next);
+        stack.push([next, 0]);
+      }
+    } else {
+      stack.pop();
+      order.push(t);
+    }
+  }
+  return order.reverse();
+}
+
+function accumulateInto(target: Tensor, g: Tensor): void {
+  const b = target.backend;
+  b.binary('add', target.view(), g.view(), target.buf(), target.dtype, target.shape);
+}
+
+export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGraph: boolean): void {
+  if (!root.requiresGrad) throw new Error(`backward(): ${root.describe()} does not require a gradient (no input had requiresGrad, or it was computed under noGrad)`);
+  if (!gradient && root.size !== 1) throw new Error(`backward(): ${root.describe()} is not a scalar; pass a gradient of the same shape`);
+  if (gradient && !shapeEq(gradient.shape, root.shape)) throw new Error(`backward(): gradient shape ${fmt(gradient.shape)} does not match ${fmt(root.shape)}`);
+  const prev = gradEnabled;
+  gradEnabled = false;
+  const grads = new Map<Tensor, Tensor>();
+  try {
+    let seed = gradient;
+    if (!seed) {
+      seed = emptyTensor(root.shape, root.dtype, root.backend);
+      root.backend.fill(seed.view(), 1);
+    }
+    grads.set(root, seed);
+    const order = topoOrder(root);
+    for (const t of order) {
+      const gy = grads.get(t);
+      if (!gy) continue;
+      grads.delete(t);
+      if (!t.gradFn) {
+        // A leaf: accumulate into .grad, which the leaf owns.
+        if (t.grad) {
+          accumulateInto(t.grad, gy);
+          if (gy !== gradient) gy.dispose();
+        } else {
+          t.grad = keep(gy === gradient || !gy.isDense() ? copyOf(gy) : gy);
+          if (t.grad !== gy && gy !== gradient) gy.dispose();
+        }
+        continue;
+      }
+      const fn = t.gradFn;
+      const gxs = fn.backward(gy);
+      // A backward may return gy itself, or one tensor for several inputs: each stored
+      // gradient must be its own buffer, since accumulation writes into it.
+      const used = new Set<Tensor>();
+      const usedStorage = new Set<unknown>();
+      fn.inputs.forEach((x, i) => {
+        let gx = gxs[i];
+        if (!gx || !x.requiresGrad) return;
+        if (!shapeEq(gx.shape, x.shape)) {
+          throw new Error(`internal: backward of ${fn.name} gave a gradient of shape ${fmt(gx.shape)} for input ${i} of shape ${fmt(x.shape)}`);
+        }
+        const have = grads.get(x);
+        if (have) {
+          accumulateInto(have, gx);
+          return;
+        }
+        if (usedStorage.has(gx.storage) || gx === gradient || !gx.isDense()) gx = copyOf(gx);
+        used.add(gx);
+        usedStorage.add(gx.storage);
+        grads.set(x, gx);
+      });
+      for (const gx of gxs) if (gx && !used.has(gx) && gx !== gradient && !fn.inputs.includes(gx)) gx.dispose();
+      if (gy !== gradient && !used.has(gy)) gy.dispose();
+      if (!retainGraph) t.gradFn = null;
+    }
+  } finally {
+    for (const g of grads.values()) if (g !== gradient) g.dispose();
+    gradEnabled = prev;
+  }
+}
+
+/** A dense copy of `t` (disposing `t` when `consume`). */
+function copyOf(t: Tensor): Tensor {
+  const out = emptyTensor(t.shape, t.dtype, t.backend);
+  t.backend.copy(t.view(), out.view());
+  return out;
+}
