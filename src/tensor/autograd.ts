@@ -4,15 +4,39 @@
 // gradient per input (null where an input needs none), each shaped like that input. Backward
 // closures capture only what they need, so the graph keeps only those tensors alive; after
 // backward the graph is released unless retainGraph is set.
-import { keep } from './memory.js';
+import { keep, tidy } from './memory.js';
 import { emptyTensor, type Tensor } from './tensor.js';
 import { fmt, shapeEq } from './shape.js';
 
-export interface GradFn {
-  readonly name: string;
-  readonly inputs: readonly Tensor[];
-  backward(gy: Tensor): readonly (Tensor | null)[];
+export type BackwardFn = (gy: Tensor, saved: readonly Tensor[]) => readonly (Tensor | null)[];
+
+/** How a tensor was computed: its inputs, the data backward needs (`saved`), and the rule. */
+export class GradFn {
+  constructor(
+    readonly name: string,
+    readonly inputs: readonly Tensor[],
+    readonly saved: readonly Tensor[],
+    private readonly rule: BackwardFn,
+  ) {
+    savedRegistry.register(this, saved, this);
+  }
+
+  backward(gy: Tensor): readonly (Tensor | null)[] {
+    return this.rule(gy, this.saved);
+  }
+
+  /** Frees the saved data; called once backward has used it. */
+  release(): void {
+    savedRegistry.unregister(this);
+    for (const t of this.saved) t.dispose();
+  }
 }
+
+// A graph that is never back-propagated (a forward pass with gradients on, then dropped) frees
+// its saved data when the garbage collector reclaims its records.
+const savedRegistry = new FinalizationRegistry<readonly Tensor[]>((saved) => {
+  for (const t of saved) t.dispose();
+});
 
 let gradEnabled = true;
 
@@ -37,13 +61,14 @@ export function needsGrad(inputs: readonly (Tensor | null | undefined)[]): boole
 }
 
 /**
- * Attaches a GradFn to `out` when any input requires a gradient. `backward` receives the
- * gradient of `out` and returns gradients for `inputs`, in order.
+ * Attaches a GradFn to `out` when any input requires a gradient. `backward(gy, saved)` receives
+ * the gradient of `out` and handles on the `saved` tensors (readable even after the originals
+ * are disposed), and returns gradients for `inputs`, in order.
  */
-export function record(out: Tensor, name: string, inputs: readonly Tensor[], backward: (gy: Tensor) => readonly (Tensor | null)[]): Tensor {
+export function record(out: Tensor, name: string, inputs: readonly Tensor[], saved: readonly Tensor[], backward: BackwardFn): Tensor {
   if (!needsGrad(inputs)) return out;
   out.requiresGrad = true;
-  out.gradFn = { name, inputs, backward };
+  out.gradFn = new GradFn(name, inputs, saved.map((t) => t.saveForBackward()), backward);
   return out;
 }
 
@@ -94,7 +119,13 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGr
     const order = topoOrder(root);
     for (const t of order) {
       const gy = grads.get(t);
-      if (!gy) continue;
+      if (!gy) {
+        if (!retainGraph && t.gradFn) {
+          t.gradFn.release();
+          t.gradFn = null;
+        }
+        continue;
+      }
       grads.delete(t);
       if (!t.gradFn) {
         // A leaf: accumulate into .grad, which the leaf owns.
@@ -108,7 +139,7 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGr
         continue;
       }
       const fn = t.gradFn;
-      const gxs = fn.backward(gy);
+      const gxs = tidy(() => fn.backward(gy));
       // A backward may return gy itself, or one tensor for several inputs: each stored
       // gradient must be its own buffer, since accumulation writes into it.
       const used = new Set<Tensor>();
@@ -131,7 +162,10 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGr
       });
       for (const gx of gxs) if (gx && !used.has(gx) && gx !== gradient && !fn.inputs.includes(gx)) gx.dispose();
       if (gy !== gradient && !used.has(gy)) gy.dispose();
-      if (!retainGraph) t.gradFn = null;
+      if (!retainGraph) {
+        fn.release();
+        t.gradFn = null;
+      }
     }
   } finally {
     for (const g of grads.values()) if (g !== gradient) g.dispose();

@@ -45,12 +45,12 @@ export class Tensor {
   name?: string;
   private disposed = false;
 
-  constructor(readonly storage: Storage, shape: Shape, strides?: readonly number[], offset = 0) {
+  constructor(readonly storage: Storage, shape: Shape, strides?: readonly number[], offset = 0, scoped = true) {
     this.shape = Object.freeze([...shape]);
     this.strides = Object.freeze(strides ? [...strides] : contiguousStrides(shape));
     this.offset = offset;
     storage.retain();
-    adopt(this);
+    if (scoped) adopt(this);
   }
 
   get dtype(): DType {
@@ -143,16 +143,27 @@ export class Tensor {
     return new Tensor(this.storage, this.shape, this.strides, this.offset);
   }
 
+  /**
+   * A handle on this tensor's data owned by an autograd record rather than by any scope: the
+   * data stays readable for backward even after this tensor is disposed.
+   */
+  saveForBackward(): Tensor {
+    this.view();
+    return new Tensor(this.storage, this.shape, this.strides, this.offset, false);
+  }
+
   /** Back-propagates from this tensor; a non-scalar needs `gradient` (same shape). */
   backward(gradient?: Tensor, opts: { retainGraph?: boolean } = {}): void {
     runBackward(this, gradient, opts.retainGraph ?? false);
   }
 
-  /** Frees this tensor's hold on its storage (and its gradient). Safe to call twice. */
+  /**
+   * Frees this tensor's hold on its storage (and its gradient). Safe to call twice. The autograd
+   * record stays, so a loss computed from disposed intermediates can still back-propagate.
+   */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.gradFn = null;
     this.grad?.dispose();
     this.grad = null;
     this.storage.release();

@@ -1,0 +1,11 @@
+// graft: parameter-efficient fine-tuning of vision models on a TypeScript tensor engine.
+export * from './ops/index.js';
+export { Tensor, Storage, emptyTensor } from './tensor/tensor.js';
+export { tidy, keep, memory, resetPeakMemory, type MemoryInfo } from './tensor/memory.js';
+export { noGrad, isGradEnabled } from './tensor/autograd.js';
+export { Generator, manualSeed, defaultGenerator } from './tensor/random.js';
+export { ShapeError, type Shape } from './tensor/shape.js';
+export { DTypeError } from './ops/util.js';
+export type { DType, TypedArray } from './tensor/dtype.js';
+export type { Backend } from './backends/backend.js';
+export { setBackend, getBackend, currentBackend, withBackend, nativeLoadError, type BackendName } from './backends/registry.js';

@@ -1,0 +1,144 @@
+// Convolution and pooling over NCHW tensors.
+import type { ConvParams, PoolParams } from '../backends/backend.js';
+import { record } from '../tensor/autograd.js';
+import { fmt, ShapeError } from '../tensor/shape.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { denseData } from './layout.js';
+import { alloc, backendOf, expectFloat, expectRank, expectSameDtype } from './util.js';
+
+type Pair = number | readonly [number, number];
+const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
+
+export interface Conv2dOptions {
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  groups?: number;
+}
+
+/** Output size of a sliding window, PyTorch's formula. */
+function outSize(op: string, size: number, k: number, stride: number, padding: number, dilation: number, ceilMode = false): number {
+  const span = size + 2 * padding - dilation * (k - 1) - 1;
+  let out = (ceilMode ? Math.ceil(span / stride) : Math.floor(span / stride)) + 1;
+  // With ceil mode the last window must start inside the input or left padding.
+  if (ceilMode && (out - 1) * stride >= size + padding) out--;
+  if (out <= 0) throw new ShapeError(`${op}: input of size ${size} is too small for kernel ${k} (dilation ${dilation}, padding ${padding})`);
+  return out;
+}
+
+/** 2-D convolution: x (B, Cin, H, W), weight (Cout, Cin/groups, KH, KW), bias (Cout). */
+export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  expectFloat('conv2d', x, 'x');
+  expectRank('conv2d', x, 4, 'x', 'B, C, H, W');
+  expectRank('conv2d', weight, 4, 'weight', 'Cout, Cin/groups, KH, KW');
+  expectSameDtype('conv2d', x, weight);
+  const groups = opts.groups ?? 1;
+  const [strideH, strideW] = pair(opts.stride ?? 1);
+  const [padH, padW] = pair(opts.padding ?? 0);
+  const [dilH, dilW] = pair(opts.dilation ?? 1);
+  const [n, cIn, h, w] = x.shape as [number, number, number, number];
+  const [cOut, cInG, kh, kw] = weight.shape as [number, number, number, number];
+  if (cIn % groups !== 0 || cOut % groups !== 0 || cInG !== cIn / groups) {
+    throw new ShapeError(`conv2d: x has ${cIn} channels and weight ${fmt(weight.shape)} with groups=${groups}; expected weight (Cout, ${cIn / groups}, KH, KW) with Cout divisible by ${groups}`);
+  }
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== cOut)) throw new ShapeError(`conv2d: bias must have shape [${cOut}]; got ${fmt(bias.shape)}`);
+  const p: ConvParams = {
+    n, cIn, h, w, cOut, kh, kw, strideH, strideW, padH, padW, dilH, dilW, groups,
+    outH: outSize('conv2d', h, kh, strideH, padH, dilH), outW: outSize('conv2d', w, kw, strideW, padW, dilW),
+  };
+  const backend = backendOf('conv2d', x, weight, bias);
+  const xd = denseData(x);
+  const wd = denseData(weight);
+  const bd = bias ? denseData(bias) : null;
+  const out = alloc(backend, [n, cOut, p.outH, p.outW], x.dtype);
+  backend.conv2d(xd.buf(), wd.buf(), bd?.buf() ?? null, out.buf(), x.dtype, p);
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  record(out, 'conv2d', inputs, [xd, wd], (gy, [xs, ws]) => {
+    const g = denseData(gy);
+    let gx: Tensor | null = null;
+    let gw: Tensor | null = null;
+    let gb: Tensor | null = null;
+    if (x.requiresGrad) {
+      gx = alloc(backend, x.shape, x.dtype);
+      backend.conv2dBackwardData(g.buf(), ws!.buf(), gx.buf(), x.dtype, p);
+    }
+    if (weight.requiresGrad || bias?.requiresGrad) {
+      gw = alloc(backend, weight.shape, x.dtype);
+      gb = bias ? alloc(backend, [cOut], x.dtype) : null;
+      backend.conv2dBackwardWeight(xs!.buf(), g.buf(), gw.buf(), gb?.buf() ?? null, x.dtype, p);
+    }
+    return bias ? [gx, weight.requiresGrad ? gw : null, bias.requiresGrad ? gb : null] : [gx, gw];
+  });
+  for (const [d, o] of [[xd, x], [wd, weight], [bd, bias]] as const) if (d && d !== o) d.dispose();
+  return out;
+}
+
+export interface Pool2dOptions {
+  stride?: Pair;
+  padding?: Pair;
+  ceilMode?: boolean;
+  countIncludePad?: boolean;
+}
+
+function poolParams(op: string, x: Tensor, kernel: Pair, opts: Pool2dOptions): PoolParams {
+  expectFloat(op, x, 'x');
+  expectRank(op, x, 4, 'x', 'B, C, H, W');
+  const [kh, kw] = pair(kernel);
+  const [strideH, strideW] = pair(opts.stride ?? kernel);
+  const [padH, padW] = pair(opts.padding ?? 0);
+  if (padH > kh / 2 || padW > kw / 2) throw new ShapeError(`${op}: padding (${padH}, ${padW}) must be at most half the kernel (${kh}, ${kw})`);
+  const [n, c, h, w] = x.shape as [number, number, number, number];
+  return {
+    n, c, h, w, kh, kw, strideH, strideW, padH, padW, countIncludePad: opts.countIncludePad ?? true,
+    outH: outSize(op, h, kh, strideH, padH, 1, opts.ceilMode), outW: outSize(op, w, kw, strideW, padW, 1, opts.ceilMode),
+  };
+}
+
+export function maxPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Tensor {
+  const p = poolParams('maxPool2d', x, kernel, opts);
+  const xd = denseData(x);
+  const out = alloc(x.backend, [p.n, p.c, p.outH, p.outW], x.dtype);
+  const arg = alloc(x.backend, out.shape, 'int32');
+  x.backend.maxPool2d(xd.buf(), out.buf(), arg.buf(), x.dtype, p);
+  if (xd !== x) xd.dispose();
+  record(out, 'maxPool2d', [x], [arg], (gy, [as]) => {
+    const g = denseData(gy);
+    const gx = alloc(gy.backend, x.shape, gy.dtype);
+    gy.backend.maxPool2dBackward(g.buf(), as!.buf(), gx.buf(), gy.dtype, p);
+    return [gx];
+  });
+  arg.dispose();
+  return out;
+}
+
+export function avgPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Tensor {
+  const p = poolParams('avgPool2d', x, kernel, opts);
+  const xd = denseData(x);
+  const out = alloc(x.backend, [p.n, p.c, p.outH, p.outW], x.dtype);
+  x.backend.avgPool2d(xd.buf(), out.buf(), x.dtype, p);
+  if (xd !== x) xd.dispose();
+  return record(out, 'avgPool2d', [x], [], (gy) => {
+    const g = denseData(gy);
+    const gx = alloc(gy.backend, x.shape, gy.dtype);
+    gy.backend.avgPool2dBackward(g.buf(), gx.buf(), gy.dtype, p);
+    return [gx];
+  });
+}
+
+/** Adaptive average pooling to (outH, outW) with PyTorch's bins. */
+export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
+  expectFloat('adaptiveAvgPool2d', x, 'x');
+  expectRank('adaptiveAvgPool2d', x, 4, 'x', 'B, C, H, W');
+  const [oh, ow] = pair(outputSize);
+  const [n, c, h, w] = x.shape as [number, number, number, number];
+  const xd = denseData(x);
+  const out = alloc(x.backend, [n, c, oh, ow], x.dtype);
+  x.backend.adaptiveAvgPool2d(xd.buf(), out.buf(), x.dtype, n, c, h, w, oh, ow);
+  if (xd !== x) xd.dispose();
+  return record(out, 'adaptiveAvgPool2d', [x], [], (gy) => {
+    const g = denseData(gy);
+    const gx = alloc(gy.backend, x.shape, gy.dtype);
+    gy.backend.adaptiveAvgPool2dBackward(g.buf(), gx.buf(), gy.dtype, n, c, h, w, oh, ow);
+    return [gx];
+  });
+}

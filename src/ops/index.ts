@@ -1,0 +1,10 @@
+export * from './creation.js';
+export * from './layout.js';
+export * from './elementwise.js';
+export * from './reduce.js';
+export * from './matmul.js';
+export * from './conv.js';
+export * from './norm.js';
+export * from './attention.js';
+export * from './nn.js';
+export { toBackend } from './transfer.js';

@@ -1,0 +1,42 @@
+// Shared checks and allocation helpers for ops.
+import type { Backend } from '../backends/backend.js';
+import type { DType } from '../tensor/dtype.js';
+import { emptyTensor, type Tensor } from '../tensor/tensor.js';
+import { fmt, type Shape } from '../tensor/shape.js';
+
+export class DTypeError extends Error {
+  override name = 'DTypeError';
+}
+
+/** The backend all `inputs` share; names the op and argument when they differ. */
+export function backendOf(op: string, ...inputs: (Tensor | null | undefined)[]): Backend<any> {
+  let b: Backend<any> | null = null;
+  inputs.forEach((t, i) => {
+    if (!t) return;
+    if (b && t.backend !== b) throw new Error(`${op}: argument ${i} is on backend '${t.backend.name}' but argument 0 is on '${b.name}'; move it with .to()`);
+    b ??= t.backend;
+  });
+  if (!b) throw new Error(`${op}: needs at least one tensor argument`);
+  return b;
+}
+
+export function expectFloat(op: string, t: Tensor, arg: string | number): void {
+  if (t.dtype !== 'float32' && t.dtype !== 'float64') {
+    throw new DTypeError(`${op}: argument ${arg} must be float32 or float64; got ${t.describe()}`);
+  }
+}
+
+export function expectSameDtype(op: string, a: Tensor, b: Tensor): void {
+  if (a.dtype !== b.dtype) throw new DTypeError(`${op}: dtypes differ: argument 0 is ${a.describe()}, argument 1 is ${b.describe()}`);
+}
+
+export function expectRank(op: string, t: Tensor, rank: number, arg: string | number, layout = ''): void {
+  if (t.rank !== rank) {
+    throw new Error(`${op}: argument ${arg} must have rank ${rank}${layout ? ` (${layout})` : ''}; got shape ${fmt(t.shape)}`);
+  }
+}
+
+/** A fresh output tensor on `backend`. */
+export function alloc(backend: Backend<any>, shape: Shape, dtype: DType, zero = false): Tensor {
+  return emptyTensor(shape, dtype, backend, zero);
+}
