@@ -9,3 +9,4 @@ export { DTypeError } from './ops/util.js';
 export type { DType, TypedArray } from './tensor/dtype.js';
 export type { Backend } from './backends/backend.js';
 export { setBackend, getBackend, currentBackend, withBackend, nativeLoadError, type BackendName } from './backends/registry.js';
+export { AdamW, SGD, assign, type Optimizer, type ParamGroup, type AdamWOptions, type SGDOptions } from './train/optim.js';
