@@ -2,105 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as g from '../src/index.js';
-import { Generator } from '../src/tensor/random.js';
-import { gradcheck, f64 } from './helpers/gradcheck.js';
+import { gradcheck } from './helpers/gradcheck.js';
+import { opCases } from './helpers/op-cases.js';
 
 g.setBackend('reference');
-const gen = new Generator(1234);
-const T = (shape: number[], scale = 1) => f64(shape, gen, scale);
-const positive = (shape: number[]) => g.noGrad(() => g.add(g.abs(T(shape)), 0.5));
-// Values kept away from kinks (relu at 0, clamp bounds) so finite differences are valid.
-const awayFromKinks = (shape: number[]) => g.noGrad(() => g.mul(g.add(g.abs(T(shape)), 0.1), g.sign(T(shape))));
 
-const cases: [string, () => [(...xs: g.Tensor[]) => g.Tensor, g.Tensor[]]][] = [
-  ['add broadcast', () => [g.add, [T([3, 4]), T([4])]]],
-  ['sub broadcast', () => [g.sub, [T([2, 1, 4]), T([3, 1])]]],
-  ['mul broadcast', () => [g.mul, [T([2, 3]), T([2, 1])]]],
-  ['div', () => [g.div, [T([3, 4]), positive([3, 4])]]],
-  ['pow tensor', () => [g.pow, [positive([5]), T([5])]]],
-  ['pow scalar', () => [(x) => g.pow(x, 3), [T([6])]]],
-  ['maximum', () => [g.maximum, [T([4, 3]), T([3])]]],
-  ['minimum', () => [g.minimum, [T([4, 3]), T([4, 1])]]],
-  ['neg', () => [g.neg, [T([5])]]],
-  ['exp', () => [g.exp, [T([5])]]],
-  ['log', () => [g.log, [positive([5])]]],
-  ['sqrt', () => [g.sqrt, [positive([5])]]],
-  ['rsqrt', () => [g.rsqrt, [positive([5])]]],
-  ['abs', () => [g.abs, [awayFromKinks([6])]]],
-  ['square', () => [g.square, [T([5])]]],
-  ['reciprocal', () => [g.reciprocal, [positive([5])]]],
-  ['clamp', () => [(x) => g.clamp(x, -0.05, 0.05), [awayFromKinks([8])]]],
-  ['affine', () => [(x) => g.affine(x, 2.5, -1), [T([5])]]],
-  ['relu', () => [g.relu, [awayFromKinks([8])]]],
-  ['relu6', () => [g.relu6, [g.noGrad(() => g.mul(awayFromKinks([8]), 4))]]],
-  ['gelu', () => [(x) => g.gelu(x), [T([8], 2)]]],
-  ['gelu tanh', () => [(x) => g.gelu(x, 'tanh'), [T([8], 2)]]],
-  ['silu', () => [g.silu, [T([8], 2)]]],
-  ['sigmoid', () => [g.sigmoid, [T([8], 2)]]],
-  ['tanh', () => [g.tanh, [T([8], 2)]]],
-  ['hardswish', () => [g.hardswish, [g.noGrad(() => g.mul(awayFromKinks([8]), 2))]]],
-  ['where', () => {
-    const cond = g.noGrad(() => g.gt(T([3, 4]), 0));
-    return [(a, b) => g.where(cond, a!, b!), [T([3, 4]), T([4])]];
-  }],
-  ['sum axes keepDims', () => [(x) => g.sum(x, [0, 2], { keepDims: true }), [T([2, 3, 4])]]],
-  ['sum all', () => [(x) => g.sum(x), [T([2, 3])]]],
-  ['mean', () => [(x) => g.mean(x, 1), [T([2, 3, 4])]]],
-  ['max axis', () => [(x) => g.maxAlong(x, 1).values, [T([3, 5, 2])]]],
-  ['max all', () => [(x) => g.max(x), [T([3, 4])]]],
-  ['min axes', () => [(x) => g.min(x, [0]), [T([3, 4])]]],
-  ['var', () => [(x) => g.variance(x, -1), [T([3, 6])]]],
-  ['norm', () => [(x) => g.norm(x, 1), [T([3, 6])]]],
-  ['softmax', () => [(x) => g.softmax(x, -1), [T([3, 5])]]],
-  ['softmax axis 0', () => [(x) => g.softmax(x, 0), [T([3, 5])]]],
-  ['logSoftmax', () => [(x) => g.logSoftmax(x, 1), [T([4, 6])]]],
-  ['matmul 2d', () => [g.matmul, [T([3, 4]), T([4, 5])]]],
-  ['matmul batched broadcast', () => [g.matmul, [T([2, 1, 3, 4]), T([3, 4, 2])]]],
-  ['matmul transposed view', () => [(a, b) => g.matmul(a!, g.transpose(b!)), [T([3, 4]), T([5, 4])]]],
-  ['matmul vector', () => [g.matmul, [T([4]), T([2, 4, 3])]]],
-  ['linear', () => [g.linear, [T([2, 3, 4]), T([5, 4]), T([5])]]],
-  ['linear no bias', () => [(x, w) => g.linear(x!, w!), [T([3, 4]), T([2, 4])]]],
-  ['conv2d', () => [(x, w, b) => g.conv2d(x!, w!, b!, { stride: 2, padding: 1 }), [T([2, 3, 7, 6]), T([4, 3, 3, 3]), T([4])]]],
-  ['conv2d dilated', () => [(x, w) => g.conv2d(x!, w!, null, { padding: 2, dilation: 2 }), [T([1, 2, 6, 6]), T([3, 2, 3, 3])]]],
-  ['conv2d grouped', () => [(x, w) => g.conv2d(x!, w!, null, { groups: 2, padding: [1, 0] }), [T([2, 4, 5, 5]), T([6, 2, 3, 2])]]],
-  ['conv2d depthwise', () => [(x, w) => g.conv2d(x!, w!, null, { groups: 3, padding: 1, stride: 2 }), [T([1, 3, 6, 6]), T([3, 1, 3, 3])]]],
-  ['maxPool2d', () => [(x) => g.maxPool2d(x!, 2), [T([2, 2, 4, 4])]]],
-  ['maxPool2d padded', () => [(x) => g.maxPool2d(x!, 3, { stride: 2, padding: 1 }), [T([1, 2, 5, 5])]]],
-  ['avgPool2d', () => [(x) => g.avgPool2d(x!, 3, { stride: 2, padding: 1 }), [T([1, 2, 5, 5])]]],
-  ['avgPool2d exclude pad', () => [(x) => g.avgPool2d(x!, 3, { stride: 2, padding: 1, countIncludePad: false }), [T([1, 2, 5, 5])]]],
-  ['adaptiveAvgPool2d', () => [(x) => g.adaptiveAvgPool2d(x!, [2, 3]), [T([2, 2, 5, 7])]]],
-  ['layerNorm', () => [(x, w, b) => g.layerNorm(x!, w, b), [T([3, 6]), T([6]), T([6])]]],
-  ['layerNorm2d', () => [(x, w, b) => g.layerNorm2d(x!, w, b), [T([2, 4, 3, 3]), T([4]), T([4])]]],
-  ['batchNorm training', () => [(x, w, b) => g.batchNorm(x!, null, null, w!, b!, { training: true }), [T([4, 3, 2, 2]), T([3]), T([3])]]],
-  ['batchNorm eval', () => {
-    const rm = T([3]);
-    const rv = positive([3]);
-    return [(x, w, b) => g.batchNorm(x!, rm, rv, w!, b!, { training: false }), [T([2, 3, 2, 2]), T([3]), T([3])]];
-  }],
-  ['attention', () => [(q, k, v) => g.scaledDotProductAttention(q!, k!, v!), [T([2, 3, 4]), T([2, 5, 4]), T([2, 5, 4])]]],
-  ['attention causal', () => [(q, k, v) => g.scaledDotProductAttention(q!, k!, v!, { causal: true }), [T([1, 2, 4, 3]), T([1, 2, 4, 3]), T([1, 2, 4, 3])]]],
-  ['crossEntropy smoothing', () => {
-    const y = g.tensor([0, 2, 1], undefined, { dtype: 'int32' });
-    return [(x) => g.crossEntropy(x!, y, { labelSmoothing: 0.1 }), [T([3, 4])]];
-  }],
-  ['indexSelect', () => {
-    const idx = g.tensor([2, 0, 2], undefined, { dtype: 'int32' });
-    return [(x) => g.indexSelect(x!, 1, idx), [T([2, 3, 2])]];
-  }],
-  ['interpolate bilinear', () => [(x) => g.interpolate(x!, { size: [5, 7], mode: 'bilinear' }), [T([1, 2, 3, 4])]]],
-  ['interpolate bicubic align', () => [(x) => g.interpolate(x!, { size: [6, 5], mode: 'bicubic', alignCorners: true }), [T([1, 1, 4, 4])]]],
-  ['interpolate bicubic scale', () => [(x) => g.interpolate(x!, { scaleFactor: 1.75, mode: 'bicubic' }), [T([1, 1, 4, 4])]]],
-  ['kron', () => [g.kron, [T([2, 3]), T([3, 2])]]],
-  ['reshape permute slice', () => [(x) => g.mul(g.slice(g.permute(g.reshape(x!, [3, 2, 4]), [2, 0, 1]), 1, 1, 3), 2), [T([6, 4])]]],
-  ['slice step', () => [(x) => g.slice(x!, 1, 0, 5, 2), [T([2, 5])]]],
-  ['expand', () => [(x) => g.expand(x!, [3, 2, 4]), [T([2, 1])]]],
-  ['concat stack', () => [(a, b) => g.stack([g.concat([a!, b!], 1), g.concat([b!, a!], 1)], 0), [T([2, 3]), T([2, 3])]]],
-  ['pad', () => [(x) => g.pad(x!, [1, 2, 0, 1], 0.5), [T([2, 3, 3])]]],
-  ['select split', () => [(x) => g.mul(g.select(x!, 0, 1), g.split(x!, [1, 2], 0)[0]!), [T([3, 4])]]],
-  ['contiguous', () => [(x) => g.contiguous(g.transpose(x!)), [T([3, 4])]]],
-];
-
-for (const [name, make] of cases) {
+for (const [name, make] of opCases('float64')) {
   test(`gradcheck: ${name}`, () => {
     const [fn, inputs] = make();
     const r = gradcheck(fn, inputs);

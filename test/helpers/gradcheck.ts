@@ -1,5 +1,5 @@
 // Finite-difference gradient checks in float64 on the reference backend.
-import { randn, sum, mul, noGrad, tensor, type Tensor } from '../../src/index.js';
+import { randn, sum, mul, noGrad, type Tensor } from '../../src/index.js';
 import { Generator } from '../../src/tensor/random.js';
 
 export interface GradCheckResult {
@@ -47,8 +47,3 @@ export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opt
   return worst;
 }
 
-export function f64(shape: number[], gen: Generator, scale = 1): Tensor {
-  return randn(shape, { dtype: 'float64', generator: gen, std: scale });
-}
-
-export { tensor };

@@ -1,0 +1,73 @@
+// Native against reference: every op's forward output and gradients, float32, same inputs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as g from '../src/index.js';
+import { opCases } from './helpers/op-cases.js';
+
+// Tolerances: |native − reference| ≤ atol + rtol·|reference|, per op family.
+const TOLERANCE: Record<string, { atol: number; rtol: number }> = {
+  default: { atol: 1e-5, rtol: 1e-5 },
+  // GEMM-based ops sum in a different order (blocked, vectorised): float32 rounding grows with K.
+  matmul: { atol: 1e-4, rtol: 1e-4 },
+  linear: { atol: 1e-4, rtol: 1e-4 },
+  conv2d: { atol: 1e-4, rtol: 1e-4 },
+  attention: { atol: 1e-4, rtol: 1e-4 },
+  // Normalisation backward combines two reductions over the whole row/channel.
+  batchNorm: { atol: 1e-4, rtol: 1e-4 },
+  layerNorm: { atol: 1e-4, rtol: 1e-4 },
+};
+
+function toleranceFor(name: string) {
+  const key = Object.keys(TOLERANCE).find((k) => name.startsWith(k));
+  return TOLERANCE[key ?? 'default']!;
+}
+
+function run(backend: 'reference' | 'native') {
+  return g.withBackend(backend, () =>
+    opCases('float32', 99).map(([name, make]) => {
+      const [fn, inputs] = make();
+      for (const x of inputs) x.requiresGrad_(true);
+      const out = fn(...inputs);
+      const w = g.randn(out.shape, { generator: new g.Generator(5) });
+      g.sum(g.mul(out, w)).backward();
+      return { name, out: out.toArray(), grads: inputs.map((x) => x.grad?.toArray() ?? null) };
+    }),
+  );
+}
+
+function maxViolation(a: ArrayLike<number>, b: ArrayLike<number>, tol: { atol: number; rtol: number }): string | null {
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i]! - b[i]!);
+    if (!(d <= tol.atol + tol.rtol * Math.abs(b[i]!))) return `element ${i}: native ${a[i]}, reference ${b[i]}`;
+  }
+  return null;
+}
+
+const nativeError = g.nativeLoadError();
+const required = process.env['CI'] === 'true' || process.env['GRAFT_REQUIRE_NATIVE'] === '1';
+
+test('conformance: the native backend loads', { skip: !required && nativeError ? `native backend unavailable: ${nativeError}` : false }, () => {
+  assert.equal(nativeError, '', nativeError);
+});
+
+if (!nativeError) {
+  const ref = run('reference');
+  const nat = run('native');
+  ref.forEach((r, i) => {
+    test(`conformance: ${r.name}`, () => {
+      const n = nat[i]!;
+      const tol = toleranceFor(r.name);
+      assert.equal(n.out.length, r.out.length);
+      const bad = maxViolation(n.out, r.out, tol);
+      assert.equal(bad, null, `forward: ${bad}`);
+      r.grads.forEach((rg, j) => {
+        const ng = n.grads[j];
+        assert.equal(ng === null, rg === null, `gradient ${j} presence`);
+        if (rg && ng) {
+          const badG = maxViolation(ng, rg, tol);
+          assert.equal(badG, null, `gradient of input ${j}: ${badG}`);
+        }
+      });
+    });
+  });
+}

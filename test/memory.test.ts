@@ -1,0 +1,113 @@
+// The memory rule (docs/memory.md): tensors belong to the tidy scope that made them; after a
+// training step the number of live buffers is back to its baseline, and resident memory stays
+// flat over many steps.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import * as g from '../src/index.js';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+function makeModel(gen: g.Generator) {
+  const p = {
+    convW: g.randn([8, 3, 3, 3], { generator: gen, std: 0.3 }),
+    convB: g.zeros([8]),
+    bnW: g.ones([8]),
+    bnB: g.zeros([8]),
+    headW: g.randn([4, 8], { generator: gen, std: 0.3 }),
+    headB: g.zeros([4]),
+  };
+  for (const t of Object.values(p)) t.requiresGrad_(true);
+  const runningMean = g.zeros([8]);
+  const runningVar = g.ones([8]);
+  const forward = (x: g.Tensor) => {
+    let h = g.conv2d(x, p.convW, p.convB, { padding: 1 });
+    h = g.batchNorm(h, runningMean, runningVar, p.bnW, p.bnB, { training: true });
+    h = g.maxPool2d(g.relu(h), 2);
+    h = g.reshape(g.adaptiveAvgPool2d(h, 1), [x.shape[0]!, 8]);
+    return g.linear(h, p.headW, p.headB);
+  };
+  return { params: Object.values(p), forward };
+}
+
+test('memory: live buffers return to baseline after each training step', () => {
+  const gen = new g.Generator(3);
+  const model = makeModel(gen);
+  const opt = new g.AdamW(model.params, { lr: 1e-2 });
+  const x = g.randn([4, 3, 8, 8], { generator: gen });
+  const y = g.tensor([0, 1, 2, 3], undefined, { dtype: 'int32' });
+  const step = () =>
+    g.tidy(() => {
+      opt.zeroGrad();
+      const loss = g.crossEntropy(model.forward(x), y);
+      loss.backward();
+      opt.step();
+      return loss.item();
+    });
+  step(); // the first step creates the optimiser state
+  const baseline = g.memory().liveBuffers;
+  for (let i = 0; i < 5; i++) {
+    step();
+    assert.equal(g.memory().liveBuffers, baseline, `live buffers after step ${i + 2}`);
+  }
+  // Gradients belong to their parameters and are freed by zeroGrad.
+  const withGrads = g.memory().liveBuffers;
+  opt.zeroGrad();
+  assert.equal(g.memory().liveBuffers, withGrads - model.params.length);
+});
+
+test('memory: a forward pass under tidy frees everything, and saved tensors survive until backward', () => {
+  const before = g.memory().liveBuffers;
+  const w = g.randn([5, 5]).requiresGrad_(true);
+  const loss = g.tidy(() => g.sum(g.gelu(g.matmul(g.relu(g.randn([3, 5])), w))));
+  // Intermediates are disposed, yet backward still works from their saved data.
+  loss.backward();
+  assert.ok(w.grad, 'gradient reached the leaf');
+  loss.dispose();
+  w.dispose();
+  assert.equal(g.memory().liveBuffers, before);
+});
+
+test('memory: tidy disposes on throw, keep() survives, use after dispose names the tensor', () => {
+  const before = g.memory().liveBuffers;
+  assert.throws(() => g.tidy(() => {
+    g.ones([3]);
+    throw new Error('boom');
+  }), /boom/);
+  assert.equal(g.memory().liveBuffers, before);
+  let kept!: g.Tensor;
+  let dropped!: g.Tensor;
+  g.tidy(() => {
+    kept = g.keep(g.ones([2]));
+    dropped = g.ones([2]);
+  });
+  assert.equal(kept.toArray()[0], 1);
+  assert.throws(() => dropped.toArray(), /after dispose/);
+  kept.dispose();
+  assert.equal(g.memory().liveBuffers, before);
+});
+
+test('memory: resident memory stays flat over 200 training steps', () => {
+  const gen = new g.Generator(5);
+  const model = makeModel(gen);
+  const opt = new g.AdamW(model.params, { lr: 1e-3 });
+  const x = g.randn([8, 3, 16, 16], { generator: gen });
+  const y = g.tensor([0, 1, 2, 3, 0, 1, 2, 3], undefined, { dtype: 'int32' });
+  let rssAt20 = 0;
+  for (let i = 0; i < 200; i++) {
+    g.tidy(() => {
+      opt.zeroGrad();
+      g.crossEntropy(model.forward(x), y).backward();
+      opt.step();
+    });
+    if (i === 19) {
+      gc();
+      rssAt20 = process.memoryUsage().rss;
+    }
+  }
+  gc();
+  const growth = (process.memoryUsage().rss - rssAt20) / 2 ** 20;
+  assert.ok(growth < 16, `resident memory grew by ${growth.toFixed(1)} MiB between step 20 and step 200`);
+});
