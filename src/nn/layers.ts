@@ -1,0 +1,181 @@
+// Layers with PyTorch's parameter names and default initialisation.
+import { Module } from './module.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { defaultGenerator, type Generator } from '../tensor/random.js';
+import { ones, rand, zeros } from '../ops/creation.js';
+import { linear } from '../ops/matmul.js';
+import { adaptiveAvgPool2d, avgPool2d, conv2d, maxPool2d, type Conv2dOptions, type Pool2dOptions } from '../ops/conv.js';
+import { batchNorm, layerNorm, layerNorm2d } from '../ops/norm.js';
+import { gelu, hardswish, relu, relu6, sigmoid, silu, tanh } from '../ops/elementwise.js';
+import { dropout, dropPath } from '../ops/nn.js';
+
+type Pair = number | readonly [number, number];
+const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
+
+/** U(−1/√fan_in, 1/√fan_in): PyTorch's default for Linear/Conv weights (kaiming_uniform, a = √5) and biases. */
+function fanInUniform(shape: number[], fanIn: number, gen: Generator): Tensor {
+  const bound = fanIn > 0 ? 1 / Math.sqrt(fanIn) : 0;
+  return rand(shape, { low: -bound, high: bound, generator: gen });
+}
+
+export class Linear extends Module {
+  weight: Tensor;
+  bias: Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: { bias?: boolean; generator?: Generator } = {}) {
+    super();
+    const gen = opts.generator ?? defaultGenerator;
+    this.weight = this.param('weight', fanInUniform([outFeatures, inFeatures], inFeatures, gen));
+    this.bias = opts.bias === false ? null : this.param('bias', fanInUniform([outFeatures], inFeatures, gen));
+  }
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+export class Conv2d extends Module {
+  weight: Tensor;
+  bias: Tensor | null;
+  readonly kernelSize: [number, number];
+  readonly stride: [number, number];
+  readonly padding: [number, number];
+  readonly dilation: [number, number];
+  readonly groups: number;
+  constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: Pair,
+    opts: { stride?: Pair; padding?: Pair; dilation?: Pair; groups?: number; bias?: boolean; generator?: Generator } = {}) {
+    super();
+    this.kernelSize = pair(kernelSize);
+    this.stride = pair(opts.stride ?? 1);
+    this.padding = pair(opts.padding ?? 0);
+    this.dilation = pair(opts.dilation ?? 1);
+    this.groups = opts.groups ?? 1;
+    if (inChannels % this.groups || outChannels % this.groups) throw new Error(`Conv2d: channels ${inChannels}→${outChannels} are not divisible by groups=${this.groups}`);
+    const gen = opts.generator ?? defaultGenerator;
+    const fanIn = (inChannels / this.groups) * this.kernelSize[0] * this.kernelSize[1];
+    this.weight = this.param('weight', fanInUniform([outChannels, inChannels / this.groups, ...this.kernelSize], fanIn, gen));
+    this.bias = opts.bias === false ? null : this.param('bias', fanInUniform([outChannels], fanIn, gen));
+  }
+  get convOptions(): Conv2dOptions {
+    return { stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups };
+  }
+  forward(x: Tensor): Tensor {
+    return conv2d(x, this.weight, this.bias, this.convOptions);
+  }
+}
+
+/** BatchNorm over channels; `frozen` keeps batch statistics fixed even in train mode (linear probing). */
+export class BatchNorm2d extends Module {
+  weight: Tensor;
+  bias: Tensor;
+  runningMean: Tensor;
+  runningVar: Tensor;
+  numBatchesTracked: Tensor;
+  frozen = false;
+  constructor(readonly numFeatures: number, readonly eps = 1e-5, readonly momentum = 0.1) {
+    super();
+    this.weight = this.param('weight', ones([numFeatures]));
+    this.bias = this.param('bias', zeros([numFeatures]));
+    this.runningMean = this.buffer('running_mean', zeros([numFeatures]));
+    this.runningVar = this.buffer('running_var', ones([numFeatures]));
+    this.numBatchesTracked = this.buffer('num_batches_tracked', zeros([], { dtype: 'int32' }));
+  }
+  forward(x: Tensor): Tensor {
+    return batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, {
+      training: this.training && !this.frozen, momentum: this.momentum, eps: this.eps,
+    });
+  }
+}
+
+export class LayerNorm extends Module {
+  weight: Tensor | null;
+  bias: Tensor | null;
+  constructor(readonly normalizedShape: number, readonly eps = 1e-5, opts: { affine?: boolean; channelsFirst?: boolean } = {}) {
+    super();
+    const affine = opts.affine ?? true;
+    this.channelsFirst = opts.channelsFirst ?? false;
+    this.weight = affine ? this.param('weight', ones([normalizedShape])) : null;
+    this.bias = affine ? this.param('bias', zeros([normalizedShape])) : null;
+  }
+  /** Normalise axis 1 of (B, C, H, W) instead of the last axis (timm's LayerNorm2d). */
+  readonly channelsFirst: boolean;
+  forward(x: Tensor): Tensor {
+    return this.channelsFirst ? layerNorm2d(x, this.weight, this.bias, this.eps) : layerNorm(x, this.weight, this.bias, this.eps);
+  }
+}
+
+export class Dropout extends Module {
+  constructor(readonly p = 0.5) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return dropout(x, this.p, this.training);
+  }
+}
+
+export class DropPath extends Module {
+  constructor(readonly p = 0) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return dropPath(x, this.p, this.training);
+  }
+}
+
+const activations = { relu, relu6, gelu: (x: Tensor) => gelu(x), gelu_tanh: (x: Tensor) => gelu(x, 'tanh'), silu, sigmoid, tanh, hardswish, identity: (x: Tensor) => x };
+export type ActivationName = keyof typeof activations;
+
+/** A parameter-free activation layer by name. */
+export class Activation extends Module {
+  constructor(readonly kind: ActivationName) {
+    super();
+    if (!(kind in activations)) throw new Error(`unknown activation '${kind}'; one of ${Object.keys(activations).join(', ')}`);
+  }
+  forward(x: Tensor): Tensor {
+    return activations[this.kind](x);
+  }
+}
+
+export class Identity extends Module {
+  forward(x: Tensor): Tensor {
+    return x;
+  }
+}
+
+export class MaxPool2d extends Module {
+  constructor(readonly kernel: Pair, readonly opts: Pool2dOptions = {}) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return maxPool2d(x, this.kernel, this.opts);
+  }
+}
+
+export class AvgPool2d extends Module {
+  constructor(readonly kernel: Pair, readonly opts: Pool2dOptions = {}) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return avgPool2d(x, this.kernel, this.opts);
+  }
+}
+
+export class AdaptiveAvgPool2d extends Module {
+  constructor(readonly outputSize: Pair) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return adaptiveAvgPool2d(x, this.outputSize);
+  }
+}
+
+/** Children named '0', '1', … applied in order (torch.nn.Sequential). */
+export class Sequential extends Module {
+  constructor(...layers: Module[]) {
+    super();
+    layers.forEach((l, i) => this.module(String(i), l));
+  }
+  forward(x: Tensor): Tensor {
+    let h = x;
+    for (const [, m] of this.children()) h = m.forward(h);
+    return h;
+  }
+}

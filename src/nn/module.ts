@@ -1,0 +1,178 @@
+// Module: a tree of named parameters, buffers and submodules with PyTorch's dotted names, so a
+// checkpoint loads by walking names (`blocks.0.attn.qkv.weight`).
+import { keep } from '../tensor/memory.js';
+import { noGrad } from '../tensor/autograd.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { fmt, shapeEq } from '../tensor/shape.js';
+
+export interface LoadResult {
+  missingKeys: string[];
+  unexpectedKeys: string[];
+  mismatched: { key: string; expected: readonly number[]; got: readonly number[] }[];
+}
+
+export class StateDictError extends Error {
+  override name = 'StateDictError';
+  constructor(readonly result: LoadResult, what: string) {
+    const lines = [
+      ...result.mismatched.map((m) => `  shape mismatch for ${m.key}: the model has ${fmt(m.expected)}, the checkpoint has ${fmt(m.got)}`),
+      ...result.missingKeys.map((k) => `  missing: ${k}`),
+      ...result.unexpectedKeys.map((k) => `  unexpected: ${k}`),
+    ];
+    super(`loading ${what} failed (${result.missingKeys.length} missing, ${result.unexpectedKeys.length} unexpected, ${result.mismatched.length} mismatched keys):\n${lines.join('\n')}\nPass { strict: false } to load what matches and get this list back.`);
+  }
+}
+
+export abstract class Module {
+  training = true;
+  private readonly _params = new Map<string, Tensor | null>();
+  private readonly _buffers = new Map<string, Tensor | null>();
+  private readonly _modules = new Map<string, Module | null>();
+
+  /** Registers a trainable parameter (a leaf with requiresGrad) under `name`. */
+  protected param(name: string, t: Tensor | null): Tensor {
+    if (t) {
+      keep(t);
+      t.requiresGrad_(true);
+      t.name = name;
+    }
+    this._params.set(name, t);
+    return t as Tensor;
+  }
+
+  /** Registers a buffer (state that is saved but not trained, e.g. BatchNorm running statistics). */
+  protected buffer(name: string, t: Tensor | null): Tensor {
+    if (t) keep(t);
+    this._buffers.set(name, t);
+    return t as Tensor;
+  }
+
+  /** Registers a child module under `name`. */
+  protected module<M extends Module | null>(name: string, m: M): M {
+    this._modules.set(name, m);
+    return m;
+  }
+
+  abstract forward(...args: Tensor[]): Tensor;
+
+  children(): [string, Module][] {
+    return [...this._modules].filter((e): e is [string, Module] => e[1] !== null);
+  }
+
+  /** Every module in the tree with its dotted path ('' for this one). */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [name, m] of this.children()) out.push(...m.namedModules(prefix ? `${prefix}.${name}` : name));
+    return out;
+  }
+
+  namedParameters(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [path, m] of this.namedModules(prefix)) {
+      for (const [name, t] of m._params) if (t) out.push([path ? `${path}.${name}` : name, t]);
+    }
+    return out;
+  }
+
+  namedBuffers(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [path, m] of this.namedModules(prefix)) {
+      for (const [name, t] of m._buffers) if (t) out.push([path ? `${path}.${name}` : name, t]);
+    }
+    return out;
+  }
+
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+
+  /** Parameters that will receive gradients. */
+  trainableParameters(): Tensor[] {
+    return this.parameters().filter((t) => t.requiresGrad);
+  }
+
+  /** Replaces the child at a dotted path (used to graft adapters onto layers). */
+  setModule(path: string, m: Module): void {
+    const parts = path.split('.');
+    let owner: Module = this;
+    for (const p of parts.slice(0, -1)) {
+      const next = owner._modules.get(p);
+      if (!next) throw new Error(`setModule: no module at '${path}' (stopped at '${p}')`);
+      owner = next;
+    }
+    const last = parts[parts.length - 1]!;
+    if (!owner._modules.has(last)) throw new Error(`setModule: no module at '${path}'`);
+    owner._modules.set(last, m);
+    // Layers keep each child in a field of the same name as well; keep the two in step.
+    const fields = owner as unknown as Record<string, unknown>;
+    if (last in fields) fields[last] = m;
+  }
+
+  getModule(path: string): Module {
+    const found = this.namedModules().find(([p]) => p === path);
+    if (!found) throw new Error(`getModule: no module at '${path}'`);
+    return found[1];
+  }
+
+  train(mode = true): this {
+    for (const [, m] of this.namedModules()) m.training = mode;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Sets requiresGrad on every parameter (freezing with false). */
+  requiresGrad_(flag: boolean): this {
+    for (const t of this.parameters()) t.requiresGrad = flag;
+    return this;
+  }
+
+  /** Parameters and buffers by dotted name (shared, not copied). */
+  stateDict(): Map<string, Tensor> {
+    return new Map([...this.namedParameters(), ...this.namedBuffers()]);
+  }
+
+  /**
+   * Copies values from `state` into this module's parameters and buffers by name. Strict mode
+   * (default) throws one StateDictError listing every missing, unexpected and mismatched key.
+   */
+  loadStateDict(state: Map<string, Tensor> | Record<string, Tensor>, opts: { strict?: boolean; what?: string } = {}): LoadResult {
+    const entries = state instanceof Map ? state : new Map(Object.entries(state));
+    const own = this.stateDict();
+    const result: LoadResult = { missingKeys: [], unexpectedKeys: [], mismatched: [] };
+    for (const [key, t] of own) {
+      const src = entries.get(key);
+      if (!src) result.missingKeys.push(key);
+      else if (!shapeEq(src.shape, t.shape)) result.mismatched.push({ key, expected: t.shape, got: src.shape });
+    }
+    for (const key of entries.keys()) if (!own.has(key)) result.unexpectedKeys.push(key);
+    const clean = result.missingKeys.length + result.unexpectedKeys.length + result.mismatched.length === 0;
+    if ((opts.strict ?? true) && !clean) throw new StateDictError(result, opts.what ?? 'the state dict');
+    noGrad(() => {
+      for (const [key, t] of own) {
+        const src = entries.get(key);
+        if (src && shapeEq(src.shape, t.shape)) t.backend.copy(src.view(), t.view());
+      }
+    });
+    return result;
+  }
+
+  /** Frees every parameter and buffer. */
+  dispose(): void {
+    for (const [, t] of this.stateDict()) t.dispose();
+  }
+}
+
+/** trainable params: X || all params: Y || trainable%: Z — the line PEFT users know. */
+export function describeTrainable(m: Module): { trainable: number; total: number; percent: number; line: string } {
+  let trainable = 0;
+  let total = 0;
+  for (const t of m.parameters()) {
+    total += t.size;
+    if (t.requiresGrad) trainable += t.size;
+  }
+  const percent = total ? (100 * trainable) / total : 0;
+  return { trainable, total, percent, line: `trainable params: ${trainable.toLocaleString('en-US')} || all params: ${total.toLocaleString('en-US')} || trainable%: ${percent.toFixed(4)}` };
+}
