@@ -1,0 +1,205 @@
+// safetensors: an 8-byte little-endian header length N, N bytes of JSON
+// ({ name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: { string: string } }),
+// then the raw little-endian tensor bytes. Files are read tensor by tensor with positioned
+// reads, so loading never holds more than the tensors asked for; writes are atomic.
+import { closeSync, fsyncSync, openSync, readSync, renameSync, statSync, writeSync, unlinkSync } from 'node:fs';
+import { dirname, basename, join } from 'node:path';
+import { tensor } from '../ops/creation.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Backend } from '../backends/backend.js';
+
+export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+
+const BYTES: Record<SafetensorsDType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+
+export interface TensorInfo {
+  dtype: SafetensorsDType;
+  shape: number[];
+  dataOffsets: [number, number];
+}
+
+export class SafetensorsError extends Error {
+  override name = 'SafetensorsError';
+}
+
+/** Converts IEEE half-precision bits to a number. */
+export function f16ToF32(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * 2 ** -14 * (f / 1024);
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * 2 ** (e - 15) * (1 + f / 1024);
+}
+
+/** An open safetensors file: the validated header, and tensors read on demand. */
+export class SafetensorsFile {
+  readonly tensors: Map<string, TensorInfo>;
+  readonly metadata: Record<string, string>;
+  private readonly dataStart: number;
+  private fd: number | null;
+
+  constructor(readonly path: string) {
+    let size: number;
+    try {
+      size = statSync(path).size;
+      this.fd = openSync(path, 'r');
+    } catch (e) {
+      throw new SafetensorsError(`cannot open ${path}: ${(e as Error).message}`);
+    }
+    const fd = this.fd!;
+    function fail(why: string): never {
+      closeSync(fd);
+      throw new SafetensorsError(`${path} is not a valid safetensors file: ${why}. Re-download or re-export the checkpoint.`);
+    }
+    if (size < 8) fail(`it has ${size} bytes, fewer than the 8-byte header length`);
+    const lenBuf = Buffer.alloc(8);
+    readSync(fd, lenBuf, 0, 8, 0);
+    const headerLen = Number(lenBuf.readBigUInt64LE(0));
+    if (headerLen > 100_000_000 || 8 + headerLen > size) fail(`the header claims ${headerLen} bytes but the file has ${size}`);
+    const headerBuf = Buffer.alloc(headerLen);
+    readSync(fd, headerBuf, 0, headerLen, 8);
+    let header: Record<string, unknown>;
+    try {
+      header = JSON.parse(headerBuf.toString('utf8')) as Record<string, unknown>;
+    } catch (e) {
+      fail(`its JSON header does not parse (${(e as Error).message})`);
+    }
+    this.dataStart = 8 + headerLen;
+    const dataLen = size - this.dataStart;
+    this.metadata = (header['__metadata__'] as Record<string, string> | undefined) ?? {};
+    this.tensors = new Map();
+    for (const [name, raw] of Object.entries(header)) {
+      if (name === '__metadata__') continue;
+      const info = raw as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
+      if (!info || typeof info.dtype !== 'string' || !(info.dtype in BYTES)) fail(`tensor '${name}' has unknown dtype ${JSON.stringify(info?.dtype)}`);
+      if (!Array.isArray(info.shape) || info.shape.some((d) => !Number.isInteger(d) || d < 0)) fail(`tensor '${name}' has an invalid shape`);
+      const [b, e] = info.data_offsets ?? [];
+      if (!Number.isInteger(b) || !Number.isInteger(e) || b! < 0 || e! < b!) fail(`tensor '${name}' has invalid data_offsets`);
+      const dtype = info.dtype as SafetensorsDType;
+      const expected = info.shape!.reduce((p, d) => p * d, 1) * BYTES[dtype];
+      if (e! - b! !== expected) fail(`tensor '${name}' (${dtype} ${JSON.stringify(info.shape)}) needs ${expected} bytes but its offsets span ${e! - b!}`);
+      if (e! > dataLen) fail(`tensor '${name}' ends at byte ${e} but the data section has ${dataLen} bytes (the file is truncated)`);
+      this.tensors.set(name, { dtype, shape: info.shape!, dataOffsets: [b!, e!] });
+    }
+  }
+
+  keys(): string[] {
+    return [...this.tensors.keys()];
+  }
+
+  /** Reads one tensor as float32 (floats) or int32 (integers). */
+  get(name: string, opts: { backend?: Backend<any> } = {}): Tensor {
+    const info = this.tensors.get(name);
+    if (!info) throw new SafetensorsError(`${this.path} has no tensor '${name}'`);
+    if (this.fd === null) throw new SafetensorsError(`${this.path} is closed`);
+    const [b, e] = info.dataOffsets;
+    const bytes = Buffer.alloc(e - b);
+    readSync(this.fd, bytes, 0, e - b, this.dataStart + b);
+    return tensor(decode(bytes, info.dtype), info.shape, { backend: opts.backend });
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+function decode(bytes: Buffer, dtype: SafetensorsDType): Float32Array | Int32Array {
+  const n = bytes.length / BYTES[dtype];
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  switch (dtype) {
+    case 'F32': {
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true);
+      return out;
+    }
+    case 'F64':
+      return Float32Array.from({ length: n }, (_, i) => dv.getFloat64(8 * i, true));
+    case 'F16':
+      return Float32Array.from({ length: n }, (_, i) => f16ToF32(dv.getUint16(2 * i, true)));
+    case 'BF16': {
+      // bfloat16 is the top half of a float32.
+      const out = new Uint32Array(n);
+      for (let i = 0; i < n; i++) out[i] = dv.getUint16(2 * i, true) << 16;
+      return new Float32Array(out.buffer);
+    }
+    case 'I64':
+      return Int32Array.from({ length: n }, (_, i) => Number(dv.getBigInt64(8 * i, true)));
+    case 'I32':
+      return Int32Array.from({ length: n }, (_, i) => dv.getInt32(4 * i, true));
+    case 'I16':
+      return Int32Array.from({ length: n }, (_, i) => dv.getInt16(2 * i, true));
+    case 'I8':
+      return Int32Array.from({ length: n }, (_, i) => dv.getInt8(i));
+    case 'U8':
+    case 'BOOL':
+      return Int32Array.from(bytes);
+  }
+}
+
+/** Reads every tensor of a safetensors file. */
+export function loadSafetensors(path: string, opts: { backend?: Backend<any> } = {}): Map<string, Tensor> {
+  const f = new SafetensorsFile(path);
+  try {
+    return new Map(f.keys().map((k) => [k, f.get(k, opts)]));
+  } finally {
+    f.close();
+  }
+}
+
+/**
+ * Writes tensors (float32 as F32, int32 as I32, uint8 as U8) atomically: into a temporary file
+ * beside `path`, fsync'd, then renamed over it, so a crash never leaves a half-written file.
+ */
+export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): void {
+  const entries = [...(tensors instanceof Map ? tensors : Object.entries(tensors))].sort(([a], [b]) => (a < b ? -1 : 1));
+  const header: Record<string, unknown> = {};
+  if (metadata) header['__metadata__'] = metadata;
+  const blobs: Buffer[] = [];
+  let offset = 0;
+  for (const [name, t] of entries) {
+    const data = t.toArray();
+    let dtype: SafetensorsDType;
+    let blob: Buffer;
+    if (t.dtype === 'float32' || t.dtype === 'float64') {
+      dtype = 'F32';
+      blob = Buffer.from(Float32Array.from(data).buffer);
+    } else if (t.dtype === 'int32') {
+      dtype = 'I32';
+      blob = Buffer.from(Int32Array.from(data).buffer);
+    } else {
+      dtype = 'U8';
+      blob = Buffer.from(Uint8Array.from(data).buffer);
+    }
+    header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + blob.length] };
+    blobs.push(blob);
+    offset += blob.length;
+  }
+  let json = JSON.stringify(header);
+  // Pad the header with spaces so the data section starts 8-byte aligned, as the reference writer does.
+  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const headerBuf = Buffer.from(json, 'utf8');
+  const lenBuf = Buffer.alloc(8);
+  lenBuf.writeBigUInt64LE(BigInt(headerBuf.length));
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  const fd = openSync(tmp, 'w');
+  try {
+    for (const b of [lenBuf, headerBuf, ...blobs]) writeSync(fd, b);
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // nothing to clean
+    }
+    throw e;
+  }
+}
