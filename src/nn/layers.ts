@@ -179,3 +179,44 @@ export class Sequential extends Module {
     return h;
   }
 }
+
+/** Named children without a forward of their own (torch.nn.ModuleDict). */
+export class ModuleDict<M extends Module = Module> extends Module {
+  private readonly items = new Map<string, M>();
+  constructor(entries: Record<string, M> = {}) {
+    super();
+    for (const [k, m] of Object.entries(entries)) this.set(k, m);
+  }
+  set(key: string, m: M): void {
+    this.items.set(key, m);
+    this.module(key, m);
+  }
+  get(key: string): M | undefined {
+    return this.items.get(key);
+  }
+  has(key: string): boolean {
+    return this.items.has(key);
+  }
+  delete(key: string): void {
+    this.items.delete(key);
+    this.removeChild(key);
+  }
+  keys(): string[] {
+    return [...this.items.keys()];
+  }
+  forward(): Tensor {
+    throw new Error('ModuleDict has no forward; call one of its modules');
+  }
+}
+
+/** One trainable tensor as a module with the parameter name `weight` (PEFT's DoRA magnitude layout). */
+export class ParameterModule extends Module {
+  weight: Tensor;
+  constructor(value: Tensor) {
+    super();
+    this.weight = this.param('weight', value);
+  }
+  forward(): Tensor {
+    return this.weight;
+  }
+}

@@ -2,7 +2,7 @@
 // checkpoint loads by walking names (`blocks.0.attn.qkv.weight`).
 import { keep } from '../tensor/memory.js';
 import { noGrad } from '../tensor/autograd.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { emptyTensor, type Tensor } from '../tensor/tensor.js';
 import { fmt, shapeEq } from '../tensor/shape.js';
 
 export interface LoadResult {
@@ -54,6 +54,11 @@ export abstract class Module {
   }
 
   abstract forward(...args: Tensor[]): Tensor;
+
+  /** Removes a registered child. */
+  protected removeChild(name: string): void {
+    this._modules.delete(name);
+  }
 
   children(): [string, Module][] {
     return [...this._modules].filter((e): e is [string, Module] => e[1] !== null);
@@ -159,10 +164,53 @@ export abstract class Module {
     return result;
   }
 
+  /**
+   * A deep copy: new parameter and buffer tensors with the same values (same requiresGrad),
+   * new child modules, other fields copied.
+   */
+  clone(): this {
+    return cloneValue(this, new Map()) as this;
+  }
+
   /** Frees every parameter and buffer. */
   dispose(): void {
     for (const [, t] of this.stateDict()) t.dispose();
   }
+}
+
+function cloneValue(v: unknown, memo: Map<unknown, unknown>): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (memo.has(v)) return memo.get(v);
+  if ((v as { isTensor?: boolean }).isTensor) {
+    const t = v as Tensor;
+    const c = keep(cloneTensor(t));
+    c.requiresGrad = t.requiresGrad;
+    if (t.name) c.name = t.name;
+    memo.set(v, c);
+    return c;
+  }
+  if (v instanceof Module) {
+    const c = Object.create(Object.getPrototypeOf(v)) as Record<string, unknown>;
+    memo.set(v, c);
+    for (const [k, val] of Object.entries(v)) c[k] = cloneValue(val, memo);
+    return c;
+  }
+  if (v instanceof Map) {
+    const c = new Map();
+    memo.set(v, c);
+    for (const [k, val] of v) c.set(k, cloneValue(val, memo));
+    return c;
+  }
+  if (Array.isArray(v)) return v.map((x) => cloneValue(x, memo));
+  return v;
+}
+
+function cloneTensor(t: Tensor): Tensor {
+  return noGrad(() => {
+    const out = emptyTensor(t.shape, t.dtype, t.backend);
+    t.backend.copy(t.view(), out.view());
+    return out;
+  });
 }
 
 /** trainable params: X || all params: Y || trainable%: Z — the line PEFT users know. */

@@ -1,0 +1,71 @@
+// DoRA (Liu et al. 2024): W' = m · (W + sBA) / ‖W + sBA‖_c, with m initialised to the per-output
+// norm of W and the norm treated as a constant in backward (paper §4.3; PEFT does the same).
+import type { Tensor } from '../../tensor/tensor.js';
+import { noGrad } from '../../tensor/autograd.js';
+import { keep } from '../../tensor/memory.js';
+import { ParameterModule } from '../../nn/layers.js';
+import { Identity } from '../../nn/layers.js';
+import { add, div, mul, sub } from '../../ops/elementwise.js';
+import { norm } from '../../ops/reduce.js';
+import { reshape } from '../../ops/layout.js';
+import { assign } from '../../train/optim.js';
+import type { LoraLayer } from './layer.js';
+import type { LoraVariant } from './variant.js';
+
+/** ‖W + ΔW‖ per output channel, shaped like the magnitude vector: (out,) or (1, out, 1, 1). */
+function weightNorm(layer: LoraLayer, adapter: string): Tensor {
+  return noGrad(() => {
+    const w = add(layer.base_layer.weight, layer.deltaWeight(adapter));
+    const n = norm(reshape(w, [w.shape[0]!, -1]), 1);
+    return layer.isConv ? reshape(n, [1, -1, 1, 1]) : n;
+  });
+}
+
+/** The magnitude shaped to scale W row by row: (out, 1) or (out, 1, 1, 1). */
+function perRow(m: Tensor, layer: LoraLayer): Tensor {
+  return reshape(m, layer.isConv ? [-1, 1, 1, 1] : [-1, 1]);
+}
+
+const mergeFactors = new WeakMap<LoraLayer, Map<string, Tensor>>();
+
+export const dora: LoraVariant = {
+  name: 'DoRA',
+
+  init(layer, adapter) {
+    layer.lora_magnitude_vector.set(adapter, new ParameterModule(keep(weightNorm(layer, adapter))));
+  },
+
+  forward(layer, adapter, _x, xd, result) {
+    const m = layer.lora_magnitude_vector.get(adapter)!.weight;
+    const scale = div(m, weightNorm(layer, adapter));
+    const dropout = layer.lora_dropout.get(adapter)!;
+    // Without active dropout, base(x) − bias is the already computed result; otherwise recompute on xd.
+    let base: Tensor;
+    if (dropout instanceof Identity || !layer.training) {
+      const bias = layer.base_layer.bias;
+      base = bias ? sub(result, layer.isConv ? reshape(bias, [1, -1, 1, 1]) : bias) : result;
+    } else base = layer.baseWithoutBias(xd);
+    const doraTerm = add(mul(sub(scale, 1), base), mul(scale, layer.loraOutput(adapter, xd)));
+    return add(result, doraTerm);
+  },
+
+  merge(layer, adapter) {
+    const m = layer.lora_magnitude_vector.get(adapter)!.weight;
+    const factor = keep(perRow(div(m, weightNorm(layer, adapter)), layer));
+    const W = layer.base_layer.weight;
+    assign(W, mul(add(W, layer.deltaWeight(adapter)), factor));
+    let map = mergeFactors.get(layer);
+    if (!map) mergeFactors.set(layer, (map = new Map()));
+    map.get(adapter)?.dispose();
+    map.set(adapter, factor);
+  },
+
+  unmerge(layer, adapter) {
+    const factor = mergeFactors.get(layer)?.get(adapter);
+    if (!factor) throw new Error(`DoRA adapter '${adapter}' has no merge record to undo`);
+    const W = layer.base_layer.weight;
+    assign(W, sub(div(W, factor), layer.deltaWeight(adapter)));
+    factor.dispose();
+    mergeFactors.get(layer)!.delete(adapter);
+  },
+};

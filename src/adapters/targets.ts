@@ -1,0 +1,90 @@
+// Which modules an adapter targets, with huggingface/peft's matching rules
+// (tuners_utils.check_target_module_exists, utils/other.get_pattern_key).
+import type { Module } from '../nn/module.js';
+import { Linear, Conv2d } from '../nn/layers.js';
+import { LoraLayer } from './lora/layer.js';
+
+export type TargetSpec = string[] | string | 'all-linear';
+
+export interface TargetOptions {
+  targetModules: TargetSpec;
+  excludeModules?: string[] | string;
+  modulesToSave?: string[];
+  layersToTransform?: number[];
+  /** Per-family aliases: a name such as 'q_proj' expands to the names this model uses. */
+  aliases?: Record<string, string[]>;
+}
+
+/** A list entry matches the key exactly or as a dotted suffix; a string is a full-match regex. */
+function matches(key: string, spec: string[] | string): boolean {
+  if (typeof spec === 'string') return new RegExp(`^(?:${spec})$`).test(key);
+  return spec.some((name) => key === name || key.endsWith(`.${name}`));
+}
+
+function isModuleToSave(key: string, modulesToSave: readonly string[]): boolean {
+  return modulesToSave.some((m) => new RegExp(`(^|.*\\.)${escape(m)}($|\\..*)`).test(key));
+}
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** The first numbered path segment after the first one, PEFT's layer index rule. */
+function layerIndex(key: string): number | null {
+  const m = /.*?\.[^.]*\.(\d+)\./.exec(`${key}.`) ?? /^[^.]*\.(\d+)\./.exec(`${key}.`);
+  return m ? Number(m[1]) : null;
+}
+
+export function isAdaptable(m: Module): boolean {
+  return m instanceof Linear || m instanceof Conv2d || m instanceof LoraLayer;
+}
+
+function isLinearLike(m: Module): boolean {
+  return m instanceof Linear || (m instanceof LoraLayer && !m.isConv);
+}
+
+// Modules inside an adapter wrapper are never targets themselves.
+const ADAPTER_INTERNALS = /\.(lora_A|lora_B|lora_dropout|lora_magnitude_vector|base_layer|original_module|modules_to_save)(\.|$)/;
+
+/**
+ * Paths of the modules to adapt, in model order. `all-linear` takes every Linear except the
+ * model's head modules listed in modulesToSave. Throws when nothing matches, naming what exists.
+ */
+export function findTargets(model: Module, opts: TargetOptions): string[] {
+  const modulesToSave = opts.modulesToSave ?? [];
+  let spec: string[] | string = opts.targetModules;
+  if (Array.isArray(spec) && opts.aliases) spec = spec.flatMap((n) => opts.aliases![n] ?? [n]);
+  if (opts.layersToTransform && typeof spec === 'string' && spec !== 'all-linear') {
+    throw new Error('layersToTransform needs targetModules as a list of names, not a regular expression (as in PEFT)');
+  }
+  const found: string[] = [];
+  for (const [path, m] of model.namedModules()) {
+    if (!path || ADAPTER_INTERNALS.test(path)) continue;
+    if (opts.excludeModules && matches(path, opts.excludeModules)) continue;
+    if (isModuleToSave(path, modulesToSave)) continue;
+    const hit = spec === 'all-linear' ? isLinearLike(m) : matches(path, spec);
+    if (!hit) continue;
+    if (opts.layersToTransform) {
+      const idx = layerIndex(path);
+      if (idx === null || !opts.layersToTransform.includes(idx)) continue;
+    }
+    if (!isAdaptable(m)) {
+      throw new Error(`target '${path}' is a ${m.constructor.name}; LoRA adapts Linear and Conv2d layers. Narrow targetModules (e.g. '${path}.<child>').`);
+    }
+    found.push(path);
+  }
+  if (found.length === 0) {
+    const candidates = model.namedModules().filter(([p, m]) => p && !ADAPTER_INTERNALS.test(p) && isAdaptable(m)).map(([p]) => p);
+    const suffixes = [...new Set(candidates.map((p) => p.split('.').pop()!))];
+    throw new Error(`no module matches targetModules ${JSON.stringify(opts.targetModules)}. Layer names you can target: ${suffixes.join(', ')} (or 'all-linear'); see 'graft inspect'.`);
+  }
+  return found;
+}
+
+/** PEFT's get_pattern_key: the first pattern p with /(.*\.)?(p)$/ matching the module path. */
+export function patternValue<T>(path: string, pattern: Record<string, T> | undefined, fallback: T): T {
+  for (const [key, value] of Object.entries(pattern ?? {})) {
+    if (new RegExp(`^(.*\\.)?(${key})$`).test(path)) return value;
+  }
+  return fallback;
+}

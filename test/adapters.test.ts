@@ -1,0 +1,185 @@
+// One behavioural matrix for every adapter method: identity at init, gradients only where they
+// belong, merge = unmerged forward, unmerge restores, save/load round trip, PEFT key names.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as g from '../src/index.js';
+import { Module } from '../src/nn/module.js';
+import { Conv2d, Linear, BatchNorm2d } from '../src/nn/layers.js';
+import { PeftModel } from '../src/adapters/peft-model.js';
+import { loraConfig, type LoraConfig } from '../src/adapters/lora/config.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+
+/** A small network with a conv stem, a depthwise conv, a BatchNorm and two linear layers. */
+class TinyNet extends Module {
+  stem: Conv2d;
+  dw: Conv2d;
+  bn: BatchNorm2d;
+  fc1: Linear;
+  head: Linear;
+  constructor(gen: g.Generator) {
+    super();
+    this.stem = this.module('stem', new Conv2d(3, 8, 3, { padding: 2, dilation: 2, generator: gen }));
+    this.dw = this.module('dw', new Conv2d(8, 8, 3, { padding: 1, groups: 8, generator: gen }));
+    this.bn = this.module('bn', new BatchNorm2d(8));
+    this.fc1 = this.module('fc1', new Linear(8, 16, { generator: gen }));
+    this.head = this.module('head', new Linear(16, 4, { generator: gen }));
+  }
+  forward(x: g.Tensor): g.Tensor {
+    let h = g.relu(this.bn.forward(this.dw.forward(this.stem.forward(x))));
+    h = g.mean(h, [2, 3]);
+    return this.head.forward(g.gelu(this.fc1.forward(h)));
+  }
+}
+
+const methods: [string, Partial<LoraConfig>][] = [
+  ['lora', {}],
+  ['lora rslora gaussian', { useRslora: true, initLoraWeights: 'gaussian' }],
+  ['dora', { useDora: true }],
+  ['lora pissa', { initLoraWeights: 'pissa' }],
+];
+
+const close = (a: g.Tensor, b: g.Tensor, tol: number, what: string) => {
+  const x = a.toArray();
+  const y = b.toArray();
+  let worst = 0;
+  for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+  assert.ok(worst <= tol, `${what}: max abs difference ${worst}`);
+};
+
+/** Perturbs every adapter parameter so the adapter is no longer the identity. */
+function train(peft: PeftModel, gen: g.Generator): void {
+  g.noGrad(() => {
+    for (const p of peft.model.trainableParameters()) g.assign(p, g.add(p, g.randn(p.shape, { std: 0.05, generator: gen })));
+  });
+}
+
+/** PiSSA is for Linear layers, DoRA not for grouped convolutions (as in PEFT). */
+const targetsFor = (extra: Partial<LoraConfig>) => (extra.initLoraWeights === 'pissa' ? ['fc1'] : extra.useDora ? ['stem', 'fc1'] : ['stem', 'dw', 'fc1']);
+
+for (const [name, extra] of methods) {
+  const makeConfig = () => loraConfig({
+    r: 8, loraAlpha: 16, targetModules: targetsFor(extra),
+    modulesToSave: ['head', 'bn'], ...extra,
+  });
+
+  test(`adapters ${name}: output at init equals the base model's${extra.initLoraWeights === 'pissa' ? ' (PiSSA: up to SVD round-off)' : ''}`, () => {
+    const gen = new g.Generator(1);
+    const base = new TinyNet(gen).eval();
+    const x = g.randn([2, 3, 9, 9], { generator: gen });
+    const before = g.noGrad(() => base.forward(x));
+    const peft = new PeftModel(base, makeConfig(), 'default', { generator: gen });
+    peft.eval();
+    close(g.noGrad(() => peft.forward(x)), before, extra.initLoraWeights === 'pissa' ? 1e-4 : 1e-6, 'init output');
+  });
+
+  test(`adapters ${name}: only adapter and modules_to_save parameters receive gradients`, () => {
+    const gen = new g.Generator(2);
+    const peft = new PeftModel(new TinyNet(gen), makeConfig(), 'default', { generator: gen });
+    const x = g.randn([2, 3, 9, 9], { generator: gen });
+    g.sum(peft.forward(x)).backward();
+    for (const [key, p] of peft.model.namedParameters()) {
+      const adapterParam = /\.(lora_A|lora_B|lora_magnitude_vector)\.default\.|\.modules_to_save\.default\./.test(key);
+      assert.equal(p.requiresGrad, adapterParam, `${key} requiresGrad`);
+      if (!adapterParam) assert.equal(p.grad, null, `${key} got a gradient`);
+    }
+    const loraB = peft.model.namedParameters().find(([k]) => k.endsWith('fc1.lora_B.default.weight'))![1];
+    assert.ok(loraB.grad, 'lora_B receives a gradient');
+    const line = peft.trainableSummary().line;
+    assert.match(line, /^trainable params: [\d,]+ \|\| all params: [\d,]+ \|\| trainable%: \d+\.\d{4}$/);
+  });
+
+  test(`adapters ${name}: merged output equals unmerged, and unmerge restores the base weights`, () => {
+    const gen = new g.Generator(3);
+    const peft = new PeftModel(new TinyNet(gen), loraConfig({ ...makeConfig(), targetModules: targetsFor(extra).filter((m) => m !== 'dw') }), 'default', { generator: gen });
+    train(peft, gen);
+    peft.eval();
+    const x = g.randn([2, 3, 9, 9], { generator: gen });
+    const weights = peft.loraLayers().map(([, l]) => l.base_layer.weight.toArray());
+    const unmerged = g.noGrad(() => peft.forward(x));
+    peft.merge();
+    close(g.noGrad(() => peft.forward(x)), unmerged, 1e-5, 'merged vs unmerged');
+    peft.unmerge();
+    peft.loraLayers().forEach(([path, l], i) => close(l.base_layer.weight, g.tensor(weights[i]!, l.base_layer.weight.shape), 1e-6, `${path} after unmerge`));
+    close(g.noGrad(() => peft.forward(x)), unmerged, 1e-6, 'after unmerge');
+    const plain = peft.mergeAndUnload();
+    assert.ok(plain.namedModules().every(([, m]) => m.constructor.name !== 'LoraLayer'));
+    close(g.noGrad(() => plain.forward(x)), unmerged, 1e-5, 'merge-and-unload');
+  });
+
+  test(`adapters ${name}: save and load round trip exactly with PEFT's keys and config`, () => {
+    const gen = new g.Generator(4);
+    const peft = new PeftModel(new TinyNet(gen), makeConfig(), 'default', { generator: gen });
+    train(peft, gen);
+    peft.eval();
+    const x = g.randn([2, 3, 9, 9], { generator: gen });
+    const want = g.noGrad(() => peft.forward(x));
+    const dir = mkdtempSync(join(tmpdir(), 'graft-adapter-'));
+    peft.saveAdapter(dir);
+    const file = new SafetensorsFile(join(dir, 'adapter_model.safetensors'));
+    const keys = file.keys().sort();
+    file.close();
+    const expectKeys = [
+      ...targetsFor(extra).flatMap((m) => [
+        `base_model.model.${m}.lora_A.weight`, `base_model.model.${m}.lora_B.weight`,
+        ...(extra.useDora ? [`base_model.model.${m}.lora_magnitude_vector`] : []),
+      ]),
+      'base_model.model.bn.bias', 'base_model.model.bn.num_batches_tracked', 'base_model.model.bn.running_mean', 'base_model.model.bn.running_var', 'base_model.model.bn.weight',
+      'base_model.model.head.bias', 'base_model.model.head.weight',
+    ].sort();
+    assert.deepEqual(keys, expectKeys);
+    const config = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(config['peft_type'], 'LORA');
+    assert.equal(config['r'], 8);
+    assert.equal(config['lora_alpha'], 16);
+    assert.equal(config['use_dora'], Boolean(extra.useDora));
+    assert.deepEqual(config['modules_to_save'], ['head', 'bn']);
+    // PiSSA changes the base weights, so its adapter loads onto the same residual base.
+    const freshBase = extra.initLoraWeights === 'pissa' ? peft.model.clone() : new TinyNet(new g.Generator(4));
+    if (extra.initLoraWeights === 'pissa') {
+      for (const [path, l] of peft.loraLayers()) freshBase.setModule(path, l.base_layer.clone());
+    }
+    const loaded = new PeftModel(freshBase, loraConfig({ targetModules: ['fc1'] }), 'scratch');
+    loaded.loadAdapter(dir, 'default');
+    loaded.setAdapter('default');
+    loaded.eval();
+    close(g.noGrad(() => loaded.forward(x)), want, 1e-6, 'loaded adapter output');
+  });
+}
+
+test('adapters: several named adapters on one base, one active, switchable and deletable', () => {
+  const gen = new g.Generator(5);
+  const peft = new PeftModel(new TinyNet(gen), loraConfig({ targetModules: ['fc1'], modulesToSave: ['head'] }), 'a', { generator: gen });
+  train(peft, gen);
+  peft.addAdapter('b', loraConfig({ targetModules: ['fc1', 'stem'], modulesToSave: ['head'], useDora: true }), { generator: gen });
+  peft.eval();
+  const x = g.randn([1, 3, 9, 9], { generator: gen });
+  const outA = g.noGrad(() => peft.forward(x));
+  peft.setAdapter('b');
+  train(peft, gen);
+  const outB = g.noGrad(() => peft.forward(x));
+  assert.ok(Math.abs(outA.toArray()[0]! - outB.toArray()[0]!) > 1e-6, 'adapters differ');
+  assert.ok(peft.model.trainableParameters().length > 0);
+  for (const [k, p] of peft.model.namedParameters()) if (p.requiresGrad) assert.match(k, /\.b(\.|$)/);
+  peft.setAdapter('a');
+  close(g.noGrad(() => peft.forward(x)), outA, 1e-7, 'adapter a again');
+  peft.deleteAdapter('a');
+  assert.equal(peft.activeAdapter, 'b');
+  close(g.noGrad(() => peft.forward(x)), outB, 1e-7, 'adapter b after deleting a');
+});
+
+test('adapters: bad configurations give errors that say what to do', () => {
+  const gen = new g.Generator(6);
+  assert.throws(() => new PeftModel(new TinyNet(gen), loraConfig({ targetModules: ['q_proj'] })), /no module matches targetModules \["q_proj"\]. Layer names you can target: stem, dw, fc1, head/);
+  assert.throws(() => new PeftModel(new TinyNet(gen), loraConfig({ r: 3, targetModules: ['dw'] })), /r divisible by groups: r=3, groups=8/);
+  assert.throws(() => loraConfig({ r: 0, targetModules: ['fc1'] }), /positive integer/);
+  assert.throws(() => new PeftModel(new TinyNet(gen), loraConfig({ targetModules: ['dw'], useDora: true })), /DoRA on a grouped Conv2d/);
+  const depthwise = new PeftModel(new TinyNet(gen), loraConfig({ targetModules: ['dw'] }));
+  assert.throws(() => depthwise.merge(), /cannot be merged into the grouped base weight/);
+  const all = new PeftModel(new TinyNet(gen), loraConfig({ targetModules: 'all-linear', modulesToSave: ['head'] }));
+  assert.deepEqual(all.loraLayers().map(([p]) => p), ['fc1']);
+  const regex = new PeftModel(new TinyNet(gen), loraConfig({ targetModules: '(stem|fc1)', rankPattern: { fc1: 4 } }));
+  assert.deepEqual(regex.loraLayers().map(([p, l]) => [p, l.lora_A.get('default')!.weight.shape[0]]), [['stem', 8], ['fc1', 4]]);
+});
