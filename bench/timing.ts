@@ -1,0 +1,51 @@
+// Median-of-runs timing with a time budget, the same policy in every system measured
+// (bench/onednn/raw_bench.cc and bench/torch_ops.py implement it identically).
+
+export interface TimingPolicy {
+  /** Untimed calls first (fewer if they use up the budget). */
+  warmup: number;
+  /** Timed runs wanted; slow ops stop earlier, after 3× the budget. */
+  minRuns: number;
+  maxRuns: number;
+  /** Runs continue until this much timed work has accumulated (or maxRuns). */
+  budgetMs: number;
+  threads: number;
+}
+
+export function timingPolicy(quick: boolean, threads: number): TimingPolicy {
+  return quick
+    ? { warmup: 1, minRuns: 3, maxRuns: 10, budgetMs: 150, threads }
+    : { warmup: 3, minRuns: 7, maxRuns: 50, budgetMs: 500, threads };
+}
+
+export interface Sample {
+  /** Median milliseconds per call. */
+  ms: number;
+  runs: number;
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * Times `iteration`, which runs the op `callsPerRun` times and returns the milliseconds of its
+ * timed part (so a backward pass can exclude the forward that builds its graph).
+ */
+export function measure(iteration: () => number, policy: TimingPolicy, callsPerRun = 1): Sample {
+  let warm = 0;
+  for (let i = 0; i < policy.warmup && warm < policy.budgetMs; i++) warm += iteration();
+  const times: number[] = [];
+  let total = 0;
+  while (times.length < policy.maxRuns) {
+    const enough = times.length >= policy.minRuns && total >= policy.budgetMs;
+    const tooSlow = times.length > 0 && total >= 3 * policy.budgetMs;
+    if (enough || tooSlow) break;
+    const ms = iteration();
+    times.push(ms);
+    total += ms;
+  }
+  return { ms: median(times) / callsPerRun, runs: times.length };
+}
