@@ -2,6 +2,7 @@
 import { noGrad } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { contiguousStrides as contiguous } from '../tensor/shape.js';
 import { add, affine, div, mul, sqrt, square } from '../ops/elementwise.js';
 import { zerosLike } from '../ops/creation.js';
 
@@ -21,7 +22,11 @@ export interface Optimizer {
   zeroGrad(): void;
   /** Current learning rate of the first group (schedulers set it). */
   lr: number;
+  /** Step count and per-parameter state (PyTorch's names), for checkpoints. */
   stateDict(): Record<string, Tensor>;
+  stepCount(): number;
+  /** Restores what stateDict() saved (same parameter order). */
+  loadStateDict(state: Map<string, Tensor> | Record<string, Tensor>, stepCount: number): void;
 }
 
 function groupsOf(params: Tensor[] | ParamGroup[]): ParamGroup[] {
@@ -37,6 +42,22 @@ abstract class BaseOptimizer implements Optimizer {
   }
   abstract step(): void;
   abstract stateDict(): Record<string, Tensor>;
+  abstract stepCount(): number;
+  abstract loadStateDict(state: Map<string, Tensor> | Record<string, Tensor>, stepCount: number): void;
+
+  protected allParams(): Tensor[] {
+    return this.groups.flatMap((g) => g.params);
+  }
+
+  /** Copies a saved state tensor into a fresh kept buffer shaped like `p`. */
+  protected restore(state: Map<string, Tensor>, key: string, p: Tensor): Tensor | null {
+    const src = state.get(key);
+    if (!src) return null;
+    if (src.size !== p.size) throw new Error(`optimizer state ${key} has ${src.size} values but its parameter has ${p.size}; the checkpoint belongs to another model`);
+    const t = keep(zerosLike(p));
+    t.backend.copy({ ...src.view(), shape: t.shape, strides: contiguous(t.shape) }, t.view());
+    return t;
+  }
   zeroGrad(): void {
     for (const g of this.groups) for (const p of g.params) {
       p.grad?.dispose();
@@ -101,6 +122,25 @@ export class AdamW extends BaseOptimizer {
     });
   }
 
+  stepCount(): number {
+    return this.t;
+  }
+
+  loadStateDict(state: Map<string, Tensor> | Record<string, Tensor>, stepCount: number): void {
+    const map = state instanceof Map ? state : new Map(Object.entries(state));
+    this.allParams().forEach((p, i) => {
+      const m = this.restore(map, `state.${i}.exp_avg`, p);
+      const v = this.restore(map, `state.${i}.exp_avg_sq`, p);
+      if (m && v) {
+        this.m.get(p)?.dispose();
+        this.v.get(p)?.dispose();
+        this.m.set(p, m);
+        this.v.set(p, v);
+      }
+    });
+    this.t = stepCount;
+  }
+
   stateDict(): Record<string, Tensor> {
     const out: Record<string, Tensor> = {};
     let i = 0;
@@ -139,6 +179,7 @@ export class SGD extends BaseOptimizer {
   }
 
   step(): void {
+    this.steps++;
     noGrad(() => {
       for (const group of this.groups) {
         const lr = (group.lr ?? 1) * this.lr;
@@ -162,6 +203,24 @@ export class SGD extends BaseOptimizer {
         }
       }
     });
+  }
+
+  private steps = 0;
+
+  stepCount(): number {
+    return this.steps;
+  }
+
+  loadStateDict(state: Map<string, Tensor> | Record<string, Tensor>, stepCount: number): void {
+    const map = state instanceof Map ? state : new Map(Object.entries(state));
+    this.allParams().forEach((p, i) => {
+      const b = this.restore(map, `state.${i}.momentum_buffer`, p);
+      if (b) {
+        this.buf.get(p)?.dispose();
+        this.buf.set(p, b);
+      }
+    });
+    this.steps = stepCount;
   }
 
   stateDict(): Record<string, Tensor> {

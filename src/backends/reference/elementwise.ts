@@ -28,7 +28,7 @@ export const unaryFns: Record<UnaryOp, (x: number, p0: number, p1: number) => nu
   sign: (x) => (x > 0 ? 1 : x < 0 ? -1 : 0),
   square: (x) => x * x,
   reciprocal: (x) => 1 / x,
-  relu: (x) => (x > 0 ? x : 0),
+  relu: (x) => (x <= 0 ? 0 : x), // NaN propagates, as in PyTorch
   relu6: (x) => Math.min(Math.max(x, 0), 6),
   sigmoid,
   tanh: Math.tanh,
@@ -83,8 +83,8 @@ export const binaryFns: Record<BinaryOp, (a: number, b: number) => number> = {
   sub: (a, b) => a - b,
   mul: (a, b) => a * b,
   div: (a, b) => a / b,
-  maximum: (a, b) => (a >= b ? a : b),
-  minimum: (a, b) => (a <= b ? a : b),
+  maximum: (a, b) => (a >= b || a !== a ? a : b), // NaN propagates, as in PyTorch
+  minimum: (a, b) => (a <= b || a !== a ? a : b),
   pow: (a, b) => Math.pow(a, b),
   eq: (a, b) => (a === b ? 1 : 0),
   lt: (a, b) => (a < b ? 1 : 0),

@@ -1,0 +1,209 @@
+// The training loop: gradient accumulation, clipping, warmup + schedule, early stopping,
+// metrics.jsonl with the Hugging Face Trainer's key names, atomic checkpoints every epoch,
+// --resume, Ctrl-C that saves before exiting, and a stop on a NaN/Inf loss that keeps the last
+// good checkpoint.
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Module } from '../nn/module.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { tidy } from '../tensor/memory.js';
+import { noGrad } from '../tensor/autograd.js';
+import { crossEntropy } from '../ops/nn.js';
+import { affine, square } from '../ops/elementwise.js';
+import { sum } from '../ops/reduce.js';
+import { AdamW, SGD, assign, type Optimizer, type ParamGroup } from './optim.js';
+import { lrMultiplier, type ScheduleKind } from './schedule.js';
+import { listCheckpoints, loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
+
+export interface Batch {
+  x: Tensor;
+  y: Tensor;
+}
+
+/** Where training batches come from: a deterministic order per (seed, epoch), resumable mid-epoch. */
+export interface BatchSource {
+  readonly size: number;
+  batchesPerEpoch(): number;
+  epoch(epoch: number, skipBatches: number): AsyncIterable<Batch>;
+}
+
+export type EvalMetrics = Record<string, number>;
+
+export interface TrainOptions {
+  epochs: number;
+  lr: number;
+  optimizer?: 'adamw' | 'sgd';
+  weightDecay?: number;
+  momentum?: number;
+  schedule?: ScheduleKind;
+  warmupRatio?: number;
+  gradAccumulation?: number;
+  /** Clip the global gradient norm to this value; 0 disables. */
+  maxGradNorm?: number;
+  labelSmoothing?: number;
+  /** Stop after this many evaluations without improvement of `metricForBest`. */
+  earlyStoppingPatience?: number;
+  metricForBest?: string;
+  outputDir?: string;
+  /** true: the newest checkpoint in outputDir; a string: that checkpoint folder. */
+  resume?: boolean | string;
+  keepCheckpoints?: number;
+  log?: (line: string) => void;
+  /** Called with a one-line status after every optimizer step (a progress bar). */
+  onProgress?: (status: string) => void;
+}
+
+export interface TrainResult {
+  state: TrainerState;
+  stoppedBy: 'completed' | 'early-stopping' | 'interrupted' | 'diverged';
+  lastCheckpoint: string | null;
+  message?: string;
+}
+
+/** Parameters with rank ≥ 2 get weight decay; biases and norm scales (rank ≤ 1) do not. */
+export function decayGroups(model: Module, weightDecay: number): ParamGroup[] {
+  const params = model.trainableParameters();
+  return [
+    { params: params.filter((p) => p.rank >= 2), weightDecay },
+    { params: params.filter((p) => p.rank < 2), weightDecay: 0 },
+  ];
+}
+
+/** Scales gradients so their global L2 norm is at most maxNorm; returns the norm before clipping. */
+export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
+  return noGrad(() => tidy(() => {
+    let total = 0;
+    for (const p of params) if (p.grad) total += sum(square(p.grad)).item();
+    const norm = Math.sqrt(total);
+    if (maxNorm > 0 && norm > maxNorm) {
+      const scale = maxNorm / (norm + 1e-6);
+      for (const p of params) if (p.grad) assign(p.grad, affine(p.grad, scale));
+    }
+    return norm;
+  }));
+}
+
+export async function train(model: Module, data: BatchSource, evaluate: (() => EvalMetrics) | null, opts: TrainOptions): Promise<TrainResult> {
+  const log = opts.log ?? ((l: string) => console.log(l));
+  const accum = opts.gradAccumulation ?? 1;
+  const wd = opts.weightDecay ?? (opts.optimizer === 'sgd' ? 0 : 0.01);
+  const groups = decayGroups(model, wd);
+  const params = groups.flatMap((g) => g.params);
+  if (params.length === 0) throw new Error('train: the model has no trainable parameters; choose a method or unfreeze something');
+  const optimizer: Optimizer = opts.optimizer === 'sgd' ? new SGD(groups, { lr: opts.lr, momentum: opts.momentum ?? 0.9 }) : new AdamW(groups, { lr: opts.lr });
+  const stepsPerEpoch = Math.ceil(data.batchesPerEpoch() / accum);
+  const totalSteps = stepsPerEpoch * opts.epochs;
+  const warmup = Math.round((opts.warmupRatio ?? 0) * totalSteps);
+  const metricsPath = opts.outputDir ? join(opts.outputDir, 'metrics.jsonl') : null;
+  if (opts.outputDir) mkdirSync(opts.outputDir, { recursive: true });
+  const record = (entry: Record<string, number>) => {
+    state.logHistory.push(entry);
+    if (metricsPath) appendFileSync(metricsPath, JSON.stringify(entry) + '\n');
+  };
+
+  let state: TrainerState = {
+    globalStep: 0, epoch: 0, batchInEpoch: 0, bestMetric: null, bestStep: null,
+    epochsWithoutImprovement: 0, trainSeconds: 0, optimizerSteps: 0, logHistory: [],
+  };
+  let lastCheckpoint: string | null = null;
+  if (opts.resume) {
+    if (!opts.outputDir && opts.resume === true) throw new Error('train: resume needs an output directory with checkpoints');
+    const dir = typeof opts.resume === 'string' ? opts.resume : (() => {
+      const all = listCheckpoints(opts.outputDir!);
+      if (!all.length) throw new Error(`train: --resume found no checkpoint in ${opts.outputDir}; start without --resume`);
+      return join(opts.outputDir!, all[all.length - 1]!);
+    })();
+    state = loadCheckpoint(dir, model, optimizer);
+    lastCheckpoint = dir;
+    log(`resumed from ${dir} (epoch ${state.epoch + 1}, step ${state.globalStep})`);
+  }
+  const save = () => {
+    if (!opts.outputDir) return;
+    lastCheckpoint = saveCheckpoint(opts.outputDir, model, optimizer, state, opts.keepCheckpoints ?? 2);
+  };
+
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    log('\ninterrupted: saving a checkpoint before exiting (press Ctrl-C again to quit at once)');
+  };
+  process.on('SIGINT', onSigint);
+  const metric = opts.metricForBest ?? 'accuracy';
+  try {
+    while (state.epoch < opts.epochs) {
+      model.train();
+      const t0 = performance.now();
+      let lossSum = 0;
+      let lossCount = 0;
+      let micro = 0;
+      for await (const batch of data.epoch(state.epoch, state.batchInEpoch)) {
+        const loss = tidy(() => {
+          const l = crossEntropy(model.forward(batch.x), batch.y, { labelSmoothing: opts.labelSmoothing ?? 0 });
+          (accum > 1 ? affine(l, 1 / accum) : l).backward();
+          return l.item();
+        });
+        batch.x.dispose();
+        batch.y.dispose();
+        if (!Number.isFinite(loss)) {
+          state.trainSeconds += (performance.now() - t0) / 1000;
+          const message = `training stopped: the loss became ${loss} at epoch ${state.epoch + 1}, step ${state.globalStep}. ` +
+            `Lower the learning rate (now ${opts.lr}) or enable gradient clipping.` + (lastCheckpoint ? ` The last good checkpoint is ${lastCheckpoint}.` : '');
+          log(message);
+          return { state, stoppedBy: 'diverged', lastCheckpoint, message };
+        }
+        lossSum += loss;
+        lossCount++;
+        micro++;
+        state.batchInEpoch++;
+        const lastOfEpoch = state.batchInEpoch === data.batchesPerEpoch();
+        if (micro % accum === 0 || lastOfEpoch) {
+          const gradNorm = clipGradNorm(params, opts.maxGradNorm ?? 0);
+          optimizer.lr = opts.lr * lrMultiplier(opts.schedule ?? 'cosine', state.globalStep, totalSteps, warmup);
+          optimizer.step();
+          optimizer.zeroGrad();
+          state.globalStep++;
+          const entry = { loss: lossSum / lossCount, grad_norm: gradNorm, learning_rate: optimizer.lr, epoch: state.epoch + state.batchInEpoch / data.batchesPerEpoch(), step: state.globalStep };
+          record(entry);
+          const elapsed = (performance.now() - t0) / 1000;
+          const done = state.batchInEpoch / data.batchesPerEpoch();
+          opts.onProgress?.(`epoch ${state.epoch + 1}/${opts.epochs} ${(100 * done).toFixed(0)}% loss ${entry.loss.toFixed(4)} lr ${optimizer.lr.toExponential(2)} ${((state.batchInEpoch * data.size) / data.batchesPerEpoch() / Math.max(elapsed, 1e-9)).toFixed(1)} img/s ETA ${(elapsed / done - elapsed).toFixed(0)}s`);
+          lossSum = 0;
+          lossCount = 0;
+        }
+        if (interrupted) {
+          state.trainSeconds += (performance.now() - t0) / 1000;
+          save();
+          return { state, stoppedBy: 'interrupted', lastCheckpoint };
+        }
+      }
+      state.trainSeconds += (performance.now() - t0) / 1000;
+      if (evaluate) {
+        const t1 = performance.now();
+        model.eval();
+        const metrics = noGrad(evaluate);
+        const runtime = (performance.now() - t1) / 1000;
+        record({ ...Object.fromEntries(Object.entries(metrics).map(([k, v]) => [`eval_${k}`, v])), eval_runtime: runtime, epoch: state.epoch + 1, step: state.globalStep });
+        const value = metrics[metric];
+        if (value !== undefined && (state.bestMetric === null || value > state.bestMetric)) {
+          state.bestMetric = value;
+          state.bestStep = state.globalStep;
+          state.epochsWithoutImprovement = 0;
+        } else state.epochsWithoutImprovement++;
+      }
+      // The saved state points at the start of the next epoch.
+      state.epoch++;
+      state.batchInEpoch = 0;
+      save();
+      if (opts.earlyStoppingPatience !== undefined && state.epochsWithoutImprovement >= opts.earlyStoppingPatience && state.epoch < opts.epochs) {
+        log(`early stopping: no improvement of ${metric} for ${state.epochsWithoutImprovement} evaluations`);
+        return { state, stoppedBy: 'early-stopping', lastCheckpoint };
+      }
+    }
+    record({ train_runtime: state.trainSeconds, train_samples_per_second: (data.size * opts.epochs) / Math.max(state.trainSeconds, 1e-9), step: state.globalStep });
+    return { state, stoppedBy: 'completed', lastCheckpoint };
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
