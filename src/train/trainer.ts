@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { BatchSource } from '../data/batch.js';
+export type { Batch, BatchSource } from '../data/batch.js';
 import { tidy } from '../tensor/memory.js';
 import { noGrad } from '../tensor/autograd.js';
 import { crossEntropy } from '../ops/nn.js';
@@ -16,17 +18,6 @@ import { AdamW, SGD, assign, type Optimizer, type ParamGroup } from './optim.js'
 import { lrMultiplier, type ScheduleKind } from './schedule.js';
 import { listCheckpoints, loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
 
-export interface Batch {
-  x: Tensor;
-  y: Tensor;
-}
-
-/** Where training batches come from: a deterministic order per (seed, epoch), resumable mid-epoch. */
-export interface BatchSource {
-  readonly size: number;
-  batchesPerEpoch(): number;
-  epoch(epoch: number, skipBatches: number): AsyncIterable<Batch>;
-}
 
 export type EvalMetrics = Record<string, number>;
 

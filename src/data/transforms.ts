@@ -1,0 +1,109 @@
+// Preprocessing (the model's own resize / crop / normalise) and training augmentation
+// (random resized crop, flip, colour jitter, rotation, Gaussian noise), from RGB bytes to a
+// normalised float32 (3, H, W) image. Randomness comes from the caller's seeded generator.
+import type { Generator } from '../tensor/random.js';
+import type { PreprocessConfig } from './preprocess.js';
+import { transformImage, type GeometryOps, type RgbImage } from './image.js';
+
+export interface AugmentConfig {
+  /** Random resized crop area range and aspect range (torchvision's defaults [0.08, 1], [3/4, 4/3]); false to disable. */
+  randomResizedCrop?: { scale: [number, number]; ratio: [number, number] } | false;
+  hflip?: number;
+  colorJitter?: { brightness: number; contrast: number; saturation: number };
+  /** Maximum rotation in degrees (uniform in ±). */
+  rotation?: number;
+  /** Standard deviation of Gaussian noise on [0, 1] pixel values. */
+  gaussianNoise?: number;
+}
+
+export const DEFAULT_AUGMENT: AugmentConfig = { randomResizedCrop: { scale: [0.08, 1], ratio: [3 / 4, 4 / 3] }, hflip: 0.5 };
+
+/** Centre-crop geometry of the evaluation transform: shorter side → size / cropPct, then crop. */
+function evalGeometry(img: RgbImage, pre: PreprocessConfig): GeometryOps {
+  const [, h, w] = pre.inputSize;
+  const scale = Math.min(h, w) / pre.cropPct / Math.min(img.height, img.width);
+  const rw = Math.max(w, Math.round(img.width * scale));
+  const rh = Math.max(h, Math.round(img.height * scale));
+  // Crop in source pixels so resize and crop are one resampling.
+  const cw = (w / rw) * img.width;
+  const ch = (h / rh) * img.height;
+  const left = Math.round((img.width - cw) / 2);
+  const top = Math.round((img.height - ch) / 2);
+  return {
+    crop: { left, top, width: Math.max(1, Math.min(img.width - left, Math.round(cw))), height: Math.max(1, Math.min(img.height - top, Math.round(ch))) },
+    resize: { width: w, height: h, kernel: pre.interpolation },
+  };
+}
+
+/** torchvision's RandomResizedCrop.get_params: 10 tries at a random area and aspect, then a centre crop. */
+function randomCrop(img: RgbImage, scale: [number, number], ratio: [number, number], gen: Generator) {
+  const area = img.width * img.height;
+  const logRatio = [Math.log(ratio[0]), Math.log(ratio[1])] as const;
+  for (let i = 0; i < 10; i++) {
+    const target = area * (scale[0] + (scale[1] - scale[0]) * gen.uniform());
+    const aspect = Math.exp(logRatio[0] + (logRatio[1] - logRatio[0]) * gen.uniform());
+    const w = Math.round(Math.sqrt(target * aspect));
+    const h = Math.round(Math.sqrt(target / aspect));
+    if (w > 0 && h > 0 && w <= img.width && h <= img.height) {
+      return { left: gen.int(img.width - w + 1), top: gen.int(img.height - h + 1), width: w, height: h };
+    }
+  }
+  const s = Math.min(img.width, img.height);
+  return { left: Math.floor((img.width - s) / 2), top: Math.floor((img.height - s) / 2), width: s, height: s };
+}
+
+/** RGB bytes → normalised float (3, H, W) written into `out` at `offset`. */
+export async function prepareImage(img: RgbImage, pre: PreprocessConfig, augment: AugmentConfig | null, gen: Generator, out: Float32Array, offset: number): Promise<void> {
+  const [, h, w] = pre.inputSize;
+  let ops: GeometryOps;
+  if (augment?.randomResizedCrop) {
+    ops = { crop: randomCrop(img, augment.randomResizedCrop.scale, augment.randomResizedCrop.ratio, gen), resize: { width: w, height: h, kernel: pre.interpolation } };
+  } else ops = evalGeometry(img, pre);
+  if (augment?.hflip && gen.uniform() < augment.hflip) ops.flip = true;
+  if (augment?.rotation) ops.rotate = (2 * gen.uniform() - 1) * augment.rotation;
+  const res = await transformImage(img, ops);
+  const plane = h * w;
+  let brightness = 1;
+  let contrast = 1;
+  let saturation = 1;
+  if (augment?.colorJitter) {
+    const j = augment.colorJitter;
+    brightness = 1 + j.brightness * (2 * gen.uniform() - 1);
+    contrast = 1 + j.contrast * (2 * gen.uniform() - 1);
+    saturation = 1 + j.saturation * (2 * gen.uniform() - 1);
+  }
+  const jitter = brightness !== 1 || contrast !== 1 || saturation !== 1;
+  let meanGray = 0;
+  if (jitter) {
+    for (let i = 0; i < plane; i++) meanGray += 0.299 * res.data[3 * i]! + 0.587 * res.data[3 * i + 1]! + 0.114 * res.data[3 * i + 2]!;
+    meanGray = (meanGray / plane / 255) * brightness;
+  }
+  const noise = augment?.gaussianNoise ?? 0;
+  for (let i = 0; i < plane; i++) {
+    let r = res.data[3 * i]! / 255;
+    let g = res.data[3 * i + 1]! / 255;
+    let b = res.data[3 * i + 2]! / 255;
+    if (jitter) {
+      r *= brightness;
+      g *= brightness;
+      b *= brightness;
+      r = meanGray + contrast * (r - meanGray);
+      g = meanGray + contrast * (g - meanGray);
+      b = meanGray + contrast * (b - meanGray);
+      const gray = 0.299 * r + 0.587 * g + 0.114 * b;
+      r = clamp01(gray + saturation * (r - gray));
+      g = clamp01(gray + saturation * (g - gray));
+      b = clamp01(gray + saturation * (b - gray));
+    }
+    if (noise) {
+      r += noise * gen.normal();
+      g += noise * gen.normal();
+      b += noise * gen.normal();
+    }
+    out[offset + i] = (r - pre.mean[0]) / pre.std[0];
+    out[offset + plane + i] = (g - pre.mean[1]) / pre.std[1];
+    out[offset + 2 * plane + i] = (b - pre.mean[2]) / pre.std[2];
+  }
+}
+
+const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
