@@ -6,10 +6,7 @@ import {
   softmax, tidy, zeros, type Tensor,
 } from '../src/index.js';
 import type { BenchCase, PassName } from './cases.js';
-import { measure, type Sample, type TimingPolicy } from './timing.js';
-
-/** Calls per timed run for the latency rows (one call is below the timer's resolution). */
-const LATENCY_CALLS = 2000;
+import { LATENCY_CALLS, measure, type Measurement, type TimingPolicy } from './timing.js';
 
 interface PassRunner {
   pass: PassName;
@@ -144,26 +141,20 @@ function runners(c: BenchCase): CaseRunners {
   }
 }
 
-export interface GraftResult {
-  id: string;
-  pass: PassName;
-  sample?: Sample;
-  error?: string;
-}
-
 /** Measures every pass of `c` on the current backend. */
-export function measureGraft(c: BenchCase, policy: TimingPolicy): GraftResult[] {
+export async function measureGraft(c: BenchCase, policy: TimingPolicy): Promise<Measurement[]> {
   let r: CaseRunners;
   try {
     r = runners(c);
   } catch (e) {
-    return c.passes.map((p) => ({ id: c.id, pass: p.name, error: (e as Error).message }));
+    return [{ id: c.id, error: (e as Error).message }];
   }
-  const out: GraftResult[] = [];
+  const out: Measurement[] = [];
   try {
     for (const pr of r.passes) {
       try {
-        out.push({ id: c.id, pass: pr.pass, sample: measure(pr.iteration, policy, pr.pass === 'call' ? LATENCY_CALLS : 1) });
+        const s = await measure(pr.iteration, policy, pr.pass === 'call' ? LATENCY_CALLS : 1);
+        out.push({ id: c.id, pass: pr.pass, ...s });
       } catch (e) {
         out.push({ id: c.id, pass: pr.pass, error: (e as Error).message });
       }

@@ -1,5 +1,6 @@
 // Median-of-runs timing with a time budget, the same policy in every system measured
 // (bench/onednn/raw_bench.cc and bench/torch_ops.py implement it identically).
+import type { PassName } from './cases.js';
 
 export interface TimingPolicy {
   /** Untimed calls first (fewer if they use up the budget). */
@@ -15,7 +16,23 @@ export interface TimingPolicy {
 export function timingPolicy(quick: boolean, threads: number): TimingPolicy {
   return quick
     ? { warmup: 1, minRuns: 3, maxRuns: 10, budgetMs: 150, threads }
-    : { warmup: 3, minRuns: 7, maxRuns: 50, budgetMs: 500, threads };
+    : { warmup: 3, minRuns: 10, maxRuns: 100, budgetMs: 700, threads };
+}
+
+/** Calls per timed run for the latency rows (one call is below the timer's resolution). */
+export const LATENCY_CALLS = 2000;
+
+/** One system's result for one pass of one case (or a case that failed: `error`, maybe no pass). */
+export interface Measurement {
+  id: string;
+  pass?: PassName | 'copy';
+  /** Which way the reference did it (e.g. oneDNN "plain" or "any" layouts). */
+  variant?: string;
+  ms?: number;
+  runs?: number;
+  /** The implementation the library picked, when it says. */
+  impl?: string;
+  error?: string;
 }
 
 export interface Sample {
@@ -32,18 +49,19 @@ export function median(xs: readonly number[]): number {
 
 /**
  * Times `iteration`, which runs the op `callsPerRun` times and returns the milliseconds of its
- * timed part (so a backward pass can exclude the forward that builds its graph).
+ * timed part (so a backward pass can exclude the forward that builds its graph). Async so that
+ * onnxruntime's promise-returning `run` is timed by the same loop.
  */
-export function measure(iteration: () => number, policy: TimingPolicy, callsPerRun = 1): Sample {
+export async function measure(iteration: () => number | Promise<number>, policy: TimingPolicy, callsPerRun = 1): Promise<Sample> {
   let warm = 0;
-  for (let i = 0; i < policy.warmup && warm < policy.budgetMs; i++) warm += iteration();
+  for (let i = 0; i < policy.warmup && warm < policy.budgetMs; i++) warm += await iteration();
   const times: number[] = [];
   let total = 0;
   while (times.length < policy.maxRuns) {
     const enough = times.length >= policy.minRuns && total >= policy.budgetMs;
     const tooSlow = times.length > 0 && total >= 3 * policy.budgetMs;
     if (enough || tooSlow) break;
-    const ms = iteration();
+    const ms = await iteration();
     times.push(ms);
     total += ms;
   }

@@ -1,0 +1,105 @@
+// The reference systems, each run as a child process on the same cases and timing policy:
+// raw oneDNN from C++ (bench/onednn/raw_bench.cc), PyTorch CPU (bench/torch_ops.py) and
+// onnxruntime-node (bench/ort.ts). A system that cannot run here is reported with the reason.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BenchCase } from './cases.js';
+import type { Measurement, TimingPolicy } from './timing.js';
+
+export type SystemName = 'graft' | 'raw' | 'torch' | 'ort';
+
+export interface SystemRun {
+  system: SystemName;
+  /** Version and settings, or why the system did not run. */
+  note: string;
+  available: boolean;
+  results: Measurement[];
+}
+
+const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
+export const repoRoot = join(here, '..', '..');
+/** Debian's interpreter, which has python3-torch; the python3 first on PATH may not. */
+const TORCH_PYTHON = '/usr/bin/python3';
+const CHILD_TIMEOUT_MS = 15 * 60_000;
+
+function unavailable(system: SystemName, note: string): SystemRun {
+  return { system, note, available: false, results: [] };
+}
+
+/** Runs a child with `input` on stdin, progress on our stderr; returns the JSON object it prints. */
+function runChild(command: string, args: string[], input: string): { json?: Record<string, unknown>; error?: string } {
+  const r = spawnSync(command, args, {
+    input, cwd: repoRoot, encoding: 'utf8', timeout: CHILD_TIMEOUT_MS, maxBuffer: 64 << 20,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  if (r.error) return { error: r.error.message };
+  if (r.status !== 0) return { error: `${command} exited with ${r.status ?? r.signal}` };
+  const text = r.stdout.trim();
+  try {
+    return { json: JSON.parse(text) as Record<string, unknown> };
+  } catch {
+    return { error: `${command} printed no JSON: ${text.slice(0, 200)}` };
+  }
+}
+
+// ---- raw oneDNN --------------------------------------------------------------------------------
+
+const RAW_SOURCE = join(repoRoot, 'bench', 'onednn', 'raw_bench.cc');
+const RAW_BINARY = join(repoRoot, 'build', 'bench', 'raw_bench');
+
+/** Compiles raw_bench when the binary is missing or older than its source. */
+function buildRaw(): string | null {
+  if (existsSync(RAW_BINARY) && statSync(RAW_BINARY).mtimeMs >= statSync(RAW_SOURCE).mtimeMs) return null;
+  mkdirSync(dirname(RAW_BINARY), { recursive: true });
+  const args = ['-O3', '-march=native', '-std=c++17', '-fopenmp', RAW_SOURCE, '-ldnnl', '-o', RAW_BINARY];
+  process.stderr.write(`bench: compiling g++ ${args.join(' ')}\n`);
+  const r = spawnSync('g++', args, { encoding: 'utf8' });
+  if (r.error) return `g++ could not be run (${r.error.message}); install g++ and libdnnl-dev`;
+  if (r.status !== 0) {
+    const first = r.stderr.split('\n').find((l) => l.includes('error')) ?? r.stderr.slice(0, 300);
+    return `raw_bench.cc did not compile (${first.trim()}); it needs oneDNN 2.x headers (apt-get install libdnnl-dev)`;
+  }
+  return null;
+}
+
+/** Raw oneDNN on every case, plus the copy bandwidth at each of `copyBytes`. */
+export function runRaw(cases: readonly BenchCase[], copyBytes: readonly number[], policy: TimingPolicy): SystemRun {
+  const buildError = buildRaw();
+  if (buildError) return unavailable('raw', buildError);
+  const lines = [`policy ${policy.warmup} ${policy.minRuns} ${policy.maxRuns} ${policy.budgetMs} ${policy.threads}`];
+  for (const c of cases) lines.push(`${c.id} ${c.op} ${Object.entries(c.params).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  for (const bytes of copyBytes) lines.push(`${copyId(bytes)} copy bytes=${bytes}`);
+  const r = runChild(RAW_BINARY, [], lines.join('\n') + '\n');
+  if (!r.json) return unavailable('raw', r.error!);
+  return { system: 'raw', available: true, note: `oneDNN ${String(r.json['dnnl_version'])}, ${String(r.json['threads'])} threads`, results: r.json['results'] as Measurement[] };
+}
+
+export const copyId = (bytes: number) => `copy.${bytes}`;
+
+// ---- PyTorch -----------------------------------------------------------------------------------
+
+export function runTorch(cases: readonly BenchCase[], policy: TimingPolicy): SystemRun {
+  const probe = spawnSync(TORCH_PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
+  if (probe.error || probe.status !== 0) {
+    return unavailable('torch', `${TORCH_PYTHON} cannot import torch (apt-get install python3-torch)`);
+  }
+  const r = runChild(TORCH_PYTHON, [join(repoRoot, 'bench', 'torch_ops.py')], JSON.stringify({ policy, cases }));
+  if (!r.json) return unavailable('torch', r.error!);
+  return { system: 'torch', available: true, note: `PyTorch ${String(r.json['torch_version'])}, ${String(r.json['threads'])} threads`, results: r.json['results'] as Measurement[] };
+}
+
+// ---- onnxruntime-node ----------------------------------------------------------------------------
+
+export function runOrt(cases: readonly BenchCase[], policy: TimingPolicy): SystemRun {
+  try {
+    createRequire(import.meta.url).resolve('onnxruntime-node');
+  } catch {
+    return unavailable('ort', 'onnxruntime-node is not installed (ONNXRUNTIME_NODE_INSTALL=skip npm install)');
+  }
+  const r = runChild(process.execPath, [join(here, 'ort.js')], JSON.stringify({ policy, cases }));
+  if (!r.json) return unavailable('ort', r.error!);
+  return { system: 'ort', available: true, note: `onnxruntime-node ${String(r.json['ort_version'])}, ${String(r.json['threads'])} intra-op threads`, results: r.json['results'] as Measurement[] };
+}

@@ -1,0 +1,134 @@
+// `npm run bench`: op-level speed of graft against raw oneDNN, PyTorch and onnxruntime, all
+// measured in the same run on the same cases (bench/cases.ts), reported as ratios.
+//
+//   node dist/bench/run.js [--quick] [--only <id or op>] [--skip raw,torch,ort]
+//   GRAFT_BACKEND=reference node dist/bench/run.js --quick     (smoke check without the addon)
+//
+// Prints a table and writes bench/results/ops-<date>.json. Speeds are reported, never asserted.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { getBackend, nativeLoadError, setBackend, type BackendName } from '../src/index.js';
+import { copySizes, selectCases, type BenchCase } from './cases.js';
+import { measureGraft } from './graft_ops.js';
+import { repoRoot, runOrt, runRaw, runTorch, type SystemName, type SystemRun } from './references.js';
+import { buildRows, formatTable, TARGET_COPY, TARGET_LATENCY_US, TARGET_RAW, type Row } from './table.js';
+import { timingPolicy, type Measurement, type TimingPolicy } from './timing.js';
+
+interface Args {
+  quick: boolean;
+  only?: string;
+  skip: Set<SystemName>;
+}
+
+const USAGE = 'usage: node dist/bench/run.js [--quick] [--only <case id or op>] [--skip raw,torch,ort]';
+
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = { quick: false, skip: new Set() };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--quick') args.quick = true;
+    else if (a === '--only' && argv[i + 1]) args.only = argv[++i];
+    else if (a === '--skip' && argv[i + 1]) {
+      for (const s of argv[++i]!.split(',')) {
+        if (s !== 'raw' && s !== 'torch' && s !== 'ort') throw new Error(`--skip takes raw, torch, ort; got '${s}'\n${USAGE}`);
+        args.skip.add(s);
+      }
+    } else throw new Error(`unknown argument '${a}'\n${USAGE}`);
+  }
+  return args;
+}
+
+/** Native when it loads (or GRAFT_BACKEND says), else reference with the reason. */
+function chooseBackend(): { name: BackendName; note: string } {
+  const env = process.env['GRAFT_BACKEND'];
+  if (env && env !== 'native' && env !== 'reference') throw new Error(`GRAFT_BACKEND='${env}' is not a backend; use 'reference' or 'native'`);
+  if (env === 'reference') return { name: 'reference', note: 'reference (GRAFT_BACKEND=reference)' };
+  try {
+    getBackend('native');
+    return { name: 'native', note: 'native' };
+  } catch (e) {
+    if (env === 'native') throw e;
+    return { name: 'reference', note: `reference: the native backend did not load (${nativeLoadError()}); build it with npm run build:native` };
+  }
+}
+
+async function runGraft(cases: readonly BenchCase[], policy: TimingPolicy, note: string): Promise<SystemRun> {
+  const results: Measurement[] = [];
+  for (const c of cases) {
+    results.push(...(await measureGraft(c, policy)));
+    process.stderr.write(`graft: ${c.id} done\n`);
+  }
+  return { system: 'graft', available: true, note, results };
+}
+
+function resultsPath(now: Date): string {
+  const dir = join(repoRoot, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const day = now.toISOString().slice(0, 10);
+  for (let i = 1; ; i++) {
+    const p = join(dir, i === 1 ? `ops-${day}.json` : `ops-${day}-${i}.json`);
+    if (!existsSync(p)) return p;
+  }
+}
+
+function gitCommit(): string {
+  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : 'unknown';
+}
+
+function summary(rows: readonly Row[]): string[] {
+  const missed = rows.filter((r) => r.met === false);
+  const unjudged = rows.filter((r) => r.met === null && r.target !== '');
+  const lines = [`targets: GFLOP/s ≥ ${TARGET_RAW}× raw oneDNN (plain layouts), GB/s ≥ ${TARGET_COPY * 100}% of copy bandwidth, < ${TARGET_LATENCY_US} µs per tiny op`];
+  lines.push(`${rows.filter((r) => r.met === true).length} rows meet their target, ${missed.length} miss${unjudged.length ? `, ${unjudged.length} could not be judged` : ''}`);
+  for (const r of missed) lines.push(`  MISS ${r.id} ${r.pass}: ${r.target}`);
+  return lines;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const cases = selectCases(args.only);
+  const threads = availableParallelism();
+  const policy = timingPolicy(args.quick, threads);
+  const backend = chooseBackend();
+  setBackend(backend.name);
+  const startLoad = loadavg();
+  const started = new Date();
+
+  const skipped = (s: SystemName): SystemRun => ({ system: s, note: 'skipped (--skip)', available: false, results: [] });
+  const runs: Record<SystemName, SystemRun> = {
+    graft: await runGraft(cases, policy, backend.note),
+    raw: args.skip.has('raw') ? skipped('raw') : runRaw(cases, copySizes(cases), policy),
+    torch: args.skip.has('torch') ? skipped('torch') : runTorch(cases, policy),
+    ort: args.skip.has('ort') ? skipped('ort') : runOrt(cases, policy),
+  };
+  const rows = buildRows(cases, runs);
+
+  const header = [
+    `graft op benchmarks, ${started.toISOString()}, commit ${gitCommit()}`,
+    `machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${threads} threads, load average ${startLoad.map((l) => l.toFixed(2)).join(' ')} at start, ${loadavg().map((l) => l.toFixed(2)).join(' ')} at end`,
+    `timing: median of ${policy.minRuns}–${policy.maxRuns} runs after ${policy.warmup} warm-up, ~${policy.budgetMs} ms per pass${args.quick ? ' (--quick)' : ''}`,
+    ...Object.values(runs).map((r) => `${r.system.padEnd(5)}: ${r.note}`),
+    '× = graft speed ÷ reference speed (> 1: graft faster); "dnnl any" lets oneDNN pick blocked layouts, reorders included',
+  ];
+  const errors = Object.values(runs).flatMap((r) => r.results.filter((m) => m.error).map((m) => `${r.system} ${m.id}${m.pass ? ' ' + m.pass : ''}: ${m.error}`));
+  const report = [...header, '', formatTable(rows), '', ...summary(rows), ...(errors.length ? ['', 'not measured:', ...errors.map((e) => '  ' + e)] : [])];
+  process.stdout.write(report.join('\n') + '\n');
+
+  const path = resultsPath(started);
+  writeFileSync(path, JSON.stringify({
+    date: started.toISOString(), commit: gitCommit(), args: { quick: args.quick, only: args.only ?? null, skip: [...args.skip] },
+    machine: { cpu: cpus()[0]?.model, threads, node: process.version, loadavgStart: startLoad, loadavgEnd: loadavg() },
+    policy, backend: backend.name,
+    systems: Object.fromEntries(Object.values(runs).map((r) => [r.system, { available: r.available, note: r.note }])),
+    rows, measurements: Object.fromEntries(Object.values(runs).map((r) => [r.system, r.results])),
+  }, null, 2) + '\n');
+  process.stdout.write(`wrote ${path}\n`);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench: ${(e as Error).message}\n`);
+  process.exitCode = 1;
+});
