@@ -40,22 +40,22 @@ function single(op: string, inputs: OnnxValue[], outShape: readonly number[], at
 }
 
 function modelFor(c: BenchCase): ModelSpec {
-  const p = c.params as Record<string, number>;
+  const p = c.params;
   switch (c.op) {
     case 'linear':
-      return single('Gemm', [{ name: 'x', shape: [p.m!, p.k!] }, { name: 'w', shape: [p.n!, p.k!] }, { name: 'b', shape: [p.n!] }], [p.m!, p.n!], [{ name: 'transB', int: 1 }]);
+      return single('Gemm', [{ name: 'x', shape: [p.m, p.k] }, { name: 'w', shape: [p.n, p.k] }, { name: 'b', shape: [p.n] }], [p.m, p.n], [{ name: 'transB', int: 1 }]);
     case 'matmul':
     case 'overhead_matmul':
-      return single('MatMul', [{ name: 'x', shape: [p.m!, p.k!] }, { name: 'w', shape: [p.k!, p.n!] }], [p.m!, p.n!]);
+      return single('MatMul', [{ name: 'x', shape: [p.m, p.k] }, { name: 'w', shape: [p.k, p.n] }], [p.m, p.n]);
     case 'attention': {
       // The unfused definition; onnxruntime fuses what it recognises.
-      const shape = [p.batch!, p.heads!, p.n!, p.d!];
+      const shape = [p.batch, p.heads, p.n, p.d];
       return {
         graph: {
           opset: OPSET,
           inputs: [{ name: 'q', shape }, { name: 'k', shape }, { name: 'v', shape }],
           outputs: [{ name: 'y', shape }],
-          initializers: [{ name: 'scale', shape: [], data: Float32Array.of(1 / Math.sqrt(p.d!)) }],
+          initializers: [{ name: 'scale', shape: [], data: Float32Array.of(1 / Math.sqrt(p.d)) }],
           nodes: [
             { op: 'Transpose', inputs: ['k'], outputs: ['kT'], attrs: [{ name: 'perm', ints: [0, 1, 3, 2] }] },
             { op: 'MatMul', inputs: ['q', 'kT'], outputs: ['s'] },
@@ -67,28 +67,28 @@ function modelFor(c: BenchCase): ModelSpec {
       };
     }
     case 'conv': {
-      const outH = (p.h! + 2 * p.pad! - p.kh!) / p.stride! + 1;
-      const outW = (p.w! + 2 * p.pad! - p.kw!) / p.stride! + 1;
-      return single('Conv', [{ name: 'x', shape: [p.n!, p.c!, p.h!, p.w!] }, { name: 'w', shape: [p.cout!, p.c! / p.groups!, p.kh!, p.kw!] }], [p.n!, p.cout!, outH, outW], [
-        { name: 'group', int: p.groups! },
-        { name: 'kernel_shape', ints: [p.kh!, p.kw!] },
-        { name: 'pads', ints: [p.pad!, p.pad!, p.pad!, p.pad!] },
-        { name: 'strides', ints: [p.stride!, p.stride!] },
+      const outH = (p.h + 2 * p.pad - p.kh) / p.stride + 1;
+      const outW = (p.w + 2 * p.pad - p.kw) / p.stride + 1;
+      return single('Conv', [{ name: 'x', shape: [p.n, p.c, p.h, p.w] }, { name: 'w', shape: [p.cout, p.c / p.groups, p.kh, p.kw] }], [p.n, p.cout, outH, outW], [
+        { name: 'group', int: p.groups },
+        { name: 'kernel_shape', ints: [p.kh, p.kw] },
+        { name: 'pads', ints: [p.pad, p.pad, p.pad, p.pad] },
+        { name: 'strides', ints: [p.stride, p.stride] },
       ]);
     }
     case 'add':
-      return single('Add', [{ name: 'a', shape: [p.rows!, p.cols!] }, { name: 'b', shape: [p.rows!, p.cols!] }], [p.rows!, p.cols!]);
+      return single('Add', [{ name: 'a', shape: [p.rows, p.cols] }, { name: 'b', shape: [p.rows, p.cols] }], [p.rows, p.cols]);
     case 'bias_add':
-      return single('Add', [{ name: 'x', shape: [p.rows!, p.cols!] }, { name: 'b', shape: [p.cols!] }], [p.rows!, p.cols!]);
+      return single('Add', [{ name: 'x', shape: [p.rows, p.cols] }, { name: 'b', shape: [p.cols] }], [p.rows, p.cols]);
     case 'overhead_add':
-      return single('Add', [{ name: 'a', shape: [p.n!] }, { name: 'b', shape: [p.n!] }], [p.n!]);
+      return single('Add', [{ name: 'a', shape: [p.n] }, { name: 'b', shape: [p.n] }], [p.n]);
     case 'gelu':
-      return single('Gelu', [{ name: 'x', shape: [p.rows!, p.cols!] }], [p.rows!, p.cols!]);
+      return single('Gelu', [{ name: 'x', shape: [p.rows, p.cols] }], [p.rows, p.cols]);
     case 'layernorm':
-      return single('LayerNormalization', [{ name: 'x', shape: [p.rows!, p.cols!] }, { name: 'scale', shape: [p.cols!] }, { name: 'bias', shape: [p.cols!] }],
-        [p.rows!, p.cols!], [{ name: 'axis', int: -1 }, { name: 'epsilon', float: 1e-5 }]);
+      return single('LayerNormalization', [{ name: 'x', shape: [p.rows, p.cols] }, { name: 'scale', shape: [p.cols] }, { name: 'bias', shape: [p.cols] }],
+        [p.rows, p.cols], [{ name: 'axis', int: -1 }, { name: 'epsilon', float: 1e-5 }]);
     case 'softmax':
-      return single('Softmax', [{ name: 'x', shape: [p.rows!, p.cols!] }], [p.rows!, p.cols!], [{ name: 'axis', int: -1 }]);
+      return single('Softmax', [{ name: 'x', shape: [p.rows, p.cols] }], [p.rows, p.cols], [{ name: 'axis', int: -1 }]);
     case 'batchnorm':
       return { unavailable: 'onnxruntime has only inference-mode BatchNormalization (running statistics), not the training forward' };
   }
