@@ -1,0 +1,79 @@
+// The methods a comparison runs: the baselines the papers judge PEFT against (scratch, linear
+// probe, full fine-tuning) and the adapters (LoRA, DoRA), each turning a backbone into the
+// module to train.
+import { Module } from '../nn/module.js';
+import { Activation, BatchNorm2d, Dropout, Linear, Sequential } from '../nn/layers.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Generator } from '../tensor/random.js';
+import { PeftModel } from './peft-model.js';
+import { loraConfig, type LoraConfig } from './lora/config.js';
+
+export const METHODS = ['scratch', 'linear-probe', 'full', 'lora', 'dora'] as const;
+export type MethodName = (typeof METHODS)[number];
+
+export interface MethodOptions {
+  numClasses: number;
+  /** Head for linear probing: one Linear, or Linear → GELU → Dropout → Linear. */
+  head?: 'linear' | 'mlp';
+  mlpHidden?: number;
+  lora?: Partial<LoraConfig>;
+  generator?: Generator;
+}
+
+/** The classifier: the last Linear layer of the model, as every registered family ends in one. */
+export function headPath(model: Module): string {
+  const linears = model.namedModules().filter(([, m]) => m instanceof Linear);
+  if (!linears.length) throw new Error(`${model.constructor.name} has no Linear classifier to replace`);
+  return linears[linears.length - 1]![0];
+}
+
+/** Replaces the classifier with a fresh one for `numClasses` (linear or a small MLP). */
+export function replaceHead(model: Module, numClasses: number, kind: 'linear' | 'mlp' = 'linear', hidden = 256, gen?: Generator): string {
+  const path = headPath(model);
+  const old = model.getModule(path) as Linear;
+  const head = kind === 'linear'
+    ? new Linear(old.inFeatures, numClasses, { generator: gen })
+    : new Sequential(new Linear(old.inFeatures, hidden, { generator: gen }), new Activation('gelu'), new Dropout(0.1), new Linear(hidden, numClasses, { generator: gen }));
+  model.setModule(path, head);
+  old.dispose();
+  return path;
+}
+
+/** A frozen backbone (eval mode always, BatchNorm statistics fixed) under a trained head. */
+export class LinearProbe extends Module {
+  constructor(readonly model: Module, readonly headName: string) {
+    super();
+    this.module('model', model);
+    model.requiresGrad_(false);
+    model.getModule(headName).requiresGrad_(true);
+    for (const [, m] of model.namedModules()) if (m instanceof BatchNorm2d) m.frozen = true;
+  }
+  override train(mode = true): this {
+    super.train(false);
+    this.model.getModule(this.headName).train(mode);
+    return this;
+  }
+  forward(x: Tensor): Tensor {
+    return this.model.forward(x);
+  }
+}
+
+/**
+ * Prepares `model` (pretrained, or freshly initialised for `scratch`) for training with `method`.
+ * The classifier is replaced for `numClasses` in every method.
+ */
+export function applyMethod(model: Module, method: MethodName, opts: MethodOptions): Module {
+  const head = replaceHead(model, opts.numClasses, method === 'linear-probe' ? opts.head ?? 'linear' : 'linear', opts.mlpHidden, opts.generator);
+  switch (method) {
+    case 'scratch':
+    case 'full':
+      return model.requiresGrad_(true);
+    case 'linear-probe':
+      return new LinearProbe(model, head);
+    case 'lora':
+    case 'dora': {
+      const config = loraConfig({ r: 8, loraAlpha: 16, targetModules: 'all-linear', ...opts.lora, useDora: method === 'dora', modulesToSave: [head, ...(opts.lora?.modulesToSave ?? [])] });
+      return new PeftModel(model, config, 'default', { generator: opts.generator });
+    }
+  }
+}
