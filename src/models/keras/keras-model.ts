@@ -1,0 +1,297 @@
+// A Keras LayersModel run by graft: one graft layer per Keras layer, registered under the Keras
+// layer's name, and the layer calls executed in graph order. Images are NCHW (B, C, H, W).
+//
+// forwardFeatures runs up to the feature map the head starts from — the input of the first
+// Flatten / global pooling / Dense, moved before a pooling layer that only feeds that Flatten —
+// and forwardHead runs the rest. A classifier's final softmax is left out of forward(), which
+// returns logits as every graft model does; predict() applies it and equals Keras's output.
+import type { LoadResult } from '../../nn/module.js';
+import type { Module } from '../../nn/module.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import type { Generator } from '../../tensor/random.js';
+import { tidy } from '../../tensor/memory.js';
+import { softmax } from '../../ops/norm.js';
+import { fmt } from '../../tensor/shape.js';
+import { VisionModel } from '../model.js';
+import type { PreprocessConfig } from '../../data/preprocess.js';
+import { weightTensor, type TfjsWeight } from '../../io/tfjs.js';
+import type { KerasGraph, KerasLayerSpec, KerasNode } from './topology.js';
+import { buildKerasLayer, hasKerasBuilder, SUPPORTED_KERAS_LAYERS, type BuiltLayer, type SampleShape } from './layer-table.js';
+import { isKerasWeighted, KerasDense } from './weighted-layers.js';
+
+export interface KerasModelOptions {
+  /** Input size (square, or [H, W]) when it differs from the topology's or the topology leaves it open. */
+  imageSize?: number | [number, number];
+  /** Keep the classifier's softmax in forward() (Keras's own output) instead of returning logits. */
+  keepOutputActivation?: boolean;
+  /** Preprocessing the model expects; by default pixels / 255 at the input size, no mean or std. */
+  preprocess?: Partial<PreprocessConfig>;
+  family?: string;
+  /** Initialises weights before loading (and layers created by resetClassifier). */
+  generator?: Generator;
+}
+
+interface Step {
+  key: string;
+  layer: string;
+  built: BuiltLayer;
+  inputs: string[];
+  /** Values whose last use in this segment is this step. */
+  release: string[];
+}
+
+const HEAD_START = new Set(['Flatten', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Dense']);
+const POOLING = new Set(['AveragePooling2D', 'MaxPooling2D']);
+
+function unsupportedLayersError(graph: KerasGraph, source: string): Error | null {
+  const bad = graph.layers.filter((l) => l.className !== 'InputLayer' && !hasKerasBuilder(l.className));
+  if (bad.length === 0) return null;
+  const list = bad.map((l) => `'${l.name}' (class ${l.className})`).join(', ');
+  return new Error(`${source}: graft cannot import layer ${list}. Supported layer classes: ${SUPPORTED_KERAS_LAYERS.join(', ')}`);
+}
+
+/** Per-sample input shape in graft's layout from Keras's batch_input_shape. */
+function inputSampleShape(batchShape: (number | null)[], imageSize: KerasModelOptions['imageSize'], source: string): number[] {
+  if (batchShape.length === 2 && batchShape[1]) return [batchShape[1]];
+  if (batchShape.length !== 4 || !batchShape[3]) throw new Error(`${source}: input shape ${JSON.stringify(batchShape)} is neither (B, H, W, C) with known C nor (B, F)`);
+  const [h, w] = imageSize === undefined ? [batchShape[1], batchShape[2]] : typeof imageSize === 'number' ? [imageSize, imageSize] : imageSize;
+  if (!h || !w) throw new Error(`${source}: the model leaves its input size open (${JSON.stringify(batchShape)}); pass { imageSize }`);
+  return [batchShape[3], h, w];
+}
+
+export class KerasModel extends VisionModel {
+  readonly family: string;
+  readonly numFeatures: number;
+  readonly preprocess: PreprocessConfig;
+  /** Per-sample input shape in graft's layout, [C, H, W]. */
+  readonly inputShape: number[];
+  /** The activation forward() leaves out and predict() applies ('softmax'), or null. */
+  readonly outputActivation: 'softmax' | null;
+  /** Keras layer name → name of the graft child module holding its weights. */
+  readonly moduleNames = new Map<string, string>();
+  private readonly plan: {
+    features: Step[];
+    head: Step[];
+    inputKey: string;
+    featureKey: string;
+    pooledKey: string;
+    outputKey: string;
+    shapes: Map<string, number[]>;
+    classifier: string | null;
+    headless: boolean;
+  };
+
+  constructor(graph: KerasGraph, opts: KerasModelOptions & { source?: string } = {}) {
+    super();
+    const source = opts.source ?? graph.name;
+    const unsupported = unsupportedLayersError(graph, source);
+    if (unsupported) throw unsupported;
+    if (graph.inputs.length !== 1 || graph.outputs.length !== 1) {
+      throw new Error(`${source}: the model has ${graph.inputs.length} inputs and ${graph.outputs.length} outputs; graft's vision models take one image and give one output`);
+    }
+    const inputKey = graph.inputs[0]!;
+    const outputKey = graph.outputs[0]!;
+    const byKey = new Map(graph.nodes.map((n) => [n.key, n]));
+    const outputNode = byKey.get(outputKey)!;
+    const strip = !opts.keepOutputActivation && finalSoftmax(outputNode.layer);
+
+    // Build each layer at its first call, and infer every node's per-sample shape.
+    const shapes = new Map<string, number[]>();
+    const built = new Map<string, BuiltLayer>();
+    const inputShape = inputSampleShape(graph.inputShapes[0]!, opts.imageSize, source);
+    for (const node of graph.nodes) {
+      if (node.layer.className === 'InputLayer') {
+        shapes.set(node.key, inputShape);
+        continue;
+      }
+      const ins: SampleShape[] = node.inputs.map((k) => shapes.get(k)!);
+      let layer = built.get(node.layer.name);
+      if (!layer) {
+        layer = strip && node.layer === outputNode.layer ? buildWithoutSoftmax(node.layer, ins, opts.generator) : buildKerasLayer(node.layer, ins, opts.generator);
+        built.set(node.layer.name, layer);
+      }
+      shapes.set(node.key, layer.outputShape(ins));
+    }
+
+    const needed = ancestors(outputKey, byKey);
+    let featureKey = outputKey;
+    const firstHead = graph.nodes.find((n) => needed.has(n.key) && HEAD_START.has(n.layer.className) && n.inputs.length === 1);
+    if (firstHead) {
+      featureKey = firstHead.inputs[0]!;
+      const pool = byKey.get(featureKey)!;
+      const consumers = graph.nodes.filter((n) => needed.has(n.key) && n.inputs.includes(featureKey));
+      if (POOLING.has(pool.layer.className) && consumers.length === 1 && firstHead.layer.className === 'Flatten') featureKey = pool.inputs[0]!;
+    }
+    const featureSet = ancestors(featureKey, byKey);
+    const toStep = (n: KerasNode): Step => ({ key: n.key, layer: n.layer.name, built: built.get(n.layer.name)!, inputs: n.inputs, release: [] });
+    let features = graph.nodes.filter((n) => featureSet.has(n.key) && n.key !== inputKey).map(toStep);
+    let head = graph.nodes.filter((n) => needed.has(n.key) && !featureSet.has(n.key)).map(toStep);
+    const headValues = new Set([featureKey, ...head.map((s) => s.key)]);
+    if (head.some((s) => s.inputs.some((k) => !headValues.has(k)))) {
+      // The head reads more than one feature value: run everything as features.
+      featureKey = outputKey;
+      features = graph.nodes.filter((n) => needed.has(n.key) && n.key !== inputKey).map(toStep);
+      head = [];
+    }
+    const firstDense = head.find((s) => byKey.get(s.key)!.layer.className === 'Dense');
+    const pooledKey = firstDense ? firstDense.inputs[0]! : head.length ? head[head.length - 1]!.key : featureKey;
+    const denseSteps = head.filter((s) => byKey.get(s.key)!.layer.className === 'Dense');
+    markReleases(features, featureKey);
+    markReleases(head, outputKey);
+
+    this.family = opts.family ?? 'keras';
+    this.inputShape = inputShape;
+    this.outputActivation = strip ? 'softmax' : null;
+    this.preprocess = {
+      inputSize: [inputShape[0]!, inputShape[1] ?? 1, inputShape[2] ?? 1] as [number, number, number],
+      mean: [0, 0, 0],
+      std: [1, 1, 1],
+      interpolation: 'bilinear',
+      cropPct: 1,
+      ...opts.preprocess,
+    };
+    this.numFeatures = shapes.get(pooledKey)![0]!;
+    this.plan = {
+      features, head, inputKey, featureKey, pooledKey, outputKey, shapes,
+      classifier: denseSteps.length ? denseSteps[denseSteps.length - 1]!.layer : null, headless: false,
+    };
+    // Children are named after Keras layers; a name that would shadow a property of this model
+    // (or contains the path separator '.') gets a suffix / replacement.
+    for (const [name, layer] of built) {
+      if (!layer.module) continue;
+      let moduleName = name.replace(/\./g, '_');
+      while (moduleName in this) moduleName += '_';
+      this.moduleNames.set(name, moduleName);
+      this.module(moduleName, layer.module);
+    }
+  }
+
+  /** Output width (classes for a classifier). */
+  get numClasses(): number {
+    return this.plan.headless ? 0 : this.plan.shapes.get(this.plan.outputKey)![0]!;
+  }
+
+  forwardFeatures(x: Tensor): Tensor {
+    const want = this.inputShape;
+    if (x.rank !== want.length + 1 || x.shape.slice(1).some((d, i) => d !== want[i])) {
+      const hint = want.length === 3 && x.rank === 4 && x.shape[1] === want[0] ? ` Load the model with { imageSize: [${x.shape[2]}, ${x.shape[3]}] } to run it at that size.` : '';
+      throw new Error(`${this.family}: expected input (B, ${want.join(', ')}) (NCHW); got ${fmt(x.shape)}.${hint}`);
+    }
+    return this.run(this.plan.features, this.plan.inputKey, x, this.plan.featureKey);
+  }
+
+  /** Runs the head on features; `preLogits` stops at the pooled vector (B, numFeatures). */
+  forwardHead(features: Tensor, preLogits = false): Tensor {
+    const { head, featureKey, pooledKey, outputKey, headless } = this.plan;
+    return this.run(head, featureKey, features, preLogits || headless ? pooledKey : outputKey);
+  }
+
+  /** Keras's output: forward() followed by the output activation it leaves out. */
+  predict(x: Tensor): Tensor {
+    const out = this.forward(x);
+    return this.outputActivation === 'softmax' ? softmax(out, -1) : out;
+  }
+
+  /**
+   * A fresh classifier (the last Dense) with `numClasses` outputs, initialised like graft's Linear;
+   * 0 removes it, so forwardHead returns the pooled features.
+   */
+  resetClassifier(numClasses: number, generator?: Generator): void {
+    const name = this.plan.classifier;
+    if (!name) throw new Error(`${this.family}: the model has no Dense classifier after its features`);
+    if (numClasses === 0) {
+      this.plan.headless = true;
+      return;
+    }
+    const moduleName = this.moduleNames.get(name)!;
+    const old = this.getModule(moduleName) as KerasDense;
+    this.setModule(moduleName, new KerasDense(old.inFeatures, numClasses, { bias: true, generator }));
+    old.dispose();
+    this.plan.headless = false;
+    for (const s of this.plan.head) if (s.layer === name) this.plan.shapes.set(s.key, [numClasses]);
+    const out = this.plan.head.find((s) => s.key === this.plan.outputKey);
+    if (out && out.layer !== name) this.plan.shapes.set(out.key, [numClasses]);
+  }
+
+  /**
+   * Copies Keras weights ('Conv1/kernel', …) into the layers of the same name, converting each to
+   * graft's layout. Strict by default: one error lists every missing, unexpected and mismatched name.
+   */
+  loadKerasWeights(weights: Map<string, TfjsWeight>, opts: { strict?: boolean; what?: string } = {}): LoadResult {
+    return tidy(() => {
+      const state = new Map<string, Tensor>();
+      for (const [name, w] of weights) {
+        const { layer, param } = this.splitWeightName(name);
+        const moduleName = this.moduleNames.get(layer) ?? layer;
+        let value = weightTensor(w);
+        const module = this.children().find(([n]) => n === moduleName)?.[1];
+        if (module && isKerasWeighted(module)) value = module.fromKerasLayout(param, value);
+        state.set(`${moduleName}.${param}`, value);
+      }
+      return this.loadStateDict(state, { strict: opts.strict ?? true, what: opts.what ?? 'the Keras weights' });
+    });
+  }
+
+  /** 'scope/layer/param:0' → the layer this model knows and the parameter name. */
+  private splitWeightName(name: string): { layer: string; param: string } {
+    const parts = name.replace(/:\d+$/, '').split('/');
+    const param = parts.pop()!;
+    const full = parts.join('/');
+    const last = parts[parts.length - 1] ?? '';
+    return { layer: this.moduleNames.has(full) || !this.moduleNames.has(last) ? full : last, param };
+  }
+
+  /** Runs `steps` from `inputKey` = x until `outputKey` is computed, disposing values past their last use. */
+  private run(steps: Step[], inputKey: string, x: Tensor, outputKey: string): Tensor {
+    if (inputKey === outputKey) return x;
+    const modules = new Map<string, Module>(this.children());
+    const values = new Map<string, Tensor>([[inputKey, x]]);
+    const release = (key: string) => {
+      const t = values.get(key);
+      values.delete(key);
+      if (t && t !== x && ![...values.values()].includes(t)) t.dispose();
+    };
+    for (const step of steps) {
+      const inputs = step.inputs.map((k) => values.get(k)!);
+      const module = modules.get(this.moduleNames.get(step.layer) ?? '') ?? null;
+      values.set(step.key, step.built.apply(inputs, module, this.training));
+      if (step.key === outputKey) break;
+      for (const k of step.release) release(k);
+    }
+    const out = values.get(outputKey)!;
+    values.delete(outputKey);
+    for (const k of [...values.keys()]) if (values.get(k) !== out) release(k);
+    return out;
+  }
+}
+
+/** True when the layer ends in a softmax over classes (Dense(activation='softmax'), Activation, Softmax). */
+function finalSoftmax(layer: KerasLayerSpec): boolean {
+  const c = layer.config;
+  if (layer.className === 'Dense' || layer.className === 'Activation') return c['activation'] === 'softmax';
+  return layer.className === 'Softmax' && (c['axis'] ?? -1) === -1;
+}
+
+function buildWithoutSoftmax(spec: KerasLayerSpec, inputs: SampleShape[], gen?: Generator): BuiltLayer {
+  if (spec.className === 'Dense') return buildKerasLayer({ ...spec, config: { ...spec.config, activation: 'linear' } }, inputs, gen);
+  return buildKerasLayer({ ...spec, className: 'Activation', config: { ...spec.config, activation: 'linear' } }, inputs, gen);
+}
+
+function ancestors(key: string, byKey: Map<string, KerasNode>): Set<string> {
+  const out = new Set<string>();
+  const stack = [key];
+  while (stack.length) {
+    const k = stack.pop()!;
+    if (out.has(k)) continue;
+    out.add(k);
+    stack.push(...byKey.get(k)!.inputs);
+  }
+  return out;
+}
+
+/** Fills each step's release list: inputs not read by a later step, other than the segment's output. */
+function markReleases(steps: Step[], outputKey: string): void {
+  const lastUse = new Map<string, number>();
+  steps.forEach((s, i) => s.inputs.forEach((k) => lastUse.set(k, i)));
+  for (const [k, i] of lastUse) if (k !== outputKey) steps[i]!.release.push(k);
+}

@@ -1,0 +1,98 @@
+// The pretrained classifiers of the npm package nsfwjs (Keras MobileNetV2 at 224² and
+// InceptionV3 at 299², fine-tuned to 5 classes, uint8-quantised TF.js LayersModels). nsfwjs
+// ships them as browserify bundles: dist/models/<model>/model.min.js exports the model.json
+// object and each group1-shard*.min.js exports its shard as a base64 string. nsfwjs feeds
+// pixels / 255 (tf.browser.fromPixels(img).toFloat().div(255)), resized bilinearly to the
+// model's size.
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { decodeWeightsManifest, parseTfjsModelJson, TfjsFormatError, type TfjsArtifacts } from '../../io/tfjs.js';
+import { registerModel } from '../registry.js';
+import type { CreateModelOptions } from '../model.js';
+import { kerasModelFromArtifacts, type LoadKerasOptions } from './load.js';
+import type { KerasModel } from './keras-model.js';
+
+/** Class order of the nsfwjs classifiers' outputs. */
+export const NSFWJS_CLASSES = ['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy'] as const;
+
+const NSFWJS_MODELS = {
+  nsfwjs_mobilenet_v2: { folder: 'mobilenet_v2', size: 224 },
+  nsfwjs_inception_v3: { folder: 'inception_v3', size: 299 },
+} as const;
+
+export type NsfwjsModelName = keyof typeof NSFWJS_MODELS;
+export const NSFWJS_MODEL_NAMES = Object.keys(NSFWJS_MODELS) as NsfwjsModelName[];
+
+/** The installed nsfwjs package folder. Its "exports" map hides dist/models, so files are read by path. */
+export function nsfwjsRoot(): string {
+  const require = createRequire(import.meta.url);
+  let entry: string;
+  try {
+    entry = require.resolve('nsfwjs');
+  } catch {
+    throw new Error('the nsfwjs package is not installed; run: npm install nsfwjs@4.4.0');
+  }
+  for (let dir = dirname(entry); dir !== dirname(dir); dir = dirname(dir)) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'nsfwjs') return dir;
+  }
+  throw new Error(`could not find the nsfwjs package folder above ${entry}`);
+}
+
+/** Requires a bundle by absolute path and drops it from the module cache (shards are tens of MB). */
+function requireBundle(path: string): unknown {
+  const require = createRequire(import.meta.url);
+  if (!existsSync(path)) throw new TfjsFormatError(`${path} is missing from the nsfwjs package; reinstall it with: npm install nsfwjs@4.4.0`);
+  const value: unknown = require(path);
+  delete require.cache[path];
+  return value;
+}
+
+/** The model.json and decoded weights of an nsfwjs model, from its bundles in a folder. */
+export function readNsfwjsBundles(folder: string): TfjsArtifacts {
+  const modelPath = join(folder, 'model.min.js');
+  const modelJson = parseTfjsModelJson(requireBundle(modelPath), modelPath);
+  const readShard = (p: string): Uint8Array => {
+    const file = join(folder, `${p}.min.js`);
+    const b64 = requireBundle(file);
+    if (typeof b64 !== 'string') throw new TfjsFormatError(`${file} does not export a base64 string`);
+    return Buffer.from(b64, 'base64');
+  };
+  return { modelJson, weights: decodeWeightsManifest(modelJson.weightsManifest, readShard, modelPath), source: modelPath };
+}
+
+function modelSpec(name: string): (typeof NSFWJS_MODELS)[NsfwjsModelName] {
+  const spec = (NSFWJS_MODELS as Record<string, (typeof NSFWJS_MODELS)[NsfwjsModelName]>)[name];
+  if (!spec) throw new Error(`unknown nsfwjs model '${name}'; one of ${NSFWJS_MODEL_NAMES.join(', ')}`);
+  return spec;
+}
+
+/** The folder of an nsfwjs model's bundles. */
+export function nsfwjsModelFolder(name: NsfwjsModelName): string {
+  return join(nsfwjsRoot(), 'dist', 'models', modelSpec(name).folder);
+}
+
+/**
+ * A pretrained nsfwjs classifier in graft, with nsfwjs's preprocessing (pixels / 255 at 224² or
+ * 299²). forward() gives logits over NSFWJS_CLASSES; predict() gives nsfwjs's probabilities.
+ */
+export function loadNsfwjsModel(name: NsfwjsModelName, opts: LoadKerasOptions = {}): KerasModel {
+  const { size } = modelSpec(name);
+  const [h, w] = opts.imageSize === undefined ? [size, size] : typeof opts.imageSize === 'number' ? [opts.imageSize, opts.imageSize] : opts.imageSize;
+  return kerasModelFromArtifacts(readNsfwjsBundles(nsfwjsModelFolder(name)), {
+    family: 'nsfwjs',
+    ...opts,
+    preprocess: { inputSize: [3, h, w], mean: [0, 0, 0], std: [1, 1, 1], interpolation: 'bilinear', cropPct: 1, ...opts.preprocess },
+  });
+}
+
+for (const name of NSFWJS_MODEL_NAMES) {
+  registerModel(name, {
+    family: 'nsfwjs',
+    create: (opts: CreateModelOptions) => loadNsfwjsModel(name, {
+      numClasses: opts.numClasses,
+      imageSize: opts.imageSize,
+    }),
+  });
+}
