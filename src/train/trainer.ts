@@ -75,7 +75,7 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number
   }));
 }
 
-export async function train(model: Module, data: BatchSource, evaluate: (() => EvalMetrics) | null, opts: TrainOptions): Promise<TrainResult> {
+export async function train(model: Module, data: BatchSource, evaluate: (() => EvalMetrics | Promise<EvalMetrics>) | null, opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((l: string) => console.log(l));
   const accum = opts.gradAccumulation ?? 1;
   const wd = opts.weightDecay ?? (opts.optimizer === 'sgd' ? 0 : 0.01);
@@ -173,7 +173,7 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
       if (evaluate) {
         const t1 = performance.now();
         model.eval();
-        const metrics = noGrad(evaluate);
+        const metrics = await evaluate();
         const runtime = (performance.now() - t1) / 1000;
         record({ ...Object.fromEntries(Object.entries(metrics).map(([k, v]) => [`eval_${k}`, v])), eval_runtime: runtime, epoch: state.epoch + 1, step: state.globalStep });
         const value = metrics[metric];

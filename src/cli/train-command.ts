@@ -1,0 +1,99 @@
+// `graft train`: data → backbone → method → training → test report and a small adapter file.
+import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { applyMethod } from '../adapters/methods.js';
+import { PeftModel } from '../adapters/peft-model.js';
+import { ImageBatchSource } from '../data/loader.js';
+import { DEFAULT_AUGMENT } from '../data/transforms.js';
+import { evaluate, measureSpeed } from '../eval/evaluate.js';
+import { saveSafetensors } from '../io/safetensors.js';
+import { describeTrainable, type Module } from '../nn/module.js';
+import { reportMarkdown } from '../report/tables.js';
+import { memory } from '../tensor/memory.js';
+import { Generator, manualSeed } from '../tensor/random.js';
+import { train } from '../train/trainer.js';
+import { checkpointTensors } from '../train/checkpoint.js';
+import type { RunConfig } from './config.js';
+import { prepareData } from './datasets.js';
+import { buildModel } from './model-source.js';
+
+export interface RunSummary {
+  model: string;
+  method: string;
+  target: string;
+  rank: number | null;
+  trainableParams: number;
+  totalParams: number;
+  trainablePercent: number;
+  trainSeconds: number;
+  accuracy: number;
+  weightedF1: number;
+  macroF1: number;
+  mAP: number;
+  latencyMs: number;
+  throughput: number;
+  peakMemoryMB: number;
+  outputDir: string;
+}
+
+function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+export async function runTraining(c: RunConfig, log: (line: string) => void = console.log, progress?: (s: string) => void): Promise<RunSummary> {
+  manualSeed(c.train.seed);
+  const data = prepareData(c);
+  const numClasses = data.classes.length;
+  const gen = new Generator(c.train.seed);
+  const backbone = await buildModel({ name: c.model, weights: c.method === 'scratch' ? undefined : c.weights, imageSize: c.data.imageSize });
+  const pre = backbone.preprocess;
+  const model: Module = applyMethod(backbone, c.method, {
+    numClasses, head: c.head, generator: gen,
+    lora: {
+      r: c.lora.r, loraAlpha: c.lora.alpha, loraDropout: c.lora.dropout, targetModules: c.lora.targets, excludeModules: c.lora.exclude,
+      modulesToSave: c.lora.modulesToSave, rankPattern: c.lora.rankPattern, alphaPattern: c.lora.alphaPattern, useRslora: c.lora.rslora, initLoraWeights: c.lora.init,
+    },
+  });
+  const outputDir = c.output ?? join('runs', `${c.model}-${c.method}`);
+  mkdirSync(outputDir, { recursive: true });
+  const trainable = describeTrainable(model);
+  log(`${c.model} · ${c.method} · ${data.train.samples.length} training / ${data.val.samples.length} validation / ${data.test.samples.length} test images, ${numClasses} classes`);
+  log(trainable.line);
+  const report = (file: string, reason: string) => log(`warning: skipped unreadable image ${file}: ${reason}`);
+  const loaderOpts = { preprocess: pre, onBadImage: c.data.onBadImage, report };
+  const trainSource = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: c.train.batchSize, shuffle: true, seed: c.train.seed, augment: c.train.augment ? DEFAULT_AUGMENT : null });
+  const valSource = data.val.samples.length ? new ImageBatchSource(data.val.dataset, data.val.samples, { ...loaderOpts, batchSize: 64 }) : null;
+  const validate = valSource ? async () => {
+    const r = await evaluate(model, valSource, numClasses);
+    return { accuracy: r.report.accuracy, f1: r.report.weightedF1 };
+  } : null;
+  const result = await train(model, trainSource, validate, {
+    epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
+    warmupRatio: c.train.warmupRatio, gradAccumulation: c.train.gradAccumulation, maxGradNorm: c.train.maxGradNorm,
+    labelSmoothing: c.train.labelSmoothing, earlyStoppingPatience: c.train.earlyStopping, outputDir, log, onProgress: progress,
+  });
+  if (result.stoppedBy === 'diverged' || result.stoppedBy === 'interrupted') throw new Error(result.message ?? `training ${result.stoppedBy}; resume with --resume`);
+  const testSource = new ImageBatchSource(data.test.dataset, data.test.samples, { ...loaderOpts, batchSize: 64 });
+  const t0 = performance.now();
+  const { report: r } = await evaluate(model, testSource, numClasses);
+  const evalSeconds = (performance.now() - t0) / 1000;
+  const speed = measureSpeed(model, pre.inputSize, { batches: [8], repeats: 3 });
+  if (model instanceof PeftModel) model.saveAdapter(join(outputDir, 'adapter'));
+  else saveSafetensors(join(outputDir, 'model.safetensors'), checkpointTensors(model), { format: 'pt' });
+  const lora = c.method === 'lora' || c.method === 'dora';
+  const summary: RunSummary = {
+    model: c.model, method: c.method, target: lora ? (Array.isArray(c.lora.targets) ? c.lora.targets.join(',') : c.lora.targets) : c.method === 'linear-probe' ? 'head' : 'all',
+    rank: lora ? c.lora.r : null, trainableParams: trainable.trainable, totalParams: trainable.total, trainablePercent: trainable.percent,
+    trainSeconds: result.state.trainSeconds, accuracy: r.accuracy, weightedF1: r.weightedF1, macroF1: r.macroF1, mAP: r.mAP,
+    latencyMs: speed.latencyMs, throughput: speed.throughput, peakMemoryMB: memory().peakBytes / 2 ** 20, outputDir,
+  };
+  writeAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds }, null, 2));
+  writeAtomic(join(outputDir, 'report.md'), reportMarkdown(`${c.model} · ${c.method}`, data.classes, r, {
+    'trainable params': `${trainable.trainable.toLocaleString('en-US')} (${trainable.percent.toFixed(4)}%)`,
+    'training time (s)': summary.trainSeconds.toFixed(1), 'latency, batch 1 (ms)': speed.latencyMs.toFixed(1), [`throughput, batch ${speed.bestBatch} (img/s)`]: speed.throughput.toFixed(1),
+  }));
+  return summary;
+}
