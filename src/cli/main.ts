@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // The graft command line.
 import { Command, InvalidArgumentError } from 'commander';
+import { METHODS, type MethodName } from '../adapters/methods.js';
+import '../models/all.js';
+import { ConfigError, loadRunConfig } from './config.js';
 import { runDemo } from './demo.js';
+import { runTraining } from './train-command.js';
 
 function positiveInt(name: string) {
   return (v: string) => {
@@ -11,25 +15,85 @@ function positiveInt(name: string) {
   };
 }
 
+function number(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number; got '${v}'`);
+    return n;
+  };
+}
+
+/** Reports an error: status 2 for bad input (flags, config), 1 for failures while running. */
+function fail(e: unknown): never {
+  const err = e as Error;
+  console.error(`graft: ${err.message}`);
+  process.exit(err instanceof ConfigError || err instanceof InvalidArgumentError ? 2 : 1);
+}
+
 const program = new Command('graft')
   .description('Parameter-efficient fine-tuning of vision models')
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 program
-  .command('demo')
-  .description('train a small CNN on real Fashion-MNIST images and report test accuracy')
-  .option('--per-class <n>', 'training images per class', positiveInt('--per-class'), 500)
-  .option('--epochs <n>', 'training epochs', positiveInt('--epochs'), 4)
-  .option('--batch-size <n>', 'batch size', positiveInt('--batch-size'), 32)
-  .option('--seed <n>', 'random seed', (v) => Number(v), 0)
-  .option('--data-dir <dir>', 'folder with the Fashion-MNIST IDX files')
-  .action((o: { perClass: number; epochs: number; batchSize: number; seed: number; dataDir?: string }) => {
+  .command('train')
+  .description('fine-tune a backbone on labelled images and report test metrics')
+  .option('-c, --config <file>', 'run configuration (JSON); flags override its fields')
+  .option('--model <name>', 'backbone name (see graft inspect --list)')
+  .option('--weights <path>', 'checkpoint: .safetensors, a model folder, or a TF.js model.json')
+  .option('--data <source>', "image folder, .csv/.jsonl manifest, or 'fashion-mnist'")
+  .option('--test-data <source>', 'separate test images')
+  .option('--per-class <n>', 'training images per class', positiveInt('--per-class'))
+  .option('--ratio <test:train>', 'test:train ratio such as 98:1', (v) => {
+    const m = /^(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)$/.exec(v);
+    if (!m) throw new InvalidArgumentError(`--ratio must look like 98:1; got '${v}'`);
+    return [Number(m[1]), Number(m[2])];
+  })
+  .option('--val-fraction <f>', 'share of the training images held out for validation', number('--val-fraction'))
+  .option('--method <name>', `one of ${METHODS.join(', ')}`)
+  .option('--rank <r>', 'LoRA rank', positiveInt('--rank'))
+  .option('--alpha <a>', 'LoRA alpha', number('--alpha'))
+  .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear'")
+  .option('--epochs <n>', 'epochs', positiveInt('--epochs'))
+  .option('--batch-size <n>', 'batch size', positiveInt('--batch-size'))
+  .option('--grad-accumulation <n>', 'gradient accumulation steps', positiveInt('--grad-accumulation'))
+  .option('--lr <lr>', 'learning rate', number('--lr'))
+  .option('--seed <n>', 'random seed', number('--seed'))
+  .option('--output <dir>', 'run folder (checkpoints, metrics.jsonl, report, adapter)')
+  .action(async (o: Record<string, unknown>) => {
     try {
-      runDemo(o);
+      const targets = typeof o['targets'] === 'string' ? (o['targets'].includes(',') || /^[\w.]+$/.test(o['targets']) && o['targets'] !== 'all-linear' ? o['targets'].split(',') : o['targets']) : undefined;
+      const config = loadRunConfig(o['config'] as string | undefined, {
+        model: o['model'], weights: o['weights'], 'data.source': o['data'], 'data.test': o['testData'], 'data.perClass': o['perClass'],
+        'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'lora.r': o['rank'], 'lora.alpha': o['alpha'],
+        'lora.targets': targets, 'train.epochs': o['epochs'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
+        'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
+      });
+      const s = await runTraining(config);
+      console.log(`test accuracy ${(100 * s.accuracy).toFixed(2)}%, weighted F1 ${(100 * s.weightedF1).toFixed(2)}%, mAP ${(100 * s.mAP).toFixed(2)}% — report in ${s.outputDir}/report.md`);
     } catch (e) {
-      console.error(`graft demo: ${(e as Error).message}`);
-      process.exit(1);
+      fail(e);
     }
   });
 
-program.parse();
+program
+  .command('demo')
+  .description('nsfwjs MobileNetV2 on Fashion-MNIST (20 images per class, 10,000 test images): linear probe, LoRA, DoRA, full fine-tuning and scratch compared')
+  .option('--per-class <n>', 'training images per class', positiveInt('--per-class'), 20)
+  .option('--test-per-class <n>', 'cap on test images per class (default: the whole test set)', positiveInt('--test-per-class'))
+  .option('--epochs <n>', 'epochs per method', positiveInt('--epochs'), 10)
+  .option('--methods <list>', 'comma-separated methods', (v) => {
+    const list = v.split(',');
+    for (const m of list) if (!(METHODS as readonly string[]).includes(m)) throw new InvalidArgumentError(`unknown method '${m}'; one of ${METHODS.join(', ')}`);
+    return list as MethodName[];
+  }, ['linear-probe', 'lora', 'dora', 'full', 'scratch'] as MethodName[])
+  .option('--output <dir>', 'folder for the runs and the comparison table', 'runs/demo')
+  .option('--seed <n>', 'random seed', number('--seed'), 0)
+  .action(async (o: { perClass: number; testPerClass?: number; epochs: number; methods: MethodName[]; output: string; seed: number }) => {
+    try {
+      await runDemo({ ...o, loraTargets: '.*(expand|project)' });
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+await program.parseAsync();

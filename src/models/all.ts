@@ -1,0 +1,2 @@
+// Importing this registers every model family with the registry.
+import './keras/index.js';
