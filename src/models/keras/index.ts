@@ -1,5 +1,5 @@
 // TF.js / Keras LayersModels in graft; importing this registers the nsfwjs models.
-export { KerasModel, type KerasModelOptions } from './keras-model.js';
+export { KerasModel, tensorFromNhwc, type KerasModelOptions } from './keras-model.js';
 export { kerasModelFromArtifacts, loadTfjsLayersModel, type LoadKerasOptions } from './load.js';
 export { loadNsfwjsModel, readNsfwjsBundles, nsfwjsModelFolder, nsfwjsRoot, NSFWJS_CLASSES, NSFWJS_MODEL_NAMES, type NsfwjsModelName } from './nsfwjs.js';
 export { parseKerasTopology, type KerasGraph, type KerasLayerSpec, type KerasNode } from './topology.js';

@@ -11,6 +11,8 @@ import type { Tensor } from '../../tensor/tensor.js';
 import type { Generator } from '../../tensor/random.js';
 import { tidy } from '../../tensor/memory.js';
 import { softmax } from '../../ops/norm.js';
+import { contiguous, permute } from '../../ops/layout.js';
+import { tensor } from '../../ops/creation.js';
 import { fmt } from '../../tensor/shape.js';
 import { VisionModel } from '../model.js';
 import type { PreprocessConfig } from '../../data/preprocess.js';
@@ -263,6 +265,17 @@ export class KerasModel extends VisionModel {
     for (const k of [...values.keys()]) if (values.get(k) !== out) release(k);
     return out;
   }
+}
+
+/**
+ * Images stored NHWC on the host (TF.js / Keras order, e.g. decoded pixels / 255) as a graft
+ * (B, C, H, W) tensor.
+ */
+export function tensorFromNhwc(data: Float32Array, shape: readonly [number, number, number, number]): Tensor {
+  const nhwc = tensor(data, shape);
+  const out = contiguous(permute(nhwc, [0, 3, 1, 2]));
+  nhwc.dispose();
+  return out;
 }
 
 /** True when the layer ends in a softmax over classes (Dense(activation='softmax'), Activation, Softmax). */

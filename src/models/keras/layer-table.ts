@@ -5,7 +5,7 @@
 import type { Module } from '../../nn/module.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { Generator } from '../../tensor/random.js';
-import { add, div, ge, maximum, minimum, mul, sub, where, affine, clamp, relu, relu6 } from '../../ops/elementwise.js';
+import { add, affine, clamp, div, exp, ge, gt, maximum, minimum, mul, relu, relu6, sub, where } from '../../ops/elementwise.js';
 import { concat, pad, permute, reshape, slice } from '../../ops/layout.js';
 import { adaptiveAvgPool2d, avgPool2d, maxPool2d } from '../../ops/conv.js';
 import { max } from '../../ops/reduce.js';
@@ -172,14 +172,20 @@ const sameShape = ([s]: SampleShape[]) => [...s!];
 
 function reluLayer(spec: KerasLayerSpec, inputs: SampleShape[]): BuiltLayer {
   only(spec, inputs);
-  const maxValue = spec.config['max_value'] ?? null;
+  const maxValue = (spec.config['max_value'] ?? null) as number | null;
   const slope = numberOf(spec, 'negative_slope', 0);
   const threshold = numberOf(spec, 'threshold', 0);
-  const top = maxValue === null ? Infinity : (maxValue as number);
   let fn: (x: Tensor) => Tensor;
-  if (slope === 0 && threshold === 0) fn = top === Infinity ? relu : top === 6 ? relu6 : (x) => clamp(x, 0, top);
-  // Keras: max_value for x ≥ max_value, x for threshold ≤ x < max_value, slope·(x − threshold) below.
-  else fn = (x) => where(ge(x, threshold), clamp(x, -Infinity, top), affine(x, slope, -slope * threshold));
+  if (slope === 0 && threshold === 0) fn = maxValue === null ? relu : maxValue === 6 ? relu6 : (x) => clamp(x, 0, maxValue);
+  else {
+    // Keras's backend.relu: x·[x > threshold], clipped to [0, max_value] when given, minus
+    // negative_slope · relu(threshold − x).
+    fn = (x) => {
+      let y = threshold !== 0 ? mul(x, gt(x, threshold)) : relu(x);
+      if (maxValue !== null) y = clamp(y, 0, maxValue);
+      return slope !== 0 ? sub(y, affine(relu(affine(x, -1, threshold)), slope)) : y;
+    };
+  }
   return pure(sameShape, ([x]) => fn(x!));
 }
 
@@ -187,6 +193,18 @@ function leakyRelu(spec: KerasLayerSpec, inputs: SampleShape[]): BuiltLayer {
   only(spec, inputs);
   const alpha = numberOf(spec, 'alpha', numberOf(spec, 'negative_slope', 0.3));
   return pure(sameShape, ([x]) => where(ge(x!, 0), x!, affine(x!, alpha)));
+}
+
+function eluLayer(spec: KerasLayerSpec, inputs: SampleShape[]): BuiltLayer {
+  only(spec, inputs);
+  const alpha = numberOf(spec, 'alpha', 1);
+  return pure(sameShape, ([x]) => where(ge(x!, 0), x!, affine(exp(clamp(x!, -Infinity, 0)), alpha, -alpha)));
+}
+
+function thresholdedRelu(spec: KerasLayerSpec, inputs: SampleShape[]): BuiltLayer {
+  only(spec, inputs);
+  const theta = numberOf(spec, 'theta', 1);
+  return pure(sameShape, ([x]) => mul(x!, gt(x!, theta)));
 }
 
 function zeroPadding(spec: KerasLayerSpec, inputs: SampleShape[], crop = false): BuiltLayer {
@@ -297,6 +315,8 @@ const BUILDERS: Record<string, Builder> = {
   BatchNormalization: batchNormalization,
   ReLU: reluLayer,
   LeakyReLU: leakyRelu,
+  ELU: eluLayer,
+  ThresholdedReLU: thresholdedRelu,
   Activation: activationLayer,
   Softmax: softmaxLayer,
   ZeroPadding2D: (spec, inputs) => zeroPadding(spec, inputs),
