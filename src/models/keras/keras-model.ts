@@ -6,7 +6,6 @@
 // and forwardHead runs the rest. A classifier's final softmax is left out of forward(), which
 // returns logits as every graft model does; predict() applies it and equals Keras's output.
 import type { LoadResult } from '../../nn/module.js';
-import type { Module } from '../../nn/module.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { Generator } from '../../tensor/random.js';
 import { tidy } from '../../tensor/memory.js';
@@ -20,6 +19,7 @@ import { weightTensor, type TfjsWeight } from '../../io/tfjs.js';
 import type { KerasGraph, KerasLayerSpec, KerasNode } from './topology.js';
 import { buildKerasLayer, hasKerasBuilder, SUPPORTED_KERAS_LAYERS, type BuiltLayer, type SampleShape } from './layer-table.js';
 import { isKerasWeighted, KerasDense } from './weighted-layers.js';
+import { planSegments, runSteps, type Segments } from './graph-runner.js';
 
 export interface KerasModelOptions {
   /** Input size (square, or [H, W]) when it differs from the topology's or the topology leaves it open. */
@@ -31,15 +31,6 @@ export interface KerasModelOptions {
   family?: string;
   /** Initialises weights before loading (and layers created by resetClassifier). */
   generator?: Generator;
-}
-
-interface Step {
-  key: string;
-  layer: string;
-  built: BuiltLayer;
-  inputs: string[];
-  /** Values whose last use in this segment is this step. */
-  release: string[];
 }
 
 const HEAD_START = new Set(['Flatten', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Dense']);
@@ -71,14 +62,11 @@ export class KerasModel extends VisionModel {
   readonly outputActivation: 'softmax' | null;
   /** Keras layer name → name of the graft child module holding its weights. */
   readonly moduleNames = new Map<string, string>();
-  private readonly plan: {
-    features: Step[];
-    head: Step[];
+  private readonly plan: Segments & {
     inputKey: string;
-    featureKey: string;
-    pooledKey: string;
     outputKey: string;
     shapes: Map<string, number[]>;
+    /** Keras name of the classifier layer (the last Dense of the head). */
     classifier: string | null;
     headless: boolean;
   };
@@ -115,31 +103,23 @@ export class KerasModel extends VisionModel {
       shapes.set(node.key, layer.outputShape(ins));
     }
 
-    const needed = ancestors(outputKey, byKey);
-    let featureKey = outputKey;
-    const firstHead = graph.nodes.find((n) => needed.has(n.key) && HEAD_START.has(n.layer.className) && n.inputs.length === 1);
-    if (firstHead) {
-      featureKey = firstHead.inputs[0]!;
-      const pool = byKey.get(featureKey)!;
-      const consumers = graph.nodes.filter((n) => needed.has(n.key) && n.inputs.includes(featureKey));
-      if (POOLING.has(pool.layer.className) && consumers.length === 1 && firstHead.layer.className === 'Flatten') featureKey = pool.inputs[0]!;
+    // Children are named after Keras layers; a name that would shadow a property of this model
+    // (or contains the path separator '.') gets a suffix / replacement.
+    for (const [name, layer] of built) {
+      if (!layer.module) continue;
+      let moduleName = name.replace(/\./g, '_');
+      while (moduleName in this) moduleName += '_';
+      this.moduleNames.set(name, moduleName);
     }
-    const featureSet = ancestors(featureKey, byKey);
-    const toStep = (n: KerasNode): Step => ({ key: n.key, layer: n.layer.name, built: built.get(n.layer.name)!, inputs: n.inputs, release: [] });
-    let features = graph.nodes.filter((n) => featureSet.has(n.key) && n.key !== inputKey).map(toStep);
-    let head = graph.nodes.filter((n) => needed.has(n.key) && !featureSet.has(n.key)).map(toStep);
-    const headValues = new Set([featureKey, ...head.map((s) => s.key)]);
-    if (head.some((s) => s.inputs.some((k) => !headValues.has(k)))) {
-      // The head reads more than one feature value: run everything as features.
-      featureKey = outputKey;
-      features = graph.nodes.filter((n) => needed.has(n.key) && n.key !== inputKey).map(toStep);
-      head = [];
-    }
-    const firstDense = head.find((s) => byKey.get(s.key)!.layer.className === 'Dense');
-    const pooledKey = firstDense ? firstDense.inputs[0]! : head.length ? head[head.length - 1]!.key : featureKey;
-    const denseSteps = head.filter((s) => byKey.get(s.key)!.layer.className === 'Dense');
-    markReleases(features, featureKey);
-    markReleases(head, outputKey);
+    const classOf = (n: KerasNode) => n.layer.className;
+    const segments = planSegments(graph.nodes, inputKey, outputKey, {
+      startsHead: (n) => HEAD_START.has(classOf(n)),
+      leadsIntoHead: (n, start) => POOLING.has(classOf(n)) && classOf(start) === 'Flatten',
+      isClassifier: (n) => classOf(n) === 'Dense',
+    }, (n) => {
+      const layer = built.get(n.layer.name)!;
+      return { key: n.key, inputs: n.inputs, module: this.moduleNames.get(n.layer.name) ?? null, run: (xs, m, training) => layer.apply(xs, m, training), release: [] };
+    });
 
     this.family = opts.family ?? 'keras';
     this.inputShape = inputShape;
@@ -152,20 +132,10 @@ export class KerasModel extends VisionModel {
       cropPct: 1,
       ...opts.preprocess,
     };
-    this.numFeatures = shapes.get(pooledKey)![0]!;
-    this.plan = {
-      features, head, inputKey, featureKey, pooledKey, outputKey, shapes,
-      classifier: denseSteps.length ? denseSteps[denseSteps.length - 1]!.layer : null, headless: false,
-    };
-    // Children are named after Keras layers; a name that would shadow a property of this model
-    // (or contains the path separator '.') gets a suffix / replacement.
-    for (const [name, layer] of built) {
-      if (!layer.module) continue;
-      let moduleName = name.replace(/\./g, '_');
-      while (moduleName in this) moduleName += '_';
-      this.moduleNames.set(name, moduleName);
-      this.module(moduleName, layer.module);
-    }
+    this.numFeatures = shapes.get(segments.pooledKey)![0]!;
+    const lastClassifier = segments.classifierKeys[segments.classifierKeys.length - 1];
+    this.plan = { ...segments, inputKey, outputKey, shapes, classifier: lastClassifier ? byKey.get(lastClassifier)!.layer.name : null, headless: false };
+    for (const [name, layer] of built) if (layer.module) this.module(this.moduleNames.get(name)!, layer.module);
   }
 
   /** Output width (classes for a classifier). */
@@ -179,13 +149,13 @@ export class KerasModel extends VisionModel {
       const hint = want.length === 3 && x.rank === 4 && x.shape[1] === want[0] ? ` Load the model with { imageSize: [${x.shape[2]}, ${x.shape[3]}] } to run it at that size.` : '';
       throw new Error(`${this.family}: expected input (B, ${want.join(', ')}) (NCHW); got ${fmt(x.shape)}.${hint}`);
     }
-    return this.run(this.plan.features, this.plan.inputKey, x, this.plan.featureKey);
+    return runSteps(this.plan.features, this.plan.inputKey, x, this.plan.featureKey, new Map(this.children()), this.training);
   }
 
   /** Runs the head on features; `preLogits` stops at the pooled vector (B, numFeatures). */
   forwardHead(features: Tensor, preLogits = false): Tensor {
     const { head, featureKey, pooledKey, outputKey, headless } = this.plan;
-    return this.run(head, featureKey, features, preLogits || headless ? pooledKey : outputKey);
+    return runSteps(head, featureKey, features, preLogits || headless ? pooledKey : outputKey, new Map(this.children()), this.training);
   }
 
   /** Keras's output: forward() followed by the output activation it leaves out. */
@@ -210,9 +180,9 @@ export class KerasModel extends VisionModel {
     this.setModule(moduleName, new KerasDense(old.inFeatures, numClasses, { bias: true, generator }));
     old.dispose();
     this.plan.headless = false;
-    for (const s of this.plan.head) if (s.layer === name) this.plan.shapes.set(s.key, [numClasses]);
+    for (const s of this.plan.head) if (s.module === moduleName) this.plan.shapes.set(s.key, [numClasses]);
     const out = this.plan.head.find((s) => s.key === this.plan.outputKey);
-    if (out && out.layer !== name) this.plan.shapes.set(out.key, [numClasses]);
+    if (out && out.module !== moduleName) this.plan.shapes.set(out.key, [numClasses]);
   }
 
   /**
@@ -242,29 +212,6 @@ export class KerasModel extends VisionModel {
     const last = parts[parts.length - 1] ?? '';
     return { layer: this.moduleNames.has(full) || !this.moduleNames.has(last) ? full : last, param };
   }
-
-  /** Runs `steps` from `inputKey` = x until `outputKey` is computed, disposing values past their last use. */
-  private run(steps: Step[], inputKey: string, x: Tensor, outputKey: string): Tensor {
-    if (inputKey === outputKey) return x;
-    const modules = new Map<string, Module>(this.children());
-    const values = new Map<string, Tensor>([[inputKey, x]]);
-    const release = (key: string) => {
-      const t = values.get(key);
-      values.delete(key);
-      if (t && t !== x && ![...values.values()].includes(t)) t.dispose();
-    };
-    for (const step of steps) {
-      const inputs = step.inputs.map((k) => values.get(k)!);
-      const module = modules.get(this.moduleNames.get(step.layer) ?? '') ?? null;
-      values.set(step.key, step.built.apply(inputs, module, this.training));
-      if (step.key === outputKey) break;
-      for (const k of step.release) release(k);
-    }
-    const out = values.get(outputKey)!;
-    values.delete(outputKey);
-    for (const k of [...values.keys()]) if (values.get(k) !== out) release(k);
-    return out;
-  }
 }
 
 /**
@@ -288,23 +235,4 @@ function finalSoftmax(layer: KerasLayerSpec): boolean {
 function buildWithoutSoftmax(spec: KerasLayerSpec, inputs: SampleShape[], gen?: Generator): BuiltLayer {
   if (spec.className === 'Dense') return buildKerasLayer({ ...spec, config: { ...spec.config, activation: 'linear' } }, inputs, gen);
   return buildKerasLayer({ ...spec, className: 'Activation', config: { ...spec.config, activation: 'linear' } }, inputs, gen);
-}
-
-function ancestors(key: string, byKey: Map<string, KerasNode>): Set<string> {
-  const out = new Set<string>();
-  const stack = [key];
-  while (stack.length) {
-    const k = stack.pop()!;
-    if (out.has(k)) continue;
-    out.add(k);
-    stack.push(...byKey.get(k)!.inputs);
-  }
-  return out;
-}
-
-/** Fills each step's release list: inputs not read by a later step, other than the segment's output. */
-function markReleases(steps: Step[], outputKey: string): void {
-  const lastUse = new Map<string, number>();
-  steps.forEach((s, i) => s.inputs.forEach((k) => lastUse.set(k, i)));
-  for (const [k, i] of lastUse) if (k !== outputKey) steps[i]!.release.push(k);
 }
