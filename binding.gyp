@@ -1,0 +1,21 @@
+{
+  "targets": [
+    {
+      "target_name": "graft_native",
+      "sources": [
+        "native/src/binding.cc",
+        "native/src/dnnl_ops.cc",
+        "native/src/eltwise.cc",
+        "native/src/norm.cc",
+        "native/src/pool.cc",
+        "native/src/attention.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions", "-O2"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-O2"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-mavx2", "-mfma", "-ffp-contract=fast"],
+      "libraries": ["-ldnnl", "-fopenmp"]
+    }
+  ]
+}

@@ -1,0 +1,175 @@
+// Matrix products and convolutions on oneDNN. Primitives are created once per shape and kept in
+// a bounded cache: building a primitive descriptor costs far more than running a small one.
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <list>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+
+#include "kernels.h"
+
+namespace graft {
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+dnnl::engine& engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+dnnl::stream& stream() {
+  static dnnl::stream s(engine());
+  return s;
+}
+
+// A least-recently-used cache of built primitives with the memory descriptors they expect.
+struct Entry {
+  dnnl::primitive prim;
+  std::vector<memory::desc> mds;
+};
+
+class PrimitiveCache {
+ public:
+  template <typename Build>
+  Entry& get(const std::string& key, Build build) {
+    auto it = index_.find(key);
+    if (it != index_.end()) {
+      order_.splice(order_.begin(), order_, it->second);
+      return it->second->second;
+    }
+    order_.emplace_front(key, build());
+    index_[key] = order_.begin();
+    if (order_.size() > kCapacity) {
+      index_.erase(order_.back().first);
+      order_.pop_back();
+    }
+    return order_.front().second;
+  }
+
+ private:
+  static constexpr size_t kCapacity = 512;
+  std::list<std::pair<std::string, Entry>> order_;
+  std::unordered_map<std::string, std::list<std::pair<std::string, Entry>>::iterator> index_;
+};
+
+PrimitiveCache& cache() {
+  static PrimitiveCache c;
+  return c;
+}
+
+template <typename... T>
+std::string key(const char* name, T... parts) {
+  std::ostringstream s;
+  s << name;
+  ((s << ',' << parts), ...);
+  return s.str();
+}
+
+memory mem(const memory::desc& md, const void* p) { return memory(md, engine(), const_cast<void*>(p)); }
+
+}  // namespace
+
+void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool transA, bool transB,
+            int64_t strideA, int64_t strideB, int64_t strideC, int beta) {
+  auto& e = cache().get(key("mm", batch, m, n, k, transA, transB, strideA, strideB, strideC, beta), [&] {
+    // Batch broadcasting: a matrix with batch stride 0 is described with batch dimension 1.
+    int64_t ba = strideA == 0 ? 1 : batch, bb = strideB == 0 ? 1 : batch;
+    memory::desc a_md({ba, m, k}, dt::f32, transA ? memory::dims{strideA ? strideA : m * k, 1, m} : memory::dims{strideA ? strideA : m * k, k, 1});
+    memory::desc b_md({bb, k, n}, dt::f32, transB ? memory::dims{strideB ? strideB : k * n, 1, k} : memory::dims{strideB ? strideB : k * n, n, 1});
+    memory::desc c_md({batch, m, n}, dt::f32, memory::dims{strideC ? strideC : m * n, n, 1});
+    dnnl::primitive_attr attr;
+    if (beta) {
+      dnnl::post_ops po;
+      po.append_sum(1.f);
+      attr.set_post_ops(po);
+    }
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine());
+    return Entry{dnnl::matmul(pd), {a_md, b_md, c_md}};
+  });
+  e.prim.execute(stream(), {{DNNL_ARG_SRC, mem(e.mds[0], a)}, {DNNL_ARG_WEIGHTS, mem(e.mds[1], b)}, {DNNL_ARG_DST, mem(e.mds[2], c)}});
+  stream().wait();
+}
+
+namespace {
+
+struct ConvDescs {
+  memory::desc src, wei, bias, dst;
+  memory::dims strides, dilates, padL, padR;
+};
+
+ConvDescs conv_descs(const ConvShape& s) {
+  ConvDescs d;
+  d.src = memory::desc({s.n, s.cIn, s.h, s.w}, dt::f32, tag::nchw);
+  d.wei = s.groups > 1 ? memory::desc({s.groups, s.cOut / s.groups, s.cIn / s.groups, s.kh, s.kw}, dt::f32, tag::goihw)
+                       : memory::desc({s.cOut, s.cIn, s.kh, s.kw}, dt::f32, tag::oihw);
+  d.bias = memory::desc({s.cOut}, dt::f32, tag::x);
+  d.dst = memory::desc({s.n, s.cOut, s.outH, s.outW}, dt::f32, tag::nchw);
+  d.strides = {s.strideH, s.strideW};
+  // oneDNN counts dilation from 0 (PyTorch from 1).
+  d.dilates = {s.dilH - 1, s.dilW - 1};
+  d.padL = {s.padH, s.padW};
+  // Right padding that makes oneDNN's output-size formula give exactly outH/outW.
+  d.padR = {(s.outH - 1) * s.strideH + (s.kh - 1) * s.dilH + 1 - s.h - s.padH, (s.outW - 1) * s.strideW + (s.kw - 1) * s.dilW + 1 - s.w - s.padW};
+  return d;
+}
+
+std::string conv_key(const char* name, const ConvShape& s, bool bias) {
+  return key(name, s.n, s.cIn, s.h, s.w, s.cOut, s.kh, s.kw, s.outH, s.outW, s.strideH, s.strideW, s.padH, s.padW, s.dilH, s.dilW, s.groups, bias);
+}
+
+dnnl::convolution_forward::primitive_desc conv_fwd_pd(const ConvDescs& d, bool bias) {
+  auto desc = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.src, d.wei, d.bias, d.dst,
+                                                     d.strides, d.dilates, d.padL, d.padR)
+                   : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.src, d.wei, d.dst,
+                                                     d.strides, d.dilates, d.padL, d.padR);
+  return dnnl::convolution_forward::primitive_desc(desc, engine());
+}
+
+}  // namespace
+
+void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s) {
+  auto& e = cache().get(conv_key("cf", s, bias != nullptr), [&] {
+    auto d = conv_descs(s);
+    auto pd = conv_fwd_pd(d, bias != nullptr);
+    return Entry{dnnl::convolution_forward(pd), {d.src, d.wei, d.bias, d.dst}};
+  });
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(e.mds[0], x)}, {DNNL_ARG_WEIGHTS, mem(e.mds[1], w)}, {DNNL_ARG_DST, mem(e.mds[3], y)}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, mem(e.mds[2], bias));
+  e.prim.execute(stream(), args);
+  stream().wait();
+}
+
+void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s) {
+  auto& e = cache().get(conv_key("cbd", s, false), [&] {
+    auto d = conv_descs(s);
+    auto hint = conv_fwd_pd(d, false);
+    dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, d.src, d.wei, d.dst, d.strides, d.dilates, d.padL, d.padR);
+    dnnl::convolution_backward_data::primitive_desc pd(desc, engine(), hint);
+    return Entry{dnnl::convolution_backward_data(pd), {d.src, d.wei, d.dst}};
+  });
+  e.prim.execute(stream(), {{DNNL_ARG_DIFF_SRC, mem(e.mds[0], gx)}, {DNNL_ARG_WEIGHTS, mem(e.mds[1], w)}, {DNNL_ARG_DIFF_DST, mem(e.mds[2], gy)}});
+  stream().wait();
+}
+
+void conv2d_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s) {
+  bool bias = gb != nullptr;
+  auto& e = cache().get(conv_key("cbw", s, bias), [&] {
+    auto d = conv_descs(s);
+    auto hint = conv_fwd_pd(d, bias);
+    auto desc = bias ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, d.src, d.wei, d.bias, d.dst, d.strides, d.dilates, d.padL, d.padR)
+                     : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, d.src, d.wei, d.dst, d.strides, d.dilates, d.padL, d.padR);
+    dnnl::convolution_backward_weights::primitive_desc pd(desc, engine(), hint);
+    return Entry{dnnl::convolution_backward_weights(pd), {d.src, d.wei, d.bias, d.dst}};
+  });
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(e.mds[0], x)}, {DNNL_ARG_DIFF_WEIGHTS, mem(e.mds[1], gw)}, {DNNL_ARG_DIFF_DST, mem(e.mds[3], gy)}};
+  if (bias) args.emplace(DNNL_ARG_DIFF_BIAS, mem(e.mds[2], gb));
+  e.prim.execute(stream(), args);
+  stream().wait();
+}
+
+}  // namespace graft

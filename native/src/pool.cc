@@ -1,0 +1,126 @@
+// Max, average and adaptive average pooling over NCHW planes, OpenMP over planes.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels.h"
+
+namespace graft {
+namespace {
+
+template <typename F>
+void planes_parallel(int64_t planes, int64_t work, F f) {
+  if (planes * work < (1 << 14)) {
+    for (int64_t p = 0; p < planes; p++) f(p);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < planes; p++) f(p);
+}
+
+// PyTorch counts padding inside the window but not past the padded border.
+inline int64_t padded_count(const PoolShape& p, int64_t h0, int64_t w0) {
+  return (std::min(h0 + p.kh, p.h + p.padH) - h0) * (std::min(w0 + p.kw, p.w + p.padW) - w0);
+}
+
+}  // namespace
+
+void maxpool_forward(float* y, int32_t* arg, const float* x, const PoolShape& p) {
+  planes_parallel(p.n * p.c, p.h * p.w, [&](int64_t pl) {
+    const float* px = x + pl * p.h * p.w;
+    for (int64_t oh = 0; oh < p.outH; oh++)
+      for (int64_t ow = 0; ow < p.outW; ow++) {
+        int64_t h0 = oh * p.strideH - p.padH, w0 = ow * p.strideW - p.padW;
+        int64_t hs = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kh, p.h), ws = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kw, p.w);
+        float best = -std::numeric_limits<float>::infinity();
+        int64_t at = hs * p.w + ws;
+        for (int64_t i = hs; i < he; i++)
+          for (int64_t j = ws; j < we; j++) {
+            float v = px[i * p.w + j];
+            if (v > best || v != v) {
+              best = v;
+              at = i * p.w + j;
+            }
+          }
+        int64_t o = (pl * p.outH + oh) * p.outW + ow;
+        y[o] = best;
+        arg[o] = static_cast<int32_t>(at);
+      }
+  });
+}
+
+void maxpool_backward(float* gx, const float* gy, const int32_t* arg, const PoolShape& p) {
+  int64_t hw = p.h * p.w, ohw = p.outH * p.outW;
+  planes_parallel(p.n * p.c, hw, [&](int64_t pl) {
+    float* g = gx + pl * hw;
+    std::fill(g, g + hw, 0.f);
+    for (int64_t o = 0; o < ohw; o++) g[arg[pl * ohw + o]] += gy[pl * ohw + o];
+  });
+}
+
+void avgpool_forward(float* y, const float* x, const PoolShape& p) {
+  planes_parallel(p.n * p.c, p.h * p.w, [&](int64_t pl) {
+    const float* px = x + pl * p.h * p.w;
+    for (int64_t oh = 0; oh < p.outH; oh++)
+      for (int64_t ow = 0; ow < p.outW; ow++) {
+        int64_t h0 = oh * p.strideH - p.padH, w0 = ow * p.strideW - p.padW;
+        int64_t hs = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kh, p.h), ws = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kw, p.w);
+        float acc = 0;
+        for (int64_t i = hs; i < he; i++)
+          for (int64_t j = ws; j < we; j++) acc += px[i * p.w + j];
+        int64_t count = p.countIncludePad ? padded_count(p, h0, w0) : (he - hs) * (we - ws);
+        y[(pl * p.outH + oh) * p.outW + ow] = acc / count;
+      }
+  });
+}
+
+void avgpool_backward(float* gx, const float* gy, const PoolShape& p) {
+  int64_t hw = p.h * p.w;
+  planes_parallel(p.n * p.c, hw, [&](int64_t pl) {
+    float* g = gx + pl * hw;
+    std::fill(g, g + hw, 0.f);
+    for (int64_t oh = 0; oh < p.outH; oh++)
+      for (int64_t ow = 0; ow < p.outW; ow++) {
+        int64_t h0 = oh * p.strideH - p.padH, w0 = ow * p.strideW - p.padW;
+        int64_t hs = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kh, p.h), ws = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kw, p.w);
+        int64_t count = p.countIncludePad ? padded_count(p, h0, w0) : (he - hs) * (we - ws);
+        float v = gy[(pl * p.outH + oh) * p.outW + ow] / count;
+        for (int64_t i = hs; i < he; i++)
+          for (int64_t j = ws; j < we; j++) g[i * p.w + j] += v;
+      }
+  });
+}
+
+void adaptive_avgpool_forward(float* y, const float* x, int64_t planes, int64_t h, int64_t w, int64_t outH, int64_t outW) {
+  planes_parallel(planes, h * w, [&](int64_t pl) {
+    const float* px = x + pl * h * w;
+    for (int64_t oh = 0; oh < outH; oh++) {
+      int64_t h0 = oh * h / outH, h1 = ((oh + 1) * h + outH - 1) / outH;
+      for (int64_t ow = 0; ow < outW; ow++) {
+        int64_t w0 = ow * w / outW, w1 = ((ow + 1) * w + outW - 1) / outW;
+        float acc = 0;
+        for (int64_t i = h0; i < h1; i++)
+          for (int64_t j = w0; j < w1; j++) acc += px[i * w + j];
+        y[(pl * outH + oh) * outW + ow] = acc / ((h1 - h0) * (w1 - w0));
+      }
+    }
+  });
+}
+
+void adaptive_avgpool_backward(float* gx, const float* gy, int64_t planes, int64_t h, int64_t w, int64_t outH, int64_t outW) {
+  planes_parallel(planes, h * w, [&](int64_t pl) {
+    float* g = gx + pl * h * w;
+    std::fill(g, g + h * w, 0.f);
+    for (int64_t oh = 0; oh < outH; oh++) {
+      int64_t h0 = oh * h / outH, h1 = ((oh + 1) * h + outH - 1) / outH;
+      for (int64_t ow = 0; ow < outW; ow++) {
+        int64_t w0 = ow * w / outW, w1 = ((ow + 1) * w + outW - 1) / outW;
+        float v = gy[(pl * outH + oh) * outW + ow] / ((h1 - h0) * (w1 - w0));
+        for (int64_t i = h0; i < h1; i++)
+          for (int64_t j = w0; j < w1; j++) g[i * w + j] += v;
+      }
+    }
+  });
+}
+
+}  // namespace graft
