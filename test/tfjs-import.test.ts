@@ -1,8 +1,9 @@
 // TF.js LayersModel import, checked against TF.js itself: @tensorflow/tfjs (pure-JS CPU backend)
 // loads the same model.json and shard bytes and decodes the quantisation on its own, so it is an
 // independent oracle for both the weights and the graph. Models: the pretrained nsfwjs
-// MobileNetV2 and InceptionV3, and a small random-weight Keras model built with tf.layers that
-// uses every supported layer class, with the 'same' paddings that fall asymmetrically.
+// MobileNetV2 and InceptionV3 (LayersModels) and MobileNetV2 mid (a graph model), and a small
+// random-weight Keras model built with tf.layers that uses every supported layer class, with the
+// 'same' paddings that fall asymmetrically.
 // Run: npx tsc -p . && node --test dist/test/tfjs-import.test.js
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,9 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { noGrad, randn, softmax, tensor, tidy } from '../src/index.js';
 import { decodeTfjsWeights, type TfjsWeightSpec } from '../src/io/tfjs.js';
-import { createModel } from '../src/models/registry.js';
+import { createModel, listModels } from '../src/models/registry.js';
 import {
-  KerasModel, loadNsfwjsModel, loadTfjsLayersModel, nsfwjsModelFolder, parseKerasTopology, tensorFromNhwc, type NsfwjsModelName,
+  KerasModel, TfGraphModel, loadNsfwjsModel, loadTfjsLayersModel, nsfwjsModelFolder, parseKerasTopology, tensorFromNhwc, type NsfwjsModelName,
 } from '../src/models/keras/index.js';
 
 const require = createRequire(import.meta.url);
@@ -73,19 +74,25 @@ async function tfjsModel(modelTopology: object, weightSpecs: TfjsWeightSpec[], w
 }
 
 /** Class probabilities from graft (predict) and TF.js on the same NHWC images. */
-async function compare(model: KerasModel, oracle: TF.LayersModel, images: Float32Array, shape: [number, number, number, number]) {
+async function compare(model: KerasModel | TfGraphModel, oracle: TF.LayersModel, images: Float32Array, shape: [number, number, number, number]) {
   const ours = noGrad(() => tidy(() => model.predict(tensorFromNhwc(images, shape)).toArray()));
   const theirs = tf.tidy(() => (oracle.predict(tf.tensor(images, shape)) as TF.Tensor).dataSync());
   return maxAbsDiff(ours, theirs);
 }
 
-/** The oracle for an nsfwjs model, decoded by TF.js from the package's own bundle files. */
-async function nsfwjsOracle(name: NsfwjsModelName) {
+/** The nsfwjs bundle files as TF.js model artifacts, decoded without graft. */
+function nsfwjsArtifacts(name: NsfwjsModelName): TF.io.ModelArtifacts {
   const folder = nsfwjsModelFolder(name);
-  const json = require(join(folder, 'model.min.js')) as { modelTopology: object; weightsManifest: { paths: string[]; weights: TfjsWeightSpec[] }[] };
+  const json = require(join(folder, 'model.min.js')) as TF.io.ModelJSON;
   const group = json.weightsManifest[0]!;
   const data = Buffer.concat(group.paths.map((p) => Buffer.from(require(join(folder, `${p}.min.js`)) as string, 'base64')));
-  return tfjsModel(json.modelTopology, group.weights, data);
+  return { ...json, weightSpecs: group.weights, weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.length) as ArrayBuffer };
+}
+
+/** The oracle for an nsfwjs LayersModel. */
+async function nsfwjsOracle(name: NsfwjsModelName) {
+  const a = nsfwjsArtifacts(name);
+  return tfjsModel(a.modelTopology as object, a.weightSpecs as TfjsWeightSpec[], new Uint8Array(a.weightData as ArrayBuffer));
 }
 
 test('tfjs weights: every stored and quantised dtype decodes exactly as tf.io.decodeWeights does', () => {
@@ -248,6 +255,24 @@ test('nsfwjs MobileNetV2: Keras names, features and head, and class probabilitie
   for (let b = 0; b < 3; b++) assert.ok(Math.abs(Array.from(ours.subarray(5 * b, 5 * b + 5)).reduce((p, v) => p + v, 0) - 1) < 1e-5);
 });
 
+test('nsfwjs MobileNetV2 mid (a TF.js graph model): TensorFlow scopes as names, and probabilities equal to TF.js', async (t) => {
+  const model = loadNsfwjsModel('nsfwjs_mobilenet_v2_mid') as TfGraphModel;
+  assert.ok(model instanceof TfGraphModel);
+  const names = [...model.stateDict().keys()];
+  for (const key of ['keras_layer.MobilenetV2.Conv.weight', 'keras_layer.MobilenetV2.expanded_conv_1.depthwise.weight', 'keras_layer.MobilenetV2.expanded_conv_1.project.bias', 'dense.weight']) assert.ok(names.includes(key), key);
+  assert.equal(model.numFeatures, 1792);
+  const images = makeImages(['checkerboard', 'noise'], 224);
+  const features = noGrad(() => model.forwardFeatures(tensorFromNhwc(images, [2, 224, 224, 3])));
+  assert.deepEqual(features.shape, [2, 1792, 7, 7]);
+  const ours = noGrad(() => softmax(model.forwardHead(features), -1)).toArray();
+  await tf.setBackend('cpu');
+  const oracle = await tf.loadGraphModel({ load: async () => nsfwjsArtifacts('nsfwjs_mobilenet_v2_mid') });
+  const theirs = tf.tidy(() => (oracle.predict(tf.tensor(images, [2, 224, 224, 3])) as TF.Tensor).dataSync());
+  const diff = maxAbsDiff(ours, theirs);
+  t.diagnostic(`MobileNetV2 mid max |Δp| vs TF.js over 2 images: ${diff.toExponential(2)}`);
+  assert.ok(diff <= TOL.probabilities, `max |Δp| = ${diff}`);
+});
+
 test('nsfwjs InceptionV3: class probabilities equal to TF.js at 299²', async (t) => {
   const model = loadNsfwjsModel('nsfwjs_inception_v3');
   assert.equal(model.numFeatures, 2048);
@@ -259,6 +284,7 @@ test('nsfwjs InceptionV3: class probabilities equal to TF.js at 299²', async (t
 });
 
 test('nsfwjs registry entries load pretrained weights and can take a fresh classifier', () => {
+  assert.deepEqual(listModels('nsfwjs'), ['nsfwjs_inception_v3', 'nsfwjs_mobilenet_v2', 'nsfwjs_mobilenet_v2_mid']);
   const model = createModel('nsfwjs_mobilenet_v2', { numClasses: 10 }) as KerasModel;
   assert.equal(model.numClasses, 10);
   assert.equal(model.family, 'nsfwjs');

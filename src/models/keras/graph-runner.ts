@@ -16,6 +16,8 @@ export interface Step {
   run(inputs: Tensor[], module: Module | null, training: boolean): Tensor;
   /** Values whose last use in its segment is this step (filled by planSegments). */
   release: string[];
+  /** The output belongs to the model (a graph constant) and is never disposed by a run. */
+  persistent?: boolean;
 }
 
 export interface SplitRules<N extends GraphNode> {
@@ -34,6 +36,33 @@ export interface Segments {
   /** The value forwardHead(…, preLogits = true) returns. */
   pooledKey: string;
   classifierKeys: string[];
+}
+
+/**
+ * Nodes ordered so that each follows its inputs, keeping the given order where it already does.
+ * `given` names values that come from outside (the graph's input).
+ */
+export function topologicalOrder<N extends GraphNode>(nodes: readonly N[], describe: (n: N) => string, given: ReadonlySet<string> = new Set()): N[] {
+  const byKey = new Map(nodes.map((n) => [n.key, n]));
+  const done = new Set<string>();
+  const visiting = new Set<string>();
+  const order: N[] = [];
+  const visit = (n: N) => {
+    if (done.has(n.key)) return;
+    if (visiting.has(n.key)) throw new Error(`the graph has a cycle through ${describe(n)}`);
+    visiting.add(n.key);
+    for (const k of n.inputs) {
+      if (given.has(k)) continue;
+      const input = byKey.get(k);
+      if (!input) throw new Error(`${describe(n)} reads '${k}', which nothing produces`);
+      visit(input);
+    }
+    visiting.delete(n.key);
+    done.add(n.key);
+    order.push(n);
+  };
+  for (const n of nodes) visit(n);
+  return order;
 }
 
 export function ancestors(key: string, inputsOf: (key: string) => readonly string[]): Set<string> {
@@ -93,19 +122,22 @@ function markReleases(steps: Step[], outputKey: string): void {
 
 /**
  * Runs `steps` from `inputKey` = x until `outputKey` is computed, disposing each intermediate
- * after its last use (never x, never a tensor still held under another key).
+ * after its last use (never x, a persistent step's output, or a tensor still held under another key).
  */
 export function runSteps(steps: readonly Step[], inputKey: string, x: Tensor, outputKey: string, modules: Map<string, Module>, training: boolean): Tensor {
   if (inputKey === outputKey) return x;
   const values = new Map<string, Tensor>([[inputKey, x]]);
+  const owned = new Set<Tensor>([x]);
   const release = (key: string) => {
     const t = values.get(key);
     values.delete(key);
-    if (t && t !== x && ![...values.values()].includes(t)) t.dispose();
+    if (t && !owned.has(t) && ![...values.values()].includes(t)) t.dispose();
   };
   for (const step of steps) {
     const inputs = step.inputs.map((k) => values.get(k)!);
-    values.set(step.key, step.run(inputs, step.module === null ? null : modules.get(step.module) ?? null, training));
+    const out = step.run(inputs, step.module === null ? null : modules.get(step.module) ?? null, training);
+    if (step.persistent) owned.add(out);
+    values.set(step.key, out);
     if (step.key === outputKey) break;
     for (const k of step.release) release(k);
   }

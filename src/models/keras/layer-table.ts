@@ -1,19 +1,18 @@
 // Every Keras layer class graft imports: its shape rule and how it runs on graft tensors.
 // Tensors are NCHW inside graft (Keras's NHWC), per-sample shapes are [C, H, W] or [F], and a
-// Keras axis maps to graft's with KERAS_TO_GRAFT_AXIS. 'same' padding follows TensorFlow: the
-// total is max((ceil(n/s) − 1)·s + (k − 1)·d + 1 − n, 0), the odd pixel going to bottom/right.
+// Keras axis maps to graft's with kerasToGraftAxis; windows follow TensorFlow (tf-windows.ts).
 import type { Module } from '../../nn/module.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { Generator } from '../../tensor/random.js';
-import { add, affine, clamp, div, exp, ge, gt, maximum, minimum, mul, relu, relu6, sub, where } from '../../ops/elementwise.js';
-import { concat, pad, permute, reshape, slice } from '../../ops/layout.js';
-import { adaptiveAvgPool2d, avgPool2d, maxPool2d } from '../../ops/conv.js';
+import { add, affine, clamp, exp, ge, gt, maximum, minimum, mul, relu, relu6, sub, where } from '../../ops/elementwise.js';
+import { concat, permute, reshape, slice } from '../../ops/layout.js';
+import { adaptiveAvgPool2d } from '../../ops/conv.js';
 import { max } from '../../ops/reduce.js';
 import { softmax } from '../../ops/norm.js';
 import { dropout } from '../../ops/nn.js';
-import { ones } from '../../ops/creation.js';
 import type { KerasLayerSpec } from './topology.js';
 import { kerasActivation } from './activations.js';
+import { padImage, samePads, staticSamePadding, tfPool2d, windowOutput, type Pads } from './tf-windows.js';
 import { KerasBatchNormalization, KerasConv2D, KerasDense, KerasDepthwiseConv2D } from './weighted-layers.js';
 
 /** Per-sample shape in graft's layout: [C, H, W] for images, [F] for vectors. */
@@ -70,12 +69,6 @@ export function kerasToGraftAxis(axis: number, rank: number): number {
   return rank === 4 ? [0, 2, 3, 1][a]! : a;
 }
 
-/** TensorFlow's 'same' padding along one axis: [before, after]. */
-export function samePadding(size: number, kernel: number, stride: number, dilation = 1): [number, number] {
-  const total = Math.max((Math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0);
-  return [Math.floor(total / 2), total - Math.floor(total / 2)];
-}
-
 /** Sliding-window geometry of a conv or pool layer. */
 class Window {
   readonly kernel: [number, number];
@@ -91,27 +84,21 @@ class Window {
     this.same = padding === 'same';
   }
   outputSize(h: number, w: number): [number, number] {
-    const out = (n: number, i: 0 | 1) => this.same ? Math.ceil(n / this.stride[i]) : Math.floor((n - (this.kernel[i] - 1) * this.dilation[i] - 1) / this.stride[i]) + 1;
-    const size: [number, number] = [out(h, 0), out(w, 1)];
+    const size: [number, number] = [0, 1].map((i) => windowOutput([h, w][i]!, this.kernel[i]!, this.stride[i]!, this.same, this.dilation[i])) as [number, number];
     if (size[0] <= 0 || size[1] <= 0) fail(this.spec, `input ${h}×${w} is smaller than the window ${this.kernel[0]}×${this.kernel[1]}`);
     return size;
   }
   /** [top, bottom, left, right] for an input of h × w. */
-  pads(h: number, w: number): [number, number, number, number] {
-    if (!this.same) return [0, 0, 0, 0];
-    return [...samePadding(h, this.kernel[0], this.stride[0], this.dilation[0]), ...samePadding(w, this.kernel[1], this.stride[1], this.dilation[1])];
+  pads(h: number, w: number): Pads {
+    return this.same ? samePads(h, w, this.kernel, this.stride, this.dilation) : [0, 0, 0, 0];
   }
-  /** Symmetric padding that holds for every input size (stride 1, even totals), or null. */
+  /** Symmetric padding that holds for every input size, or null when it must be computed per input. */
   staticPadding(): [number, number] | null {
-    if (!this.same) return [0, 0];
-    if (this.stride[0] !== 1 || this.stride[1] !== 1) return null;
-    const [t, b, l, r] = this.pads(1, 1);
-    return t === b && l === r ? [t, l] : null;
+    return this.same ? staticSamePadding(this.kernel, this.stride, this.dilation) : [0, 0];
   }
 }
 
 const imageShape = (c: number, [h, w]: [number, number]) => [c, h, w];
-const padImage = (x: Tensor, [t, b, l, r]: readonly number[], value = 0) => (t || b || l || r ? pad(x, [l!, r!, t!, b!], value) : x);
 
 const depthwiseClass = (spec: KerasLayerSpec) => spec.className === 'DepthwiseConv2D';
 
@@ -229,19 +216,7 @@ function pooling(spec: KerasLayerSpec, inputs: SampleShape[]): BuiltLayer {
   only(spec, inputs, 3);
   const isMax = spec.className.startsWith('Max');
   const win = new Window({ ...spec, config: { ...spec.config, dilation_rate: 1 } }, 'pool_size', spec.config['strides'] === undefined ? pairOf(spec, 'pool_size', 2) : 1);
-  const opts = { stride: win.stride };
-  const run = (x: Tensor): Tensor => {
-    const [t, b, l, r] = win.pads(x.shape[2]!, x.shape[3]!);
-    if (t === b && l === r) {
-      return isMax ? maxPool2d(x, win.kernel, { ...opts, padding: [t, l] }) : avgPool2d(x, win.kernel, { ...opts, padding: [t, l], countIncludePad: false });
-    }
-    if (isMax) return maxPool2d(padImage(x, [t, b, l, r], -Infinity), win.kernel, opts);
-    // TensorFlow averages over the window's pixels inside the input only: divide the zero-padded
-    // window means by the share of each window that lies inside.
-    const inside = avgPool2d(padImage(ones([1, 1, x.shape[2]!, x.shape[3]!], { backend: x.backend, dtype: x.dtype }), [t, b, l, r]), win.kernel, opts);
-    return div(avgPool2d(padImage(x, [t, b, l, r]), win.kernel, opts), inside);
-  };
-  return pure(([s]) => imageShape(s![0]!, win.outputSize(s![1]!, s![2]!)), ([x]) => run(x!));
+  return pure(([s]) => imageShape(s![0]!, win.outputSize(s![1]!, s![2]!)), ([x]) => tfPool2d(x!, isMax ? 'max' : 'avg', win.kernel, win.stride, win.same));
 }
 
 function globalPooling(spec: KerasLayerSpec, inputs: SampleShape[]): BuiltLayer {

@@ -1,5 +1,6 @@
-// The pretrained classifiers of the npm package nsfwjs (Keras MobileNetV2 at 224² and
-// InceptionV3 at 299², fine-tuned to 5 classes, uint8-quantised TF.js LayersModels). nsfwjs
+// The pretrained classifiers of the npm package nsfwjs, fine-tuned to 5 classes and
+// uint8-quantised: Keras MobileNetV2 (224²) and InceptionV3 (299²) as TF.js LayersModels, and
+// MobileNetV2 1.4 "mid" (224², a TF Hub backbone) as a TF.js graph model. nsfwjs
 // ships them as browserify bundles: dist/models/<model>/model.min.js exports the model.json
 // object and each group1-shard*.min.js exports its shard as a base64 string. nsfwjs feeds
 // pixels / 255 (tf.browser.fromPixels(img).toFloat().div(255)), resized bilinearly to the
@@ -10,14 +11,16 @@ import { dirname, join } from 'node:path';
 import { decodeWeightsManifest, parseTfjsModelJson, TfjsFormatError, type TfjsArtifacts } from '../../io/tfjs.js';
 import { registerModel } from '../registry.js';
 import type { CreateModelOptions } from '../model.js';
-import { kerasModelFromArtifacts, type LoadKerasOptions } from './load.js';
+import { modelFromArtifacts, type LoadKerasOptions } from './load.js';
 import type { KerasModel } from './keras-model.js';
+import type { TfGraphModel } from './graph-model.js';
 
 /** Class order of the nsfwjs classifiers' outputs. */
 export const NSFWJS_CLASSES = ['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy'] as const;
 
 const NSFWJS_MODELS = {
   nsfwjs_mobilenet_v2: { folder: 'mobilenet_v2', size: 224 },
+  nsfwjs_mobilenet_v2_mid: { folder: 'mobilenet_v2_mid', size: 224 },
   nsfwjs_inception_v3: { folder: 'inception_v3', size: 299 },
 } as const;
 
@@ -75,12 +78,13 @@ export function nsfwjsModelFolder(name: NsfwjsModelName): string {
 
 /**
  * A pretrained nsfwjs classifier in graft, with nsfwjs's preprocessing (pixels / 255 at 224² or
- * 299²). forward() gives logits over NSFWJS_CLASSES; predict() gives nsfwjs's probabilities.
+ * 299²; the mid model maps them to [−1, 1] inside its graph). forward() gives logits over
+ * NSFWJS_CLASSES; predict() gives nsfwjs's probabilities.
  */
-export function loadNsfwjsModel(name: NsfwjsModelName, opts: LoadKerasOptions = {}): KerasModel {
+export function loadNsfwjsModel(name: NsfwjsModelName, opts: LoadKerasOptions = {}): KerasModel | TfGraphModel {
   const { size } = modelSpec(name);
   const [h, w] = opts.imageSize === undefined ? [size, size] : typeof opts.imageSize === 'number' ? [opts.imageSize, opts.imageSize] : opts.imageSize;
-  return kerasModelFromArtifacts(readNsfwjsBundles(nsfwjsModelFolder(name)), {
+  return modelFromArtifacts(readNsfwjsBundles(nsfwjsModelFolder(name)), {
     family: 'nsfwjs',
     ...opts,
     preprocess: { inputSize: [3, h, w], mean: [0, 0, 0], std: [1, 1, 1], interpolation: 'bilinear', cropPct: 1, ...opts.preprocess },

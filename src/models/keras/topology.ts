@@ -4,6 +4,7 @@
 // name their inputs per node in `inbound_nodes`: [[[layer, nodeIndex, tensorIndex, kwargs], …], …];
 // Sequential models chain their layers.
 import { TfjsFormatError } from '../../io/tfjs.js';
+import { topologicalOrder } from './graph-runner.js';
 
 export type KerasConfig = Record<string, unknown>;
 
@@ -91,7 +92,15 @@ function functionalGraph(config: KerasConfig, source: string): KerasGraph {
     if (!shape) throw new TfjsFormatError(`${source}: input '${key}' has no batch_input_shape`);
     return shape;
   });
-  return { name: (config['name'] as string) ?? 'model', layers, nodes: topologicalOrder(nodes, source), inputs, outputs, inputShapes };
+  return { name: (config['name'] as string) ?? 'model', layers, nodes: ordered(nodes, source), inputs, outputs, inputShapes };
+}
+
+function ordered(nodes: KerasNode[], source: string): KerasNode[] {
+  try {
+    return topologicalOrder(nodes, (n) => `layer '${n.layer.name}'`);
+  } catch (e) {
+    throw new TfjsFormatError(`${source}: ${(e as Error).message}`);
+  }
 }
 
 function sequentialGraph(config: KerasConfig | RawLayer[], source: string): KerasGraph {
@@ -105,28 +114,6 @@ function sequentialGraph(config: KerasConfig | RawLayer[], source: string): Kera
   const nodes = all.map((layer, i): KerasNode => ({ key: nodeKey(layer.name, 0), layer, nodeIndex: 0, inputs: i === 0 ? [] : [nodeKey(all[i - 1]!.name, 0)] }));
   const name = Array.isArray(config) ? 'sequential' : ((config['name'] as string) ?? 'sequential');
   return { name, layers: all, nodes, inputs: [nodes[0]!.key], outputs: [nodes[nodes.length - 1]!.key], inputShapes: [shape] };
-}
-
-/** Orders nodes so that each follows its inputs, keeping config order where it already does. */
-function topologicalOrder(nodes: KerasNode[], source: string): KerasNode[] {
-  const byKey = new Map(nodes.map((n) => [n.key, n]));
-  for (const n of nodes) {
-    for (const i of n.inputs) if (!byKey.has(i)) throw new TfjsFormatError(`${source}: layer '${n.layer.name}' reads '${i}', which no layer produces`);
-  }
-  const done = new Set<string>();
-  const order: KerasNode[] = [];
-  const visiting = new Set<string>();
-  const visit = (n: KerasNode) => {
-    if (done.has(n.key)) return;
-    if (visiting.has(n.key)) throw new TfjsFormatError(`${source}: the layer graph has a cycle through '${n.layer.name}'`);
-    visiting.add(n.key);
-    for (const i of n.inputs) visit(byKey.get(i)!);
-    visiting.delete(n.key);
-    done.add(n.key);
-    order.push(n);
-  };
-  for (const n of nodes) visit(n);
-  return order;
 }
 
 /**
