@@ -11,6 +11,7 @@ import { add, mul, neg } from '../ops/elementwise.js';
 import { concat, slice } from '../ops/layout.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Backend } from '../backends/backend.js';
+import type { DType } from '../tensor/dtype.js';
 import { defaultGenerator, type Generator } from '../tensor/random.js';
 
 const f32 = Math.fround;
@@ -70,7 +71,7 @@ export function augmentCoordinates(coords: Float32Array, aug: RopeAugmentation, 
 }
 
 /** cos and sin tables (P, D) for P patch coordinates (P, 2) and the given inverse frequencies. */
-export function ropeTables(coords: Float32Array, invFreq: Float32Array, backend?: Backend<any>): { cos: Tensor; sin: Tensor } {
+export function ropeTables(coords: Float32Array, invFreq: Float32Array, like?: { dtype: DType; backend: Backend<any> }): { cos: Tensor; sin: Tensor } {
   const quarter = invFreq.length;
   const d = 4 * quarter;
   const p = coords.length / 2;
@@ -87,7 +88,8 @@ export function ropeTables(coords: Float32Array, invFreq: Float32Array, backend?
         sin[at] = sin[at + d / 2] = Math.sin(angle);
       }
     }
-  return { cos: tensor(cos, [p, d], { backend }), sin: tensor(sin, [p, d], { backend }) };
+  const opts = { dtype: like?.dtype, backend: like?.backend };
+  return { cos: tensor(cos, [p, d], opts), sin: tensor(sin, [p, d], opts) };
 }
 
 /** [x₁, x₂] → [−x₂, x₁] over the last axis. */
