@@ -7,23 +7,27 @@
 #include <vector>
 
 #include "kernels.h"
+#include "vmath.h"
 
 namespace graft {
 namespace {
 
-// s (B, N, M) ← softmax rows of s in place (masked above the diagonal when causal); lse (B, N).
-void softmax_rows(float* s, float* lse, int64_t rows, int64_t n, int64_t m, bool causal) {
+// s (B, N, M) ← softmax rows of scale·s in place (masked above the diagonal when causal); lse (B, N).
+void softmax_rows(float* s, float* lse, int64_t rows, int64_t n, int64_t m, float scale, bool causal) {
 #pragma omp parallel for schedule(static) if (rows * m > (1 << 14))
   for (int64_t r = 0; r < rows; r++) {
     float* p = s + r * m;
     int64_t i = r % n;
     int64_t valid = causal ? std::min<int64_t>(i + 1, m) : m;
     float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < valid; j++) mx = std::max(mx, p[j]);
+    for (int64_t j = 0; j < valid; j++) {
+      p[j] *= scale;
+      mx = std::max(mx, p[j]);
+    }
     float sum = 0;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < valid; j++) {
-      p[j] = std::exp(p[j] - mx);
+      p[j] = vexp(p[j] - mx);
       sum += p[j];
     }
     float inv = 1.f / sum;
@@ -40,10 +44,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   std::vector<float> s(static_cast<size_t>(batch * n * m));
   // s = q kᵀ: q (B, N, D) @ k (B, M, D)ᵀ
   matmul(s.data(), q, k, batch, n, m, d, false, true, n * d, m * d, n * m, 0);
-  int64_t total = batch * n * m;
-#pragma omp parallel for simd if (total > (1 << 15))
-  for (int64_t i = 0; i < total; i++) s[i] *= scale;
-  softmax_rows(s.data(), lse, batch * n, n, m, causal);
+  softmax_rows(s.data(), lse, batch * n, n, m, scale, causal);
   // out = p v: (B, N, M) @ (B, M, D)
   matmul(out, s.data(), v, batch, n, d, m, false, false, n * m, m * d, n * d, 0);
 }
@@ -61,7 +62,7 @@ void attention_backward(float* gq, float* gk, float* gv, const float* q, const f
     int64_t i = r % n, valid = causal ? std::min<int64_t>(i + 1, m) : m;
     float l = lse[r];
 #pragma omp simd
-    for (int64_t j = 0; j < valid; j++) pr[j] = std::exp(pr[j] * scale - l);
+    for (int64_t j = 0; j < valid; j++) pr[j] = vexp(pr[j] * scale - l);
     for (int64_t j = valid; j < m; j++) pr[j] = 0.f;
   }
   // gv = pᵀ gout: (B, M, N) @ (B, N, D)

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "kernels.h"
+#include "vmath.h"
 
 namespace graft {
 namespace {
@@ -17,7 +18,7 @@ constexpr float kSqrt1_2 = 0.70710678118654752f;
 constexpr float kGeluTanhC = 0.79788456080286536f;  // sqrt(2/pi)
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
-inline float sigmoidf(float x) { return 1.f / (1.f + std::exp(-x)); }
+__attribute__((always_inline)) inline float sigmoidf(float x) { return vsigmoid(x); }
 
 template <typename F>
 void parallel_for(int64_t n, F f) {
@@ -33,19 +34,28 @@ void parallel_for(int64_t n, F f) {
   }
 }
 
+// The element function is copied into each thread's loop so its parameters live in registers,
+// and the pointers are declared unaliased (an in-place call only ever writes the element it read).
 template <typename F>
 void map_unary(float* out, const float* x, int64_t n, F f) {
-  parallel_for(n, [&](int64_t lo, int64_t hi) {
+  parallel_for(n, [out, x, f](int64_t lo, int64_t hi) {
+    float* __restrict o = out;
+    const float* __restrict in = x;
+    const F fn = f;
 #pragma omp simd
-    for (int64_t i = lo; i < hi; i++) out[i] = f(x[i]);
+    for (int64_t i = lo; i < hi; i++) o[i] = fn(in[i]);
   });
 }
 
 template <typename F>
 void map_grad(float* gx, const float* gy, const float* x, int64_t n, F d) {
-  parallel_for(n, [&](int64_t lo, int64_t hi) {
+  parallel_for(n, [gx, gy, x, d](int64_t lo, int64_t hi) {
+    float* __restrict o = gx;
+    const float* __restrict g = gy;
+    const float* __restrict in = x;
+    const F fn = d;
 #pragma omp simd
-    for (int64_t i = lo; i < hi; i++) gx[i] = gy[i] * d(x[i]);
+    for (int64_t i = lo; i < hi; i++) o[i] = g[i] * fn(in[i]);
   });
 }
 
@@ -165,7 +175,7 @@ void binary_walk(float* out, const float* a, const View& va, const float* b, con
 void unary_forward(float* out, const float* x, int64_t n, Unary op, float p0, float p1) {
   switch (op) {
     case Unary::Neg: return map_unary(out, x, n, [](float v) { return -v; });
-    case Unary::Exp: return map_unary(out, x, n, [](float v) { return std::exp(v); });
+    case Unary::Exp: return map_unary(out, x, n, [](float v) { return vexp(v); });
     case Unary::Log: return map_unary(out, x, n, [](float v) { return std::log(v); });
     case Unary::Sqrt: return map_unary(out, x, n, [](float v) { return std::sqrt(v); });
     case Unary::Rsqrt: return map_unary(out, x, n, [](float v) { return 1.f / std::sqrt(v); });
@@ -176,12 +186,12 @@ void unary_forward(float* out, const float* x, int64_t n, Unary op, float p0, fl
     case Unary::Relu: return map_unary(out, x, n, [](float v) { return v <= 0 ? 0.f : v; });
     case Unary::Relu6: return map_unary(out, x, n, [](float v) { return std::fmin(std::fmax(v, 0.f), 6.f) + (v != v ? v : 0.f); });
     case Unary::Sigmoid: return map_unary(out, x, n, [](float v) { return sigmoidf(v); });
-    case Unary::Tanh: return map_unary(out, x, n, [](float v) { return std::tanh(v); });
-    case Unary::Gelu: return map_unary(out, x, n, [](float v) { return 0.5f * v * (1.f + std::erf(v * kSqrt1_2)); });
-    case Unary::GeluTanh: return map_unary(out, x, n, [](float v) { return 0.5f * v * (1.f + std::tanh(kGeluTanhC * (v + 0.044715f * v * v * v))); });
+    case Unary::Tanh: return map_unary(out, x, n, [](float v) { return vtanh(v); });
+    case Unary::Gelu: return map_unary(out, x, n, [](float v) { return 0.5f * v * (1.f + verf(v * kSqrt1_2)); });
+    case Unary::GeluTanh: return map_unary(out, x, n, [](float v) { return 0.5f * v * (1.f + vtanh(kGeluTanhC * (v + 0.044715f * v * v * v))); });
     case Unary::Silu: return map_unary(out, x, n, [](float v) { return v * sigmoidf(v); });
     case Unary::Hardswish: return map_unary(out, x, n, [](float v) { return v * std::fmin(std::fmax(v + 3.f, 0.f), 6.f) / 6.f; });
-    case Unary::Erf: return map_unary(out, x, n, [](float v) { return std::erf(v); });
+    case Unary::Erf: return map_unary(out, x, n, [](float v) { return verf(v); });
     case Unary::PowScalar: return map_unary(out, x, n, [p0](float v) { return std::pow(v, p0); });
     case Unary::Clamp: return map_unary(out, x, n, [p0, p1](float v) { return v != v ? v : std::fmin(std::fmax(v, p0), p1); });
     case Unary::Affine: return map_unary(out, x, n, [p0, p1](float v) { return v * p0 + p1; });
@@ -191,7 +201,7 @@ void unary_forward(float* out, const float* x, int64_t n, Unary op, float p0, fl
 void unary_backward(float* gx, const float* gy, const float* x, int64_t n, Unary op, float p0, float p1) {
   switch (op) {
     case Unary::Neg: return map_grad(gx, gy, x, n, [](float) { return -1.f; });
-    case Unary::Exp: return map_grad(gx, gy, x, n, [](float v) { return std::exp(v); });
+    case Unary::Exp: return map_grad(gx, gy, x, n, [](float v) { return vexp(v); });
     case Unary::Log: return map_grad(gx, gy, x, n, [](float v) { return 1.f / v; });
     case Unary::Sqrt: return map_grad(gx, gy, x, n, [](float v) { return 0.5f / std::sqrt(v); });
     case Unary::Rsqrt: return map_grad(gx, gy, x, n, [](float v) { return -0.5f / (v * std::sqrt(v)); });
@@ -201,12 +211,12 @@ void unary_backward(float* gx, const float* gy, const float* x, int64_t n, Unary
     case Unary::Relu: return map_grad(gx, gy, x, n, [](float v) { return v > 0 ? 1.f : 0.f; });
     case Unary::Relu6: return map_grad(gx, gy, x, n, [](float v) { return v > 0 && v < 6 ? 1.f : 0.f; });
     case Unary::Sigmoid: return map_grad(gx, gy, x, n, [](float v) { float s = sigmoidf(v); return s * (1.f - s); });
-    case Unary::Tanh: return map_grad(gx, gy, x, n, [](float v) { float t = std::tanh(v); return 1.f - t * t; });
+    case Unary::Tanh: return map_grad(gx, gy, x, n, [](float v) { float t = vtanh(v); return 1.f - t * t; });
     case Unary::Gelu:
-      return map_grad(gx, gy, x, n, [](float v) { return 0.5f * (1.f + std::erf(v * kSqrt1_2)) + v * std::exp(-0.5f * v * v) * kInvSqrt2Pi; });
+      return map_grad(gx, gy, x, n, [](float v) { return 0.5f * (1.f + verf(v * kSqrt1_2)) + v * vexp(-0.5f * v * v) * kInvSqrt2Pi; });
     case Unary::GeluTanh:
       return map_grad(gx, gy, x, n, [](float v) {
-        float t = std::tanh(kGeluTanhC * (v + 0.044715f * v * v * v));
+        float t = vtanh(kGeluTanhC * (v + 0.044715f * v * v * v));
         return 0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * kGeluTanhC * (1.f + 3.f * 0.044715f * v * v);
       });
     case Unary::Silu: return map_grad(gx, gy, x, n, [](float v) { float s = sigmoidf(v); return s * (1.f + v * (1.f - s)); });
@@ -314,37 +324,50 @@ void reduce_forward(float* out, int32_t* arg, const float* x, int64_t outer, int
       }
     }
   };
-  if (outer * len * inner < kParallelMin || outer == 1) {
-    if (outer == 1 && op == Reduce::Sum && inner == 1 && len >= kParallelMin) {
-      // One long sum: per-thread partials.
-      double total = 0;
-#pragma omp parallel for reduction(+ : total)
-      for (int64_t l = 0; l < len; l++) total += x[l];
-      out[0] = static_cast<float>(total);
-      return;
-    }
-    if (outer == 1 && inner >= 1024) {
-      // Sum over rows of a matrix (bias gradients): split the columns across threads.
-      parallel_for(inner, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; i++) {
-          if (op == Reduce::Sum) {
-            float acc = 0;
-            for (int64_t l = 0; l < len; l++) acc += x[l * inner + i];
-            out[i] = acc;
-          } else {
-            float best = x[i];
-            int32_t at = 0;
-            for (int64_t l = 1; l < len; l++) {
-              float v = x[l * inner + i];
-              if ((op == Reduce::Max ? v > best : v < best) || (v != v && best == best)) best = v, at = static_cast<int32_t>(l);
+  if (outer == 1 && inner > 1) {
+    // Reducing the rows of a matrix (bias gradients): threads own column blocks and walk the
+    // rows contiguously.
+    auto cols = [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; i++) {
+        out[i] = x[i];
+        if (arg) arg[i] = 0;
+      }
+      for (int64_t l = 1; l < len; l++) {
+        const float* row = x + l * inner;
+        if (op == Reduce::Sum) {
+#pragma omp simd
+          for (int64_t i = lo; i < hi; i++) out[i] += row[i];
+        } else {
+          bool isMax = op == Reduce::Max;
+          for (int64_t i = lo; i < hi; i++) {
+            float v = row[i], best = out[i];
+            if ((isMax ? v > best : v < best) || (v != v && best == best)) {
+              out[i] = v;
+              if (arg) arg[i] = static_cast<int32_t>(l);
             }
-            out[i] = best;
-            if (arg) arg[i] = at;
           }
         }
-      });
-      return;
+      }
+    };
+    if (len * inner < kParallelMin) cols(0, inner);
+    else {
+#pragma omp parallel
+      {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t chunk = ((inner + nt - 1) / nt + 15) / 16 * 16, lo = t * chunk, hi = std::min(inner, lo + chunk);
+        if (lo < hi) cols(lo, hi);
+      }
     }
+    return;
+  }
+  if (outer == 1 && op == Reduce::Sum && len >= kParallelMin) {
+    double total = 0;
+#pragma omp parallel for reduction(+ : total)
+    for (int64_t l = 0; l < len; l++) total += x[l];
+    out[0] = static_cast<float>(total);
+    return;
+  }
+  if (outer * len * inner < kParallelMin || outer == 1) {
     body(0, outer);
     return;
   }

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kernels.h"
+#include "vmath.h"
 
 namespace graft {
 namespace {
@@ -49,51 +51,62 @@ void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const
 }
 
 void layernorm_backward(float* gx, float* ggamma, float* gbeta, const float* x, const float* gy, const float* gamma, const float* mean, const float* rstd, int64_t rows, int64_t n) {
-  rows_parallel(rows, n, [&](int64_t r) {
-    const float* px = x + r * n;
-    const float* pg = gy + r * n;
-    float* pgx = gx + r * n;
-    float mu = mean[r], rs = rstd[r];
-    float sumG = 0, sumGX = 0;
+  // One pass over x and gy: gx per row, and per-thread partial sums for the parameter gradients.
+  bool params = ggamma || gbeta;
+  int nt = rows * n < (1 << 14) ? 1 : omp_get_max_threads();
+  std::vector<float> partial(params ? static_cast<size_t>(nt) * 2 * n : 0, 0.f);
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num();
+    float* pgam = params ? partial.data() + static_cast<size_t>(t) * 2 * n : nullptr;
+    float* pbet = params ? pgam + n : nullptr;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float* px = x + r * n;
+      const float* pg = gy + r * n;
+      float* pgx = gx + r * n;
+      float mu = mean[r], rs = rstd[r];
+      float sumG = 0, sumGX = 0;
+      if (gamma) {
 #pragma omp simd reduction(+ : sumG, sumGX)
-    for (int64_t i = 0; i < n; i++) {
-      float g = pg[i] * (gamma ? gamma[i] : 1.f);
-      sumG += g;
-      sumGX += g * (px[i] - mu) * rs;
+        for (int64_t i = 0; i < n; i++) {
+          float g = pg[i] * gamma[i];
+          sumG += g;
+          sumGX += g * (px[i] - mu);
+        }
+      } else {
+#pragma omp simd reduction(+ : sumG, sumGX)
+        for (int64_t i = 0; i < n; i++) {
+          sumG += pg[i];
+          sumGX += pg[i] * (px[i] - mu);
+        }
+      }
+      float a = sumG / n, b = sumGX * rs / n;
+      if (gamma) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) pgx[i] = rs * (pg[i] * gamma[i] - a - (px[i] - mu) * rs * b);
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) pgx[i] = rs * (pg[i] - a - (px[i] - mu) * rs * b);
+      }
+      if (params) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+          pgam[i] += pg[i] * (px[i] - mu) * rs;
+          pbet[i] += pg[i];
+        }
+      }
     }
-    float a = sumG / n, b = sumGX / n;
-#pragma omp simd
-    for (int64_t i = 0; i < n; i++) pgx[i] = rs * (pg[i] * (gamma ? gamma[i] : 1.f) - a - (px[i] - mu) * rs * b);
-  });
-  if (ggamma || gbeta) {
-    // Column sums over rows: threads own disjoint column blocks.
-    auto cols = [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; i++) {
-        if (ggamma) ggamma[i] = 0;
-        if (gbeta) gbeta[i] = 0;
+  }
+  if (params) {
+    for (int64_t i = 0; i < n; i++) {
+      float sg = 0, sb = 0;
+      for (int t = 0; t < nt; t++) {
+        sg += partial[static_cast<size_t>(t) * 2 * n + i];
+        sb += partial[static_cast<size_t>(t) * 2 * n + n + i];
       }
-      for (int64_t r = 0; r < rows; r++) {
-        const float* px = x + r * n;
-        const float* pg = gy + r * n;
-        float mu = mean[r], rs = rstd[r];
-        if (ggamma) {
-#pragma omp simd
-          for (int64_t i = lo; i < hi; i++) ggamma[i] += pg[i] * (px[i] - mu) * rs;
-        }
-        if (gbeta) {
-#pragma omp simd
-          for (int64_t i = lo; i < hi; i++) gbeta[i] += pg[i];
-        }
-      }
-    };
-    if (rows * n < (1 << 14)) cols(0, n);
-    else {
-#pragma omp parallel
-      {
-        int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        int64_t chunk = ((n + nt - 1) / nt + 15) / 16 * 16, lo = t * chunk, hi = std::min(n, lo + chunk);
-        if (lo < hi) cols(lo, hi);
-      }
+      if (ggamma) ggamma[i] = sg;
+      if (gbeta) gbeta[i] = sb;
     }
   }
 }
@@ -189,14 +202,14 @@ void softmax_forward(float* y, const float* x, int64_t rows, int64_t n, bool log
     float sum = 0;
     if (log) {
 #pragma omp simd reduction(+ : sum)
-      for (int64_t i = 0; i < n; i++) sum += std::exp(px[i] - mx);
+      for (int64_t i = 0; i < n; i++) sum += vexp(px[i] - mx);
       float lse = mx + std::log(sum);
 #pragma omp simd
       for (int64_t i = 0; i < n; i++) py[i] = px[i] - lse;
     } else {
 #pragma omp simd reduction(+ : sum)
       for (int64_t i = 0; i < n; i++) {
-        py[i] = std::exp(px[i] - mx);
+        py[i] = vexp(px[i] - mx);
         sum += py[i];
       }
       float inv = 1.f / sum;
@@ -216,7 +229,7 @@ void softmax_backward(float* gx, const float* y, const float* gy, int64_t rows, 
 #pragma omp simd reduction(+ : dot)
       for (int64_t i = 0; i < n; i++) dot += pg[i];
 #pragma omp simd
-      for (int64_t i = 0; i < n; i++) pgx[i] = pg[i] - std::exp(py[i]) * dot;
+      for (int64_t i = 0; i < n; i++) pgx[i] = pg[i] - vexp(py[i]) * dot;
     } else {
 #pragma omp simd reduction(+ : dot)
       for (int64_t i = 0; i < n; i++) dot += pg[i] * py[i];

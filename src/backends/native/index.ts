@@ -132,6 +132,11 @@ export function loadNativeBackend(): { backend: Backend<any> | null; error: stri
   try {
     path = join(packageRoot(), 'build', 'Release', 'graft_native.node');
     if (!existsSync(path)) return { backend: null, error: `the addon ${path} has not been built (install the compiler and oneDNN: apt-get install -y g++ make libdnnl-dev, then: npm run build:native)` };
+    // OpenMP threads that spin long at barriers stall whenever another process holds a core
+    // (a shared 2-core machine: one busy core made each kernel wait a scheduler tick). A short
+    // spin, then sleep, costs microseconds when idle and keeps kernels fast under load.
+    // libgomp reads this when the addon loads it; an explicit user setting wins.
+    if (process.env['OMP_WAIT_POLICY'] === undefined && process.env['GOMP_SPINCOUNT'] === undefined) process.env['GOMP_SPINCOUNT'] = '1000';
     const addon = createRequire(import.meta.url)(path) as Addon;
     return { backend: makeBackend(addon), error: '' };
   } catch (e) {

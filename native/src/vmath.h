@@ -1,0 +1,46 @@
+// Vectorisable float math for `#pragma omp simd` loops: libm's expf/erff/tanhf are scalar calls
+// that stop vectorisation. exp: Cephes range reduction (x = n·ln2 + r) and a degree-6
+// polynomial, about 1 ulp; erf: Abramowitz & Stegun 7.1.26, |error| < 1.5e-7. NaN propagates.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+namespace graft {
+
+__attribute__((always_inline)) inline float vexp(float x) {
+  float xc = x < -87.3365f ? -87.3365f : (x > 88.3762f ? 88.3762f : x);
+  float n = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
+  float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float e = p * r * r + r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale = __builtin_bit_cast(float, bits);
+  float y = e * scale;
+  y = x < -87.3365f ? 0.0f : y;
+  y = x > 88.3762f ? __builtin_huge_valf() : y;
+  return x != x ? x : y;
+}
+
+__attribute__((always_inline)) inline float verf(float x) {
+  float a = x < 0 ? -x : x;
+  float t = 1.0f / (1.0f + 0.3275911f * a);
+  float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  float y = 1.0f - poly * vexp(-a * a);
+  return x < 0 ? -y : y;
+}
+
+__attribute__((always_inline)) inline float vsigmoid(float x) { return 1.0f / (1.0f + vexp(-x)); }
+
+__attribute__((always_inline)) inline float vtanh(float x) {
+  // tanh(x) = 1 − 2 / (e^{2x} + 1), with the sign handled so large |x| saturates cleanly.
+  float a = x < 0 ? -x : x;
+  float t = 1.0f - 2.0f / (vexp(2.0f * a) + 1.0f);
+  return x < 0 ? -t : t;
+}
+
+}  // namespace graft
