@@ -12,7 +12,7 @@ import type * as TF from '@tensorflow/tfjs';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { noGrad, randn, softmax, tensor, tidy } from '../src/index.js';
+import { crossEntropy, memory, noGrad, randn, softmax, tensor, tidy } from '../src/index.js';
 import { decodeTfjsWeights, type TfjsWeightSpec } from '../src/io/tfjs.js';
 import { createModel, listModels } from '../src/models/registry.js';
 import {
@@ -283,14 +283,37 @@ test('nsfwjs InceptionV3: class probabilities equal to TF.js at 299²', async (t
   assert.ok(diff <= TOL.probabilities, `max |Δp| = ${diff}`);
 });
 
-test('nsfwjs registry entries load pretrained weights and can take a fresh classifier', () => {
+test('nsfwjs registry entries load pretrained weights, take a fresh classifier, and train without leaking buffers', () => {
   assert.deepEqual(listModels('nsfwjs'), ['nsfwjs_inception_v3', 'nsfwjs_mobilenet_v2', 'nsfwjs_mobilenet_v2_mid']);
   const model = createModel('nsfwjs_mobilenet_v2', { numClasses: 10 }) as KerasModel;
   assert.equal(model.numClasses, 10);
   assert.equal(model.family, 'nsfwjs');
   const pretrained = loadNsfwjsModel('nsfwjs_mobilenet_v2');
   assert.deepEqual(model.stateDict().get('Conv_1.kernel')!.toArray(), pretrained.stateDict().get('Conv_1.kernel')!.toArray());
-  const logits = noGrad(() => model.forwardHead(randn([2, 1280, 7, 7])));
-  assert.deepEqual(logits.shape, [2, 10]);
+  assert.deepEqual(noGrad(() => model.forwardHead(randn([2, 1280, 7, 7]))).shape, [2, 10]);
   assert.throws(() => model.forward(randn([1, 3, 256, 256])), /expected input \(B, 3, 224, 224\) \(NCHW\); got \[1, 3, 256, 256\]\. Load the model with \{ imageSize: \[256, 256\] \}/);
+
+  const x = tensorFromNhwc(makeImages(['gradient', 'noise'], 224), [2, 224, 224, 3]);
+  const y = tensor([3, 7], [2], { dtype: 'int32' });
+  model.train();
+  const baseline = memory().liveBuffers;
+  const loss = tidy(() => {
+    const l = crossEntropy(model.forward(x), y);
+    l.backward();
+    return l.item();
+  });
+  assert.ok(Number.isFinite(loss));
+  assert.ok(model.getModule('dense_3').parameters().every((p) => p.grad !== null));
+  const grads = model.parameters().filter((p) => p.grad).length;
+  assert.equal(memory().liveBuffers, baseline + grads, 'only the gradients outlive the step');
+});
+
+test('tfjs graph import: an unsupported op is one error naming the node, its op and the supported ops', () => {
+  const nodes = [
+    { name: 'input', op: 'Placeholder', attr: { shape: { shape: { dim: [{ size: '-1' }, { size: '8' }, { size: '8' }, { size: '3' }] } } } },
+    { name: 'block/warp', op: 'ImageProjectiveTransformV3', input: ['input'] },
+    { name: 'out', op: 'Relu', input: ['block/warp'] },
+  ];
+  assert.throws(() => new TfGraphModel({ nodes, outputs: ['out'] }, new Map(), { source: 'g/model.json' }),
+    /g\/model\.json: graft cannot import node 'block\/warp' \(op ImageProjectiveTransformV3\)\. Supported ops: Placeholder, Const, Conv2D, _FusedConv2D/);
 });

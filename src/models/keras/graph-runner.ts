@@ -2,6 +2,7 @@
 // features and head. Shared by KerasModel and TfGraphModel.
 import type { Module } from '../../nn/module.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { tidy } from '../../tensor/memory.js';
 
 export interface GraphNode {
   key: string;
@@ -135,7 +136,8 @@ export function runSteps(steps: readonly Step[], inputKey: string, x: Tensor, ou
   };
   for (const step of steps) {
     const inputs = step.inputs.map((k) => values.get(k)!);
-    const out = step.run(inputs, step.module === null ? null : modules.get(step.module) ?? null, training);
+    // Each step in its own scope, so views and temporaries it makes are freed with it.
+    const out = tidy(() => step.run(inputs, step.module === null ? null : modules.get(step.module) ?? null, training));
     if (step.persistent) owned.add(out);
     values.set(step.key, out);
     if (step.key === outputKey) break;

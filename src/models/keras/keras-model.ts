@@ -158,6 +158,14 @@ export class KerasModel extends VisionModel {
     return runSteps(head, featureKey, features, preLogits || headless ? pooledKey : outputKey, new Map(this.children()), this.training);
   }
 
+  /** forwardHead(forwardFeatures(x)), freeing the features once the head has read them. */
+  override forward(x: Tensor): Tensor {
+    const features = this.forwardFeatures(x);
+    const out = this.forwardHead(features);
+    if (features !== x && features !== out) features.dispose();
+    return out;
+  }
+
   /** Keras's output: forward() followed by the output activation it leaves out. */
   predict(x: Tensor): Tensor {
     const out = this.forward(x);
