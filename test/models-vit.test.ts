@@ -1,7 +1,7 @@
 // The ViT family against PyTorch: timm ViT/DeiT, torchvision's VisionTransformer, transformers'
 // DINOv2 (+ registers, SwiGLU) and DINOv3 (RoPE, gated MLP, earlier key names).
 // Fixtures: /usr/bin/python3 fixtures/models/make_vit_fixtures.py (reference modules in
-// fixtures/models/vit_reference.py). Each case writes det weights under the checkpoint's own keys
+// fixtures/models/reference_*.py). Each case writes det weights under the checkpoint's own keys
 // to a safetensors file, loads it through the family's checkpoint loader (strict), and compares
 // tokens, logits, and the gradients of loss = Σ logits·w for the input and a few parameters, at
 // the model's image size and at another one (position-embedding resampling, RoPE grids).
