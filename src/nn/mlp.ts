@@ -13,6 +13,7 @@ import type { Generator } from '../tensor/random.js';
 /** The activations these blocks use: exact (erf) GELU, tanh GELU, SiLU. */
 export type MlpActivation = 'gelu' | 'gelu_tanh' | 'silu';
 
+/** The named activation of x, elementwise. */
 export function activate(x: Tensor, kind: MlpActivation): Tensor {
   if (kind === 'silu') return silu(x);
   return gelu(x, kind === 'gelu_tanh' ? 'tanh' : 'none');

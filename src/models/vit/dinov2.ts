@@ -65,6 +65,7 @@ class Dinov2SelfAttention extends Module {
   query: Linear;
   key: Linear;
   value: Linear;
+  readonly numHeads: number;
   constructor(c: Dinov2Config) {
     super();
     const lin = () => new Linear(c.hiddenSize, c.hiddenSize, { bias: c.qkvBias });
@@ -73,7 +74,7 @@ class Dinov2SelfAttention extends Module {
     this.value = this.module('value', lin());
     this.numHeads = c.numAttentionHeads;
   }
-  readonly numHeads: number;
+  /** x (B, N, C) → per-head attention, heads merged (B, N, C). */
   forward(x: Tensor): Tensor {
     return multiHeadAttention(this.query.forward(x), this.key.forward(x), this.value.forward(x), this.numHeads);
   }

@@ -103,7 +103,9 @@ export class VisionTransformer extends VisionModel implements LoadsCheckpoints {
   forwardFeatures(x: Tensor): Tensor {
     const { tokens, grid } = patchTokens(this.patch_embed.proj, x);
     const b = tokens.shape[0]!;
-    const pos = resamplePosEmbed(this.pos_embed, this.numPrefixTokens, this.grid, grid, 'bicubic-antialias');
+    // resample_abs_pos_embed keeps pos_embed as it is when the token count matches and the new grid is square.
+    const unchanged = grid[0] * grid[1] === this.grid[0] * this.grid[1] && grid[0] === grid[1];
+    const pos = unchanged ? this.pos_embed : resamplePosEmbed(this.pos_embed, this.numPrefixTokens, this.grid, grid, 'bicubic-antialias');
     let h = add(concat([expand(this.cls_token, [b, 1, this.numFeatures]), tokens], 1), pos);
     for (const block of blocksOf(this.blocks)) h = block.forward(h);
     return this.norm ? this.norm.forward(h) : h;
