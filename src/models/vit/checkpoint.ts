@@ -19,7 +19,7 @@ export interface CheckpointScheme {
   signature: RegExp;
   /** An example key of the scheme, for error messages. */
   example: string;
-  /** The model's name for a checkpoint key; null drops the key (e.g. non-persistent buffers). */
+  /** The model's name for a checkpoint key (prefix already stripped); null drops the key (e.g. non-persistent buffers). */
   rename(key: string): string | null;
   /** How the scheme's library resizes position embeddings to another grid. */
   posEmbedResize: PosEmbedResize;
@@ -61,6 +61,27 @@ function describeKeys(keys: readonly string[], limit = 12): string {
   return `${shown}${keys.length > limit ? `\n  … ${keys.length - limit} more` : ''}`;
 }
 
+/** How a checkpoint's keys map onto a model: the prefix stripped, the scheme, and each key's model name (null: dropped). */
+export interface CheckpointNames {
+  prefix: string | null;
+  scheme: CheckpointScheme;
+  names: Map<string, string | null>;
+}
+
+/** Strips the first known prefix any key carries, detects the naming scheme, and renames. */
+export function resolveCheckpointNames(layout: CheckpointLayout, keys: readonly string[]): CheckpointNames {
+  const prefix = layout.prefixes.find((p) => keys.some((k) => k.startsWith(p))) ?? null;
+  const strip = (k: string) => (prefix && k.startsWith(prefix) ? k.slice(prefix.length) : k);
+  const scheme = layout.schemes.find((s) => keys.some((k) => s.signature.test(strip(k))));
+  if (!scheme) {
+    throw new CheckpointFormatError(
+      `this is not a ${layout.family} checkpoint in any naming graft reads for it (${layout.schemes.map((s) => `${s.name}: e.g. '${s.example}'`).join('; ')}). ` +
+      `Its ${keys.length} keys:\n${describeKeys(keys)}\nCreate the model whose family matches the checkpoint (listModels() names them).`,
+    );
+  }
+  return { prefix, scheme, names: new Map(keys.map((k) => [k, scheme.rename(strip(k))])) };
+}
+
 /**
  * Loads `checkpoint` (a state dict in timm, torchvision or transformers naming, with or without a
  * model prefix) into `model`. Strict by default: any other difference is one StateDictError
@@ -69,29 +90,18 @@ function describeKeys(keys: readonly string[], limit = 12): string {
 export function loadVitCheckpoint(model: VisionModel & LoadsCheckpoints, checkpoint: Map<string, Tensor>, opts: { strict?: boolean } = {}): CheckpointReport {
   const layout = model.checkpointLayout();
   const keys = [...checkpoint.keys()];
-  const prefix = layout.prefixes.find((p) => keys.some((k) => k.startsWith(p))) ?? null;
-  const stripped = new Map<string, Tensor>();
-  for (const [k, t] of checkpoint) stripped.set(prefix && k.startsWith(prefix) ? k.slice(prefix.length) : k, t);
-
-  const scheme = layout.schemes.find((s) => [...stripped.keys()].some((k) => s.signature.test(k)));
-  if (!scheme) {
-    throw new CheckpointFormatError(
-      `this is not a ${layout.family} checkpoint in any naming graft reads for it (${layout.schemes.map((s) => `${s.name}: e.g. '${s.example}'`).join('; ')}). ` +
-      `Its ${keys.length} keys:\n${describeKeys(keys)}\nCreate the model whose family matches the checkpoint (listModels() names them).`,
-    );
-  }
-
+  const { prefix, scheme, names } = resolveCheckpointNames(layout, keys);
   const own = model.stateDict();
   const state = new Map<string, Tensor>();
   const droppedKeys: string[] = [];
   let renamedKeys = 0;
-  for (const [k, t] of stripped) {
-    const name = scheme.rename(k);
+  for (const [k, t] of checkpoint) {
+    const name = names.get(k)!;
     if (name === null) {
       droppedKeys.push(k);
       continue;
     }
-    if (name !== k) renamedKeys++;
+    if (name !== (prefix && k.startsWith(prefix) ? k.slice(prefix.length) : k)) renamedKeys++;
     const target = own.get(name);
     // Same values under extra unit axes, e.g. DINOv3 mask_token (1, C) in original checkpoints vs (1, 1, C).
     const sameUpToUnitAxes = target && !shapeEq(t.shape, target.shape) && shapeEq(t.shape.filter((d) => d !== 1), target.shape.filter((d) => d !== 1));
@@ -130,10 +140,10 @@ export function loadVitCheckpoint(model: VisionModel & LoadsCheckpoints, checkpo
 }
 
 /** loadVitCheckpoint from a .safetensors file. */
-export function loadVitSafetensors(model: VisionModel & LoadsCheckpoints, path: string): CheckpointReport {
+export function loadVitSafetensors(model: VisionModel & LoadsCheckpoints, path: string, opts: { strict?: boolean } = {}): CheckpointReport {
   const tensors = loadSafetensors(path, { backend: model.parameters()[0]?.backend });
   try {
-    return loadVitCheckpoint(model, tensors);
+    return loadVitCheckpoint(model, tensors, opts);
   } finally {
     for (const t of tensors.values()) t.dispose();
   }
