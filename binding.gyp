@@ -8,7 +8,8 @@
         "native/src/eltwise.cc",
         "native/src/norm.cc",
         "native/src/pool.cc",
-        "native/src/attention.cc"
+        "native/src/attention.cc",
+        "native/src/depthwise.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

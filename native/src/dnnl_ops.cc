@@ -132,7 +132,35 @@ dnnl::convolution_forward::primitive_desc conv_fwd_pd(const ConvDescs& d, bool b
 
 }  // namespace
 
+namespace {
+
+// A 1×1, stride-1, unpadded, ungrouped convolution is a matrix product per image:
+// y[b] (Cout, HW) = W (Cout, Cin) · x[b] (Cin, HW), which oneDNN's matmul runs far faster than
+// its plain-layout convolution.
+bool is_pointwise(const ConvShape& s) {
+  return s.kh == 1 && s.kw == 1 && s.strideH == 1 && s.strideW == 1 && s.padH == 0 && s.padW == 0 && s.groups == 1;
+}
+
+void add_channel_bias(float* y, const float* bias, int64_t n, int64_t c, int64_t hw) {
+#pragma omp parallel for schedule(static) if (n * c * hw > (1 << 15))
+  for (int64_t p = 0; p < n * c; p++) {
+    float b = bias[p % c];
+    float* row = y + p * hw;
+#pragma omp simd
+    for (int64_t i = 0; i < hw; i++) row[i] += b;
+  }
+}
+
+}  // namespace
+
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s) {
+  if (is_depthwise(s)) return depthwise_forward(y, x, w, bias, s);
+  if (is_pointwise(s)) {
+    int64_t hw = s.h * s.w;
+    matmul(y, w, x, s.n, s.cOut, hw, s.cIn, false, false, 0, s.cIn * hw, s.cOut * hw, 0);
+    if (bias) add_channel_bias(y, bias, s.n, s.cOut, hw);
+    return;
+  }
   auto& e = cache().get(conv_key("cf", s, bias != nullptr), [&] {
     auto d = conv_descs(s);
     auto pd = conv_fwd_pd(d, bias != nullptr);
@@ -145,6 +173,12 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 }
 
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s) {
+  if (is_depthwise(s)) return depthwise_backward_data(gx, gy, w, s);
+  if (is_pointwise(s)) {
+    // gx[b] (Cin, HW) = Wᵀ (Cin, Cout) · gy[b] (Cout, HW)
+    int64_t hw = s.h * s.w;
+    return matmul(gx, w, gy, s.n, s.cIn, hw, s.cOut, true, false, 0, s.cOut * hw, s.cIn * hw, 0);
+  }
   auto& e = cache().get(conv_key("cbd", s, false), [&] {
     auto d = conv_descs(s);
     auto hint = conv_fwd_pd(d, false);
@@ -157,6 +191,27 @@ void conv2d_backward_data(float* gx, const float* gy, const float* w, const Conv
 }
 
 void conv2d_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s) {
+  if (is_depthwise(s)) return depthwise_backward_weight(gw, gb, x, gy, s);
+  if (is_pointwise(s)) {
+    // gW (Cout, Cin) = Σ_b gy[b] (Cout, HW) · x[b]ᵀ (HW, Cin), accumulated image by image.
+    int64_t hw = s.h * s.w;
+    for (int64_t b = 0; b < s.n; b++) matmul(gw, gy + b * s.cOut * hw, x + b * s.cIn * hw, 1, s.cOut, s.cIn, hw, false, true, 0, 0, 0, b > 0 ? 1 : 0);
+    if (gb) {
+#pragma omp parallel for schedule(static)
+      for (int64_t c = 0; c < s.cOut; c++) {
+        double acc = 0;
+        for (int64_t b = 0; b < s.n; b++) {
+          const float* row = gy + (b * s.cOut + c) * hw;
+          float part = 0;
+#pragma omp simd reduction(+ : part)
+          for (int64_t i = 0; i < hw; i++) part += row[i];
+          acc += part;
+        }
+        gb[c] = static_cast<float>(acc);
+      }
+    }
+    return;
+  }
   bool bias = gb != nullptr;
   auto& e = cache().get(conv_key("cbw", s, bias), [&] {
     auto d = conv_descs(s);

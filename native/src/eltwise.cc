@@ -184,16 +184,16 @@ void unary_forward(float* out, const float* x, int64_t n, Unary op, float p0, fl
     case Unary::Square: return map_unary(out, x, n, [](float v) { return v * v; });
     case Unary::Reciprocal: return map_unary(out, x, n, [](float v) { return 1.f / v; });
     case Unary::Relu: return map_unary(out, x, n, [](float v) { return v <= 0 ? 0.f : v; });
-    case Unary::Relu6: return map_unary(out, x, n, [](float v) { return std::fmin(std::fmax(v, 0.f), 6.f) + (v != v ? v : 0.f); });
+    case Unary::Relu6: return map_unary(out, x, n, [](float v) { return v < 0.f ? 0.f : (v > 6.f ? 6.f : v); });
     case Unary::Sigmoid: return map_unary(out, x, n, [](float v) { return sigmoidf(v); });
     case Unary::Tanh: return map_unary(out, x, n, [](float v) { return vtanh(v); });
     case Unary::Gelu: return map_unary(out, x, n, [](float v) { return 0.5f * v * (1.f + verf(v * kSqrt1_2)); });
     case Unary::GeluTanh: return map_unary(out, x, n, [](float v) { return 0.5f * v * (1.f + vtanh(kGeluTanhC * (v + 0.044715f * v * v * v))); });
     case Unary::Silu: return map_unary(out, x, n, [](float v) { return v * sigmoidf(v); });
-    case Unary::Hardswish: return map_unary(out, x, n, [](float v) { return v * std::fmin(std::fmax(v + 3.f, 0.f), 6.f) / 6.f; });
+    case Unary::Hardswish: return map_unary(out, x, n, [](float v) { float r = v + 3.f; return v * (r < 0.f ? 0.f : (r > 6.f ? 6.f : r)) * (1.f / 6.f); });
     case Unary::Erf: return map_unary(out, x, n, [](float v) { return verf(v); });
     case Unary::PowScalar: return map_unary(out, x, n, [p0](float v) { return std::pow(v, p0); });
-    case Unary::Clamp: return map_unary(out, x, n, [p0, p1](float v) { return v != v ? v : std::fmin(std::fmax(v, p0), p1); });
+    case Unary::Clamp: return map_unary(out, x, n, [p0, p1](float v) { return v < p0 ? p0 : (v > p1 ? p1 : v); });
     case Unary::Affine: return map_unary(out, x, n, [p0, p1](float v) { return v * p0 + p1; });
   }
 }

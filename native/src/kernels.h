@@ -44,6 +44,12 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s);
 void conv2d_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s);
 
+// ---- depthwise convolution (depthwise.cc): groups = Cin = Cout ----
+bool is_depthwise(const ConvShape& s);
+void depthwise_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s);
+void depthwise_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s);
+void depthwise_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s);
+
 // ---- normalisation and softmax (norm.cc) ----
 void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* gamma, const float* beta, int64_t rows, int64_t n, float eps);
 void layernorm_backward(float* gx, float* ggamma, float* gbeta, const float* x, const float* gy, const float* gamma, const float* mean, const float* rstd, int64_t rows, int64_t n);

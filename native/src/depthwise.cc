@@ -1,0 +1,136 @@
+// Depthwise convolution (groups = Cin = Cout) computed directly on NCHW planes: oneDNN's
+// plain-layout depthwise path is slow, and a plane fits in cache. Stride-1 rows vectorise along W.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels.h"
+
+namespace graft {
+namespace {
+
+// Output columns [lo, hi) whose input column ow·stride − pad + j·dil lies inside [0, w).
+inline void valid_cols(const ConvShape& s, int64_t j, int64_t& lo, int64_t& hi) {
+  int64_t off = j * s.dilW - s.padW;  // iw = ow·stride + off
+  lo = off >= 0 ? 0 : (-off + s.strideW - 1) / s.strideW;
+  hi = s.w - 1 - off < 0 ? 0 : (s.w - 1 - off) / s.strideW + 1;
+  hi = std::min(hi, s.outW);
+}
+
+template <typename F>
+void planes_parallel(int64_t planes, F f) {
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < planes; p++) f(p);
+}
+
+}  // namespace
+
+bool is_depthwise(const ConvShape& s) { return s.groups == s.cIn && s.cOut == s.cIn && s.groups > 1; }
+
+// y (B, C, OH, OW) = depthwise(x (B, C, H, W), w (C, 1, KH, KW)) + bias (C)
+void depthwise_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s) {
+  planes_parallel(s.n * s.cOut, [&](int64_t pl) {
+    int64_t c = pl % s.cOut;
+    const float* px = x + pl * s.h * s.w;
+    const float* pw = w + c * s.kh * s.kw;
+    float* py = y + pl * s.outH * s.outW;
+    float b = bias ? bias[c] : 0.f;
+    std::fill(py, py + s.outH * s.outW, b);
+    for (int64_t oh = 0; oh < s.outH; oh++) {
+      float* row = py + oh * s.outW;
+      for (int64_t i = 0; i < s.kh; i++) {
+        int64_t ih = oh * s.strideH - s.padH + i * s.dilH;
+        if (ih < 0 || ih >= s.h) continue;
+        const float* in = px + ih * s.w;
+        for (int64_t j = 0; j < s.kw; j++) {
+          int64_t lo, hi;
+          valid_cols(s, j, lo, hi);
+          float wv = pw[i * s.kw + j];
+          const float* src = in + j * s.dilW - s.padW;
+          if (s.strideW == 1) {
+#pragma omp simd
+            for (int64_t ow = lo; ow < hi; ow++) row[ow] += wv * src[ow];
+          } else {
+            for (int64_t ow = lo; ow < hi; ow++) row[ow] += wv * src[ow * s.strideW];
+          }
+        }
+      }
+    }
+  });
+}
+
+// gx (B, C, H, W) from gy (B, C, OH, OW)
+void depthwise_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s) {
+  planes_parallel(s.n * s.cIn, [&](int64_t pl) {
+    int64_t c = pl % s.cIn;
+    const float* pg = gy + pl * s.outH * s.outW;
+    const float* pw = w + c * s.kh * s.kw;
+    float* px = gx + pl * s.h * s.w;
+    std::fill(px, px + s.h * s.w, 0.f);
+    for (int64_t oh = 0; oh < s.outH; oh++) {
+      const float* row = pg + oh * s.outW;
+      for (int64_t i = 0; i < s.kh; i++) {
+        int64_t ih = oh * s.strideH - s.padH + i * s.dilH;
+        if (ih < 0 || ih >= s.h) continue;
+        float* out = px + ih * s.w;
+        for (int64_t j = 0; j < s.kw; j++) {
+          int64_t lo, hi;
+          valid_cols(s, j, lo, hi);
+          float wv = pw[i * s.kw + j];
+          float* dst = out + j * s.dilW - s.padW;
+          if (s.strideW == 1) {
+#pragma omp simd
+            for (int64_t ow = lo; ow < hi; ow++) dst[ow] += wv * row[ow];
+          } else {
+            for (int64_t ow = lo; ow < hi; ow++) dst[ow * s.strideW] += wv * row[ow];
+          }
+        }
+      }
+    }
+  });
+}
+
+// gw (C, 1, KH, KW) and gb (C): threads own channels, so no reduction across threads is needed.
+void depthwise_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < s.cOut; c++) {
+    std::vector<double> acc(static_cast<size_t>(s.kh * s.kw), 0.0);
+    double bsum = 0;
+    for (int64_t b = 0; b < s.n; b++) {
+      const float* px = x + (b * s.cIn + c) * s.h * s.w;
+      const float* pg = gy + (b * s.cOut + c) * s.outH * s.outW;
+      for (int64_t oh = 0; oh < s.outH; oh++) {
+        const float* row = pg + oh * s.outW;
+        if (gb) {
+          float part = 0;
+#pragma omp simd reduction(+ : part)
+          for (int64_t ow = 0; ow < s.outW; ow++) part += row[ow];
+          bsum += part;
+        }
+        for (int64_t i = 0; i < s.kh; i++) {
+          int64_t ih = oh * s.strideH - s.padH + i * s.dilH;
+          if (ih < 0 || ih >= s.h) continue;
+          const float* in = px + ih * s.w;
+          for (int64_t j = 0; j < s.kw; j++) {
+            int64_t lo, hi;
+            valid_cols(s, j, lo, hi);
+            const float* src = in + j * s.dilW - s.padW;
+            float part = 0;
+            if (s.strideW == 1) {
+#pragma omp simd reduction(+ : part)
+              for (int64_t ow = lo; ow < hi; ow++) part += row[ow] * src[ow];
+            } else {
+              for (int64_t ow = lo; ow < hi; ow++) part += row[ow] * src[ow * s.strideW];
+            }
+            acc[i * s.kw + j] += part;
+          }
+        }
+      }
+    }
+    for (int64_t k = 0; k < s.kh * s.kw; k++) gw[c * s.kh * s.kw + k] = static_cast<float>(acc[k]);
+    if (gb) gb[c] = static_cast<float>(bsum);
+  }
+}
+
+}  // namespace graft
