@@ -100,6 +100,7 @@ export class TfGraphModel extends VisionModel {
     bindings: { path: string; binding: WeightBinding }[];
     /** Const node → buffer name in `constants`. */
     constants: Map<string, string>;
+    inlineConstants: Set<string>;
     staticConsts: Set<string>;
     headless: boolean;
   };
@@ -170,7 +171,8 @@ export class TfGraphModel extends VisionModel {
     this.plan = {
       ...segments, inputKey: input.name, outputKey,
       bindings: weighted.flatMap((b) => b.op.weights.map((binding) => ({ path: this.modulePaths.get(b.node.name)!, binding }))),
-      constants, staticConsts: new Set(built.flatMap((b) => b.op.staticConsts)), headless: false,
+      constants, inlineConstants: new Set([...constants.keys()].filter((k) => !consts.has(k))),
+      staticConsts: new Set(built.flatMap((b) => b.op.staticConsts)), headless: false,
     };
     const store = new GraphConstants();
     for (const [name, buffer] of constants) store.add(buffer, weightTensor(constValue(name)));
@@ -262,9 +264,11 @@ export class TfGraphModel extends VisionModel {
         const w = weights.get(binding.constName);
         if (w) state.set(`${path}.${binding.param}`, binding.toGraft(weightTensor(w)));
       }
+      const store = this.getModule('constants') as GraphConstants;
       for (const [name, buffer] of this.plan.constants) {
         const w = weights.get(name);
-        if (w) state.set(`constants.${buffer}`, weightTensor(w));
+        // A constant stored inline in the graph keeps the value it was built with.
+        if (w || this.plan.inlineConstants.has(name)) state.set(`constants.${buffer}`, w ? weightTensor(w) : store.value(buffer));
       }
       return this.loadStateDict(state, { strict, what });
     });

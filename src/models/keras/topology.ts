@@ -124,7 +124,7 @@ export function parseKerasTopology(topology: Record<string, unknown>, source: st
   const modelConfig = (topology['model_config'] ?? topology) as { class_name?: string; config?: KerasConfig | RawLayer[] };
   const cls = modelConfig.class_name;
   if (topology['node'] && !cls) {
-    throw new TfjsFormatError(`${source} is a TF.js graph model (a TensorFlow GraphDef), not a LayersModel; graft imports Keras LayersModels (format 'layers-model')`);
+    throw new TfjsFormatError(`${source} is a TF.js graph model (a TensorFlow GraphDef), not a LayersModel; load it with loadTfjsGraphModel`);
   }
   if (!modelConfig.config) throw new TfjsFormatError(`${source}: modelTopology has no model config (expected { class_name, config })`);
   if (cls === 'Sequential') return sequentialGraph(modelConfig.config, source);
