@@ -1,2 +1,3 @@
 // Importing this registers every model family with the registry.
 import './keras/index.js';
+import './vit/index.js';
