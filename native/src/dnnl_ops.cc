@@ -228,3 +228,96 @@ void conv2d_backward_weight(float* gw, float* gb, const float* x, const float* g
 }
 
 }  // namespace graft
+
+namespace graft {
+namespace {
+
+// Unary ops that oneDNN's eltwise primitive computes with the same definition (forward and
+// derivative) as graft's reference: the algorithm and its alpha/beta from graft's parameters.
+bool eltwise_algorithm(Unary op, float p0, dnnl::algorithm& alg, float& alpha, float& beta) {
+  using a = dnnl::algorithm;
+  alpha = 0.f;
+  beta = 0.f;
+  switch (op) {
+    case Unary::Relu: alg = a::eltwise_relu; return true;
+    case Unary::Exp: alg = a::eltwise_exp; return true;
+    case Unary::Log: alg = a::eltwise_log; return true;
+    case Unary::Sqrt: alg = a::eltwise_sqrt; return true;
+    case Unary::Abs: alg = a::eltwise_abs; return true;
+    case Unary::Square: alg = a::eltwise_square; return true;
+    case Unary::Tanh: alg = a::eltwise_tanh; return true;
+    case Unary::Sigmoid: alg = a::eltwise_logistic; return true;
+    case Unary::Gelu: alg = a::eltwise_gelu_erf; return true;
+    case Unary::GeluTanh: alg = a::eltwise_gelu_tanh; return true;
+    case Unary::Silu: alg = a::eltwise_swish; alpha = 1.f; return true;
+    case Unary::Hardswish: alg = a::eltwise_hardswish; return true;
+    case Unary::PowScalar: alg = a::eltwise_pow; alpha = 1.f; beta = p0; return true;
+    default: return false;
+  }
+}
+
+memory::desc flat(int64_t n) { return memory::desc({n}, dt::f32, tag::x); }
+
+dnnl::eltwise_forward::primitive_desc eltwise_fwd_pd(dnnl::algorithm alg, int64_t n, float alpha, float beta) {
+  return dnnl::eltwise_forward::primitive_desc(dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, flat(n), alpha, beta), engine());
+}
+
+}  // namespace
+
+bool dnnl_unary_forward(float* out, const float* x, int64_t n, Unary op, float p0) {
+  dnnl::algorithm alg;
+  float alpha, beta;
+  if (!eltwise_algorithm(op, p0, alg, alpha, beta)) return false;
+  auto& e = cache().get(key("ew", static_cast<int>(op), n, alpha, beta), [&] {
+    return Entry{dnnl::eltwise_forward(eltwise_fwd_pd(alg, n, alpha, beta)), {flat(n)}};
+  });
+  e.prim.execute(stream(), {{DNNL_ARG_SRC, mem(e.mds[0], x)}, {DNNL_ARG_DST, mem(e.mds[0], out)}});
+  stream().wait();
+  return true;
+}
+
+bool dnnl_unary_backward(float* gx, const float* gy, const float* x, int64_t n, Unary op, float p0) {
+  dnnl::algorithm alg;
+  float alpha, beta;
+  if (!eltwise_algorithm(op, p0, alg, alpha, beta)) return false;
+  auto& e = cache().get(key("ewb", static_cast<int>(op), n, alpha, beta), [&] {
+    auto hint = eltwise_fwd_pd(alg, n, alpha, beta);
+    dnnl::eltwise_backward::primitive_desc pd(dnnl::eltwise_backward::desc(alg, flat(n), flat(n), alpha, beta), engine(), hint);
+    return Entry{dnnl::eltwise_backward(pd), {flat(n)}};
+  });
+  e.prim.execute(stream(), {{DNNL_ARG_SRC, mem(e.mds[0], x)}, {DNNL_ARG_DIFF_DST, mem(e.mds[0], gy)}, {DNNL_ARG_DIFF_SRC, mem(e.mds[0], gx)}});
+  stream().wait();
+  return true;
+}
+
+namespace {
+memory::desc rows_md(int64_t rows, int64_t n) { return memory::desc({rows, n}, dt::f32, tag::ab); }
+}  // namespace
+
+void softmax_forward(float* y, const float* x, int64_t rows, int64_t n, bool log) {
+  auto& e = cache().get(key("sm", rows, n, log), [&] {
+    auto md = rows_md(rows, n);
+    if (log) return Entry{dnnl::logsoftmax_forward(dnnl::logsoftmax_forward::primitive_desc(dnnl::logsoftmax_forward::desc(dnnl::prop_kind::forward_training, md, 1), engine())), {md}};
+    return Entry{dnnl::softmax_forward(dnnl::softmax_forward::primitive_desc(dnnl::softmax_forward::desc(dnnl::prop_kind::forward_training, md, 1), engine())), {md}};
+  });
+  e.prim.execute(stream(), {{DNNL_ARG_SRC, mem(e.mds[0], x)}, {DNNL_ARG_DST, mem(e.mds[0], y)}});
+  stream().wait();
+}
+
+void softmax_backward(float* gx, const float* y, const float* gy, int64_t rows, int64_t n, bool log) {
+  auto& e = cache().get(key("smb", rows, n, log), [&] {
+    auto md = rows_md(rows, n);
+    if (log) {
+      dnnl::logsoftmax_forward::primitive_desc hint(dnnl::logsoftmax_forward::desc(dnnl::prop_kind::forward_training, md, 1), engine());
+      dnnl::logsoftmax_backward::primitive_desc pd(dnnl::logsoftmax_backward::desc(md, md, 1), engine(), hint);
+      return Entry{dnnl::logsoftmax_backward(pd), {md}};
+    }
+    dnnl::softmax_forward::primitive_desc hint(dnnl::softmax_forward::desc(dnnl::prop_kind::forward_training, md, 1), engine());
+    dnnl::softmax_backward::primitive_desc pd(dnnl::softmax_backward::desc(md, md, 1), engine(), hint);
+    return Entry{dnnl::softmax_backward(pd), {md}};
+  });
+  e.prim.execute(stream(), {{DNNL_ARG_DST, mem(e.mds[0], y)}, {DNNL_ARG_DIFF_DST, mem(e.mds[0], gy)}, {DNNL_ARG_DIFF_SRC, mem(e.mds[0], gx)}});
+  stream().wait();
+}
+
+}  // namespace graft

@@ -173,6 +173,7 @@ void binary_walk(float* out, const float* a, const View& va, const float* b, con
 }  // namespace
 
 void unary_forward(float* out, const float* x, int64_t n, Unary op, float p0, float p1) {
+  if (n >= kParallelMin && dnnl_unary_forward(out, x, n, op, p0)) return;
   switch (op) {
     case Unary::Neg: return map_unary(out, x, n, [](float v) { return -v; });
     case Unary::Exp: return map_unary(out, x, n, [](float v) { return vexp(v); });
@@ -199,6 +200,7 @@ void unary_forward(float* out, const float* x, int64_t n, Unary op, float p0, fl
 }
 
 void unary_backward(float* gx, const float* gy, const float* x, int64_t n, Unary op, float p0, float p1) {
+  if (n >= kParallelMin && dnnl_unary_backward(gx, gy, x, n, op, p0)) return;
   switch (op) {
     case Unary::Neg: return map_grad(gx, gy, x, n, [](float) { return -1.f; });
     case Unary::Exp: return map_grad(gx, gy, x, n, [](float v) { return vexp(v); });

@@ -44,20 +44,24 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s);
 void conv2d_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s);
 
+// oneDNN eltwise for the unary ops it defines as graft does; false when `op` is not one of them.
+bool dnnl_unary_forward(float* out, const float* x, int64_t n, Unary op, float p0);
+bool dnnl_unary_backward(float* gx, const float* gy, const float* x, int64_t n, Unary op, float p0);
+
 // ---- depthwise convolution (depthwise.cc): groups = Cin = Cout ----
 bool is_depthwise(const ConvShape& s);
 void depthwise_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s);
 void depthwise_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s);
 void depthwise_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s);
 
-// ---- normalisation and softmax (norm.cc) ----
+// ---- normalisation (norm.cc) ----
 void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* gamma, const float* beta, int64_t rows, int64_t n, float eps);
 void layernorm_backward(float* gx, float* ggamma, float* gbeta, const float* x, const float* gy, const float* gamma, const float* mean, const float* rstd, int64_t rows, int64_t n);
 void batchnorm_forward(float* y, float* mean, float* rstd, float* runMean, float* runVar, const float* x, const float* gamma, const float* beta,
                        int64_t n, int64_t c, int64_t s, bool training, float momentum, float eps);
 void batchnorm_backward(float* gx, float* ggamma, float* gbeta, const float* x, const float* gy, const float* gamma, const float* mean, const float* rstd,
                         int64_t n, int64_t c, int64_t s, bool training);
-// rows of length n
+// rows of length n (oneDNN softmax / logsoftmax, in dnnl_ops.cc)
 void softmax_forward(float* y, const float* x, int64_t rows, int64_t n, bool log);
 void softmax_backward(float* gx, const float* y, const float* gy, int64_t rows, int64_t n, bool log);
 

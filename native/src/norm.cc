@@ -1,4 +1,4 @@
-// Layer norm, batch norm and softmax: one pass for statistics, one to write, OpenMP over rows
+// Layer norm and batch norm: one pass for statistics, one to write, OpenMP over rows
 // or channels, statistics accumulated in double.
 #include <omp.h>
 
@@ -189,52 +189,6 @@ void batchnorm_backward(float* gx, float* ggamma, float* gbeta, const float* x, 
 #pragma omp simd
         for (int64_t i = 0; i < s; i++) q[i] = g[i] * gm * rs;
       }
-    }
-  });
-}
-
-void softmax_forward(float* y, const float* x, int64_t rows, int64_t n, bool log) {
-  rows_parallel(rows, n, [&](int64_t r) {
-    const float* px = x + r * n;
-    float* py = y + r * n;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t i = 0; i < n; i++) mx = std::max(mx, px[i]);
-    float sum = 0;
-    if (log) {
-#pragma omp simd reduction(+ : sum)
-      for (int64_t i = 0; i < n; i++) sum += vexp(px[i] - mx);
-      float lse = mx + std::log(sum);
-#pragma omp simd
-      for (int64_t i = 0; i < n; i++) py[i] = px[i] - lse;
-    } else {
-#pragma omp simd reduction(+ : sum)
-      for (int64_t i = 0; i < n; i++) {
-        py[i] = vexp(px[i] - mx);
-        sum += py[i];
-      }
-      float inv = 1.f / sum;
-#pragma omp simd
-      for (int64_t i = 0; i < n; i++) py[i] *= inv;
-    }
-  });
-}
-
-void softmax_backward(float* gx, const float* y, const float* gy, int64_t rows, int64_t n, bool log) {
-  rows_parallel(rows, n, [&](int64_t r) {
-    const float* py = y + r * n;
-    const float* pg = gy + r * n;
-    float* pgx = gx + r * n;
-    float dot = 0;
-    if (log) {
-#pragma omp simd reduction(+ : dot)
-      for (int64_t i = 0; i < n; i++) dot += pg[i];
-#pragma omp simd
-      for (int64_t i = 0; i < n; i++) pgx[i] = pg[i] - vexp(py[i]) * dot;
-    } else {
-#pragma omp simd reduction(+ : dot)
-      for (int64_t i = 0; i < n; i++) dot += pg[i] * py[i];
-#pragma omp simd
-      for (int64_t i = 0; i < n; i++) pgx[i] = py[i] * (pg[i] - dot);
     }
   });
 }
