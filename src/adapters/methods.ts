@@ -73,7 +73,12 @@ export function applyMethod(model: Module, method: MethodName, opts: MethodOptio
     case 'lora':
     case 'dora': {
       const config = loraConfig({ r: 8, loraAlpha: 16, targetModules: 'all-linear', ...opts.lora, useDora: method === 'dora', modulesToSave: [head, ...(opts.lora?.modulesToSave ?? [])] });
-      return new PeftModel(model, config, 'default', { generator: opts.generator });
+      const peft = new PeftModel(model, config, 'default', { generator: opts.generator });
+      // The backbone is frozen, its BatchNorm statistics included: batch statistics of a few
+      // images would otherwise drift from the running ones used at test time. A BatchNorm listed
+      // in modulesToSave is trained, statistics and all.
+      for (const [path, m] of peft.model.namedModules()) if (m instanceof BatchNorm2d) m.frozen = !path.includes('.modules_to_save.');
+      return peft;
     }
   }
 }

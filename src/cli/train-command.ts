@@ -17,6 +17,7 @@ import { checkpointTensors } from '../train/checkpoint.js';
 import type { RunConfig } from './config.js';
 import { prepareData } from './datasets.js';
 import { buildModel } from './model-source.js';
+import { progressPrinter } from './progress.js';
 
 export interface RunSummary {
   model: string;
@@ -43,7 +44,8 @@ function writeAtomic(path: string, text: string): void {
   renameSync(tmp, path);
 }
 
-export async function runTraining(c: RunConfig, log: (line: string) => void = console.log, progress?: (s: string) => void): Promise<RunSummary> {
+export async function runTraining(c: RunConfig, log: (line: string) => void = console.log): Promise<RunSummary> {
+  const bar = progressPrinter();
   manualSeed(c.train.seed);
   const data = prepareData(c);
   const numClasses = data.classes.length;
@@ -73,10 +75,12 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   const result = await train(model, trainSource, validate, {
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
     warmupRatio: c.train.warmupRatio, gradAccumulation: c.train.gradAccumulation, maxGradNorm: c.train.maxGradNorm,
-    labelSmoothing: c.train.labelSmoothing, earlyStoppingPatience: c.train.earlyStopping, outputDir, log, onProgress: progress,
+    labelSmoothing: c.train.labelSmoothing, earlyStoppingPatience: c.train.earlyStopping, outputDir, log, onProgress: (s) => bar.update(s),
   });
+  bar.done();
   if (result.stoppedBy === 'diverged' || result.stoppedBy === 'interrupted') throw new Error(result.message ?? `training ${result.stoppedBy}; resume with --resume`);
   const testSource = new ImageBatchSource(data.test.dataset, data.test.samples, { ...loaderOpts, batchSize: 64 });
+  log(`evaluating on ${data.test.samples.length} test images…`);
   const t0 = performance.now();
   const { report: r } = await evaluate(model, testSource, numClasses);
   const evalSeconds = (performance.now() - t0) / 1000;
