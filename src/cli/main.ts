@@ -80,7 +80,7 @@ program
   .description('nsfwjs MobileNetV2 on Fashion-MNIST (20 images per class, 10,000 test images): linear probe, LoRA, DoRA, full fine-tuning and scratch compared')
   .option('--per-class <n>', 'training images per class', positiveInt('--per-class'), 20)
   .option('--test-per-class <n>', 'cap on test images per class (default: the whole test set)', positiveInt('--test-per-class'))
-  .option('--epochs <n>', 'epochs per method', positiveInt('--epochs'), 10)
+  .option('--epochs <n>', 'epochs per method', positiveInt('--epochs'), 6)
   .option('--methods <list>', 'comma-separated methods', (v) => {
     const list = v.split(',');
     for (const m of list) if (!(METHODS as readonly string[]).includes(m)) throw new InvalidArgumentError(`unknown method '${m}'; one of ${METHODS.join(', ')}`);
