@@ -6,6 +6,7 @@ import '../models/all.js';
 import { ConfigError, loadRunConfig } from './config.js';
 import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
+import { evalCommand, inspectCommand, mergeCommand, predictCommand } from './commands.js';
 
 function positiveInt(name: string) {
   return (v: string) => {
@@ -59,6 +60,7 @@ program
   .option('--lr <lr>', 'learning rate', number('--lr'))
   .option('--seed <n>', 'random seed', number('--seed'))
   .option('--output <dir>', 'run folder (checkpoints, metrics.jsonl, report, adapter)')
+  .option('--resume', 'continue from the newest checkpoint in the run folder')
   .action(async (o: Record<string, unknown>) => {
     try {
       const targets = typeof o['targets'] === 'string' ? (o['targets'].includes(',') || /^[\w.]+$/.test(o['targets']) && o['targets'] !== 'all-linear' ? o['targets'].split(',') : o['targets']) : undefined;
@@ -68,7 +70,7 @@ program
         'lora.targets': targets, 'train.epochs': o['epochs'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
         'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
       });
-      const s = await runTraining(config);
+      const s = await runTraining(config, console.log, { resume: o['resume'] === true });
       console.log(`test accuracy ${(100 * s.accuracy).toFixed(2)}%, weighted F1 ${(100 * s.weightedF1).toFixed(2)}%, mAP ${(100 * s.mAP).toFixed(2)}% — report in ${s.outputDir}/report.md`);
     } catch (e) {
       fail(e);
@@ -91,6 +93,62 @@ program
   .action(async (o: { perClass: number; testPerClass?: number; epochs: number; methods: MethodName[]; output: string; seed: number }) => {
     try {
       await runDemo({ ...o, loraTargets: '.*(expand|project)' });
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('eval')
+  .description('evaluate a finished run on a labelled dataset (every metric, written as eval.md / eval.json in the run folder)')
+  .argument('<run>', 'the run folder of graft train')
+  .requiredOption('--data <source>', "image folder, .csv/.jsonl manifest, or 'fashion-mnist'")
+  .action(async (run: string, o: { data: string }) => {
+    try {
+      await evalCommand(run, o.data);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('predict')
+  .description('labels and class scores for image files or folders')
+  .argument('<run>', 'the run folder of graft train')
+  .argument('<images...>', 'image files or folders')
+  .option('--format <format>', 'json or csv', (v) => {
+    if (v !== 'json' && v !== 'csv') throw new InvalidArgumentError(`--format must be json or csv; got '${v}'`);
+    return v;
+  }, 'json')
+  .action(async (run: string, images: string[], o: { format: 'json' | 'csv' }) => {
+    try {
+      await predictCommand(run, images, o.format);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('merge')
+  .description("merge a run's LoRA/DoRA adapter into its backbone and save the model as safetensors")
+  .argument('<run>', 'the run folder of graft train')
+  .requiredOption('--output <file>', 'the merged model file (.safetensors)')
+  .action(async (run: string, o: { output: string }) => {
+    try {
+      await mergeCommand(run, o.output);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('inspect')
+  .description('a model\'s layers, the names usable as LoRA targets and parameter counts; or an adapter folder')
+  .argument('[model]', 'a model name or an adapter folder')
+  .option('--list', 'list the model names')
+  .action((target: string | undefined, o: { list?: boolean }) => {
+    try {
+      inspectCommand(target, o);
     } catch (e) {
       fail(e);
     }

@@ -44,7 +44,7 @@ function writeAtomic(path: string, text: string): void {
   renameSync(tmp, path);
 }
 
-export async function runTraining(c: RunConfig, log: (line: string) => void = console.log): Promise<RunSummary> {
+export async function runTraining(c: RunConfig, log: (line: string) => void = console.log, opts: { resume?: boolean } = {}): Promise<RunSummary> {
   const bar = progressPrinter();
   manualSeed(c.train.seed);
   const data = prepareData(c);
@@ -61,6 +61,8 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   });
   const outputDir = c.output ?? join('runs', `${c.model}-${c.method}`);
   mkdirSync(outputDir, { recursive: true });
+  // What `graft eval`, `predict` and `merge` need to rebuild this run's model.
+  writeAtomic(join(outputDir, 'run.json'), JSON.stringify({ config: c, classes: data.classes }, null, 2));
   const trainable = describeTrainable(model);
   log(`${c.model} · ${c.method} · ${data.train.samples.length} training / ${data.val.samples.length} validation / ${data.test.samples.length} test images, ${numClasses} classes`);
   log(trainable.line);
@@ -75,7 +77,7 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   const result = await train(model, trainSource, validate, {
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
     warmupRatio: c.train.warmupRatio, gradAccumulation: c.train.gradAccumulation, maxGradNorm: c.train.maxGradNorm,
-    labelSmoothing: c.train.labelSmoothing, earlyStoppingPatience: c.train.earlyStopping, outputDir, log, onProgress: (s) => bar.update(s),
+    labelSmoothing: c.train.labelSmoothing, earlyStoppingPatience: c.train.earlyStopping, outputDir, log, resume: opts.resume, onProgress: (s) => bar.update(s),
   });
   bar.done();
   if (result.stoppedBy === 'diverged' || result.stoppedBy === 'interrupted') throw new Error(result.message ?? `training ${result.stoppedBy}; resume with --resume`);

@@ -1,0 +1,122 @@
+// `graft eval`, `predict`, `merge` and `inspect`.
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { extname, join } from 'node:path';
+import { PeftModel } from '../adapters/peft-model.js';
+import { IMAGE_EXTENSIONS } from '../data/dataset.js';
+import { decodeImage } from '../data/image.js';
+import { prepareImage } from '../data/transforms.js';
+import { ImageBatchSource } from '../data/loader.js';
+import { evaluate } from '../eval/evaluate.js';
+import { saveSafetensors, SafetensorsFile } from '../io/safetensors.js';
+import { describeTrainable, type Module } from '../nn/module.js';
+import { Conv2d, Linear } from '../nn/layers.js';
+import { createModel, listModels } from '../models/registry.js';
+import { reportMarkdown } from '../report/tables.js';
+import { softmax } from '../ops/norm.js';
+import { tensor } from '../ops/creation.js';
+import { noGrad } from '../tensor/autograd.js';
+import { tidy } from '../tensor/memory.js';
+import { Generator } from '../tensor/random.js';
+import { openDataset } from './datasets.js';
+import { loadRun } from './run-loader.js';
+
+/** `graft eval RUN --data SOURCE`: every metric of a finished run on a labelled dataset. */
+export async function evalCommand(runDir: string, source: string, log: (l: string) => void = console.log): Promise<void> {
+  const run = await loadRun(runDir);
+  const ds = openDataset(source, 'test');
+  if (ds.classes.join('\n') !== run.classes.join('\n')) {
+    throw new Error(`${source} has classes [${ds.classes.join(', ')}] but the run was trained on [${run.classes.join(', ')}]`);
+  }
+  const src = new ImageBatchSource(ds, ds.samples, { batchSize: 64, preprocess: run.preprocess, report: (f, r) => log(`warning: skipped unreadable image ${f}: ${r}`) });
+  const { report } = await evaluate(run.model, src, run.classes.length);
+  const md = reportMarkdown(`${run.config.model} · ${run.config.method} on ${source}`, run.classes, report);
+  writeFileSync(join(runDir, 'eval.md'), md);
+  writeFileSync(join(runDir, 'eval.json'), JSON.stringify({ source, metrics: report }, null, 2));
+  log(md);
+}
+
+function imageFiles(inputs: string[]): string[] {
+  const out: string[] = [];
+  for (const p of inputs) {
+    if (!existsSync(p)) throw new Error(`${p} does not exist`);
+    if (statSync(p).isDirectory()) {
+      for (const f of readdirSync(p).sort()) if (IMAGE_EXTENSIONS.has(extname(f).toLowerCase())) out.push(join(p, f));
+    } else out.push(p);
+  }
+  if (!out.length) throw new Error('no images to predict');
+  return out;
+}
+
+/** `graft predict RUN FILES…`: the label and class scores of each image, as JSON or CSV. */
+export async function predictCommand(runDir: string, inputs: string[], format: 'json' | 'csv', write: (s: string) => void = (s) => process.stdout.write(s)): Promise<void> {
+  const run = await loadRun(runDir);
+  const files = imageFiles(inputs);
+  const [c, h, w] = run.preprocess.inputSize;
+  const rows: { file: string; label: string; scores: number[] }[] = [];
+  const errors: { file: string; error: string }[] = [];
+  for (const file of files) {
+    try {
+      const data = new Float32Array(c * h * w);
+      await prepareImage(await decodeImage(file), run.preprocess, null, new Generator(0), data, 0);
+      const probs = noGrad(() => tidy(() => softmax(run.model.forward(tensor(data, [1, c, h, w])), -1).toArray()));
+      let best = 0;
+      for (let k = 1; k < probs.length; k++) if (probs[k]! > probs[best]!) best = k;
+      rows.push({ file, label: run.classes[best]!, scores: Array.from(probs) });
+    } catch (e) {
+      errors.push({ file, error: (e as Error).message });
+    }
+  }
+  if (format === 'json') write(JSON.stringify({ classes: run.classes, predictions: rows, errors }, null, 2) + '\n');
+  else {
+    const quote = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+    write([['file', 'label', ...run.classes].map(quote).join(','), ...rows.map((r) => [quote(r.file), quote(r.label), ...r.scores.map((v) => v.toFixed(6))].join(','))].join('\n') + '\n');
+    for (const e of errors) process.stderr.write(`graft predict: ${e.file}: ${e.error}\n`);
+  }
+}
+
+/** `graft merge RUN --output FILE`: the adapter merged into the backbone, saved as safetensors. */
+export async function mergeCommand(runDir: string, output: string, log: (l: string) => void = console.log): Promise<void> {
+  const run = await loadRun(runDir);
+  if (!(run.model instanceof PeftModel)) throw new Error(`run ${runDir} used method '${run.config.method}', which has no adapter to merge; its model.safetensors is already a full model file`);
+  const merged = run.model.mergeAndUnload();
+  if (output.includes('/')) mkdirSync(join(output, '..'), { recursive: true });
+  saveSafetensors(output, merged.stateDict(), { format: 'pt', source: runDir });
+  log(`merged ${run.config.method} adapter of ${runDir} into ${run.config.model}: ${output}`);
+}
+
+/** `graft inspect`: a model's layers, the names usable as LoRA targets, parameter counts; or an adapter folder. */
+export function inspectCommand(target: string | undefined, opts: { list?: boolean }, log: (l: string) => void = console.log): void {
+  if (opts.list || !target) {
+    log(listModels().join('\n'));
+    return;
+  }
+  if (existsSync(join(target, 'adapter_config.json'))) {
+    const config = JSON.parse(readFileSync(join(target, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    log(`adapter ${target}: ${String(config['peft_type'])}${config['use_dora'] ? ' (DoRA)' : ''}, r=${String(config['r'])}, alpha=${String(config['lora_alpha'])}, targets ${JSON.stringify(config['target_modules'])}`);
+    const f = new SafetensorsFile(join(target, 'adapter_model.safetensors'));
+    let total = 0;
+    for (const [k, info] of f.tensors) {
+      const n = info.shape.reduce((a, b) => a * b, 1);
+      total += n;
+      log(`  ${k} ${info.dtype} [${info.shape.join(', ')}]`);
+    }
+    f.close();
+    log(`${total.toLocaleString('en-US')} parameters`);
+    return;
+  }
+  const model: Module = createModel(target);
+  const targets = new Map<string, number>();
+  for (const [path, m] of model.namedModules()) {
+    if (!path) continue;
+    const params = m.namedParameters().filter(([k]) => !k.includes('.')).reduce((a, [, t]) => a + t.size, 0);
+    const kind = m.constructor.name;
+    const detail = m instanceof Linear ? ` ${m.inFeatures}→${m.outFeatures}` : m instanceof Conv2d ? ` ${m.inChannels}→${m.outChannels} k${m.kernelSize.join('×')}${m.groups > 1 ? ` groups=${m.groups}` : ''}` : '';
+    log(`${path}  ${kind}${detail}${params ? `  ${params.toLocaleString('en-US')} params` : ''}`);
+    if (m instanceof Linear || m instanceof Conv2d) {
+      const suffix = path.split('.').pop()!;
+      targets.set(suffix, (targets.get(suffix) ?? 0) + 1);
+    }
+  }
+  log(`\nLoRA targets (name: layers): ${[...targets].map(([k, n]) => `${k}: ${n}`).join(', ')}; or 'all-linear', or a regex over the paths above`);
+  log(describeTrainable(model).line);
+}
