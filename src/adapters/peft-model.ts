@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { Module, describeTrainable } from '../nn/module.js';
 import { ModuleDict } from '../nn/layers.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { keep } from '../tensor/memory.js';
+import { assign } from '../ops/layout.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import { findTargets, patternValue } from './targets.js';
 import { LoraLayer } from './lora/layer.js';
@@ -123,6 +125,27 @@ export class PeftModel<M extends Module = Module> extends Module {
 
   merge(): void {
     for (const [, l] of this.loraLayers()) l.merge(this.activeAdapter);
+  }
+
+  /**
+   * Runs `fn` with the active adapter merged into every layer that allows it (inference then
+   * costs what the base model costs), then restores the exact base weights. Layers that cannot
+   * merge (LoRA on grouped convolutions) keep their separate path.
+   */
+  async withMerged<T>(fn: () => Promise<T>): Promise<T> {
+    const layers = this.loraLayers().map(([, l]) => l).filter((l) => l.canMerge() && l.activeAdapter !== null && l.mergedAdapters.length === 0);
+    const saved = layers.map((l) => keep(l.base_layer.weight.clone()));
+    try {
+      for (const l of layers) l.merge(l.activeAdapter);
+      return await fn();
+    } finally {
+      layers.forEach((l, i) => {
+        if (l.mergedAdapters.length) l.unmerge();
+        // Merging and unmerging round in float32; the saved copy makes the base weights exact again.
+        assign(l.base_layer.weight, saved[i]!);
+        saved[i]!.dispose();
+      });
+    }
   }
 
   unmerge(): void {

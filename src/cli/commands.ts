@@ -27,7 +27,7 @@ export async function evalCommand(runDir: string, source: string, log: (l: strin
   if (ds.classes.join('\n') !== run.classes.join('\n')) {
     throw new Error(`${source} has classes [${ds.classes.join(', ')}] but the run was trained on [${run.classes.join(', ')}]`);
   }
-  const src = new ImageBatchSource(ds, ds.samples, { batchSize: 64, preprocess: run.preprocess, report: (f, r) => log(`warning: skipped unreadable image ${f}: ${r}`) });
+  const src = new ImageBatchSource(ds, ds.samples, { batchSize: 16, preprocess: run.preprocess, report: (f, r) => log(`warning: skipped unreadable image ${f}: ${r}`) });
   const { report } = await evaluate(run.model, src, run.classes.length);
   const md = reportMarkdown(`${run.config.model} · ${run.config.method} on ${source}`, run.classes, report);
   writeFileSync(join(runDir, 'eval.md'), md);

@@ -69,7 +69,7 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   const report = (file: string, reason: string) => log(`warning: skipped unreadable image ${file}: ${reason}`);
   const loaderOpts = { preprocess: pre, onBadImage: c.data.onBadImage, report };
   const trainSource = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: c.train.batchSize, shuffle: true, seed: c.train.seed, augment: c.train.augment ? DEFAULT_AUGMENT : null });
-  const valSource = data.val.samples.length ? new ImageBatchSource(data.val.dataset, data.val.samples, { ...loaderOpts, batchSize: 64 }) : null;
+  const valSource = data.val.samples.length ? new ImageBatchSource(data.val.dataset, data.val.samples, { ...loaderOpts, batchSize: 16 }) : null;
   const validate = valSource ? async () => {
     const r = await evaluate(model, valSource, numClasses);
     return { accuracy: r.report.accuracy, f1: r.report.weightedF1 };
@@ -81,12 +81,13 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   });
   bar.done();
   if (result.stoppedBy === 'diverged' || result.stoppedBy === 'interrupted') throw new Error(result.message ?? `training ${result.stoppedBy}; resume with --resume`);
-  const testSource = new ImageBatchSource(data.test.dataset, data.test.samples, { ...loaderOpts, batchSize: 64 });
+  const testSource = new ImageBatchSource(data.test.dataset, data.test.samples, { ...loaderOpts, batchSize: 16 });
   log(`evaluating on ${data.test.samples.length} test images…`);
   const t0 = performance.now();
   const { report: r } = await evaluate(model, testSource, numClasses);
   const evalSeconds = (performance.now() - t0) / 1000;
-  const speed = measureSpeed(model, pre.inputSize, { batches: [8], repeats: 3 });
+  const timeIt = async () => measureSpeed(model, pre.inputSize, { batches: [8, 16], repeats: 3 });
+  const speed = model instanceof PeftModel ? await model.withMerged(timeIt) : await timeIt();
   if (model instanceof PeftModel) model.saveAdapter(join(outputDir, 'adapter'));
   else saveSafetensors(join(outputDir, 'model.safetensors'), checkpointTensors(model), { format: 'pt' });
   const lora = c.method === 'lora' || c.method === 'dora';

@@ -8,6 +8,7 @@ import { tidy } from '../tensor/memory.js';
 import { softmax } from '../ops/norm.js';
 import { randn } from '../ops/creation.js';
 import { classificationReport, type ClassificationReport } from './metrics.js';
+import { PeftModel } from '../adapters/peft-model.js';
 
 export interface Predictions {
   labels: number[];
@@ -19,6 +20,12 @@ export interface Predictions {
 
 /** Forward passes over every batch of `data` (epoch 0, no augmentation expected), in eval mode. */
 export async function predict(model: Module, data: BatchSource, numClasses: number): Promise<Predictions> {
+  // Adapters are merged for inference, so it costs what the base model costs.
+  if (model instanceof PeftModel) return model.withMerged(() => predictUnmerged(model, data, numClasses));
+  return predictUnmerged(model, data, numClasses);
+}
+
+async function predictUnmerged(model: Module, data: BatchSource, numClasses: number): Promise<Predictions> {
   model.eval();
   const labels: number[] = [];
   const predictions: number[] = [];

@@ -6,6 +6,12 @@ import { broadcastStrides, contiguousStrides, fmt, normAxis, numel, ShapeError, 
 import { Tensor } from '../tensor/tensor.js';
 import { alloc, backendOf } from './util.js';
 
+/** Overwrites `target`'s elements with `value`'s (same shape), outside autograd. */
+export function assign(target: Tensor, value: Tensor): void {
+  if (!shapeEq(target.shape, value.shape)) throw new ShapeError(`assign: value ${fmt(value.shape)} does not match target ${fmt(target.shape)}`);
+  target.backend.copy(value.view(), target.view());
+}
+
 /** A dense copy of `x` outside autograd (for kernels that need dense buffers). Returns x if already dense. */
 export function denseData(x: Tensor): Tensor {
   if (x.isDense()) return x;

@@ -138,6 +138,13 @@ export class Tensor {
     return this.backend.read(this.view().buf, this.dtype, this.offset, 1)[0]!;
   }
 
+  /** A dense copy in new storage, outside the autograd graph. */
+  clone(): Tensor {
+    const out = emptyTensor(this.shape, this.dtype, this.backend);
+    this.backend.copy(this.view(), out.view());
+    return out;
+  }
+
   /** A tensor sharing this one's storage, outside the autograd graph. */
   detach(): Tensor {
     return new Tensor(this.storage, this.shape, this.strides, this.offset);

@@ -6,10 +6,9 @@ import { contiguousStrides as contiguous } from '../tensor/shape.js';
 import { add, affine, div, mul, sqrt, square } from '../ops/elementwise.js';
 import { zerosLike } from '../ops/creation.js';
 
-/** Overwrites `target`'s elements with `value`'s (same shape), outside autograd. */
-export function assign(target: Tensor, value: Tensor): void {
-  target.backend.copy(value.view(), target.view());
-}
+import { assign } from '../ops/layout.js';
+
+export { assign };
 
 export interface ParamGroup {
   params: Tensor[];

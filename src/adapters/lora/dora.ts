@@ -8,7 +8,7 @@ import { Identity } from '../../nn/layers.js';
 import { add, div, mul, sub } from '../../ops/elementwise.js';
 import { norm } from '../../ops/reduce.js';
 import { reshape } from '../../ops/layout.js';
-import { assign } from '../../train/optim.js';
+import { assign } from '../../ops/layout.js';
 import type { LoraLayer } from './layer.js';
 import type { LoraVariant } from './variant.js';
 

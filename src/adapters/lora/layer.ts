@@ -12,7 +12,7 @@ import { matmul, linear } from '../../ops/matmul.js';
 import { conv2d } from '../../ops/conv.js';
 import { reshape } from '../../ops/layout.js';
 import { randn, tensor, zeros } from '../../ops/creation.js';
-import { assign } from '../../train/optim.js';
+import { assign } from '../../ops/layout.js';
 import type { LoraVariant } from './variant.js';
 import { svdTopR } from './svd.js';
 
@@ -134,6 +134,11 @@ export class LoraLayer extends Module {
     }
     this.adapters.delete(name);
     if (this.activeAdapter === name) this.activeAdapter = this.adapterNames()[0] ?? null;
+  }
+
+  /** Whether the adapters can be merged into the base weight (not LoRA on a grouped convolution). */
+  canMerge(): boolean {
+    return !(this.base_layer instanceof Conv2d && this.base_layer.groups !== 1);
   }
 
   /** ΔW = s · B A in the base weight's layout (Linear: (out, in); Conv2d: (out, in, kh, kw)). */
