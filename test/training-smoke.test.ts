@@ -81,6 +81,8 @@ class TinyVit extends Module {
   }
 }
 
+// Step counts are about twice what the models need to reach 100% (across initialisation seeds),
+// and keep the ViT near 15 s on the reference backend.
 function trainAndTest(model: Module, steps: number, lr: number): number {
   const gen = new g.Generator(11);
   const opt = new g.AdamW(model.parameters(), { lr, weightDecay: 1e-4 });
@@ -103,11 +105,11 @@ function trainAndTest(model: Module, steps: number, lr: number): number {
 }
 
 test(`training smoke (${g.currentBackend().name}): a tiny CNN learns the quadrant task to ≥ 95%`, () => {
-  const acc = trainAndTest(new TinyCnn(new g.Generator(1)), 150, 3e-3);
+  const acc = trainAndTest(new TinyCnn(new g.Generator(1)), 60, 3e-3);
   assert.ok(acc >= 0.95, `CNN test accuracy ${acc}`);
 });
 
 test(`training smoke (${g.currentBackend().name}): a tiny ViT learns the quadrant task to ≥ 95%`, () => {
-  const acc = trainAndTest(new TinyVit(new g.Generator(2)), 300, 2e-3);
+  const acc = trainAndTest(new TinyVit(new g.Generator(2)), 150, 2e-3);
   assert.ok(acc >= 0.95, `ViT test accuracy ${acc}`);
 });
