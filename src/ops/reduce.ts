@@ -1,9 +1,9 @@
 // Reductions over axes: sum, mean, max/min (with argmax), variance, norms.
-import { record } from '../tensor/autograd.js';
+import { noGrad, record } from '../tensor/autograd.js';
 import { normAxes, normAxis, numel } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { arange } from './creation.js';
-import { abs, cast, div, eq, mul, sqrt, square, sub } from './elementwise.js';
+import { abs, cast, div, eq, mul, sqrt, square, sub, where } from './elementwise.js';
 import { denseData, expand, reshape, sumAxes } from './layout.js';
 import { alloc, expectFloat } from './util.js';
 
@@ -122,5 +122,15 @@ export function variance(x: Tensor, axes?: number | readonly number[], opts: Red
 export function norm(x: Tensor, axes?: number | readonly number[], opts: ReduceOptions & { p?: 1 | 2 } = {}): Tensor {
   const p = opts.p ?? 2;
   if (p === 1) return sum(abs(x), axes, opts);
-  return sqrt(sum(square(x), axes, opts));
+  expectFloat('norm', x, 0);
+  const ax = normAxes('norm', axes, x.rank);
+  const values = noGrad(() => sqrt(sum(square(x), ax, opts)));
+  // d‖x‖/dx = x / ‖x‖, taken as 0 where ‖x‖ = 0 (the subgradient PyTorch uses), never 0·∞ = NaN.
+  return record(values, 'norm', [x], [x, values], (gy, [xs, ns]) => {
+    const kept = keptShape(x.shape, ax);
+    const n = reshape(ns!, kept);
+    const zero = eq(n, 0);
+    const scale = where(zero, 0, div(reshape(gy, kept), where(zero, 1, n)));
+    return [mul(xs!, scale)];
+  });
 }

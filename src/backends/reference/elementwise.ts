@@ -7,13 +7,31 @@ import { indexer, reader } from './strided.js';
 const SQRT1_2 = Math.SQRT1_2;
 const GELU_TANH_C = Math.sqrt(2 / Math.PI);
 
-/** erf with |error| < 1.2e-7 (Numerical Recipes erfc, Chebyshev fit), enough for float32 and float64 checks to ~1e-7. */
+/**
+ * erf to double precision. |x| < 3: erf(x) = 2/√π · e^(−x²) · Σ 2ⁿ x^(2n+1) / (1·3·…·(2n+1)), a series of
+ * positive terms (no cancellation). |x| ≥ 3: 1 − erfc(x), erfc from its continued fraction
+ * e^(−x²)/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + …)))), evaluated bottom-up with 60 levels.
+ */
 export function erf(x: number): number {
+  if (Number.isNaN(x)) return NaN;
   const z = Math.abs(x);
-  const t = 1 / (1 + 0.5 * z);
-  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
-  return x >= 0 ? 1 - r : r - 1;
+  let r: number;
+  if (z < 3) {
+    let term = z;
+    let total = z;
+    for (let n = 1; n < 200 && term > total * 1e-17; n++) {
+      term *= (2 * z * z) / (2 * n + 1);
+      total += term;
+    }
+    r = (2 / Math.sqrt(Math.PI)) * Math.exp(-z * z) * total;
+  } else if (z < 6.5) {
+    let f = z;
+    for (let k = 60; k >= 1; k--) f = z + k / 2 / f;
+    r = 1 - Math.exp(-z * z) / Math.sqrt(Math.PI) / f;
+  } else {
+    r = 1;
+  }
+  return x < 0 ? -r : r;
 }
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
