@@ -1,90 +1,196 @@
-// Scaled-dot-product attention in one native call: batched GEMMs on oneDNN for q kᵀ and p v,
-// a row softmax that keeps the log-sum-exp, and the backward pass recomputing p from it.
-#include <omp.h>
-
+// Fused scaled-dot-product attention, tiled as FlashAttention tiles it on a GPU: each task owns
+// one (batch·head, query block), computes its score tile S = q kᵀ with a oneDNN matmul, turns it
+// into probabilities in place, and multiplies by v, so the (B, N, M) score tensor never exists.
+// A query block spans all M keys, and its rows (≤ 256 KiB of scores) stay in L2 between the two
+// products, so the row softmax is exact rather than online. The backward pass recomputes the
+// probabilities from the saved log-sum-exp; dK and dV sum over query blocks, so its tasks are
+// whole batch·heads. Tasks run in parallel, each on a single-threaded oneDNN matmul with its
+// own scratchpad; with fewer tasks than threads, they run in turn on multi-threaded matmuls.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "gemm.h"
 #include "kernels.h"
+#include "parallel.h"
 #include "vmath.h"
 
 namespace graft {
 namespace {
 
-// s (B, N, M) ← softmax rows of scale·s in place (masked above the diagonal when causal); lse (B, N).
-void softmax_rows(float* s, float* lse, int64_t rows, int64_t n, int64_t m, float scale, bool causal) {
-#pragma omp parallel for schedule(static) if (rows * m > (1 << 14))
-  for (int64_t r = 0; r < rows; r++) {
-    float* p = s + r * m;
-    int64_t i = r % n;
-    int64_t valid = causal ? std::min<int64_t>(i + 1, m) : m;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < valid; j++) {
-      p[j] *= scale;
-      mx = std::max(mx, p[j]);
-    }
-    float sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < valid; j++) {
-      p[j] = vexp(p[j] - mx);
-      sum += p[j];
-    }
-    float inv = 1.f / sum;
+constexpr int64_t kTileFloats = 1 << 16;  // one score tile: 256 KiB
+constexpr int64_t kMinBlock = 16;
+
+// A per-thread buffer that grows to the largest request and is kept between calls.
+float* thread_buffer(int slot, size_t floats) {
+  static thread_local std::vector<float> buffers[2];
+  auto& b = buffers[slot];
+  if (b.size() < floats) b.resize(floats);
+  return b.data();
+}
+
+void* thread_scratchpad(size_t bytes) {
+  static thread_local std::vector<char> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
+
+// Query blocks: as large as a score tile allows, but enough of them for every thread to have
+// two tasks when the batch·heads alone do not.
+struct Blocks {
+  int64_t size, count;
+};
+
+Blocks query_blocks(int64_t batch, int64_t n, int64_t m, bool forTasks) {
+  int64_t size = std::clamp<int64_t>(kTileFloats / std::max<int64_t>(m, 1), kMinBlock, std::max<int64_t>(n, 1));
+  int64_t count = (n + size - 1) / size;
+  int64_t want = 2 * omp_get_max_threads();
+  if (forTasks && batch * count < want) {
+    count = std::min((n + kMinBlock - 1) / kMinBlock, (want + batch - 1) / batch);
+    count = std::max<int64_t>(count, 1);
+    size = (n + count - 1) / count;
+    count = (n + size - 1) / size;
+  }
+  return {size, count};
+}
+
+// The GEMMs of one block height (full blocks and the shorter last one have their own).
+struct ForwardGemms {
+  onednn::Primitive scores, output;  // S (rows, M) = q kᵀ; out (rows, D) = P v
+};
+
+ForwardGemms forward_gemms(int64_t rows, int64_t m, int64_t d) {
+  return {gemm_primitive({1, rows, m, d, false, true, 0, 0, 0, 0}, true), gemm_primitive({1, rows, d, m, false, false, 0, 0, 0, 0}, true)};
+}
+
+// Row i of the tile (query index qi): p = softmax(scale · s) over the keys it may see; returns the log-sum-exp.
+float softmax_row(float* s, int64_t m, int64_t qi, float scale, bool causal) {
+  int64_t valid = causal ? std::min<int64_t>(qi + 1, m) : m;
 #pragma omp simd
-    for (int64_t j = 0; j < valid; j++) p[j] *= inv;
-    for (int64_t j = valid; j < m; j++) p[j] = 0.f;
-    if (lse) lse[r] = mx + std::log(sum);
+  for (int64_t j = 0; j < valid; j++) s[j] *= scale;
+  const float mx = vmax(s, valid);
+  const float sum = vsum(valid, [s, mx](int64_t j) {
+    float e = vexp(s[j] - mx);
+    s[j] = e;
+    return e;
+  });
+  const float inv = 1.f / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < valid; j++) s[j] *= inv;
+  std::fill(s + valid, s + m, 0.f);
+  return mx + std::log(sum);
+}
+
+// Runs task(t) for t in [0, tasks): in parallel when there are enough tasks for the threads,
+// else one after another (and each GEMM then uses every thread).
+template <typename F>
+void run_tasks(int64_t tasks, F task) {
+  if (tasks >= omp_get_max_threads() && omp_get_max_threads() > 1) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; t++) task(t);
+  } else {
+    for (int64_t t = 0; t < tasks; t++) task(t);
   }
 }
 
 }  // namespace
 
-void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t batch, int64_t n, int64_t m, int64_t d, float scale, bool causal) {
-  std::vector<float> s(static_cast<size_t>(batch * n * m));
-  // s = q kᵀ: q (B, N, D) @ k (B, M, D)ᵀ
-  matmul(s.data(), q, k, batch, n, m, d, false, true, n * d, m * d, n * m, 0);
-  softmax_rows(s.data(), lse, batch * n, n, m, scale, causal);
-  // out = p v: (B, N, M) @ (B, M, D)
-  matmul(out, s.data(), v, batch, n, d, m, false, false, n * m, m * d, n * d, 0);
+// q (B, N, D), k/v (B, M, D) → out (B, N, D), lse (B, N)
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t batch, int64_t n, int64_t m, int64_t d,
+                       float scale, bool causal) {
+  if (batch <= 0 || n <= 0 || d <= 0) return;
+  if (m <= 0) {
+    // No keys: an empty softmax.
+    std::fill(out, out + batch * n * d, 0.f);
+    std::fill(lse, lse + batch * n, -std::numeric_limits<float>::infinity());
+    return;
+  }
+  const Blocks qb = query_blocks(batch, n, m, true);
+  const int64_t lastRows = n - (qb.count - 1) * qb.size;
+  // Primitives are fetched from the (single-threaded) cache before any task runs.
+  const ForwardGemms full = forward_gemms(qb.size, m, d);
+  const ForwardGemms last = forward_gemms(lastRows, m, d);
+  const size_t scratch = std::max({full.scores.scratchpad, full.output.scratchpad, last.scores.scratchpad, last.output.scratchpad});
+  run_tasks(batch * qb.count, [&](int64_t t) {
+    const int64_t b = t / qb.count, i0 = (t % qb.count) * qb.size, rows = std::min(qb.size, n - i0);
+    const ForwardGemms& g = rows == qb.size ? full : last;
+    float* s = thread_buffer(0, static_cast<size_t>(qb.size * m));
+    void* pad = thread_scratchpad(scratch);
+    auto& st = onednn::stream();
+    gemm_execute(g.scores, st, s, q + (b * n + i0) * d, k + b * m * d, pad);
+    parallel_items(rows, rows * m, [&](int64_t i) { lse[b * n + i0 + i] = softmax_row(s + i * m, m, i0 + i, scale, causal); });
+    gemm_execute(g.output, st, out + (b * n + i0) * d, s, v + b * m * d, pad);
+  });
 }
 
-void attention_backward(float* gq, float* gk, float* gv, const float* q, const float* k, const float* v, const float* out, const float* lse, const float* gout,
-                        int64_t batch, int64_t n, int64_t m, int64_t d, float scale, bool causal) {
-  size_t nm = static_cast<size_t>(batch * n * m);
-  std::vector<float> p(nm), dp(nm);
-  matmul(p.data(), q, k, batch, n, m, d, false, true, n * d, m * d, n * m, 0);
-  // p = exp(scale · s − lse), recomputed from the saved log-sum-exp.
-  int64_t rows = batch * n;
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(nm) > (1 << 15))
-  for (int64_t r = 0; r < rows; r++) {
-    float* pr = p.data() + r * m;
-    int64_t i = r % n, valid = causal ? std::min<int64_t>(i + 1, m) : m;
-    float l = lse[r];
-#pragma omp simd
-    for (int64_t j = 0; j < valid; j++) pr[j] = vexp(pr[j] * scale - l);
-    for (int64_t j = valid; j < m; j++) pr[j] = 0.f;
+// Per query block, with P recomputed as exp(scale · q kᵀ − lse) and Dᵢ = Σ_d gout·out:
+//   gv += Pᵀ gout;  dP = gout vᵀ;  dS = P ∘ (dP − Dᵢ) · scale;  gq = dS k;  gk += dSᵀ q
+void attention_backward(float* gq, float* gk, float* gv, const float* q, const float* k, const float* v, const float* out, const float* lse,
+                        const float* gout, int64_t batch, int64_t n, int64_t m, int64_t d, float scale, bool causal) {
+  if (batch <= 0 || d <= 0) return;
+  if (n <= 0 || m <= 0) {
+    std::fill(gq, gq + batch * std::max<int64_t>(n, 0) * d, 0.f);
+    std::fill(gk, gk + batch * std::max<int64_t>(m, 0) * d, 0.f);
+    std::fill(gv, gv + batch * std::max<int64_t>(m, 0) * d, 0.f);
+    return;
   }
-  // gv = pᵀ gout: (B, M, N) @ (B, N, D)
-  matmul(gv, p.data(), gout, batch, m, d, n, true, false, n * m, n * d, m * d, 0);
-  // dp = gout vᵀ: (B, N, D) @ (B, M, D)ᵀ
-  matmul(dp.data(), gout, v, batch, n, m, d, false, true, n * d, m * d, n * m, 0);
-  // ds = p ⊙ (dp − rowsum(gout ⊙ out)) · scale, written over dp
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(nm) > (1 << 15))
-  for (int64_t r = 0; r < rows; r++) {
-    const float* go = gout + r * d;
-    const float* o = out + r * d;
-    float dot = 0;
-#pragma omp simd reduction(+ : dot)
-    for (int64_t t = 0; t < d; t++) dot += go[t] * o[t];
-    float* dpr = dp.data() + r * m;
-    const float* pr = p.data() + r * m;
+  const Blocks qb = query_blocks(batch, n, m, false);
+  const int64_t lastRows = n - (qb.count - 1) * qb.size;
+  struct BackwardGemms {
+    onednn::Primitive scores, gradV, gradVAcc, gradP, gradQ, gradK, gradKAcc;
+  };
+  auto make = [&](int64_t rows) {
+    return BackwardGemms{
+        gemm_primitive({1, rows, m, d, false, true, 0, 0, 0, 0}, true),   // S = q kᵀ
+        gemm_primitive({1, m, d, rows, true, false, 0, 0, 0, 0}, true),   // gv = Pᵀ gout
+        gemm_primitive({1, m, d, rows, true, false, 0, 0, 0, 1}, true),   // gv += Pᵀ gout
+        gemm_primitive({1, rows, m, d, false, true, 0, 0, 0, 0}, true),   // dP = gout vᵀ
+        gemm_primitive({1, rows, d, m, false, false, 0, 0, 0, 0}, true),  // gq = dS k
+        gemm_primitive({1, m, d, rows, true, false, 0, 0, 0, 0}, true),   // gk = dSᵀ q
+        gemm_primitive({1, m, d, rows, true, false, 0, 0, 0, 1}, true),   // gk += dSᵀ q
+    };
+  };
+  const BackwardGemms full = make(qb.size), last = make(lastRows);
+  size_t scratch = 0;
+  for (const BackwardGemms* g : {&full, &last})
+    for (const onednn::Primitive* p : {&g->scores, &g->gradV, &g->gradVAcc, &g->gradP, &g->gradQ, &g->gradK, &g->gradKAcc})
+      scratch = std::max(scratch, p->scratchpad);
+  run_tasks(batch, [&](int64_t b) {
+    float* p = thread_buffer(0, static_cast<size_t>(qb.size * m));
+    float* dp = thread_buffer(1, static_cast<size_t>(qb.size * m));
+    void* pad = thread_scratchpad(scratch);
+    auto& st = onednn::stream();
+    const float* kb = k + b * m * d;
+    const float* vb = v + b * m * d;
+    for (int64_t blk = 0; blk < qb.count; blk++) {
+      const int64_t i0 = blk * qb.size, rows = std::min(qb.size, n - i0);
+      const BackwardGemms& g = rows == qb.size ? full : last;
+      const int64_t row0 = b * n + i0;
+      gemm_execute(g.scores, st, p, q + row0 * d, kb, pad);
+      parallel_items(rows, rows * m, [&](int64_t i) {
+        float* pr = p + i * m;
+        const int64_t valid = causal ? std::min<int64_t>(i0 + i + 1, m) : m;
+        const float l = lse[row0 + i];
 #pragma omp simd
-    for (int64_t j = 0; j < m; j++) dpr[j] = pr[j] * (dpr[j] - dot) * scale;
-  }
-  // gq = ds k: (B, N, M) @ (B, M, D);  gk = dsᵀ q: (B, M, N) @ (B, N, D)
-  matmul(gq, dp.data(), k, batch, n, d, m, false, false, n * m, m * d, n * d, 0);
-  matmul(gk, dp.data(), q, batch, m, d, n, true, false, n * m, n * d, m * d, 0);
+        for (int64_t j = 0; j < valid; j++) pr[j] = vexp(pr[j] * scale - l);
+        std::fill(pr + valid, pr + m, 0.f);
+      });
+      gemm_execute(blk ? g.gradVAcc : g.gradV, st, gv + b * m * d, p, gout + row0 * d, pad);
+      gemm_execute(g.gradP, st, dp, gout + row0 * d, vb, pad);
+      parallel_items(rows, rows * m, [&](int64_t i) {
+        const float* go = gout + (row0 + i) * d;
+        const float* o = out + (row0 + i) * d;
+        const float di = vsum(d, [go, o](int64_t t) { return go[t] * o[t]; });
+        float* dpr = dp + i * m;
+        const float* pr = p + i * m;
+#pragma omp simd
+        for (int64_t j = 0; j < m; j++) dpr[j] = pr[j] * (dpr[j] - di) * scale;
+      });
+      gemm_execute(g.gradQ, st, gq + row0 * d, dp, kb, pad);
+      gemm_execute(blk ? g.gradKAcc : g.gradK, st, gk + b * m * d, dp, q + row0 * d, pad);
+    }
+  });
 }
 
 }  // namespace graft

@@ -1,86 +1,118 @@
-// graft native kernels: plain C++ functions over raw float pointers, outputs first, then inputs,
-// then sizes. Shape vocabulary: B batch, N tokens, C channels, H/W spatial, K kernel, D head dim.
-// No N-API in here; binding.cc unpacks JavaScript arguments and calls these.
+// graft native kernels: plain C++ functions over raw pointers, outputs first, then inputs, then
+// sizes, one kernel family per file. No N-API in here: binding.cc unpacks JavaScript arguments
+// and calls these. Shape vocabulary: B batch, N tokens, C channels, H/W spatial, K kernel,
+// D head dim. Every buffer is contiguous unless it comes with a View.
 #pragma once
 #include <cstdint>
 #include <vector>
 
 namespace graft {
 
-// A strided view: element offset and per-axis sizes/strides (strides may be 0 for broadcast).
+// A strided window: element offset and per-axis sizes/strides (a stride of 0 broadcasts).
 struct View {
   int64_t offset = 0;
   std::vector<int64_t> shape;
   std::vector<int64_t> strides;
 };
 
-// ---- elementwise (eltwise.cc) ----
+// ---- unary elementwise (eltwise.cc) ----
 enum class Unary { Neg, Exp, Log, Sqrt, Rsqrt, Abs, Sign, Square, Reciprocal, Relu, Relu6, Sigmoid, Tanh, Gelu, GeluTanh, Silu, Hardswish, Erf, PowScalar, Clamp, Affine };
-enum class Binary { Add, Sub, Mul, Div, Maximum, Minimum, Pow, Eq, Lt, Gt, Le, Ge };
-enum class Reduce { Sum, Max, Min };
-
-// out (n) = f(x (n))
+// out (n) = f(x (n); p0, p1)
 void unary_forward(float* out, const float* x, int64_t n, Unary op, float p0, float p1);
-// gx (n) = gy · f'(x)
+// gx (n) = gy (n) · f'(x (n))
 void unary_backward(float* gx, const float* gy, const float* x, int64_t n, Unary op, float p0, float p1);
-// out (contiguous, shape) = a ∘ b over views already broadcast to shape
+
+// ---- binary elementwise and select (binary.cc) ----
+enum class Binary { Add, Sub, Mul, Div, Maximum, Minimum, Pow, Eq, Lt, Gt, Le, Ge };
+// out (contiguous, shape) = a ∘ b, both views already broadcast to shape
 void binary_forward(float* out, const float* a, const View& va, const float* b, const View& vb, const std::vector<int64_t>& shape, Binary op);
+// out (contiguous, shape) = c ≠ 0 ? a : b
 void where_forward(float* out, const float* c, const View& vc, const float* a, const View& va, const float* b, const View& vb, const std::vector<int64_t>& shape);
-// dst view ← src view (same shape); element types float or int32 on either side
-template <typename S, typename D> void copy_strided(D* dst, const View& vd, const S* src, const View& vs);
+
+// ---- layout (layout.cc) ----
+// dst view ← src view over dst's shape; float or int32 on either side (float → int32 truncates)
+template <typename S, typename D>
+void copy_strided(D* dst, const View& vd, const S* src, const View& vs);
 void fill_strided(float* dst, const View& vd, float value);
-// x (outer, len, inner) → out (outer, inner), arg (outer, inner) int32 for max/min
+
+// ---- reductions (reduce.cc) ----
+enum class Reduce { Sum, Max, Min };
+// x (outer, len, inner) → out (outer, inner); arg (outer, inner) int32 first argmax/argmin, may be null
 void reduce_forward(float* out, int32_t* arg, const float* x, int64_t outer, int64_t len, int64_t inner, Reduce op);
 
-// ---- oneDNN (dnnl_ops.cc) ----
-// C[b] (m, n) = op(A[b]) op(B[b]) (+ C[b] when beta = 1)
+// ---- matrix product (matmul.cc, oneDNN) ----
+// c[b] (M, N) = op(a[b]) · op(b[b]) (+ c[b] when beta = 1); a[b] is (K, M) when transA else (M, K),
+// b[b] is (N, K) when transB else (K, N); a batch stride of 0 broadcasts one matrix.
 void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool transA, bool transB,
             int64_t strideA, int64_t strideB, int64_t strideC, int beta);
+
+// ---- convolution (conv.cc on oneDNN; depthwise.cc direct) ----
 struct ConvShape {
   int64_t n, cIn, h, w, cOut, kh, kw, outH, outW, strideH, strideW, padH, padW, dilH, dilW, groups;
 };
 // y (B, Cout, OH, OW) = conv(x (B, Cin, H, W), w (Cout, Cin/G, KH, KW)) + bias (Cout)
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s);
+// gx (B, Cin, H, W) from gy (B, Cout, OH, OW)
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s);
+// gw (Cout, Cin/G, KH, KW) and gb (Cout, may be null), overwritten
 void conv2d_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s);
 
-// oneDNN eltwise for the unary ops it defines as graft does; false when `op` is not one of them.
-bool dnnl_unary_forward(float* out, const float* x, int64_t n, Unary op, float p0);
-bool dnnl_unary_backward(float* gx, const float* gy, const float* x, int64_t n, Unary op, float p0);
-
-// ---- depthwise convolution (depthwise.cc): groups = Cin = Cout ----
-bool is_depthwise(const ConvShape& s);
+bool is_depthwise(const ConvShape& s);  // groups = Cin = Cout > 1
 void depthwise_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s);
 void depthwise_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s);
 void depthwise_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s);
-
-// ---- normalisation (norm.cc) ----
-void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* gamma, const float* beta, int64_t rows, int64_t n, float eps);
-void layernorm_backward(float* gx, float* ggamma, float* gbeta, const float* x, const float* gy, const float* gamma, const float* mean, const float* rstd, int64_t rows, int64_t n);
-void batchnorm_forward(float* y, float* mean, float* rstd, float* runMean, float* runVar, const float* x, const float* gamma, const float* beta,
-                       int64_t n, int64_t c, int64_t s, bool training, float momentum, float eps);
-void batchnorm_backward(float* gx, float* ggamma, float* gbeta, const float* x, const float* gy, const float* gamma, const float* mean, const float* rstd,
-                        int64_t n, int64_t c, int64_t s, bool training);
-// rows of length n (oneDNN softmax / logsoftmax, in dnnl_ops.cc)
-void softmax_forward(float* y, const float* x, int64_t rows, int64_t n, bool log);
-void softmax_backward(float* gx, const float* y, const float* gy, int64_t rows, int64_t n, bool log);
 
 // ---- pooling (pool.cc), NCHW ----
 struct PoolShape {
   int64_t n, c, h, w, outH, outW, kh, kw, strideH, strideW, padH, padW;
   bool countIncludePad;
 };
+// y (B, C, OH, OW), arg (B, C, OH, OW) int32 flat index h·W + w of each max within its plane
 void maxpool_forward(float* y, int32_t* arg, const float* x, const PoolShape& p);
 void maxpool_backward(float* gx, const float* gy, const int32_t* arg, const PoolShape& p);
 void avgpool_forward(float* y, const float* x, const PoolShape& p);
 void avgpool_backward(float* gx, const float* gy, const PoolShape& p);
+// planes = B·C; y (planes, OH, OW) averages PyTorch's adaptive bins of x (planes, H, W)
 void adaptive_avgpool_forward(float* y, const float* x, int64_t planes, int64_t h, int64_t w, int64_t outH, int64_t outW);
 void adaptive_avgpool_backward(float* gx, const float* gy, int64_t planes, int64_t h, int64_t w, int64_t outH, int64_t outW);
 
+// ---- normalisation (norm.cc) ----
+// x (rows, N); mean, rstd (rows); gamma, beta (N) may be null
+void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* gamma, const float* beta, int64_t rows, int64_t n, float eps);
+void layernorm_backward(float* gx, float* ggamma, float* gbeta, const float* x, const float* gy, const float* gamma, const float* mean, const float* rstd,
+                        int64_t rows, int64_t n);
+// x (B, C, S); mean, rstd, runMean, runVar, gamma, beta (C)
+void batchnorm_forward(float* y, float* mean, float* rstd, float* runMean, float* runVar, const float* x, const float* gamma, const float* beta,
+                       int64_t n, int64_t c, int64_t s, bool training, float momentum, float eps);
+void batchnorm_backward(float* gx, float* ggamma, float* gbeta, const float* x, const float* gy, const float* gamma, const float* mean, const float* rstd,
+                        int64_t n, int64_t c, int64_t s, bool training);
+
+// ---- softmax (softmax.cc) ----
+// y (rows, N) = softmax or log-softmax of each row of x (rows, N)
+void softmax_forward(float* y, const float* x, int64_t rows, int64_t n, bool log);
+void softmax_backward(float* gx, const float* y, const float* gy, int64_t rows, int64_t n, bool log);
+
 // ---- attention (attention.cc) ----
-// out (B, N, D) = softmax(scale · q kᵀ) v, q (B, N, D), k/v (B, M, D); lse (B, N)
-void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t batch, int64_t n, int64_t m, int64_t d, float scale, bool causal);
-void attention_backward(float* gq, float* gk, float* gv, const float* q, const float* k, const float* v, const float* out, const float* lse, const float* gout,
-                        int64_t batch, int64_t n, int64_t m, int64_t d, float scale, bool causal);
+// out (B, N, D) = softmax(scale · q kᵀ) v with q (B, N, D), k/v (B, M, D); lse (B, N)
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t batch, int64_t n, int64_t m, int64_t d,
+                       float scale, bool causal);
+void attention_backward(float* gq, float* gk, float* gv, const float* q, const float* k, const float* v, const float* out, const float* lse,
+                        const float* gout, int64_t batch, int64_t n, int64_t m, int64_t d, float scale, bool causal);
+
+// ---- gather / scatter (index.cc) ----
+// out (outer, count, inner) = x (outer, len, inner) at idx (count); element type float or int32
+template <typename T>
+void index_select(T* out, const T* x, const int32_t* idx, int64_t outer, int64_t len, int64_t inner, int64_t count);
+// gx (outer, len, inner) += gy (outer, count, inner) scattered to idx (count)
+void index_add(float* gx, const float* gy, const int32_t* idx, int64_t outer, int64_t len, int64_t inner, int64_t count);
+
+// ---- resampling (resample.cc), NCHW ----
+struct InterpShape {
+  int64_t n, c, h, w, outH, outW;
+  bool bicubic, alignCorners;
+  double scaleH, scaleW;  // source-index scale; ≤ 0 means in/out
+};
+void interpolate_forward(float* y, const float* x, const InterpShape& p);
+void interpolate_backward(float* gx, const float* gy, const InterpShape& p);
 
 }  // namespace graft

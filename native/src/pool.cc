@@ -1,21 +1,19 @@
-// Max, average and adaptive average pooling over NCHW planes, OpenMP over planes.
+// Max, average and adaptive average pooling over NCHW planes, OpenMP over planes. Max pooling
+// is direct rather than oneDNN's: the interface keeps the arg-max as a flat index per output
+// (h·W + w within the plane), which oneDNN's workspace does not expose.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "kernels.h"
+#include "parallel.h"
 
 namespace graft {
 namespace {
 
 template <typename F>
 void planes_parallel(int64_t planes, int64_t work, F f) {
-  if (planes * work < (1 << 14)) {
-    for (int64_t p = 0; p < planes; p++) f(p);
-    return;
-  }
-#pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < planes; p++) f(p);
+  parallel_items(planes, planes * work, f);
 }
 
 // PyTorch counts padding inside the window but not past the padded border.
@@ -33,7 +31,7 @@ void maxpool_forward(float* y, int32_t* arg, const float* x, const PoolShape& p)
         int64_t h0 = oh * p.strideH - p.padH, w0 = ow * p.strideW - p.padW;
         int64_t hs = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kh, p.h), ws = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kw, p.w);
         float best = -std::numeric_limits<float>::infinity();
-        int64_t at = hs * p.w + ws;
+        int64_t at = hs < he && ws < we ? hs * p.w + ws : 0;
         for (int64_t i = hs; i < he; i++)
           for (int64_t j = ws; j < we; j++) {
             float v = px[i * p.w + j];

@@ -1,6 +1,8 @@
 // Vectorisable float math for `#pragma omp simd` loops: libm's expf/erff/tanhf are scalar calls
 // that stop vectorisation. exp: Cephes range reduction (x = n·ln2 + r) and a degree-6
 // polynomial, about 1 ulp; erf: Abramowitz & Stegun 7.1.26, |error| < 1.5e-7. NaN propagates.
+// The row reductions keep 32 partial sums (four AVX2 registers) so the adds do not wait on each
+// other's latency.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -41,6 +43,40 @@ __attribute__((always_inline)) inline float vtanh(float x) {
   float a = x < 0 ? -x : x;
   float t = 1.0f - 2.0f / (vexp(2.0f * a) + 1.0f);
   return x < 0 ? -t : t;
+}
+
+constexpr int kLanes = 32;
+
+// Σ f(i) for i in [0, n) with kLanes independent partial sums.
+template <typename F>
+__attribute__((always_inline)) inline float vsum(int64_t n, F f) {
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+#pragma omp simd
+    for (int j = 0; j < kLanes; j++) acc[j] += f(i + j);
+  }
+  float tail = 0;
+  for (; i < n; i++) tail += f(i);
+  float s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int j = 0; j < kLanes; j++) s += acc[j];
+  return s + tail;
+}
+
+// max of x[0..n), NaN if any element is NaN; -inf for n = 0.
+__attribute__((always_inline)) inline float vmax(const float* x, int64_t n) {
+  float acc[kLanes];
+  for (int j = 0; j < kLanes; j++) acc[j] = -__builtin_huge_valf();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+#pragma omp simd
+    for (int j = 0; j < kLanes; j++) acc[j] = x[i + j] > acc[j] || x[i + j] != x[i + j] ? x[i + j] : acc[j];
+  }
+  float m = -__builtin_huge_valf();
+  for (; i < n; i++) m = x[i] > m || x[i] != x[i] ? x[i] : m;
+  for (int j = 0; j < kLanes; j++) m = acc[j] > m || acc[j] != acc[j] ? acc[j] : m;
+  return m;
 }
 
 }  // namespace graft

@@ -1,15 +1,17 @@
-// The native backend: a C++17 N-API addon (native/src) on oneDNN and OpenMP, working in place on
-// TypedArrays owned by JavaScript (zero copy). float32 runs natively; other dtypes, and the
-// rarely hot gather/resample kernels, use the reference kernels.
+// The native backend: a C++17 N-API addon (native/src) on oneDNN and OpenMP that works in place
+// on TypedArrays owned by JavaScript (zero copy). float32 runs natively (and int32 where a kernel
+// only moves elements: copy, indexSelect); every other dtype goes to the reference kernels.
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Backend, BinaryOp, ReduceOp, UnaryOp, View } from '../backend.js';
+import type { Backend, BinaryOp, ConvParams, PoolParams, ReduceOp, UnaryOp, View } from '../backend.js';
 import { referenceBackend as ref } from '../reference/index.js';
 import { poolAlloc, poolFree } from '../pool.js';
-import type { TypedArray } from '../../tensor/dtype.js';
+import type { DType, TypedArray } from '../../tensor/dtype.js';
 import { contiguousStrides, isContiguous, numel } from '../../tensor/shape.js';
+
+const BUILD_HINT = 'install the compiler and oneDNN (Debian/Ubuntu: apt-get install -y g++ make libdnnl-dev), then run: npm run build:native';
 
 // Codes follow the enums in native/src/kernels.h.
 const UNARY: Record<UnaryOp, number> = {
@@ -19,8 +21,8 @@ const UNARY: Record<UnaryOp, number> = {
 const BINARY: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5, pow: 6, eq: 7, lt: 8, gt: 9, le: 10, ge: 11 };
 const REDUCE: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2 };
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type Addon = Record<string, (...args: any[]) => void>;
+/** The addon's exports: one function per kernel, argument order as in native/src/binding.cc. */
+type Addon = Record<string, (...args: unknown[]) => void>;
 
 function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -28,24 +30,38 @@ function packageRoot(): string {
     const pkg = join(dir, 'package.json');
     if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'graft') return dir;
   }
-  throw new Error('cannot find the graft package folder');
+  throw new Error('cannot find the graft package folder (no package.json named "graft" above this file)');
 }
 
-const f32 = (...views: { dtype: string }[]) => views.every((v) => v.dtype === 'float32');
+const isF32 = (...dtypes: DType[]) => dtypes.every((d) => d === 'float32');
+const movesElements = (d: DType) => d === 'float32' || d === 'int32';
+const convGeometry = (p: ConvParams) =>
+  [p.n, p.cIn, p.h, p.w, p.cOut, p.kh, p.kw, p.outH, p.outW, p.strideH, p.strideW, p.padH, p.padW, p.dilH, p.dilW, p.groups];
+const poolGeometry = (p: PoolParams) => [p.n, p.c, p.h, p.w, p.outH, p.outW, p.kh, p.kw, p.strideH, p.strideW, p.padH, p.padW];
 
 function makeBackend(addon: Addon): Backend<TypedArray> {
-  /** A dense float32 copy of a strided view (for kernels that read contiguous input). */
+  const k = (name: string) => {
+    const fn = addon[name];
+    if (typeof fn !== 'function') throw new Error(`the native addon has no kernel '${name}'; it is out of date (${BUILD_HINT})`);
+    return fn;
+  };
+  const copy = k('copy'), fill = k('fill'), unary = k('unary'), unaryGrad = k('unaryGrad'), binary = k('binary'), where = k('where');
+  const reduce = k('reduce'), matmul = k('matmul'), conv2d = k('conv2d'), conv2dBackwardData = k('conv2dBackwardData');
+  const conv2dBackwardWeight = k('conv2dBackwardWeight'), maxPool2d = k('maxPool2d'), maxPool2dBackward = k('maxPool2dBackward');
+  const avgPool2d = k('avgPool2d'), avgPool2dBackward = k('avgPool2dBackward'), adaptiveAvgPool2d = k('adaptiveAvgPool2d');
+  const adaptiveAvgPool2dBackward = k('adaptiveAvgPool2dBackward'), layerNorm = k('layerNorm'), layerNormBackward = k('layerNormBackward');
+  const batchNorm = k('batchNorm'), batchNormBackward = k('batchNormBackward'), softmax = k('softmax'), softmaxBackward = k('softmaxBackward');
+  const attention = k('attention'), attentionBackward = k('attentionBackward'), indexSelect = k('indexSelect'), indexAdd = k('indexAdd');
+  const interpolate = k('interpolate'), interpolateBackward = k('interpolateBackward');
+
+  /** The view's elements as one contiguous array: a subarray when already contiguous, else a pooled copy. */
   const dense = (v: View<TypedArray>): TypedArray => {
-    if (v.offset === 0 && isContiguous(v.shape, v.strides) && v.buf.length === numel(v.shape)) return v.buf;
-    const out = poolAlloc(v.dtype, numel(v.shape), false);
-    addon['copy']!(v.buf, v.offset, v.strides, out, 0, contiguousStrides(v.shape), v.shape);
+    const n = numel(v.shape);
+    if (isContiguous(v.shape, v.strides)) return v.offset === 0 && v.buf.length === n ? v.buf : v.buf.subarray(v.offset, v.offset + n);
+    const out = poolAlloc(v.dtype, n, false);
+    copy(v.buf, v.offset, v.strides, out, 0, contiguousStrides(v.shape), v.shape);
     return out;
   };
-  const conv = (p: { n: number; cIn: number; h: number; w: number; cOut: number; kh: number; kw: number; outH: number; outW: number; strideH: number; strideW: number; padH: number; padW: number; dilH: number; dilW: number; groups: number }) =>
-    [p.n, p.cIn, p.h, p.w, p.cOut, p.kh, p.kw, p.outH, p.outW, p.strideH, p.strideW, p.padH, p.padW, p.dilH, p.dilW, p.groups];
-  const pool = (p: { n: number; c: number; h: number; w: number; outH: number; outW: number; kh: number; kw: number; strideH: number; strideW: number; padH: number; padW: number }) =>
-    [p.n, p.c, p.h, p.w, p.outH, p.outW, p.kh, p.kw, p.strideH, p.strideW, p.padH, p.padW];
-  const intLike = (d: string) => d === 'float32' || d === 'int32';
 
   return {
     name: 'native',
@@ -53,93 +69,116 @@ function makeBackend(addon: Addon): Backend<TypedArray> {
     free: poolFree,
     upload: (data) => data.slice(),
     read: (buf, _dtype, offset, size) => buf.subarray(offset, offset + size),
+
     copy: (src, dst) => {
-      if (!intLike(src.dtype) || !intLike(dst.dtype)) return ref.copy(src, dst);
-      addon['copy']!(src.buf, src.offset, src.strides, dst.buf, dst.offset, dst.strides, src.shape);
+      if (!movesElements(src.dtype) || !movesElements(dst.dtype)) return ref.copy(src, dst);
+      copy(src.buf, src.offset, src.strides, dst.buf, dst.offset, dst.strides, dst.shape);
     },
-    fill: (dst, value) => {
-      if (dst.dtype !== 'float32') return ref.fill(dst, value);
-      addon['fill']!(dst.buf, dst.offset, dst.strides, dst.shape, value);
-    },
+    fill: (dst, value) => (isF32(dst.dtype) ? fill(dst.buf, dst.offset, dst.strides, dst.shape, value) : ref.fill(dst, value)),
+
     unary: (op, x, out, p0, p1) => {
-      if (x.dtype !== 'float32') return ref.unary(op, x, out, p0, p1);
+      if (!isF32(x.dtype) || !(out instanceof Float32Array)) return ref.unary(op, x, out, p0, p1);
       const xd = dense(x);
-      addon['unary']!(UNARY[op], xd, out, numel(x.shape), p0, p1);
-      if (xd !== x.buf) poolFree(xd, x.dtype);
+      unary(UNARY[op], xd, out, numel(x.shape), p0, p1);
+      if (xd.buffer !== x.buf.buffer) poolFree(xd, x.dtype);
     },
-    unaryGrad: (op, x, gy, gx, n, p0, p1) => {
-      if (!(x instanceof Float32Array)) return ref.unaryGrad(op, x, gy, gx, n, p0, p1);
-      addon['unaryGrad']!(UNARY[op], x, gy, gx, n, p0, p1);
-    },
+    unaryGrad: (op, x, gy, gx, n, p0, p1) =>
+      x instanceof Float32Array && gy instanceof Float32Array && gx instanceof Float32Array
+        ? unaryGrad(UNARY[op], x, gy, gx, n, p0, p1)
+        : ref.unaryGrad(op, x, gy, gx, n, p0, p1),
     binary: (op, a, b, out, outDtype, shape) => {
-      if (!f32(a, b) || outDtype !== 'float32') return ref.binary(op, a, b, out, outDtype, shape);
-      addon['binary']!(BINARY[op], a.buf, a.offset, a.strides, b.buf, b.offset, b.strides, out, shape);
+      if (!isF32(a.dtype, b.dtype, outDtype)) return ref.binary(op, a, b, out, outDtype, shape);
+      binary(BINARY[op], a.buf, a.offset, a.strides, b.buf, b.offset, b.strides, out, shape);
     },
     where: (cond, a, b, out, shape) => {
-      if (!f32(cond, a, b)) return ref.where(cond, a, b, out, shape);
-      addon['where']!(cond.buf, cond.offset, cond.strides, a.buf, a.offset, a.strides, b.buf, b.offset, b.strides, out, shape);
+      if (!isF32(cond.dtype, a.dtype, b.dtype)) return ref.where(cond, a, b, out, shape);
+      where(cond.buf, cond.offset, cond.strides, a.buf, a.offset, a.strides, b.buf, b.offset, b.strides, out, shape);
     },
-    reduce: (op, x, dtype, outer, len, inner, out, arg) => {
-      if (dtype !== 'float32') return ref.reduce(op, x, dtype, outer, len, inner, out, arg);
-      addon['reduce']!(REDUCE[op], x, outer, len, inner, out, arg);
-    },
-    matmul: (a, b, c, dtype, p) => {
-      if (dtype !== 'float32') return ref.matmul(a, b, c, dtype, p);
-      addon['matmul']!(a, b, c, p.batch, p.m, p.n, p.k, p.transA, p.transB, p.strideA, p.strideB, p.strideC, p.beta);
-    },
-    conv2d: (x, w, bias, y, dtype, p) => (dtype !== 'float32' ? ref.conv2d(x, w, bias, y, dtype, p) : addon['conv2d']!(x, w, bias, y, conv(p))),
-    conv2dBackwardData: (gy, w, gx, dtype, p) => (dtype !== 'float32' ? ref.conv2dBackwardData(gy, w, gx, dtype, p) : addon['conv2dBackwardData']!(gy, w, gx, conv(p))),
+
+    reduce: (op, x, dtype, outer, len, inner, out, arg) =>
+      isF32(dtype) ? reduce(REDUCE[op], x, outer, len, inner, out, arg) : ref.reduce(op, x, dtype, outer, len, inner, out, arg),
+    matmul: (a, b, c, dtype, p) =>
+      isF32(dtype)
+        ? matmul(a, b, c, p.batch, p.m, p.n, p.k, p.transA, p.transB, p.strideA, p.strideB, p.strideC, p.beta)
+        : ref.matmul(a, b, c, dtype, p),
+
+    conv2d: (x, w, bias, y, dtype, p) => (isF32(dtype) ? conv2d(x, w, bias, y, convGeometry(p)) : ref.conv2d(x, w, bias, y, dtype, p)),
+    conv2dBackwardData: (gy, w, gx, dtype, p) =>
+      isF32(dtype) ? conv2dBackwardData(gy, w, gx, convGeometry(p)) : ref.conv2dBackwardData(gy, w, gx, dtype, p),
     conv2dBackwardWeight: (x, gy, gw, gb, dtype, p) =>
-      dtype !== 'float32' ? ref.conv2dBackwardWeight(x, gy, gw, gb, dtype, p) : addon['conv2dBackwardWeight']!(x, gy, gw, gb, conv(p)),
-    maxPool2d: (x, y, arg, dtype, p) => (dtype !== 'float32' ? ref.maxPool2d(x, y, arg, dtype, p) : addon['maxPool2d']!(x, y, arg, pool(p), p.countIncludePad)),
+      isF32(dtype) ? conv2dBackwardWeight(x, gy, gw, gb, convGeometry(p)) : ref.conv2dBackwardWeight(x, gy, gw, gb, dtype, p),
+    maxPool2d: (x, y, arg, dtype, p) =>
+      isF32(dtype) && arg instanceof Int32Array ? maxPool2d(x, y, arg, poolGeometry(p), p.countIncludePad) : ref.maxPool2d(x, y, arg, dtype, p),
     maxPool2dBackward: (gy, arg, gx, dtype, p) =>
-      dtype !== 'float32' ? ref.maxPool2dBackward(gy, arg, gx, dtype, p) : addon['maxPool2dBackward']!(gy, arg, gx, pool(p), p.countIncludePad),
-    avgPool2d: (x, y, dtype, p) => (dtype !== 'float32' ? ref.avgPool2d(x, y, dtype, p) : addon['avgPool2d']!(x, y, pool(p), p.countIncludePad)),
-    avgPool2dBackward: (gy, gx, dtype, p) => (dtype !== 'float32' ? ref.avgPool2dBackward(gy, gx, dtype, p) : addon['avgPool2dBackward']!(gy, gx, pool(p), p.countIncludePad)),
+      isF32(dtype) && arg instanceof Int32Array
+        ? maxPool2dBackward(gy, arg, gx, poolGeometry(p), p.countIncludePad)
+        : ref.maxPool2dBackward(gy, arg, gx, dtype, p),
+    avgPool2d: (x, y, dtype, p) => (isF32(dtype) ? avgPool2d(x, y, poolGeometry(p), p.countIncludePad) : ref.avgPool2d(x, y, dtype, p)),
+    avgPool2dBackward: (gy, gx, dtype, p) =>
+      isF32(dtype) ? avgPool2dBackward(gy, gx, poolGeometry(p), p.countIncludePad) : ref.avgPool2dBackward(gy, gx, dtype, p),
     adaptiveAvgPool2d: (x, y, dtype, n, c, h, w, oh, ow) =>
-      dtype !== 'float32' ? ref.adaptiveAvgPool2d(x, y, dtype, n, c, h, w, oh, ow) : addon['adaptiveAvgPool2d']!(x, y, n * c, h, w, oh, ow),
+      isF32(dtype) ? adaptiveAvgPool2d(x, y, n * c, h, w, oh, ow) : ref.adaptiveAvgPool2d(x, y, dtype, n, c, h, w, oh, ow),
     adaptiveAvgPool2dBackward: (gy, gx, dtype, n, c, h, w, oh, ow) =>
-      dtype !== 'float32' ? ref.adaptiveAvgPool2dBackward(gy, gx, dtype, n, c, h, w, oh, ow) : addon['adaptiveAvgPool2dBackward']!(gy, gx, n * c, h, w, oh, ow),
+      isF32(dtype) ? adaptiveAvgPool2dBackward(gy, gx, n * c, h, w, oh, ow) : ref.adaptiveAvgPool2dBackward(gy, gx, dtype, n, c, h, w, oh, ow),
+
     layerNorm: (x, g, b, y, mean, rstd, dtype, rows, n, eps) =>
-      dtype !== 'float32' ? ref.layerNorm(x, g, b, y, mean, rstd, dtype, rows, n, eps) : addon['layerNorm']!(x, g, b, y, mean, rstd, rows, n, eps),
+      isF32(dtype) ? layerNorm(x, g, b, y, mean, rstd, rows, n, eps) : ref.layerNorm(x, g, b, y, mean, rstd, dtype, rows, n, eps),
     layerNormBackward: (x, gy, g, mean, rstd, gx, gg, gb, dtype, rows, n) =>
-      dtype !== 'float32' ? ref.layerNormBackward(x, gy, g, mean, rstd, gx, gg, gb, dtype, rows, n) : addon['layerNormBackward']!(x, gy, g, mean, rstd, gx, gg, gb, rows, n),
-    batchNorm: (x, g, b, rm, rv, y, mean, rstd, dtype, n, c, s, training, momentum, eps) => {
-      if (dtype !== 'float32') return ref.batchNorm(x, g, b, rm, rv, y, mean, rstd, dtype, n, c, s, training, momentum, eps);
-      if (!training && (!rm || !rv)) throw new Error('batchNorm in eval mode needs running statistics');
-      addon['batchNorm']!(x, g, b, rm, rv, y, mean, rstd, n, c, s, training, momentum, eps);
-    },
+      isF32(dtype)
+        ? layerNormBackward(x, gy, g, mean, rstd, gx, gg, gb, rows, n)
+        : ref.layerNormBackward(x, gy, g, mean, rstd, gx, gg, gb, dtype, rows, n),
+    batchNorm: (x, g, b, rm, rv, y, mean, rstd, dtype, n, c, s, training, momentum, eps) =>
+      isF32(dtype)
+        ? batchNorm(x, g, b, rm, rv, y, mean, rstd, n, c, s, training, momentum, eps)
+        : ref.batchNorm(x, g, b, rm, rv, y, mean, rstd, dtype, n, c, s, training, momentum, eps),
     batchNormBackward: (x, gy, g, mean, rstd, gx, gg, gb, dtype, n, c, s, training) =>
-      dtype !== 'float32' ? ref.batchNormBackward(x, gy, g, mean, rstd, gx, gg, gb, dtype, n, c, s, training) : addon['batchNormBackward']!(x, gy, g, mean, rstd, gx, gg, gb, n, c, s, training),
-    softmax: (x, y, dtype, rows, n, log) => (dtype !== 'float32' ? ref.softmax(x, y, dtype, rows, n, log) : addon['softmax']!(x, y, rows, n, log)),
-    softmaxBackward: (y, gy, gx, dtype, rows, n, log) => (dtype !== 'float32' ? ref.softmaxBackward(y, gy, gx, dtype, rows, n, log) : addon['softmaxBackward']!(y, gy, gx, rows, n, log)),
-    attention: (q, k, v, out, lse, dtype, p) =>
-      dtype !== 'float32' ? ref.attention(q, k, v, out, lse, dtype, p) : addon['attention']!(q, k, v, out, lse, p.batch, p.n, p.m, p.d, p.scale, p.causal),
-    attentionBackward: (q, k, v, out, lse, gout, gq, gk, gv, dtype, p) =>
-      dtype !== 'float32'
-        ? ref.attentionBackward(q, k, v, out, lse, gout, gq, gk, gv, dtype, p)
-        : addon['attentionBackward']!(q, k, v, out, lse, gout, gq, gk, gv, p.batch, p.n, p.m, p.d, p.scale, p.causal),
-    indexSelect: ref.indexSelect,
-    indexAdd: ref.indexAdd,
-    interpolate: ref.interpolate,
-    interpolateBackward: ref.interpolateBackward,
+      isF32(dtype)
+        ? batchNormBackward(x, gy, g, mean, rstd, gx, gg, gb, n, c, s, training)
+        : ref.batchNormBackward(x, gy, g, mean, rstd, gx, gg, gb, dtype, n, c, s, training),
+    softmax: (x, y, dtype, rows, n, log) => (isF32(dtype) ? softmax(x, y, rows, n, log) : ref.softmax(x, y, dtype, rows, n, log)),
+    softmaxBackward: (y, gy, gx, dtype, rows, n, log) =>
+      isF32(dtype) ? softmaxBackward(y, gy, gx, rows, n, log) : ref.softmaxBackward(y, gy, gx, dtype, rows, n, log),
+
+    attention: (q, kk, v, out, lse, dtype, p) =>
+      isF32(dtype) ? attention(q, kk, v, out, lse, p.batch, p.n, p.m, p.d, p.scale, p.causal) : ref.attention(q, kk, v, out, lse, dtype, p),
+    attentionBackward: (q, kk, v, out, lse, gout, gq, gk, gv, dtype, p) =>
+      isF32(dtype)
+        ? attentionBackward(q, kk, v, out, lse, gout, gq, gk, gv, p.batch, p.n, p.m, p.d, p.scale, p.causal)
+        : ref.attentionBackward(q, kk, v, out, lse, gout, gq, gk, gv, dtype, p),
+
+    indexSelect: (x, idx, out, dtype, outer, len, inner, count) =>
+      movesElements(dtype) && idx instanceof Int32Array
+        ? indexSelect(x, idx, out, outer, len, inner, count)
+        : ref.indexSelect(x, idx, out, dtype, outer, len, inner, count),
+    indexAdd: (gy, idx, gx, dtype, outer, len, inner, count) =>
+      isF32(dtype) && idx instanceof Int32Array ? indexAdd(gy, idx, gx, outer, len, inner, count) : ref.indexAdd(gy, idx, gx, dtype, outer, len, inner, count),
+
+    interpolate: (x, y, dtype, p) =>
+      isF32(dtype)
+        ? interpolate(x, y, [p.n, p.c, p.h, p.w, p.outH, p.outW], p.mode === 'bicubic', p.alignCorners, p.scaleH ?? 0, p.scaleW ?? 0)
+        : ref.interpolate(x, y, dtype, p),
+    interpolateBackward: (gy, gx, dtype, p) =>
+      isF32(dtype)
+        ? interpolateBackward(gy, gx, [p.n, p.c, p.h, p.w, p.outH, p.outW], p.mode === 'bicubic', p.alignCorners, p.scaleH ?? 0, p.scaleW ?? 0)
+        : ref.interpolateBackward(gy, gx, dtype, p),
   };
 }
 
-/** Loads build/Release/graft_native.node; never throws — a failure comes back as `error`. */
+/** Loads build/Release/graft_native.node; never throws: a failure comes back as `error`, saying how to build it. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function loadNativeBackend(): { backend: Backend<any> | null; error: string } {
-  let path = '';
+  let path = 'build/Release/graft_native.node';
   try {
     path = join(packageRoot(), 'build', 'Release', 'graft_native.node');
-    if (!existsSync(path)) return { backend: null, error: `the addon ${path} has not been built (install the compiler and oneDNN: apt-get install -y g++ make libdnnl-dev, then: npm run build:native)` };
+    if (!existsSync(path)) return { backend: null, error: `the addon ${path} has not been built; ${BUILD_HINT}` };
     // OpenMP threads that spin long at barriers stall whenever another process holds a core
-    // (a shared 2-core machine: one busy core made each kernel wait a scheduler tick). A short
+    // (on a shared 2-core machine one busy core made each kernel wait a scheduler tick). A short
     // spin, then sleep, costs microseconds when idle and keeps kernels fast under load.
     // libgomp reads this when the addon loads it; an explicit user setting wins.
     if (process.env['OMP_WAIT_POLICY'] === undefined && process.env['GOMP_SPINCOUNT'] === undefined) process.env['GOMP_SPINCOUNT'] = '1000';
     const addon = createRequire(import.meta.url)(path) as Addon;
     return { backend: makeBackend(addon), error: '' };
   } catch (e) {
-    return { backend: null, error: `loading ${path || 'the addon'} failed: ${(e as Error).message} (rebuild it with: npm run build:native)` };
+    return { backend: null, error: `loading ${path} failed: ${(e as Error).message}; ${BUILD_HINT}` };
   }
 }

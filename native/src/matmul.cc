@@ -1,0 +1,53 @@
+// Matrix products on oneDNN's matmul primitive. Transposes and batch broadcasting are expressed
+// as memory-descriptor strides (a batch stride of 0 becomes a batch dimension of 1, which oneDNN
+// broadcasts), and beta = 1 is a sum post-op, so no operand is ever copied.
+#include <algorithm>
+
+#include "gemm.h"
+#include "kernels.h"
+
+namespace graft {
+
+using namespace onednn;
+
+const Primitive& gemm_primitive(const GemmShape& g, bool userScratchpad) {
+  return cached(key("mm", g.batch, g.m, g.n, g.k, g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.beta, userScratchpad), [&] {
+    int64_t ba = g.strideA == 0 ? 1 : g.batch, bb = g.strideB == 0 ? 1 : g.batch;
+    int64_t sa = g.strideA ? g.strideA : g.m * g.k, sb = g.strideB ? g.strideB : g.k * g.n, sc = g.strideC ? g.strideC : g.m * g.n;
+    // a (M, K) viewed from storage (K, M) when transposed; likewise b (K, N) from (N, K).
+    memory::desc a_md({ba, g.m, g.k}, dt::f32, g.transA ? memory::dims{sa, 1, g.m} : memory::dims{sa, g.k, 1});
+    memory::desc b_md({bb, g.k, g.n}, dt::f32, g.transB ? memory::dims{sb, 1, g.k} : memory::dims{sb, g.n, 1});
+    memory::desc c_md({g.batch, g.m, g.n}, dt::f32, memory::dims{sc, g.n, 1});
+    dnnl::primitive_attr attr;
+    if (g.beta) {
+      dnnl::post_ops po;
+      po.append_sum(1.f);
+      attr.set_post_ops(po);
+    }
+    if (userScratchpad) attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine());
+    return Primitive{dnnl::matmul(pd), {a_md, b_md, c_md, pd.scratchpad_desc()}, userScratchpad ? pd.scratchpad_desc().get_size() : 0};
+  });
+}
+
+void gemm_execute(const Primitive& p, dnnl::stream& s, float* c, const float* a, const float* b, void* scratchpad) {
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], a)}, {DNNL_ARG_WEIGHTS, mem(p.mds[1], b)}, {DNNL_ARG_DST, mem(p.mds[2], c)}};
+  if (p.scratchpad) args.emplace(DNNL_ARG_SCRATCHPAD, mem(p.mds[3], scratchpad));
+  p.prim.execute(s, args);
+  s.wait();
+}
+
+void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool transA, bool transB,
+            int64_t strideA, int64_t strideB, int64_t strideC, int beta) {
+  if (batch <= 0 || m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    // An empty sum: C = 0, or C unchanged when accumulating.
+    if (!beta)
+      for (int64_t i = 0; i < batch; i++) std::fill(c + i * (strideC ? strideC : m * n), c + i * (strideC ? strideC : m * n) + m * n, 0.f);
+    return;
+  }
+  const Primitive& p = gemm_primitive(GemmShape{batch, m, n, k, transA, transB, strideA, strideB, strideC, beta}, false);
+  gemm_execute(p, stream(), c, a, b, nullptr);
+}
+
+}  // namespace graft

@@ -1,0 +1,47 @@
+// The oneDNN context every oneDNN-backed kernel shares: one CPU engine, one stream, and a bounded
+// cache of built primitives. Building a primitive descriptor costs far more than running a small
+// primitive (a 64³ matmul runs in ~5 µs), so each is built once per shape and reused.
+// oneDNN 2.x API: the op-descriptor + primitive_desc constructors used throughout differ in 3.x.
+#pragma once
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace graft::onednn {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+dnnl::engine& engine();
+// The stream of the calling thread (kernels run on the JavaScript thread; attention also
+// executes primitives from OpenMP worker threads, each on its own stream).
+dnnl::stream& stream();
+
+// A built primitive with the memory descriptors its arguments use and, for primitives built with
+// a user-managed scratchpad, the scratchpad size in bytes.
+struct Primitive {
+  dnnl::primitive prim;
+  std::vector<memory::desc> mds;
+  size_t scratchpad = 0;
+};
+
+// The primitive cached under `key`, built by `build` on a miss; least recently used entries are
+// dropped beyond 256. Not thread-safe: call it outside parallel regions, and copy the Primitive
+// (its handles are reference-counted) before using it from several threads.
+const Primitive& cached(const std::string& key, const std::function<Primitive()>& build);
+
+template <typename... T>
+std::string key(const char* name, T... parts) {
+  std::ostringstream s;
+  s << name;
+  ((s << ',' << parts), ...);
+  return s.str();
+}
+
+inline memory mem(const memory::desc& md, const void* p) { return memory(md, engine(), const_cast<void*>(p)); }
+
+}  // namespace graft::onednn
