@@ -187,17 +187,6 @@ function checkOp(name: string, c: OpFixture, dtype: 'float32' | 'float64', tol: 
   });
 }
 
-// Cases where graft differs from PyTorch by graft's fault. They run and fail until fixed; the
-// reason is shown in the test's name.
-const KNOWN_GRAFT_BUGS: Record<string, string> = {
-  norm_zero_row: 'norm is sqrt(sum(x²)), so a zero vector gets 0·∞ = NaN as gradient where PyTorch gives 0',
-  'float64 gelu': "the reference backend's erf has a float32-grade error (1.2e-7), also in float64",
-};
-function caseName(name: string, dtype: 'float32' | 'float64'): string {
-  const bug = KNOWN_GRAFT_BUGS[name] ?? KNOWN_GRAFT_BUGS[`${dtype} ${name}`];
-  return bug ? `${name} (known graft bug: ${bug})` : name;
-}
-
 const backends: g.BackendName[] = ['reference', ...(g.nativeLoadError() ? [] : (['native'] as const))];
 const ops = load('ops.json') as Record<string, OpFixture>;
 const ops64 = load('ops_float64.json') as Record<string, OpFixture>;
@@ -209,14 +198,14 @@ test('parity with PyTorch: every fixture case has a graft call and every call a 
 
 for (const backend of backends) {
   describe(`parity with PyTorch (${backend}, float32): op output and input gradients`, () => {
-    for (const [name, c] of Object.entries(ops)) test(caseName(name, 'float32'), () => g.withBackend(backend, () => checkOp(name, c, 'float32', TOLERANCE.op)));
+    for (const [name, c] of Object.entries(ops)) test(name, () => g.withBackend(backend, () => checkOp(name, c, 'float32', TOLERANCE.op)));
   });
 }
 
 // Double precision is the reference backend's (native hands float64 to it); it separates a
 // wrong formula from float32 rounding.
 describe('parity with PyTorch (reference, float64): op output and input gradients', () => {
-  for (const [name, c] of Object.entries(ops64)) test(caseName(name, 'float64'), () => g.withBackend('reference', () => checkOp(name, c, 'float64', TOLERANCE.opFloat64)));
+  for (const [name, c] of Object.entries(ops64)) test(name, () => g.withBackend('reference', () => checkOp(name, c, 'float64', TOLERANCE.opFloat64)));
 });
 
 /** The timm-style pre-norm block of the fixture, written with graft's ops. */
