@@ -183,3 +183,26 @@ test('adapters: bad configurations give errors that say what to do', () => {
   const regex = new PeftModel(new TinyNet(gen), loraConfig({ targetModules: '(stem|fc1)', rankPattern: { fc1: 4 } }));
   assert.deepEqual(regex.loraLayers().map(([p, l]) => [p, l.lora_A.get('default')!.weight.shape[0]]), [['stem', 8], ['fc1', 4]]);
 });
+
+test('adapters: per-family aliases find the query/value projections whatever the checkpoint calls them', async () => {
+  const { createModel } = await import('../src/models/registry.js');
+  await import('../src/models/all.js');
+  const { findTargets } = await import('../src/adapters/targets.js');
+  const hf = { numHiddenLayers: 2, hiddenSize: 32, numAttentionHeads: 2 };
+  const tiny: Record<string, Record<string, unknown>> = {
+    dinov2_small: hf, dinov3_vits16: { ...hf, intermediateSize: 64 }, vit_small_patch16_224: { depth: 2, embedDim: 32, numHeads: 2 },
+  };
+  const targets = (name: string, t: string[]) =>
+    findTargets(createModel(name, { numClasses: 3, imageSize: 32, overrides: tiny[name] }), { targetModules: t, modulesToSave: ['head', 'classifier'] });
+  // transformers Dinov2Model: query/value.
+  assert.deepEqual(targets('dinov2_small', ['q_proj', 'v_proj']).slice(0, 2),
+    ['encoder.layer.0.attention.attention.query', 'encoder.layer.0.attention.attention.value']);
+  // DINOv3 has q_proj itself: the literal name wins.
+  assert.deepEqual(targets('dinov3_vits16', ['q_proj']).slice(0, 1), ['layer.0.attention.q_proj']);
+  assert.deepEqual(targets('dinov2_small', ['o_proj', 'down_proj']).slice(0, 2), ['encoder.layer.0.attention.output.dense', 'encoder.layer.0.mlp.fc2']);
+  // timm ViT: the MLP and output aliases map; the fused qkv gets an error that says what to target.
+  assert.deepEqual(targets('vit_small_patch16_224', ['o_proj', 'up_proj']).slice(0, 2), ['blocks.0.attn.proj', 'blocks.0.mlp.fc1']);
+  assert.throws(() => targets('vit_small_patch16_224', ['q_proj']), /fused layer \('attn\.qkv'.*Target 'qkv'/s);
+  // Names that are neither present nor aliases keep PEFT's error naming the layers.
+  assert.throws(() => targets('dinov2_small', ['nonexistent']), /no module matches targetModules.*query/s);
+});

@@ -15,6 +15,39 @@ export interface TargetOptions {
   aliases?: Record<string, string[]>;
 }
 
+/**
+ * Per-family aliases: the projection names of Llama-style checkpoints (which DINOv3 uses) and what
+ * each other naming scheme calls the same layer. An alias applies only when the name itself
+ * matches no module, so a model that has `q_proj` keeps PEFT's literal meaning.
+ */
+export const TARGET_ALIASES: Record<string, readonly string[]> = {
+  q_proj: ['attention.attention.query', 'attention.query', 'attn.q_proj', 'attn.q'],
+  k_proj: ['attention.attention.key', 'attention.key', 'attn.k_proj', 'attn.k'],
+  v_proj: ['attention.attention.value', 'attention.value', 'attn.v_proj', 'attn.v'],
+  o_proj: ['attention.output.dense', 'attn.proj', 'self_attention.out_proj', 'attn.out_proj'],
+  up_proj: ['mlp.fc1', 'mlp.weights_in', 'mlp.0'],
+  down_proj: ['mlp.fc2', 'mlp.weights_out', 'mlp.3'],
+};
+const FUSED_QKV = ['attn.qkv', 'self_attention.in_proj', 'attention.qkv'];
+
+function expandAliases(model: Module, names: string[], extra: Record<string, string[]> | undefined): string[] {
+  const paths = model.namedModules().filter(([p, m]) => p && !ADAPTER_INTERNALS.test(p) && isAdaptable(m)).map(([p]) => p);
+  const present = (name: string) => paths.some((p) => p === name || p.endsWith(`.${name}`));
+  return names.flatMap((name) => {
+    if (extra?.[name]) return extra[name]!;
+    const alias = TARGET_ALIASES[name];
+    if (!alias || present(name)) return [name];
+    const hits = alias.filter(present);
+    if (hits.length > 0) return hits;
+    const fused = FUSED_QKV.find((f) => model.namedModules().some(([p]) => p.endsWith(`.${f}`)));
+    if (fused && ['q_proj', 'k_proj', 'v_proj'].includes(name)) {
+      throw new Error(`target '${name}': this model computes query, key and value in one fused layer ('${fused}', as its checkpoints store it), so '${name}' alone cannot be adapted. ` +
+        `Target '${fused.split('.').pop()}' to adapt all three, or use a backbone with separate projections (dinov2_*, dinov3_*).`);
+    }
+    return [name];
+  });
+}
+
 /** A list entry matches the key exactly or as a dotted suffix; a string is a full-match regex. */
 function matches(key: string, spec: string[] | string): boolean {
   if (typeof spec === 'string') return new RegExp(`^(?:${spec})$`).test(key);
@@ -53,7 +86,7 @@ const ADAPTER_INTERNALS = /\.(lora_A|lora_B|lora_dropout|lora_magnitude_vector|b
 export function findTargets(model: Module, opts: TargetOptions): string[] {
   const modulesToSave = opts.modulesToSave ?? [];
   let spec: string[] | string = opts.targetModules;
-  if (Array.isArray(spec) && opts.aliases) spec = spec.flatMap((n) => opts.aliases![n] ?? [n]);
+  if (Array.isArray(spec)) spec = expandAliases(model, spec, opts.aliases);
   if (opts.layersToTransform && typeof spec === 'string' && spec !== 'all-linear') {
     throw new Error('layersToTransform needs targetModules as a list of names, not a regular expression (as in PEFT)');
   }
