@@ -48,16 +48,20 @@ export interface GeometryOps {
   /** Crop (left, top, width, height) before resizing. */
   crop?: { left: number; top: number; width: number; height: number };
   resize?: { width: number; height: number; kernel: ResizeKernel };
+  /** Crop (left, top, width, height) of the resized image. */
+  cropAfterResize?: { left: number; top: number; width: number; height: number };
   flip?: boolean;
   /** Degrees, counter-clockwise as torchvision's rotate; corners filled with black. */
   rotate?: number;
 }
 
-/** Applies crop → resize → flip → rotate (keeping the size) in one sharp pipeline. */
+/** Applies crop → resize → crop after resize → flip → rotate (keeping the size) in one sharp pipeline. */
 export async function transformImage(img: RgbImage, ops: GeometryOps): Promise<RgbImage> {
   let p = sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } });
   if (ops.crop) p = p.extract(ops.crop);
   if (ops.resize) p = p.resize(ops.resize.width, ops.resize.height, { kernel: KERNELS[ops.resize.kernel], fit: 'fill' });
+  // sharp runs an extract called after resize on the resized image.
+  if (ops.cropAfterResize) p = p.extract(ops.cropAfterResize);
   if (ops.flip) p = p.flop();
   let out = await toRgb(p);
   if (ops.rotate) {

@@ -18,9 +18,34 @@ export interface AugmentConfig {
 
 export const DEFAULT_AUGMENT: AugmentConfig = { randomResizedCrop: { scale: [0.08, 1], ratio: [3 / 4, 4 / 3] }, hflip: 0.5 };
 
-/** Centre-crop geometry of the evaluation transform: shorter side → size / cropPct, then crop. */
-function evalGeometry(img: RgbImage, pre: PreprocessConfig): GeometryOps {
+/**
+ * The evaluation transform's geometry for an image of width × height: with `pre.resize` (from a
+ * Hugging Face image processor) resize as it says, then centre-crop (H, W) at offsets
+ * floor((resized − crop) / 2), in two steps as transformers does; an image the resize leaves
+ * smaller than the crop is scaled up to cover it (transformers pads it with zeros). Without it,
+ * timm's and torchvision's transform: shorter side → min(H, W) / cropPct, then the centre crop,
+ * cut in source pixels so resize and crop are one resampling.
+ */
+export function evalGeometry(img: { width: number; height: number }, pre: PreprocessConfig): GeometryOps {
   const [, h, w] = pre.inputSize;
+  if (pre.resize) {
+    let rw = img.width;
+    let rh = img.height;
+    if (pre.resize.mode === 'fixed') [rw, rh] = [pre.resize.width, pre.resize.height];
+    else if (pre.resize.mode === 'shortest-edge') {
+      const s = pre.resize.size;
+      if (img.width <= img.height) [rw, rh] = [s, Math.floor((s * img.height) / img.width)];
+      else [rw, rh] = [Math.floor((s * img.width) / img.height), s];
+    }
+    if (rw < w || rh < h) {
+      const up = Math.max(w / rw, h / rh);
+      [rw, rh] = [Math.max(w, Math.round(rw * up)), Math.max(h, Math.round(rh * up))];
+    }
+    const ops: GeometryOps = {};
+    if (rw !== img.width || rh !== img.height) ops.resize = { width: rw, height: rh, kernel: pre.interpolation };
+    if (rw !== w || rh !== h) ops.cropAfterResize = { left: Math.floor((rw - w) / 2), top: Math.floor((rh - h) / 2), width: w, height: h };
+    return ops;
+  }
   const scale = Math.min(h, w) / pre.cropPct / Math.min(img.height, img.width);
   const rw = Math.max(w, Math.round(img.width * scale));
   const rh = Math.max(h, Math.round(img.height * scale));
@@ -79,6 +104,8 @@ export async function prepareImage(img: RgbImage, pre: PreprocessConfig, augment
     meanGray = (meanGray / plane / 255) * brightness;
   }
   const noise = augment?.gaussianNoise ?? 0;
+  // Colour jitter and noise work on [0, 1] values; rescaleFactor (default 1/255) then sets the scale mean/std see.
+  const rescale = (pre.rescaleFactor ?? 1 / 255) * 255;
   for (let i = 0; i < plane; i++) {
     let r = res.data[3 * i]! / 255;
     let g = res.data[3 * i + 1]! / 255;
@@ -100,9 +127,9 @@ export async function prepareImage(img: RgbImage, pre: PreprocessConfig, augment
       g += noise * gen.normal();
       b += noise * gen.normal();
     }
-    out[offset + i] = (r - pre.mean[0]) / pre.std[0];
-    out[offset + plane + i] = (g - pre.mean[1]) / pre.std[1];
-    out[offset + 2 * plane + i] = (b - pre.mean[2]) / pre.std[2];
+    out[offset + i] = (r * rescale - pre.mean[0]) / pre.std[0];
+    out[offset + plane + i] = (g * rescale - pre.mean[1]) / pre.std[1];
+    out[offset + 2 * plane + i] = (b * rescale - pre.mean[2]) / pre.std[2];
   }
 }
 

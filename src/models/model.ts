@@ -15,6 +15,8 @@ export interface CreateModelOptions {
   dropPathRate?: number;
   /** Overrides of the named configuration's fields (configs are data). */
   overrides?: Record<string, unknown>;
+  /** The model's preprocessing instead of its family's default (e.g. a checkpoint's preprocessor_config.json); imageSize applies on top. */
+  preprocess?: PreprocessConfig;
 }
 
 export abstract class VisionModel extends Module {

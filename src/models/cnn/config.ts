@@ -1,6 +1,7 @@
 // What every torchvision model entry holds (its architecture as data and the preprocessing of
 // its DEFAULT weights), and how createModel's options apply to it.
 import { IMAGENET_MEAN, IMAGENET_STD, type CreateModelOptions, type PreprocessConfig, type VisionModel } from '../model.js';
+import { withInputSize } from '../../data/preprocess.js';
 import { registerModel } from '../registry.js';
 
 export interface ModelEntry<C> {
@@ -31,11 +32,12 @@ export function withOverrides<C extends object>(model: string, base: C, override
   return out as C;
 }
 
-/** The entry's preprocessing, with the input size replaced when createModel was given one. */
+/** The entry's preprocessing (or createModel's), with the input size replaced when createModel was given one. */
 export function preprocessFor(entry: ModelEntry<unknown>, opts: CreateModelOptions): PreprocessConfig {
-  if (opts.imageSize === undefined) return entry.preprocess;
+  const pre = opts.preprocess ?? entry.preprocess;
+  if (opts.imageSize === undefined) return pre;
   const [h, w] = typeof opts.imageSize === 'number' ? [opts.imageSize, opts.imageSize] : opts.imageSize;
-  return { ...entry.preprocess, inputSize: [3, h, w] };
+  return withInputSize(pre, [h, w]);
 }
 
 /** Which config fields createModel's dropRate / dropPathRate set (torchvision's defaults otherwise). */

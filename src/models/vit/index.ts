@@ -4,6 +4,7 @@
 //   transformers dinov2_{small,base,large,giant}[_reg], dinov3_{vits16,vits16plus,vitb16,vitl16,vith16plus}
 import { registerModel } from '../registry.js';
 import type { CreateModelOptions } from '../model.js';
+import { withInputSize } from '../../data/preprocess.js';
 import { applyOverrides, DINOV2_MODELS, DINOV3_MODELS, TIMM_VIT_MODELS, TORCHVISION_VIT_MODELS, type VitEntry } from './configs.js';
 import { VisionTransformer } from './timm-vit.js';
 import { Dinov2 } from './dinov2.js';
@@ -17,11 +18,12 @@ export { loadVitCheckpoint, loadVitSafetensors, resolveCheckpointNames, Checkpoi
 export { torchvisionToTimmName, dinov3CurrentName } from './checkpoint-names.js';
 export { resamplePosEmbed, resizeTokenGrid, antialiasBicubicMatrix, type PosEmbedResize } from './pos-embed.js';
 
-/** The named config with overrides and imageSize applied, and the preprocessing sized to match. */
+/** The named config with overrides and imageSize applied, and the preprocessing (the entry's or createModel's) sized to match. */
 function resolve<C extends { imageSize: [number, number] }>(name: string, entry: VitEntry<C>, opts: CreateModelOptions) {
   const config = applyOverrides(name, entry.config, opts.overrides, opts.imageSize);
   const sized = opts.imageSize !== undefined || opts.overrides?.['imageSize'] !== undefined;
-  const preprocess = sized ? { ...entry.preprocess, inputSize: [3, ...config.imageSize] as [number, number, number] } : entry.preprocess;
+  const base = opts.preprocess ?? entry.preprocess;
+  const preprocess = sized ? withInputSize(base, config.imageSize) : base;
   return { config, preprocess, numClasses: opts.numClasses ?? 1000, dropRate: opts.dropRate ?? 0, dropPathRate: opts.dropPathRate ?? 0 };
 }
 
