@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createModel, listModels } from '../models/registry.js';
 import type { VisionModel } from '../models/model.js';
 import { loadSafetensors } from '../io/safetensors.js';
-import { cachedSnapshot, checkRepoId, downloadHubFiles, hubCacheDir, hubOffline, hubRepoDir, HubUnreachableError, type DownloadProgress } from '../io/hub.js';
+import { cachedSnapshot, checkRepoId, downloadHubFiles, hubOffline, hubRepoDir, HubUnreachableError, type DownloadProgress } from '../io/hub.js';
 import { readPreprocessorConfig, type PreprocessConfig } from '../data/preprocess.js';
 import { CheckpointFormatError, loadVitCheckpoint, resolveCheckpointNames, type LoadsCheckpoints } from '../models/vit/index.js';
 import { classifierPath, cnnCheckpointClasses, loadCnnCheckpoint } from '../models/cnn/checkpoint.js';
