@@ -317,3 +317,20 @@ test('tfjs graph import: an unsupported op is one error naming the node, its op 
   assert.throws(() => new TfGraphModel({ nodes, outputs: ['out'] }, new Map(), { source: 'g/model.json' }),
     /g\/model\.json: graft cannot import node 'block\/warp' \(op ImageProjectiveTransformV3\)\. Supported ops: Placeholder, Const, Conv2D, _FusedConv2D/);
 });
+
+test('nsfwjs MobileNetV2: the whole pretrained head (1280 → 256 → 128 → 5) gives way to one Linear on the pooled features', async () => {
+  const { applyMethod } = await import('../src/adapters/methods.js');
+  const model = createModel('nsfwjs_mobilenet_v2', {});
+  const x = randn([2, 3, 224, 224]);
+  const pooled = noGrad(() => model.eval().forwardHead(model.forwardFeatures(x), true));
+  const probe = applyMethod(model, 'linear-probe', { numClasses: 10, headFrom: 'features' });
+  const names = model.namedModules().map(([p]) => p);
+  for (const gone of ['dense_1', 'dense_2', 'dense_3']) assert.ok(!names.includes(gone), `${gone} removed`);
+  assert.deepEqual(probe.trainableParameters().map((t) => t.shape), [[10, 1280], [10]]);
+  const head = model.getModule('classifier') as unknown as { forward(t: typeof x): typeof x };
+  const logits = noGrad(() => probe.eval().forward(x));
+  const expected = noGrad(() => head.forward(pooled));
+  assert.deepEqual(logits.shape, [2, 10]);
+  const a = logits.toArray(), b = expected.toArray();
+  assert.ok(Array.from(a).every((v, i) => Math.abs(v - b[i]!) < 1e-4), 'logits = classifier(pooled features)');
+});

@@ -18,6 +18,30 @@ export interface MethodOptions {
   mlpHidden?: number;
   lora?: Partial<LoraConfig>;
   generator?: Generator;
+  /**
+   * Where the new head starts: 'classifier' replaces the last Linear (the pretrained layers before
+   * it stay, as in torchvision's fine-tuning recipes); 'features' replaces everything after the
+   * pooled features, for pretrained heads that are a task-specific MLP (nsfwjs).
+   */
+  headFrom?: 'classifier' | 'features';
+}
+
+interface HeadReplaceable {
+  replaceHeadWithLinear(numClasses: number, generator?: Generator): string;
+}
+
+function headFromFeatures(model: Module, numClasses: number, gen?: Generator): void {
+  const m = model as Partial<HeadReplaceable>;
+  if (typeof m.replaceHeadWithLinear === 'function') {
+    m.replaceHeadWithLinear(numClasses, gen);
+    return;
+  }
+  const path = headPath(model);
+  const parent = path.includes('.') ? model.getModule(path.slice(0, path.lastIndexOf('.'))) : null;
+  const linears = parent ? parent.namedModules().filter(([, x]) => x instanceof Linear).length : 1;
+  if (linears > 1) {
+    throw new Error(`${model.constructor.name}'s classifier has ${linears} Linear layers; head 'features' replaces a head of one Linear or an imported Keras head. Use headFrom 'classifier'.`);
+  }
 }
 
 /** The classifier: the last Linear layer of the model, as every registered family ends in one. */
@@ -63,6 +87,7 @@ export class LinearProbe extends Module {
  * The classifier is replaced for `numClasses` in every method.
  */
 export function applyMethod(model: Module, method: MethodName, opts: MethodOptions): Module {
+  if (opts.headFrom === 'features') headFromFeatures(model, opts.numClasses, opts.generator);
   const head = replaceHead(model, opts.numClasses, method === 'linear-probe' ? opts.head ?? 'linear' : 'linear', opts.mlpHidden, opts.generator);
   switch (method) {
     case 'scratch':

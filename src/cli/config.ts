@@ -39,6 +39,8 @@ export const RunConfigSchema = z.object({
     init: z.union([z.boolean(), z.enum(['gaussian', 'pissa'])]).default(true),
   }).strict().prefault({}),
   head: z.enum(['linear', 'mlp']).default('linear'),
+  /** 'features': the new head replaces everything after the pooled features; 'classifier': only the last Linear. */
+  headFrom: z.enum(['classifier', 'features']).default('classifier'),
   train: z.object({
     epochs: positiveInt.default(10),
     batchSize: positiveInt.default(32),

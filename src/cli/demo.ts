@@ -28,6 +28,7 @@ function methodConfig(method: MethodName, o: DemoOptions): RunConfig {
     model: 'nsfwjs_mobilenet_v2',
     data: { source: 'fashion-mnist', perClass: o.perClass, testPerClass: o.testPerClass },
     method,
+    headFrom: 'features',
     lora: { r: 8, alpha: 16, targets: o.loraTargets },
     train: { epochs: o.epochs, batchSize: 20, lr: lr[method], seed: o.seed, warmupRatio: 0.1, augment: false },
     output: join(o.output, method),

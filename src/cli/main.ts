@@ -54,6 +54,8 @@ program
   .option('--rank <r>', 'LoRA rank', positiveInt('--rank'))
   .option('--alpha <a>', 'LoRA alpha', number('--alpha'))
   .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear'")
+  .option('--head-from <where>', "new head replaces 'classifier' (the last Linear) or everything after the pooled 'features'")
+  .option('--image-size <n>', 'input size (square); default: the model\'s own', positiveInt('--image-size'))
   .option('--epochs <n>', 'epochs', positiveInt('--epochs'))
   .option('--batch-size <n>', 'batch size', positiveInt('--batch-size'))
   .option('--grad-accumulation <n>', 'gradient accumulation steps', positiveInt('--grad-accumulation'))
@@ -67,7 +69,7 @@ program
       const config = loadRunConfig(o['config'] as string | undefined, {
         model: o['model'], weights: o['weights'], 'data.source': o['data'], 'data.test': o['testData'], 'data.perClass': o['perClass'],
         'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'lora.r': o['rank'], 'lora.alpha': o['alpha'],
-        'lora.targets': targets, 'train.epochs': o['epochs'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
+        'lora.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
         'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
       });
       const s = await runTraining(config, console.log, { resume: o['resume'] === true });

@@ -25,7 +25,7 @@ export async function loadRun(dir: string): Promise<LoadedRun> {
   const backbone = await buildModel({ name: config.model, weights: config.method === 'scratch' ? undefined : config.weights, imageSize: config.data.imageSize });
   const preprocess = backbone.preprocess;
   const model = applyMethod(backbone, config.method, {
-    numClasses: saved.classes.length, head: config.head,
+    numClasses: saved.classes.length, head: config.head, headFrom: config.headFrom,
     lora: { r: config.lora.r, loraAlpha: config.lora.alpha, loraDropout: config.lora.dropout, targetModules: config.lora.targets, excludeModules: config.lora.exclude, modulesToSave: config.lora.modulesToSave, rankPattern: config.lora.rankPattern, alphaPattern: config.lora.alphaPattern, useRslora: config.lora.rslora },
   });
   const weightsFile = model instanceof PeftModel ? join(dir, 'adapter', 'adapter_model.safetensors') : join(dir, 'model.safetensors');

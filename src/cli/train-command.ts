@@ -53,7 +53,7 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   const backbone = await buildModel({ name: c.model, weights: c.method === 'scratch' ? undefined : c.weights, imageSize: c.data.imageSize });
   const pre = backbone.preprocess;
   const model: Module = applyMethod(backbone, c.method, {
-    numClasses, head: c.head, generator: gen,
+    numClasses, head: c.head, headFrom: c.headFrom, generator: gen,
     lora: {
       r: c.lora.r, loraAlpha: c.lora.alpha, loraDropout: c.lora.dropout, targetModules: c.lora.targets, excludeModules: c.lora.exclude,
       modulesToSave: c.lora.modulesToSave, rankPattern: c.lora.rankPattern, alphaPattern: c.lora.alphaPattern, useRslora: c.lora.rslora, initLoraWeights: c.lora.init,

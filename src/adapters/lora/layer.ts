@@ -59,6 +59,12 @@ export class LoraLayer extends Module {
     return this.base_layer instanceof Conv2d;
   }
 
+  /** The base Conv2d when this layer currently computes exactly it (adapters merged, disabled or none active). */
+  plainConv(): Conv2d | null {
+    const b = this.base_layer;
+    return b instanceof Conv2d && (this.disabled || this.activeAdapter === null || this.mergedAdapters.length > 0) ? b : null;
+  }
+
   adapterNames(): string[] {
     return [...this.adapters.keys()];
   }

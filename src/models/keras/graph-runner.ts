@@ -115,7 +115,8 @@ export function planSegments<N extends GraphNode>(order: N[], inputKey: string, 
 }
 
 /** Fills each step's release list: inputs not read by a later step, other than the segment's output. */
-function markReleases(steps: Step[], outputKey: string): void {
+export function markReleases(steps: Step[], outputKey: string): void {
+  for (const s of steps) s.release = [];
   const lastUse = new Map<string, number>();
   steps.forEach((s, i) => s.inputs.forEach((k) => lastUse.set(k, i)));
   for (const [k, i] of lastUse) if (k !== outputKey) steps[i]!.release.push(k);

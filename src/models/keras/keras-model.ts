@@ -5,7 +5,7 @@
 // Flatten / global pooling / Dense, moved before a pooling layer that only feeds that Flatten —
 // and forwardHead runs the rest. A classifier's final softmax is left out of forward(), which
 // returns logits as every graft model does; predict() applies it and equals Keras's output.
-import type { LoadResult } from '../../nn/module.js';
+import type { LoadResult, Module } from '../../nn/module.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { Generator } from '../../tensor/random.js';
 import { tidy } from '../../tensor/memory.js';
@@ -19,7 +19,8 @@ import { weightTensor, type TfjsWeight } from '../../io/tfjs.js';
 import type { KerasGraph, KerasLayerSpec, KerasNode } from './topology.js';
 import { buildKerasLayer, hasKerasBuilder, SUPPORTED_KERAS_LAYERS, type BuiltLayer, type SampleShape } from './layer-table.js';
 import { isKerasWeighted, KerasDense } from './weighted-layers.js';
-import { planSegments, runSteps, type Segments } from './graph-runner.js';
+import { markReleases, planSegments, runSteps, type Segments, type Step } from './graph-runner.js';
+import { convBatchNormFolded } from '../../nn/fold.js';
 
 export interface KerasModelOptions {
   /** Input size (square, or [H, W]) when it differs from the topology's or the topology leaves it open. */
@@ -112,14 +113,17 @@ export class KerasModel extends VisionModel {
       this.moduleNames.set(name, moduleName);
     }
     const classOf = (n: KerasNode) => n.layer.className;
+    const layerOfKey = new Map<string, BuiltLayer>();
     const segments = planSegments(graph.nodes, inputKey, outputKey, {
       startsHead: (n) => HEAD_START.has(classOf(n)),
       leadsIntoHead: (n, start) => POOLING.has(classOf(n)) && classOf(start) === 'Flatten',
       isClassifier: (n) => classOf(n) === 'Dense',
     }, (n) => {
       const layer = built.get(n.layer.name)!;
+      layerOfKey.set(n.key, layer);
       return { key: n.key, inputs: n.inputs, module: this.moduleNames.get(n.layer.name) ?? null, run: (xs, m, training) => layer.apply(xs, m, training), release: [] };
     });
+    this.foldConvBatchNorm(segments.features, segments.featureKey, layerOfKey);
 
     this.family = opts.family ?? 'keras';
     this.inputShape = inputShape;
@@ -136,6 +140,43 @@ export class KerasModel extends VisionModel {
     const lastClassifier = segments.classifierKeys[segments.classifierKeys.length - 1];
     this.plan = { ...segments, inputKey, outputKey, shapes, classifier: lastClassifier ? byKey.get(lastClassifier)!.layer.name : null, headless: false };
     for (const [name, layer] of built) if (layer.module) this.module(this.moduleNames.get(name)!, layer.module);
+  }
+
+  /**
+   * Each convolution (without activation) whose only reader is a BatchNormalization becomes one
+   * step that runs both: folded into one convolution while the BatchNorm uses running statistics
+   * (eval mode, or frozen under adapter training) and the conv carries no unmerged adapter,
+   * else one after the other as before.
+   */
+  private foldConvBatchNorm(steps: Step[], outputKey: string, layerOfKey: Map<string, BuiltLayer>): void {
+    const readers = new Map<string, number>();
+    for (const s of steps) for (const k of s.inputs) readers.set(k, (readers.get(k) ?? 0) + 1);
+    const byKey = new Map(steps.map((s, i) => [s.key, i]));
+    const child = (name: string | null) => (name === null ? null : this.children().find(([n]) => n === name)?.[1] ?? null);
+    const drop = new Set<number>();
+    steps.forEach((bnStep, i) => {
+      const bnLayer = layerOfKey.get(bnStep.key);
+      if (!bnLayer?.isBatchNorm || bnStep.inputs.length !== 1) return;
+      const convKey = bnStep.inputs[0]!;
+      const j = byKey.get(convKey);
+      const convStep = j === undefined ? undefined : steps[j];
+      const convLayer = layerOfKey.get(convKey);
+      if (!convStep || !convLayer?.convInput || readers.get(convKey) !== 1 || convKey === outputKey) return;
+      const convInput = convLayer.convInput.bind(convLayer);
+      const bnModule = bnStep.module;
+      steps[i] = {
+        key: bnStep.key, inputs: convStep.inputs, module: convStep.module, release: [],
+        run: (xs, m, training) => {
+          const bn = child(bnModule);
+          const folded = convBatchNormFolded(m, bn, convInput(xs[0]!));
+          return folded ?? bnLayer.apply([convLayer.apply(xs, m, training)], bn, training);
+        },
+      };
+      drop.add(j!);
+    });
+    const kept = steps.filter((_, i) => !drop.has(i));
+    steps.splice(0, steps.length, ...kept);
+    markReleases(steps, outputKey);
   }
 
   /** Output width (classes for a classifier). */
@@ -191,6 +232,42 @@ export class KerasModel extends VisionModel {
     for (const s of this.plan.head) if (s.module === moduleName) this.plan.shapes.set(s.key, [numClasses]);
     const out = this.plan.head.find((s) => s.key === this.plan.outputKey);
     if (out && out.module !== moduleName) this.plan.shapes.set(out.key, [numClasses]);
+  }
+
+  /**
+   * Replaces the whole classifier head after the pooled features (every Dense and Dropout after
+   * global pooling / Flatten) with one new Dense `classifier`: pooled features → `numClasses`.
+   * For models whose pretrained head is a task-specific MLP (nsfwjs: 1280 → 256 → 128 → 5), so
+   * that a new task sees the backbone's features rather than the old task's bottleneck.
+   * Returns the new layer's module name.
+   */
+  replaceHeadWithLinear(numClasses: number, generator?: Generator): string {
+    if (numClasses < 1) throw new Error(`${this.family}: replaceHeadWithLinear needs at least one class, got ${numClasses}`);
+    const { head, pooledKey } = this.plan;
+    const cut = head.findIndex((s) => s.key === pooledKey);
+    const kept = head.slice(0, cut + 1).map((s) => ({ ...s, release: [] as string[] }));
+    for (const s of head.slice(cut + 1)) {
+      if (!s.module) continue;
+      const m = this.getModule(s.module);
+      this.removeChild(s.module);
+      for (const [, t] of m.namedParameters()) t.dispose();
+      for (const [, t] of m.namedBuffers()) t.dispose();
+    }
+    const name = 'classifier';
+    if (this.children().some(([n]) => n === name)) this.removeChild(name);
+    this.module(name, new KerasDense(this.numFeatures, numClasses, { bias: true, generator }));
+    this.moduleNames.set(name, name);
+    const key = `${name}#0`;
+    const step = { key, inputs: [pooledKey], module: name, run: (xs: Tensor[], m: Module | null) => (m as KerasDense).forward(xs[0]!), release: [] as string[] };
+    const steps = [...kept, step];
+    // Free each intermediate after its last use, as planSegments does.
+    const lastUse = new Map<string, number>();
+    steps.forEach((s, i) => s.inputs.forEach((k) => lastUse.set(k, i)));
+    for (const [k, i] of lastUse) steps[i]!.release.push(k);
+    this.plan.head.splice(0, head.length, ...steps);
+    this.plan.shapes.set(key, [numClasses]);
+    Object.assign(this.plan, { outputKey: key, classifier: name, headless: false, classifierKeys: [key] });
+    return name;
   }
 
   /**

@@ -24,6 +24,10 @@ export interface BuiltLayer {
   outputShape(inputs: SampleShape[]): number[];
   /** Runs one call; `module` is the model's current child of this name (an adapter may have wrapped it). */
   apply(inputs: Tensor[], module: Module | null, training: boolean): Tensor;
+  /** Convolutions without an activation: the padded input their Conv2d sees (for BatchNorm folding). */
+  convInput?(x: Tensor): Tensor;
+  /** BatchNormalization layers. */
+  isBatchNorm?: boolean;
 }
 
 type Builder = (spec: KerasLayerSpec, inputs: SampleShape[], gen?: Generator) => BuiltLayer;
@@ -119,6 +123,7 @@ function conv2D(spec: KerasLayerSpec, inputs: SampleShape[], gen?: Generator): B
     module,
     outputShape: ([s]) => imageShape(depthwise ? s![0]! * multiplier : filters, win.outputSize(s![1]!, s![2]!)),
     apply: ([x], m) => act(m!.forward(fixed ? x! : padImage(x!, win.pads(x!.shape[2]!, x!.shape[3]!)))),
+    ...((spec.config['activation'] ?? 'linear') === 'linear' ? { convInput: (x: Tensor) => (fixed ? x : padImage(x, win.pads(x.shape[2]!, x.shape[3]!))) } : {}),
   };
 }
 
@@ -147,7 +152,7 @@ function batchNormalization(spec: KerasLayerSpec, inputs: SampleShape[]): BuiltL
     center: spec.config['center'] !== false,
     frozen: spec.config['trainable'] === false,
   });
-  return { module, outputShape: ([s]) => [...s!], apply: ([x], m) => m!.forward(x!) };
+  return { module, outputShape: ([s]) => [...s!], apply: ([x], m) => m!.forward(x!), isBatchNorm: true };
 }
 
 /** A layer without weights: shape rule and function. */

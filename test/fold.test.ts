@@ -1,0 +1,66 @@
+// Folding BatchNorm into the preceding convolution: same values and input gradients as running
+// them one after the other, in eval mode and with a frozen BatchNorm in train mode; never folded
+// while the BatchNorm uses batch statistics or an unmerged adapter is active.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as g from '../src/index.js';
+import { Conv2d, BatchNorm2d } from '../src/nn/layers.js';
+import { convBatchNormFolded } from '../src/nn/fold.js';
+import { LoraLayer } from '../src/adapters/lora/layer.js';
+import { assign } from '../src/ops/layout.js';
+import { Generator } from '../src/tensor/random.js';
+
+function setup(groups: number) {
+  const gen = new Generator(3);
+  const conv = new Conv2d(4, 4, 3, { padding: 1, groups, bias: groups === 1, generator: gen });
+  const bn = new BatchNorm2d(4, 1e-3);
+  const stats = g.randn([4], { generator: gen });
+  g.noGrad(() => {
+    assign(bn.runningMean, stats);
+    assign(bn.runningVar, g.add(g.square(stats), 0.5));
+    assign(bn.weight!, g.randn([4], { generator: gen }));
+    assign(bn.bias!, g.randn([4], { generator: gen }));
+  });
+  return { conv, bn, x: g.randn([2, 4, 6, 5], { generator: gen }) };
+}
+
+function maxDiff(a: g.Tensor, b: g.Tensor): number {
+  const x = a.toArray(), y = b.toArray();
+  return Math.max(...Array.from(x, (v, i) => Math.abs(v - y[i]!)));
+}
+
+for (const groups of [1, 4]) {
+  test(`fold: conv (groups ${groups}) + BatchNorm folded equals the two in turn, values and input gradients`, () => {
+    const { conv, bn, x } = setup(groups);
+    for (const mode of ['eval', 'frozen'] as const) {
+      bn.train(mode === 'frozen');
+      bn.frozen = mode === 'frozen';
+      const xa = x.detach().requiresGrad_(true), xb = x.detach().requiresGrad_(true);
+      const ref = bn.forward(conv.forward(xa));
+      const folded = convBatchNormFolded(conv, bn, xb);
+      assert.ok(folded, `${mode}: folds`);
+      assert.ok(maxDiff(ref, folded) < 1e-4, `${mode}: values differ by ${maxDiff(ref, folded)}`);
+      const w = g.randn(ref.shape);
+      g.sum(g.mul(ref, w)).backward();
+      g.sum(g.mul(folded, w)).backward();
+      assert.ok(maxDiff(xa.grad!, xb.grad!) < 1e-4, `${mode}: input gradients differ`);
+    }
+  });
+}
+
+test('fold: not folded with batch statistics or an active unmerged adapter; folded once merged', () => {
+  const { conv, bn, x } = setup(1);
+  bn.train(true);
+  bn.frozen = false;
+  assert.equal(convBatchNormFolded(conv, bn, x), null);
+  bn.eval();
+  const lora = new LoraLayer(conv);
+  lora.addAdapter('default', { r: 2, alpha: 4, dropout: 0, useRslora: false, init: 'gaussian', variant: null, generator: new Generator(1) });
+  lora.activeAdapter = 'default';
+  g.noGrad(() => assign(lora.lora_B.get('default')!.weight, g.randn(lora.lora_B.get('default')!.weight.shape)));
+  assert.equal(convBatchNormFolded(lora, bn, x), null);
+  const unfused = g.noGrad(() => bn.forward(lora.forward(x)));
+  lora.merge();
+  const folded = g.noGrad(() => convBatchNormFolded(lora, bn, x));
+  assert.ok(folded && maxDiff(unfused, folded) < 1e-4);
+});
