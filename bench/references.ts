@@ -22,7 +22,7 @@ export interface SystemRun {
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
 export const repoRoot = join(here, '..', '..');
 /** Debian's interpreter, which has python3-torch; the python3 first on PATH may not. */
-const TORCH_PYTHON = '/usr/bin/python3';
+export const TORCH_PYTHON = '/usr/bin/python3';
 const CHILD_TIMEOUT_MS = 15 * 60_000;
 
 function unavailable(system: SystemName, note: string): SystemRun {
@@ -30,7 +30,7 @@ function unavailable(system: SystemName, note: string): SystemRun {
 }
 
 /** Runs a child with `input` on stdin, progress on our stderr; returns the JSON object it prints. */
-function runChild(command: string, args: string[], input: string): { json?: Record<string, unknown>; error?: string } {
+export function runChild(command: string, args: string[], input: string): { json?: Record<string, unknown>; error?: string } {
   const r = spawnSync(command, args, {
     input, cwd: repoRoot, encoding: 'utf8', timeout: CHILD_TIMEOUT_MS, maxBuffer: 64 << 20,
     stdio: ['pipe', 'pipe', 'inherit'],
