@@ -206,3 +206,29 @@ test('adapters: per-family aliases find the query/value projections whatever the
   // Names that are neither present nor aliases keep PEFT's error naming the layers.
   assert.throws(() => targets('dinov2_small', ['nonexistent']), /no module matches targetModules.*query/s);
 });
+
+test('adapters: DoRA on a layer with a dead (all-zero) output channel stays finite, merges and unmerges', () => {
+  const gen = new g.Generator(11);
+  const base = new TinyNet(gen);
+  g.noGrad(() => {
+    // Output channel 2 of the stem and row 5 of fc1 are all zeros, as in some pretrained checkpoints.
+    const mask = (t: g.Tensor, row: number) => g.assign(t, g.mul(t, g.tensor(Array.from({ length: t.shape[0]! }, (_, i) => (i === row ? 0 : 1)), [t.shape[0]!, ...t.shape.slice(1).map(() => 1)])));
+    mask(base.stem.weight, 2);
+    mask(base.fc1.weight, 5);
+  });
+  const x = g.randn([2, 3, 10, 10], { generator: gen });
+  const before = g.noGrad(() => base.eval().forward(x));
+  const stemWeight = base.stem.weight;
+  const peft = new PeftModel(base, loraConfig({ r: 4, loraAlpha: 8, targetModules: ['stem', 'fc1'], useDora: true, modulesToSave: ['head'] }), 'default', { generator: gen });
+  peft.eval();
+  const init = g.noGrad(() => peft.forward(x));
+  close(init, before, 1e-5, 'output at init');
+  train(peft, gen);
+  const out = g.noGrad(() => peft.forward(x));
+  assert.ok(Array.from(out.toArray()).every(Number.isFinite), 'finite after training');
+  const stem = stemWeight.toArray().slice();
+  peft.merge();
+  close(g.noGrad(() => peft.forward(x)), out, 1e-4, 'merged output');
+  peft.unmerge();
+  close(stemWeight, g.tensor(stem, stemWeight.shape), 1e-5, 'unmerge restores the stem weight');
+});

@@ -5,7 +5,7 @@ import { noGrad } from '../../tensor/autograd.js';
 import { keep } from '../../tensor/memory.js';
 import { ParameterModule } from '../../nn/layers.js';
 import { Identity } from '../../nn/layers.js';
-import { add, div, mul, sub } from '../../ops/elementwise.js';
+import { add, div, eq, mul, sub, where } from '../../ops/elementwise.js';
 import { norm } from '../../ops/reduce.js';
 import { reshape } from '../../ops/layout.js';
 import { assign } from '../../ops/layout.js';
@@ -19,6 +19,16 @@ function weightNorm(layer: LoraLayer, adapter: string): Tensor {
     const n = norm(reshape(w, [w.shape[0]!, -1]), 1);
     return layer.isConv ? reshape(n, [1, -1, 1, 1]) : n;
   });
+}
+
+/**
+ * m / ‖W + ΔW‖, taken as 0 for an output channel whose weights are all zero (pretrained
+ * checkpoints have such dead channels; their magnitude is 0 too, and 0/0 would make the whole
+ * output NaN). Such a channel stays zero, as it is in the base model.
+ */
+function magnitudeScale(m: Tensor, n: Tensor): Tensor {
+  const dead = eq(n, 0);
+  return where(dead, 0, div(m, where(dead, 1, n)));
 }
 
 /** The magnitude shaped to scale W row by row: (out, 1) or (out, 1, 1, 1). */
@@ -37,7 +47,7 @@ export const dora: LoraVariant = {
 
   forward(layer, adapter, _x, xd, result) {
     const m = layer.lora_magnitude_vector.get(adapter)!.weight;
-    const scale = div(m, weightNorm(layer, adapter));
+    const scale = magnitudeScale(m, weightNorm(layer, adapter));
     const dropout = layer.lora_dropout.get(adapter)!;
     // Without active dropout, base(x) − bias is the already computed result; otherwise recompute on xd.
     let base: Tensor;
@@ -51,7 +61,7 @@ export const dora: LoraVariant = {
 
   merge(layer, adapter) {
     const m = layer.lora_magnitude_vector.get(adapter)!.weight;
-    const factor = keep(perRow(div(m, weightNorm(layer, adapter)), layer));
+    const factor = keep(perRow(magnitudeScale(m, weightNorm(layer, adapter)), layer));
     const W = layer.base_layer.weight;
     assign(W, mul(add(W, layer.deltaWeight(adapter)), factor));
     let map = mergeFactors.get(layer);
@@ -64,7 +74,9 @@ export const dora: LoraVariant = {
     const factor = mergeFactors.get(layer)?.get(adapter);
     if (!factor) throw new Error(`DoRA adapter '${adapter}' has no merge record to undo`);
     const W = layer.base_layer.weight;
-    assign(W, sub(div(W, factor), layer.deltaWeight(adapter)));
+    // A dead channel (factor 0) had W + ΔW = 0 there, so its base row was −ΔW.
+    const dead = eq(factor, 0);
+    assign(W, sub(where(dead, 0, div(W, where(dead, 1, factor))), layer.deltaWeight(adapter)));
     factor.dispose();
     mergeFactors.get(layer)!.delete(adapter);
   },
