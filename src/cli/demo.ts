@@ -39,16 +39,26 @@ export async function runDemo(o: DemoOptions, log: (line: string) => void = cons
   const t0 = performance.now();
   log(`graft demo on the ${currentBackend().name} backend: nsfwjs MobileNetV2, Fashion-MNIST ${o.perClass} images per class, ${o.testPerClass ? `${o.testPerClass * 10}` : 'all 10,000'} test images`);
   const rows: RunSummary[] = [];
+  const failed: string[] = [];
   for (const method of o.methods) {
     log(`\n== ${method} ==`);
-    rows.push(await runTraining(methodConfig(method, o), log));
+    try {
+      rows.push(await runTraining(methodConfig(method, o), log));
+    } catch (e) {
+      // One method failing (a diverged run) does not take the others' results with it.
+      failed.push(`${method}: ${(e as Error).message}`);
+      log(`${method} failed: ${(e as Error).message}`);
+      continue;
+    }
     const r = rows[rows.length - 1]!;
     log(`${method}: test accuracy ${(100 * r.accuracy).toFixed(2)}%, weighted F1 ${(100 * r.weightedF1).toFixed(2)}%, ${r.trainSeconds.toFixed(1)} s training`);
   }
-  const table = comparisonTable(rows);
+  const table = rows.length ? comparisonTable(rows) : '(no method finished)';
   const wall = (performance.now() - t0) / 1000;
-  log(`\n${table}\n\nwall time ${wall.toFixed(0)} s`);
+  const failures = failed.length ? `\n\nfailed:\n${failed.map((f) => `- ${f}`).join('\n')}` : '';
+  log(`\n${table}${failures}\n\nwall time ${wall.toFixed(0)} s`);
   mkdirSync(o.output, { recursive: true });
-  writeFileSync(join(o.output, 'comparison.md'), `${table}\n\nwall time ${wall.toFixed(0)} s\n`);
+  writeFileSync(join(o.output, 'comparison.md'), `${table}${failures}\n\nwall time ${wall.toFixed(0)} s\n`);
+  if (failed.length) throw new Error(`${failed.length} of ${o.methods.length} methods failed (see above); the table holds the others`);
   return rows;
 }
