@@ -40,7 +40,7 @@ program
   .description('fine-tune a backbone on labelled images and report test metrics')
   .option('-c, --config <file>', 'run configuration (JSON); flags override its fields')
   .option('--model <name>', 'backbone name (see graft inspect --list)')
-  .option('--weights <path>', 'checkpoint: .safetensors, a model folder, or a TF.js model.json')
+  .option('--weights <path>', 'checkpoint: .safetensors, a model folder, a TF.js model.json, or hf:ORG/NAME (Hub cache, downloaded when online)')
   .option('--data <source>', "image folder, .csv/.jsonl manifest, or 'fashion-mnist'")
   .option('--test-data <source>', 'separate test images')
   .option('--per-class <n>', 'training images per class', positiveInt('--per-class'))
