@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as g from '../src/index.js';
 import { Conv2d, BatchNorm2d } from '../src/nn/layers.js';
-import { convBatchNormFolded } from '../src/nn/fold.js';
+import { convBatchNormFolded } from '../src/nn/layers.js';
 import { LoraLayer } from '../src/adapters/lora/layer.js';
 import { assign } from '../src/ops/layout.js';
 import { Generator } from '../src/tensor/random.js';

@@ -126,3 +126,38 @@ test('trainer: batch 4 with 2 accumulation steps equals batch 8 (SGD)', async ()
   const wb = weightsOf(b);
   assert.ok(wa.every((v, i) => Math.abs(v - wb[i]!) < 1e-5), 'accumulated gradients equal the large batch');
 });
+
+test('recalibrateBatchNorm: running statistics become the average batch statistics over the data; frozen layers and modes untouched', async () => {
+  const { recalibrateBatchNorm } = await import('../src/train/batchnorm.js');
+  const { BatchNorm2d } = await import('../src/nn/layers.js');
+  const { Sequential } = await import('../src/nn/layers.js');
+  const bn = new BatchNorm2d(2, 1e-3, 0.01);
+  const frozen = new BatchNorm2d(2, 1e-3, 0.01);
+  frozen.frozen = true;
+  const model = new Sequential(bn, frozen).eval();
+  const gen = new g.Generator(5);
+  const batches = [0, 1, 2].map((i) => g.add(g.mul(g.randn([4, 2, 3, 3], { generator: gen }), 1 + i), i * 2));
+  const source = {
+    size: 12,
+    batchesPerEpoch: () => 3,
+    async *epoch() {
+      for (const x of batches) yield { x: x.detach(), y: g.zeros([4], { dtype: 'int32' }) };
+    },
+  };
+  const used = await recalibrateBatchNorm(model, source);
+  assert.equal(used, 3);
+  for (let c = 0; c < 2; c++) {
+    let m = 0, v = 0;
+    for (const x of batches) {
+      const vals = Array.from(x.toArray()).filter((_, i) => Math.floor(i / 9) % 2 === c);
+      const mu = vals.reduce((a, b) => a + b, 0) / vals.length;
+      m += mu / 3;
+      v += vals.reduce((a, b) => a + (b - mu) ** 2, 0) / (vals.length - 1) / 3;
+    }
+    assert.ok(Math.abs(bn.runningMean.toArray()[c]! - m) < 1e-4, `channel ${c} mean`);
+    assert.ok(Math.abs(bn.runningVar.toArray()[c]! - v) < 1e-3, `channel ${c} variance`);
+  }
+  assert.deepEqual(Array.from(frozen.runningMean.toArray()), [0, 0]);
+  assert.equal(bn.momentum, 0.01);
+  assert.equal(model.training, false);
+});

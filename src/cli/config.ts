@@ -55,6 +55,8 @@ export const RunConfigSchema = z.object({
     earlyStopping: positiveInt.optional(),
     seed: z.number().int().default(0),
     augment: z.boolean().default(true),
+    /** After training, replace BatchNorm running statistics by their average over the training images (precise BN). */
+    recalibrateBatchNorm: z.boolean().default(true),
   }).strict().prefault({}),
   output: z.string().optional(),
 }).strict();

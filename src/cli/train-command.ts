@@ -14,6 +14,7 @@ import { memory } from '../tensor/memory.js';
 import { Generator, manualSeed } from '../tensor/random.js';
 import { train } from '../train/trainer.js';
 import { checkpointTensors } from '../train/checkpoint.js';
+import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchnorm.js';
 import type { RunConfig } from './config.js';
 import { prepareData } from './datasets.js';
 import { buildModel } from './model-source.js';
@@ -81,6 +82,11 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   });
   bar.done();
   if (result.stoppedBy === 'diverged' || result.stoppedBy === 'interrupted') throw new Error(result.message ?? `training ${result.stoppedBy}; resume with --resume`);
+  if (c.train.recalibrateBatchNorm && trainableStatsBatchNorms(model).length > 0) {
+    const calib = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: c.train.batchSize });
+    const n = await recalibrateBatchNorm(model, calib);
+    log(`BatchNorm statistics recalibrated on the training images (${n} batches)`);
+  }
   const testSource = new ImageBatchSource(data.test.dataset, data.test.samples, { ...loaderOpts, batchSize: 16 });
   log(`evaluating on ${data.test.samples.length} test images…`);
   const t0 = performance.now();

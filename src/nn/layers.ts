@@ -6,7 +6,8 @@ import { ones, rand, zeros } from '../ops/creation.js';
 import { linear } from '../ops/matmul.js';
 import { adaptiveAvgPool2d, avgPool2d, conv2d, maxPool2d, type Conv2dOptions, type Pool2dOptions } from '../ops/conv.js';
 import { batchNorm, layerNorm, layerNorm2d } from '../ops/norm.js';
-import { gelu, hardswish, relu, relu6, sigmoid, silu, tanh } from '../ops/elementwise.js';
+import { add, gelu, hardswish, mul, neg, relu, relu6, rsqrt, sigmoid, silu, sub, tanh } from '../ops/elementwise.js';
+import { reshape } from '../ops/layout.js';
 import { dropout, dropPath } from '../ops/nn.js';
 
 type Pair = number | readonly [number, number];
@@ -70,7 +71,7 @@ export class BatchNorm2d extends Module {
   runningVar: Tensor;
   numBatchesTracked: Tensor;
   frozen = false;
-  constructor(readonly numFeatures: number, readonly eps = 1e-5, readonly momentum = 0.1) {
+  constructor(readonly numFeatures: number, readonly eps = 1e-5, public momentum = 0.1) {
     super();
     this.weight = this.param('weight', ones([numFeatures]));
     this.bias = this.param('bias', zeros([numFeatures]));
@@ -174,10 +175,66 @@ export class Sequential extends Module {
     layers.forEach((l, i) => this.module(String(i), l));
   }
   forward(x: Tensor): Tensor {
-    let h = x;
-    for (const [, m] of this.children()) h = m.forward(h);
-    return h;
+    return runFolded(this.children().map(([, m]) => m), x);
   }
+}
+
+// Folding a BatchNorm that uses its running statistics (eval mode, or frozen for adapter
+// training) into the convolution before it: BN(conv(x, W) + b) = conv(x, W·s) + (b − μ)·s + β
+// with s = γ / √(σ² + ε) per output channel. One pass over the activations instead of three
+// (convolution, normalisation read and write), in forward and backward alike; gradients reach
+// x, and W, γ, β where they are trainable, through the ops that build the folded weights.
+/** A module that is, right now, exactly a Conv2d (itself, or an adapter wrapper that adds nothing). */
+export interface ConvLike {
+  plainConv(): Conv2d | null;
+}
+
+function plainConvOf(m: Module | null): Conv2d | null {
+  if (m instanceof Conv2d) return m;
+  const c = m as Partial<ConvLike> | null;
+  return typeof c?.plainConv === 'function' ? c.plainConv() : null;
+}
+
+/** Whether `bn` normalises with its running statistics (so it is an affine map per channel). */
+export function usesRunningStats(bn: Module | null): bn is BatchNorm2d {
+  return bn instanceof BatchNorm2d && (!bn.training || bn.frozen) && bn.runningMean !== null && bn.runningVar !== null;
+}
+
+/**
+ * conv then bn as one convolution, or null when they cannot be folded (the BatchNorm uses batch
+ * statistics, or the conv module carries an unmerged adapter). `input` is the conv's input.
+ */
+export function convBatchNormFolded(convModule: Module | null, bn: Module | null, input: Tensor): Tensor | null {
+  if (!usesRunningStats(bn)) return null;
+  const conv = plainConvOf(convModule);
+  if (!conv) return null;
+  const c = conv.outChannels;
+  let s = rsqrt(add(bn.runningVar!, bn.eps));
+  if (bn.weight) s = mul(s, bn.weight);
+  const weight = mul(conv.weight, reshape(s, [c, 1, 1, 1]));
+  let bias = mul(conv.bias ? sub(conv.bias, bn.runningMean!) : neg(bn.runningMean!), s);
+  if (bn.bias) bias = add(bias, bn.bias);
+  return conv2d(input, weight, bias, conv.convOptions);
+}
+
+/** Runs modules in order, a Conv2d directly followed by a BatchNorm2d folded where it can be. */
+export function runFolded(modules: readonly Module[], x: Tensor): Tensor {
+  let h = x;
+  for (let i = 0; i < modules.length; i++) {
+    const m = modules[i]!;
+    const next = modules[i + 1] ?? null;
+    const folded = next ? convBatchNormFolded(m, next, h) : null;
+    if (folded) {
+      h = folded;
+      i++;
+    } else h = m.forward(h);
+  }
+  return h;
+}
+
+/** bn(conv(x)), folded into one convolution where it can be. */
+export function convBn(conv: Module, bn: Module, x: Tensor): Tensor {
+  return convBatchNormFolded(conv, bn, x) ?? bn.forward(conv.forward(x));
 }
 
 /** Named children without a forward of their own (torch.nn.ModuleDict). */

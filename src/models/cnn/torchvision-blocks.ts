@@ -2,7 +2,7 @@
 // gives it (torchvision/ops/misc.py), so state-dict keys such as `features.0.1.running_mean` or
 // `trunk_output.block1.block1-0.f.a.0.weight` come out of the module tree unchanged.
 import { Module } from '../../nn/module.js';
-import { Activation, BatchNorm2d, Conv2d, LayerNorm, Sequential, type ActivationName } from '../../nn/layers.js';
+import { Activation, BatchNorm2d, Conv2d, LayerNorm, Sequential, runFolded, type ActivationName } from '../../nn/layers.js';
 import { flatten, permute } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
 
@@ -13,9 +13,7 @@ export class NamedSequential extends Module {
     for (const [name, m] of entries) this.module(name, m);
   }
   forward(x: Tensor): Tensor {
-    let h = x;
-    for (const [, m] of this.children()) h = m.forward(h);
-    return h;
+    return runFolded(this.children().map(([, m]) => m), x);
   }
 }
 

@@ -20,7 +20,7 @@ import type { KerasGraph, KerasLayerSpec, KerasNode } from './topology.js';
 import { buildKerasLayer, hasKerasBuilder, SUPPORTED_KERAS_LAYERS, type BuiltLayer, type SampleShape } from './layer-table.js';
 import { isKerasWeighted, KerasDense } from './weighted-layers.js';
 import { markReleases, planSegments, runSteps, type Segments, type Step } from './graph-runner.js';
-import { convBatchNormFolded } from '../../nn/fold.js';
+import { convBatchNormFolded } from '../../nn/layers.js';
 
 export interface KerasModelOptions {
   /** Input size (square, or [H, W]) when it differs from the topology's or the topology leaves it open. */
