@@ -21,12 +21,14 @@ dnnl::engine& engine();
 // executes primitives from OpenMP worker threads, each on its own stream).
 dnnl::stream& stream();
 
-// A built primitive with the memory descriptors its arguments use and, for primitives built with
-// a user-managed scratchpad, the scratchpad size in bytes.
+// A built primitive with the memory descriptors its arguments use, for primitives built with
+// a user-managed scratchpad the scratchpad size in bytes, and any helper primitives (such as
+// reorders between the caller's layouts and the primitive's) that run alongside it.
 struct Primitive {
   dnnl::primitive prim;
   std::vector<memory::desc> mds;
   size_t scratchpad = 0;
+  std::vector<dnnl::primitive> aux = {};
 };
 
 // The primitive cached under `key`, built by `build` on a miss; least recently used entries are
