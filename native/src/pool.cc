@@ -32,13 +32,13 @@ void maxpool_forward(float* y, int32_t* arg, const float* x, const PoolShape& p)
         int64_t hs = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kh, p.h), ws = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kw, p.w);
         float best = -std::numeric_limits<float>::infinity();
         int64_t at = hs < he && ws < we ? hs * p.w + ws : 0;
+        // Branch-free selects: which element wins is data-dependent, so branches mispredict.
         for (int64_t i = hs; i < he; i++)
           for (int64_t j = ws; j < we; j++) {
             float v = px[i * p.w + j];
-            if (v > best || v != v) {
-              best = v;
-              at = i * p.w + j;
-            }
+            bool take = (v > best) | (v != v);
+            best = take ? v : best;
+            at = take ? i * p.w + j : at;
           }
         int64_t o = (pl * p.outH + oh) * p.outW + ow;
         y[o] = best;
