@@ -24,26 +24,40 @@ inline int64_t padded_count(const PoolShape& p, int64_t h0, int64_t w0) {
 }  // namespace
 
 void maxpool_forward(float* y, int32_t* arg, const float* x, const PoolShape& p) {
+  // Taps outer, output columns inner: the columns' running maxima are independent, so the loop
+  // pipelines (and vectorises for stride 1) instead of waiting on one compare-select chain.
   planes_parallel(p.n * p.c, p.h * p.w, [&](int64_t pl) {
     const float* px = x + pl * p.h * p.w;
-    for (int64_t oh = 0; oh < p.outH; oh++)
+    float* py = y + pl * p.outH * p.outW;
+    int32_t* pa = arg + pl * p.outH * p.outW;
+    for (int64_t oh = 0; oh < p.outH; oh++) {
+      int64_t h0 = oh * p.strideH - p.padH;
+      int64_t hs = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kh, p.h);
+      float* best = py + oh * p.outW;
+      int32_t* at = pa + oh * p.outW;
       for (int64_t ow = 0; ow < p.outW; ow++) {
-        int64_t h0 = oh * p.strideH - p.padH, w0 = ow * p.strideW - p.padW;
-        int64_t hs = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kh, p.h), ws = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kw, p.w);
-        float best = -std::numeric_limits<float>::infinity();
-        int64_t at = hs < he && ws < we ? hs * p.w + ws : 0;
-        // Branch-free selects: which element wins is data-dependent, so branches mispredict.
-        for (int64_t i = hs; i < he; i++)
-          for (int64_t j = ws; j < we; j++) {
-            float v = px[i * p.w + j];
-            bool take = (v > best) | (v != v);
-            best = take ? v : best;
-            at = take ? i * p.w + j : at;
-          }
-        int64_t o = (pl * p.outH + oh) * p.outW + ow;
-        y[o] = best;
-        arg[o] = static_cast<int32_t>(at);
+        int64_t w0 = ow * p.strideW - p.padW;
+        best[ow] = -std::numeric_limits<float>::infinity();
+        at[ow] = hs < he && w0 + p.kw > 0 && w0 < p.w ? static_cast<int32_t>(hs * p.w + std::max<int64_t>(w0, 0)) : 0;
       }
+      for (int64_t i = hs; i < he; i++) {
+        const float* row = px + i * p.w;
+        for (int64_t j = 0; j < p.kw; j++) {
+          // Columns ow with 0 ≤ ow·stride − pad + j < w.
+          int64_t off = j - p.padW;
+          int64_t lo = off >= 0 ? 0 : (-off + p.strideW - 1) / p.strideW;
+          int64_t hi = p.w - 1 - off < 0 ? 0 : std::min(p.outW, (p.w - 1 - off) / p.strideW + 1);
+          const int64_t sw = p.strideW;
+          for (int64_t ow = lo; ow < hi; ow++) {
+            int64_t iw = ow * sw + off;
+            float v = row[iw];
+            bool take = (v > best[ow]) | (v != v);
+            best[ow] = take ? v : best[ow];
+            at[ow] = take ? static_cast<int32_t>(i * p.w + iw) : at[ow];
+          }
+        }
+      }
+    }
   });
 }
 
