@@ -111,3 +111,24 @@ test('memory: resident memory stays flat over 200 training steps', () => {
   const growth = (process.memoryUsage().rss - rssAt20) / 2 ** 20;
   assert.ok(growth < 16, `resident memory grew by ${growth.toFixed(1)} MiB between step 20 and step 200`);
 });
+
+test('memory: the buffer pool keeps recently used sizes when full, evicting the sizes used longest ago', async () => {
+  const { poolAlloc, poolFree, setPoolLimit, clearPool, pooledByteCount } = await import('../src/backends/pool.js');
+  clearPool();
+  setPoolLimit(1 << 20); // 1 MiB: four 256 KiB buffers
+  try {
+    const a = [0, 1, 2, 3].map(() => poolAlloc('float32', 65536, false));
+    a.forEach((b) => poolFree(b, 'float32'));
+    assert.equal(pooledByteCount(), 1 << 20);
+    // A new phase allocates another size: its buffers are pooled, the old ones make room.
+    const b = poolAlloc('float32', 65000, false);
+    poolFree(b, 'float32');
+    assert.equal(poolAlloc('float32', 65000, false), b, 'the new size is served from the pool');
+    assert.ok(pooledByteCount() <= 1 << 20);
+    // Three of the old size are still pooled, the most recently freed first.
+    assert.equal(poolAlloc('float32', 65536, false), a[2]);
+  } finally {
+    clearPool();
+    setPoolLimit(1 << 30);
+  }
+});

@@ -2,15 +2,29 @@
 // by V8 (a full pass over memory) and their release waits on the garbage collector; reusing
 // freed buffers of the same dtype and size avoids both in a training loop, where every step
 // allocates the same shapes.
+//
+// The pool holds at most MAX_POOLED_BYTES. Size classes are kept in least-recently-used order:
+// when a freed buffer would overflow the pool, buffers of the classes used longest ago make room,
+// so a new phase (evaluation after training, another batch size) gets its own shapes pooled
+// instead of allocating afresh for every op and leaving the old phase's buffers unused.
 import { dtypeArray, type DType, type TypedArray } from '../tensor/dtype.js';
 
-const MAX_POOLED_BYTES = 1 << 30;
+let MAX_POOLED_BYTES = 1 << 30;
+/** dtype + length → free buffers; Map order is the classes' last use, oldest first. */
 const free = new Map<string, TypedArray[]>();
 let pooledBytes = 0;
 
+function touch(key: string): TypedArray[] {
+  let list = free.get(key);
+  if (list) free.delete(key);
+  else list = [];
+  free.set(key, list);
+  return list;
+}
+
 export function poolAlloc(dtype: DType, size: number, zero: boolean): TypedArray {
-  const list = free.get(dtype + size);
-  const reused = list?.pop();
+  const key = dtype + size;
+  const reused = free.has(key) ? touch(key).pop() : undefined;
   if (reused) {
     pooledBytes -= reused.byteLength;
     if (zero) reused.fill(0);
@@ -20,12 +34,30 @@ export function poolAlloc(dtype: DType, size: number, zero: boolean): TypedArray
 }
 
 export function poolFree(buf: TypedArray, dtype: DType): void {
-  if (pooledBytes + buf.byteLength > MAX_POOLED_BYTES) return; // left to the garbage collector
+  if (buf.byteLength > MAX_POOLED_BYTES / 4) return; // one huge buffer would flush the pool
   const key = dtype + buf.length;
-  let list = free.get(key);
-  if (!list) free.set(key, (list = []));
+  const list = touch(key);
+  // Evict from the least recently used classes (never the one being filled) until it fits.
+  for (const [k, l] of free) {
+    if (pooledBytes + buf.byteLength <= MAX_POOLED_BYTES) break;
+    if (k === key) continue;
+    while (l.length && pooledBytes + buf.byteLength > MAX_POOLED_BYTES) pooledBytes -= l.pop()!.byteLength;
+    if (l.length === 0) free.delete(k);
+  }
+  if (pooledBytes + buf.byteLength > MAX_POOLED_BYTES) return;
   list.push(buf);
   pooledBytes += buf.byteLength;
+}
+
+/** Sets the pool's capacity in bytes (1 GiB by default) and drops what no longer fits. */
+export function setPoolLimit(bytes: number): void {
+  MAX_POOLED_BYTES = bytes;
+  if (pooledBytes > bytes) clearPool();
+}
+
+/** Bytes held by the pool now. */
+export function pooledByteCount(): number {
+  return pooledBytes;
 }
 
 /** Drops every pooled buffer (they are then garbage collected). */
