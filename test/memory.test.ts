@@ -132,3 +132,17 @@ test('memory: the buffer pool keeps recently used sizes when full, evicting the 
     setPoolLimit(1 << 30);
   }
 });
+
+test('memory: tensors made from fresh host arrays and disposed leave the pool as they found it', async () => {
+  const { pooledByteCount } = await import('../src/backends/pool.js');
+  const names: g.BackendName[] = g.nativeLoadError() ? ['reference'] : ['reference', 'native'];
+  for (const name of names) {
+    g.withBackend(name, () => {
+      const make = () => g.tensor(new Float32Array(3 * 64 * 64).fill(1), [3, 64, 64]);
+      make().dispose(); // the size class exists in the pool from here on
+      const before = pooledByteCount();
+      for (let i = 0; i < 50; i++) make().dispose();
+      assert.equal(pooledByteCount(), before, `${name}: 50 uploads and disposes grew the pool by ${pooledByteCount() - before} bytes`);
+    });
+  }
+});

@@ -94,7 +94,8 @@ export interface Backend<B = TypedArray> {
   alloc(dtype: DType, size: number, zero: boolean): B;
   /** Gives a buffer back; the backend may reuse it for a later alloc of the same size. */
   free(buf: B, dtype: DType): void;
-  /** Wraps (CPU: adopts without copying) host data as a buffer. */
+  /** A copy of host data as a buffer (CPU: a pooled one, so tensors made from fresh arrays and
+   *  disposed do not grow the pool). */
   upload(data: TypedArray): B;
   /** Host copy or view of `size` elements from `offset`; the one synchronisation point. */
   read(buf: B, dtype: DType, offset: number, size: number): TypedArray;

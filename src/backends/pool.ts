@@ -7,7 +7,7 @@
 // when a freed buffer would overflow the pool, buffers of the classes used longest ago make room,
 // so a new phase (evaluation after training, another batch size) gets its own shapes pooled
 // instead of allocating afresh for every op and leaving the old phase's buffers unused.
-import { dtypeArray, type DType, type TypedArray } from '../tensor/dtype.js';
+import { dtypeArray, dtypeOf, type DType, type TypedArray } from '../tensor/dtype.js';
 
 let MAX_POOLED_BYTES = 1 << 30;
 /** dtype + length → free buffers; Map order is the classes' last use, oldest first. */
@@ -31,6 +31,13 @@ export function poolAlloc(dtype: DType, size: number, zero: boolean): TypedArray
     return reused;
   }
   return new dtypeArray[dtype](size);
+}
+
+/** A pooled copy of host data: the copy's later free() takes the place of the buffer it came from. */
+export function poolUpload(data: TypedArray): TypedArray {
+  const out = poolAlloc(dtypeOf(data), data.length, false);
+  out.set(data as never);
+  return out;
 }
 
 export function poolFree(buf: TypedArray, dtype: DType): void {

@@ -2,6 +2,7 @@
 // libuv's thread pool (sharp) while the model computes, so training never waits on JPEGs.
 // Augmentation randomness is seeded per (seed, epoch, position), so an epoch is reproducible
 // whatever the decode order.
+import { poolAlloc, poolFree } from '../backends/pool.js';
 import { tensor } from '../ops/creation.js';
 import { Generator } from '../tensor/random.js';
 import type { PreprocessConfig } from './preprocess.js';
@@ -17,7 +18,7 @@ export interface LoaderOptions {
   augment?: AugmentConfig | null;
   shuffle?: boolean;
   seed?: number;
-  /** Batches prepared ahead (default 3). */
+  /** Batches prepared ahead (default 3; 0 prepares each batch when it is asked for). */
   prefetch?: number;
   /** What an unreadable image does: skipped and reported (default), or fatal. */
   onBadImage?: 'skip' | 'fatal';
@@ -59,13 +60,14 @@ export class ImageBatchSource implements BatchSource {
   private async makeBatch(items: readonly Sample[], epoch: number, first: number): Promise<{ data: Float32Array; labels: number[] } | null> {
     const [c, h, w] = this.opts.preprocess.inputSize;
     const per = c * h * w;
-    const data = new Float32Array(items.length * per);
+    // A pooled staging buffer, given back once the batch tensor holds its copy.
+    const data = poolAlloc('float32', items.length * per, false) as Float32Array;
     const seed = this.opts.seed ?? 0;
     const ok = await Promise.all(items.map((s, i) => this.prepare(s, new Generator(((seed * 1_000_003 + epoch) * 1_000_033 + first + i) >>> 0), data, i * per)));
     const keep = ok.map((v, i) => (v ? i : -1)).filter((i) => i >= 0);
     if (keep.length === 0) return null;
     if (keep.length === items.length) return { data, labels: items.map((s) => s.label) };
-    const packed = new Float32Array(keep.length * per);
+    const packed = poolAlloc('float32', keep.length * per, false) as Float32Array;
     keep.forEach((src, dst) => packed.set(data.subarray(src * per, (src + 1) * per), dst * per));
     return { data: packed, labels: keep.map((i) => items[i]!.label) };
   }
@@ -75,7 +77,7 @@ export class ImageBatchSource implements BatchSource {
     const order = this.opts.shuffle ? shuffled(this.samples, new Generator((seed * 7919 + epoch) >>> 0)) : this.samples;
     const bs = this.opts.batchSize;
     const n = this.batchesPerEpoch();
-    const ahead = Math.max(1, this.opts.prefetch ?? 3);
+    const ahead = Math.max(0, this.opts.prefetch ?? 3);
     const inflight: Promise<{ data: Float32Array; labels: number[] } | null>[] = [];
     let next = skipBatches;
     const launch = () => {
@@ -86,16 +88,19 @@ export class ImageBatchSource implements BatchSource {
         inflight.push(p);
       }
     };
-    for (let i = 0; i < ahead; i++) launch();
+    for (let i = 0; i < Math.max(1, ahead); i++) launch();
     while (inflight.length) {
       const batch = await inflight.shift()!;
-      launch();
-      if (!batch) continue;
+      if (ahead > 0) launch();
+      if (!batch) {
+        if (ahead === 0) launch();
+        continue;
+      }
       const [c, h, w] = this.opts.preprocess.inputSize;
-      yield {
-        x: tensor(batch.data, [batch.labels.length, c, h, w]),
-        y: tensor(Int32Array.from(batch.labels), [batch.labels.length]),
-      };
+      const x = tensor(batch.data, [batch.labels.length, c, h, w]);
+      poolFree(batch.data, 'float32');
+      yield { x, y: tensor(Int32Array.from(batch.labels), [batch.labels.length]) };
+      if (ahead === 0) launch();
     }
   }
 }

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend, BinaryOp, ConvParams, PoolParams, ReduceOp, UnaryOp, View } from '../backend.js';
 import { referenceBackend as ref } from '../reference/index.js';
-import { poolAlloc, poolFree } from '../pool.js';
+import { poolAlloc, poolFree, poolUpload } from '../pool.js';
 import type { DType, TypedArray } from '../../tensor/dtype.js';
 import { contiguousStrides, isContiguous, numel } from '../../tensor/shape.js';
 
@@ -67,7 +67,7 @@ function makeBackend(addon: Addon): Backend<TypedArray> {
     name: 'native',
     alloc: poolAlloc,
     free: poolFree,
-    upload: (data) => data.slice(),
+    upload: poolUpload,
     read: (buf, _dtype, offset, size) => buf.subarray(offset, offset + size),
 
     copy: (src, dst) => {

@@ -2,7 +2,7 @@
 // native backend is tested against, and it runs every dtype (float64 for gradient checks).
 import type { Backend } from '../backend.js';
 import type { TypedArray } from '../../tensor/dtype.js';
-import { poolAlloc, poolFree } from '../pool.js';
+import { poolAlloc, poolFree, poolUpload } from '../pool.js';
 import * as conv from './conv.js';
 import * as ew from './elementwise.js';
 import * as la from './linalg.js';
@@ -13,7 +13,7 @@ export const referenceBackend: Backend<TypedArray> = {
   name: 'reference',
   alloc: poolAlloc,
   free: poolFree,
-  upload: (data) => data.slice(),
+  upload: poolUpload,
   read: (buf, _dtype, offset, size) => buf.subarray(offset, offset + size),
   copy: ew.copy,
   fill: ew.fill,
