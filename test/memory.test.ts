@@ -113,7 +113,8 @@ test('memory: resident memory stays flat over 200 training steps', () => {
 });
 
 test('memory: the buffer pool keeps recently used sizes when full, evicting the sizes used longest ago', async () => {
-  const { poolAlloc, poolFree, setPoolLimit, clearPool, pooledByteCount } = await import('../src/backends/pool.js');
+  const { poolAlloc, poolFree, setPoolLimit, clearPool, pooledByteCount, poolLimit } = await import('../src/backends/pool.js');
+  const limit = poolLimit();
   clearPool();
   setPoolLimit(1 << 20); // 1 MiB: four 256 KiB buffers
   try {
@@ -129,7 +130,7 @@ test('memory: the buffer pool keeps recently used sizes when full, evicting the 
     assert.equal(poolAlloc('float32', 65536, false), a[2]);
   } finally {
     clearPool();
-    setPoolLimit(1 << 30);
+    setPoolLimit(limit);
   }
 });
 

@@ -3,13 +3,26 @@
 // freed buffers of the same dtype and size avoids both in a training loop, where every step
 // allocates the same shapes.
 //
-// The pool holds at most MAX_POOLED_BYTES. Size classes are kept in least-recently-used order:
+// The pool holds at most MAX_POOLED_BYTES: a quarter of the machine's memory, between 1 and 8 GiB
+// (GRAFT_POOL_MB sets it). A training step's working set must fit, or every step allocates (and
+// page-faults in) fresh memory for the buffers that did not. Size classes are kept in least-recently-used order:
 // when a freed buffer would overflow the pool, buffers of the classes used longest ago make room,
 // so a new phase (evaluation after training, another batch size) gets its own shapes pooled
 // instead of allocating afresh for every op and leaving the old phase's buffers unused.
+import { totalmem } from 'node:os';
 import { dtypeArray, dtypeOf, type DType, type TypedArray } from '../tensor/dtype.js';
 
-let MAX_POOLED_BYTES = 1 << 30;
+function defaultLimit(): number {
+  const env = process.env['GRAFT_POOL_MB'];
+  if (env !== undefined && env !== '') {
+    const mb = Number(env);
+    if (!Number.isFinite(mb) || mb < 0) throw new Error(`GRAFT_POOL_MB must be a number of megabytes ≥ 0; got '${env}'`);
+    return mb * 2 ** 20;
+  }
+  return Math.min(8 * 2 ** 30, Math.max(2 ** 30, totalmem() / 4));
+}
+
+let MAX_POOLED_BYTES = defaultLimit();
 /** dtype + length → free buffers; Map order is the classes' last use, oldest first. */
 const free = new Map<string, TypedArray[]>();
 let pooledBytes = 0;
@@ -56,10 +69,15 @@ export function poolFree(buf: TypedArray, dtype: DType): void {
   pooledBytes += buf.byteLength;
 }
 
-/** Sets the pool's capacity in bytes (1 GiB by default) and drops what no longer fits. */
+/** Sets the pool's capacity in bytes (default: a quarter of the memory, 1–8 GiB, or GRAFT_POOL_MB) and drops what no longer fits. */
 export function setPoolLimit(bytes: number): void {
   MAX_POOLED_BYTES = bytes;
   if (pooledBytes > bytes) clearPool();
+}
+
+/** The pool's capacity in bytes. */
+export function poolLimit(): number {
+  return MAX_POOLED_BYTES;
 }
 
 /** Bytes held by the pool now. */
