@@ -1,18 +1,51 @@
-// Layer norm and batch norm: statistics in two passes over data that stays in cache (a row, or a
-// channel's planes), then one pass to write; OpenMP over rows or channels. Both ran faster than
-// oneDNN 2.6's layer/batch normalisation on graft's plain layouts (its batch norm on NCHW is a
-// reference loop, ~5× slower), and saving rstd directly avoids converting from a variance.
+// Layer norm and batch norm. Layer norm's forward runs on oneDNN's layer normalisation primitive
+// (rstd derived from its variance, per row); its backward and both batch norm passes are OpenMP
+// kernels: statistics in two passes over data that stays in cache (a row, or a channel's planes),
+// then one pass to write. oneDNN 2.6's batch norm on NCHW is a reference loop (~5× slower), and
+// its layer norm backward ran slower than this one.
 #include <cmath>
+#include <cstring>
+#include <unordered_map>
 #include <vector>
 
 #include "kernels.h"
+#include "onednn.h"
 #include "parallel.h"
 #include "vmath.h"
 
 namespace graft {
 
+// x (rows, N); gamma and beta both present or both absent (else the OpenMP kernel below).
+static void layernorm_forward_onednn(float* y, float* mean, float* rstd, const float* x, const float* gamma, const float* beta, int64_t rows, int64_t n, float eps) {
+  using namespace onednn;
+  const bool affine = gamma != nullptr;
+  uint32_t epsBits;
+  std::memcpy(&epsBits, &eps, sizeof eps);
+  const Primitive& p = cached(key("ln", rows, n, epsBits, affine), [&] {
+    memory::desc md({rows, n}, dt::f32, tag::ab), sd({rows}, dt::f32, tag::a), cd({n}, dt::f32, tag::a);
+    auto flags = affine ? dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift : dnnl::normalization_flags::none;
+    dnnl::layer_normalization_forward::primitive_desc pd(
+        dnnl::layer_normalization_forward::desc(dnnl::prop_kind::forward_training, md, eps, flags), engine());
+    return Primitive{dnnl::layer_normalization_forward(pd), {md, sd, cd}};
+  });
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], x)}, {DNNL_ARG_DST, mem(p.mds[0], y)},
+                                       {DNNL_ARG_MEAN, mem(p.mds[1], mean)}, {DNNL_ARG_VARIANCE, mem(p.mds[1], rstd)}};
+  if (affine) {
+    args.emplace(DNNL_ARG_SCALE, mem(p.mds[2], gamma));
+    args.emplace(DNNL_ARG_SHIFT, mem(p.mds[2], beta));
+  }
+  dnnl::stream& s = stream();
+  p.prim.execute(s, args);
+  s.wait();
+  // The variance was written where rstd goes: rstd = 1 / sqrt(var + eps).
+#pragma omp simd
+  for (int64_t r = 0; r < rows; r++) rstd[r] = 1.f / std::sqrt(rstd[r] + eps);
+}
+
 // x (rows, N)
 void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* gamma, const float* beta, int64_t rows, int64_t n, float eps) {
+  if (rows > 0 && n > 0 && (gamma != nullptr) == (beta != nullptr) && !omp_in_parallel())
+    return layernorm_forward_onednn(y, mean, rstd, x, gamma, beta, rows, n, eps);
   parallel_items(rows, rows * n, [&](int64_t r) {
     const float* px = x + r * n;
     float* py = y + r * n;
