@@ -1,5 +1,6 @@
 // Sum, max and min over the middle axis of x (outer, len, inner), with the first arg-max/min.
 #include <algorithm>
+#include <vector>
 
 #include "kernels.h"
 #include "parallel.h"
@@ -43,8 +44,40 @@ void reduce_forward(float* out, int32_t* arg, const float* x, int64_t outer, int
     return;
   }
   const bool isMax = op == Reduce::Max;
+  if (outer == 1 && inner > 1 && op == Reduce::Sum && len >= 64 && inner <= (1 << 14) && len * inner >= kParallelMin && !omp_in_parallel()) {
+    // Column sums of one matrix (bias gradients): each thread streams a block of whole rows into
+    // its own accumulator row (in L1/L2), then the accumulators are added.
+    const int threads = omp_get_max_threads();
+    std::vector<float> partial(static_cast<size_t>(threads) * inner, 0.f);
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t chunk = (len + nt - 1) / nt, lo = t * chunk, hi = std::min(len, lo + chunk);
+      float* __restrict acc = partial.data() + static_cast<size_t>(t) * inner;
+      int64_t l = lo;
+      for (; l + 4 <= hi; l += 4) {
+        const float* __restrict r0 = x + l * inner;
+        const float* __restrict r1 = r0 + inner;
+        const float* __restrict r2 = r1 + inner;
+        const float* __restrict r3 = r2 + inner;
+#pragma omp simd
+        for (int64_t i = 0; i < inner; i++) acc[i] += (r0[i] + r1[i]) + (r2[i] + r3[i]);
+      }
+      for (; l < hi; l++) {
+        const float* __restrict row = x + l * inner;
+#pragma omp simd
+        for (int64_t i = 0; i < inner; i++) acc[i] += row[i];
+      }
+    }
+    for (int64_t i = 0; i < inner; i++) {
+      float v = 0;
+      for (int t = 0; t < threads; t++) v += partial[static_cast<size_t>(t) * inner + i];
+      out[i] = v;
+    }
+    return;
+  }
   if (outer == 1 && inner > 1) {
-    // The rows of one matrix (bias gradients): threads own blocks of 16 columns.
+    // The rows of one matrix: threads own blocks of 16 columns.
     int64_t blocks = (inner + 15) / 16;
     parallel_chunks(blocks, len * inner, [&](int64_t lo, int64_t hi) { reduce_columns(out, arg, x, len, inner, lo * 16, std::min(inner, hi * 16), op); });
     return;
