@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as g from '../src/index.js';
 import { Conv2d, BatchNorm2d } from '../src/nn/layers.js';
-import { convBatchNormFolded } from '../src/nn/layers.js';
+import { convBatchNormFolded, withFoldedWeights } from '../src/nn/layers.js';
 import { LoraLayer } from '../src/adapters/lora/layer.js';
 import { assign } from '../src/ops/layout.js';
 import { Generator } from '../src/tensor/random.js';
@@ -63,4 +63,35 @@ test('fold: not folded with batch statistics or an active unmerged adapter; fold
   lora.merge();
   const folded = g.noGrad(() => convBatchNormFolded(lora, bn, x));
   assert.ok(folded && maxDiff(unfused, folded) < 1e-4);
+});
+
+test('fold: withFoldedWeights folds each pair once, gives the same values, frees the folded weights, and weights changed afterwards count', async () => {
+  const { conv, bn, x } = setup(1);
+  bn.train(false);
+  const run = () => g.noGrad(() => convBatchNormFolded(conv, bn, x)!);
+  const plain = run();
+  const base = g.memory().liveBuffers;
+  const [a, b, during] = withFoldedWeights(() => {
+    const a = run();
+    const afterFirst = g.memory().liveBuffers;
+    const b = run();
+    // The second pass reuses the folded weight and bias: only its output is new.
+    return [a, b, g.memory().liveBuffers - afterFirst];
+  }) as [g.Tensor, g.Tensor, number];
+  assert.equal(during, 1, 'a second forward pass inside the scope allocates only its output');
+  assert.ok(maxDiff(a, plain) === 0 && maxDiff(b, plain) === 0, 'same values as folding on every pass');
+  a.dispose();
+  b.dispose();
+  assert.equal(g.memory().liveBuffers, base, 'the folded weights are freed when the scope ends');
+  // Async scopes end when their promise settles.
+  await withFoldedWeights(async () => {
+    await Promise.resolve();
+    run().dispose();
+  });
+  assert.equal(g.memory().liveBuffers, base);
+  // A weight changed after the scope is seen by the next scope.
+  g.noGrad(() => assign(conv.weight, g.mul(conv.weight, 2)));
+  const changed = withFoldedWeights(run);
+  assert.ok(maxDiff(changed, plain) > 1e-3, 'the next scope folds the new weights');
+  assert.ok(maxDiff(changed, run()) === 0);
 });

@@ -9,6 +9,7 @@ import { softmax } from '../ops/norm.js';
 import { randn } from '../ops/creation.js';
 import { classificationReport, type ClassificationReport } from './metrics.js';
 import { PeftModel } from '../adapters/peft-model.js';
+import { withFoldedWeights } from '../nn/layers.js';
 
 export interface Predictions {
   labels: number[];
@@ -25,7 +26,12 @@ export async function predict(model: Module, data: BatchSource, numClasses: numb
   return predictUnmerged(model, data, numClasses);
 }
 
-async function predictUnmerged(model: Module, data: BatchSource, numClasses: number): Promise<Predictions> {
+function predictUnmerged(model: Module, data: BatchSource, numClasses: number): Promise<Predictions> {
+  // Weights do not change during evaluation: conv + BatchNorm pairs are folded once.
+  return withFoldedWeights(() => predictEval(model, data, numClasses));
+}
+
+async function predictEval(model: Module, data: BatchSource, numClasses: number): Promise<Predictions> {
   model.eval();
   const labels: number[] = [];
   const predictions: number[] = [];
@@ -62,6 +68,10 @@ export interface SpeedReport {
 
 /** Median latency of a batch-1 forward pass, and the best images/s over the given batch sizes. */
 export function measureSpeed(model: Module, inputShape: readonly [number, number, number], opts: { batches?: number[]; repeats?: number } = {}): SpeedReport {
+  return withFoldedWeights(() => measureEval(model, inputShape, opts));
+}
+
+function measureEval(model: Module, inputShape: readonly [number, number, number], opts: { batches?: number[]; repeats?: number }): SpeedReport {
   model.eval();
   const repeats = opts.repeats ?? 5;
   const time = (b: number) => noGrad(() => tidy(() => {

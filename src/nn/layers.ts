@@ -8,6 +8,8 @@ import { adaptiveAvgPool2d, avgPool2d, conv2d, maxPool2d, type Conv2dOptions, ty
 import { batchNorm, layerNorm, layerNorm2d } from '../ops/norm.js';
 import { add, gelu, hardswish, mul, neg, relu, relu6, rsqrt, sigmoid, silu, sub, tanh } from '../ops/elementwise.js';
 import { reshape } from '../ops/layout.js';
+import { isGradEnabled } from '../tensor/autograd.js';
+import { keep, tidy } from '../tensor/memory.js';
 import { dropout, dropPath } from '../ops/nn.js';
 
 type Pair = number | readonly [number, number];
@@ -208,13 +210,59 @@ export function convBatchNormFolded(convModule: Module | null, bn: Module | null
   if (!usesRunningStats(bn)) return null;
   const conv = plainConvOf(convModule);
   if (!conv) return null;
-  const c = conv.outChannels;
-  let s = rsqrt(add(bn.runningVar!, bn.eps));
-  if (bn.weight) s = mul(s, bn.weight);
-  const weight = mul(conv.weight, reshape(s, [c, 1, 1, 1]));
-  let bias = mul(conv.bias ? sub(conv.bias, bn.runningMean!) : neg(bn.runningMean!), s);
-  if (bn.bias) bias = add(bias, bn.bias);
-  return conv2d(input, weight, bias, conv.convOptions);
+  const cache = foldCache && !isGradEnabled() ? foldCache : null;
+  let folded = cache?.get(conv);
+  if (!folded || folded.bn !== bn) {
+    const c = conv.outChannels;
+    const fold = () => {
+      let s = rsqrt(add(bn.runningVar!, bn.eps));
+      if (bn.weight) s = mul(s, bn.weight);
+      const weight = mul(conv.weight, reshape(s, [c, 1, 1, 1]));
+      let bias = mul(conv.bias ? sub(conv.bias, bn.runningMean!) : neg(bn.runningMean!), s);
+      if (bn.bias) bias = add(bias, bn.bias);
+      return { weight, bias };
+    };
+    if (cache) {
+      // Outside every scope: the cache owns these until withFoldedWeights ends.
+      const { weight, bias } = tidy(fold);
+      folded = { bn, weight: keep(weight), bias: keep(bias) };
+      cache.set(conv, folded);
+    } else folded = { bn, ...fold() };
+  }
+  return conv2d(input, folded.weight, folded.bias, conv.convOptions);
+}
+
+// Folded weights reused across the forward passes of one inference run. Weights cannot change
+// inside it (nothing trains or loads there), so each conv + BatchNorm pair is folded once.
+let foldCache: Map<Conv2d, { bn: BatchNorm2d; weight: Tensor; bias: Tensor }> | null = null;
+
+/**
+ * Runs `fn` (forward passes under noGrad that do not modify any weight: evaluation, prediction,
+ * timing) with each conv + BatchNorm pair folded once instead of on every forward pass. The
+ * folded weights are freed when `fn` (or the promise it returns) finishes.
+ */
+export function withFoldedWeights<T>(fn: () => T): T {
+  if (foldCache) return fn(); // nested: the outer run owns the cache
+  const cache = new Map<Conv2d, { bn: BatchNorm2d; weight: Tensor; bias: Tensor }>();
+  foldCache = cache;
+  const done = () => {
+    if (foldCache === cache) foldCache = null;
+    for (const f of cache.values()) {
+      f.weight.dispose();
+      f.bias.dispose();
+    }
+    cache.clear();
+  };
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    done();
+    throw e;
+  }
+  if (result instanceof Promise) return result.finally(done) as T;
+  done();
+  return result;
 }
 
 /** Runs modules in order, a Conv2d directly followed by a BatchNorm2d folded where it can be. */
