@@ -5,7 +5,11 @@
 #pragma once
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <charconv>
+#include <cstdint>
+#include <cstring>
 #include <functional>
+#include <type_traits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -36,12 +40,41 @@ struct Primitive {
 // (its handles are reference-counted) before using it from several threads.
 const Primitive& cached(const std::string& key, const std::function<Primitive()>& build);
 
+// Cache keys are built on every call, so without a stream (an ostringstream costs microseconds).
+inline void keyPart(std::string& s, bool v) { s += v ? ",1" : ",0"; }
+inline void keyPart(std::string& s, const char* v) {
+  s += ',';
+  s += v;
+}
+inline void keyPart(std::string& s, const std::string& v) {
+  s += ',';
+  s += v;
+}
+// Floating-point parts by their bit pattern: distinct values never share a key.
+inline void keyPart(std::string& s, double v) {
+  uint64_t bits;
+  std::memcpy(&bits, &v, sizeof v);
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, bits, 16);
+  s += ",f";
+  s.append(buf, r.ptr);
+}
+inline void keyPart(std::string& s, float v) { keyPart(s, static_cast<double>(v)); }
+template <typename T>
+void keyPart(std::string& s, T v) {
+  static_assert(std::is_integral_v<T> || std::is_enum_v<T>, "cache key parts are integers, enums, bools or strings");
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, static_cast<long long>(v));
+  s += ',';
+  s.append(buf, r.ptr);
+}
+
 template <typename... T>
 std::string key(const char* name, T... parts) {
-  std::ostringstream s;
-  s << name;
-  ((s << ',' << parts), ...);
-  return s.str();
+  std::string s(name);
+  s.reserve(96);
+  (keyPart(s, parts), ...);
+  return s;
 }
 
 inline memory mem(const memory::desc& md, const void* p) { return memory(md, engine(), const_cast<void*>(p)); }
