@@ -71,3 +71,31 @@ if (!nativeError) {
     });
   });
 }
+
+if (!nativeError) {
+  // Layer norm's native backward runs with and without an affine part, and with frozen
+  // weight and bias (adapter training): only x takes a gradient then.
+  test('conformance: layerNorm without weight and bias, with frozen ones, and at ViT width', () => {
+    const variants: [string, number, boolean, boolean][] = [
+      ['no affine', 8, false, false],
+      ['frozen affine', 16, true, false],
+      ['trainable affine, 384 wide', 384, true, true],
+    ];
+    for (const [label, n, affine, trainAffine] of variants) {
+      const once = (backend: 'reference' | 'native') => g.withBackend(backend, () => {
+        const gen = new g.Generator(11);
+        const x = g.randn([7, n], { generator: gen }).requiresGrad_(true);
+        const w = affine ? g.randn([n], { generator: gen }).requiresGrad_(trainAffine) : null;
+        const b = affine ? g.randn([n], { generator: gen }).requiresGrad_(trainAffine) : null;
+        const out = g.layerNorm(x, w, b);
+        g.sum(g.mul(out, g.randn(out.shape, { generator: gen }))).backward();
+        return [out, x.grad, w?.grad ?? null, b?.grad ?? null].map((t) => t?.toArray() ?? null);
+      });
+      const [r, nat] = [once('reference'), once('native')];
+      r.forEach((rv, i) => {
+        assert.equal(nat[i] === null, rv === null, `${label}: presence of result ${i}`);
+        if (rv) assert.equal(maxViolation(nat[i]!, rv, TOLERANCE['layerNorm']!), null, `${label}: result ${i}`);
+      });
+    }
+  });
+}

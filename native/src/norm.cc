@@ -1,8 +1,9 @@
-// Layer norm and batch norm. Layer norm's forward runs on oneDNN's layer normalisation primitive
-// (rstd derived from its variance, per row); its backward and both batch norm passes are OpenMP
-// kernels: statistics in two passes over data that stays in cache (a row, or a channel's planes),
-// then one pass to write. oneDNN 2.6's batch norm on NCHW is a reference loop (~5× slower), and
-// its layer norm backward ran slower than this one.
+// Layer norm and batch norm. Layer norm runs on oneDNN's layer normalisation primitives (graft
+// keeps rstd where oneDNN keeps a variance; the two are converted per row); its OpenMP kernels
+// remain for the cases oneDNN does not take (a bias without a weight, calls from inside a
+// parallel region). Batch norm is OpenMP: statistics in two passes over a channel's planes while
+// they stay in cache, then one pass to write; oneDNN 2.6's batch norm on NCHW is a reference
+// loop, ~5× slower.
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
@@ -64,11 +65,46 @@ void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const
   });
 }
 
+// oneDNN's layer normalisation backward. It takes a variance and an epsilon where graft keeps
+// rstd, so it gets var = 1 / rstd² with epsilon 0 (the same rstd to rounding).
+static void layernorm_backward_onednn(float* gx, float* ggamma, float* gbeta, const float* x, const float* gy, const float* gamma, const float* mean,
+                                      const float* rstd, int64_t rows, int64_t n) {
+  using namespace onednn;
+  const bool affine = gamma != nullptr, params = ggamma || gbeta;
+  const Primitive& p = cached(key("lnb", rows, n, affine, params), [&] {
+    memory::desc md({rows, n}, dt::f32, tag::ab), sd({rows}, dt::f32, tag::a), cd({n}, dt::f32, tag::a);
+    auto flags = affine ? dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift : dnnl::normalization_flags::none;
+    dnnl::layer_normalization_forward::primitive_desc hint(
+        dnnl::layer_normalization_forward::desc(dnnl::prop_kind::forward_training, md, 0.f, flags), engine());
+    dnnl::layer_normalization_backward::primitive_desc pd(
+        dnnl::layer_normalization_backward::desc(params ? dnnl::prop_kind::backward : dnnl::prop_kind::backward_data, md, md, 0.f, flags), engine(), hint);
+    return Primitive{dnnl::layer_normalization_backward(pd), {md, sd, cd}};
+  });
+  std::vector<float> var(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; r++) var[r] = 1.f / (rstd[r] * rstd[r]);
+  std::vector<float> scratch(affine ? static_cast<size_t>(3 * n) : 0, 0.f);  // shift input, unwanted parameter gradients
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], x)}, {DNNL_ARG_DIFF_DST, mem(p.mds[0], gy)}, {DNNL_ARG_DIFF_SRC, mem(p.mds[0], gx)},
+                                       {DNNL_ARG_MEAN, mem(p.mds[1], mean)}, {DNNL_ARG_VARIANCE, mem(p.mds[1], var.data())}};
+  if (affine) {
+    args.emplace(DNNL_ARG_SCALE, mem(p.mds[2], gamma));
+    args.emplace(DNNL_ARG_SHIFT, mem(p.mds[2], scratch.data()));
+    if (params) {
+      args.emplace(DNNL_ARG_DIFF_SCALE, mem(p.mds[2], ggamma ? ggamma : scratch.data() + n));
+      args.emplace(DNNL_ARG_DIFF_SHIFT, mem(p.mds[2], gbeta ? gbeta : scratch.data() + 2 * n));
+    }
+  }
+  dnnl::stream& s = stream();
+  p.prim.execute(s, args);
+  s.wait();
+}
+
 // gx = rstd · (g − mean(g) − x̂ · mean(g · x̂)) with g = gy · gamma and x̂ = (x − mean) · rstd;
 // ggamma = Σ_rows gy · x̂, gbeta = Σ_rows gy, from per-thread partial sums.
 void layernorm_backward(float* gx, float* ggamma, float* gbeta, const float* x, const float* gy, const float* gamma, const float* mean, const float* rstd,
                         int64_t rows, int64_t n) {
   const bool params = ggamma || gbeta;
+  if (rows > 0 && n > 0 && gx && (gamma || !params) && !omp_in_parallel())
+    return layernorm_backward_onednn(gx, ggamma, gbeta, x, gy, gamma, mean, rstd, rows, n);
   const int threads = rows * n < kParallelMin || omp_in_parallel() ? 1 : omp_get_max_threads();
   std::vector<float> partial(params ? static_cast<size_t>(threads) * 2 * n : 0, 0.f);
 #pragma omp parallel num_threads(threads)
