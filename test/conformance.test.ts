@@ -118,3 +118,22 @@ if (!nativeError) {
     assert.equal(maxViolation(n[1]!, r[1]!, TOLERANCE['default']!), null, 'gradient');
   });
 }
+
+if (!nativeError) {
+  // Column sums of a large matrix (bias gradients) take their own native path; odd sizes
+  // exercise its 8-, 4- and 1-row steps.
+  test('conformance: column sums of large matrices (sum over axis 0, and a bias gradient)', () => {
+    for (const [rows, cols] of [[1003, 301], [1576, 1536]] as const) {
+      const once = (backend: 'reference' | 'native') => g.withBackend(backend, () => {
+        const gy = g.randn([rows, cols], { generator: new g.Generator(31) });
+        const b = g.zeros([cols]).requiresGrad_(true);
+        g.add(g.zeros([rows, cols]), b).backward(gy);
+        return [g.sum(gy, 0).toArray(), b.grad!.toArray()];
+      });
+      const [r, n] = [once('reference'), once('native')];
+      const tol = { atol: 1e-4, rtol: 1e-5 }; // sums of ~1000 terms in another order
+      assert.equal(maxViolation(n[0]!, r[0]!, tol), null, `${rows}×${cols} sum over axis 0`);
+      assert.equal(maxViolation(n[1]!, r[1]!, tol), null, `${rows}×${cols} bias gradient`);
+    }
+  });
+}

@@ -46,7 +46,7 @@ void reduce_forward(float* out, int32_t* arg, const float* x, int64_t outer, int
   const bool isMax = op == Reduce::Max;
   if (outer == 1 && inner > 1 && op == Reduce::Sum && len >= 64 && inner <= (1 << 14) && len * inner >= kParallelMin && !omp_in_parallel()) {
     // Column sums of one matrix (bias gradients): each thread streams a block of whole rows into
-    // its own accumulator row (in L1/L2), then the accumulators are added.
+    // its own accumulator row (in L1/L2), eight rows per pass over it, then the accumulators are added.
     const int threads = omp_get_max_threads();
     std::vector<float> partial(static_cast<size_t>(threads) * inner, 0.f);
 #pragma omp parallel num_threads(threads)
@@ -55,6 +55,18 @@ void reduce_forward(float* out, int32_t* arg, const float* x, int64_t outer, int
       const int64_t chunk = (len + nt - 1) / nt, lo = t * chunk, hi = std::min(len, lo + chunk);
       float* __restrict acc = partial.data() + static_cast<size_t>(t) * inner;
       int64_t l = lo;
+      for (; l + 8 <= hi; l += 8) {
+        const float* __restrict r0 = x + l * inner;
+        const float* __restrict r1 = r0 + inner;
+        const float* __restrict r2 = r1 + inner;
+        const float* __restrict r3 = r2 + inner;
+        const float* __restrict r4 = r3 + inner;
+        const float* __restrict r5 = r4 + inner;
+        const float* __restrict r6 = r5 + inner;
+        const float* __restrict r7 = r6 + inner;
+#pragma omp simd
+        for (int64_t i = 0; i < inner; i++) acc[i] += ((r0[i] + r1[i]) + (r2[i] + r3[i])) + ((r4[i] + r5[i]) + (r6[i] + r7[i]));
+      }
       for (; l + 4 <= hi; l += 4) {
         const float* __restrict r0 = x + l * inner;
         const float* __restrict r1 = r0 + inner;
