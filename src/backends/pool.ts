@@ -5,8 +5,8 @@
 //
 // The pool holds at most MAX_POOLED_BYTES: a quarter of the machine's memory, between 1 and 8 GiB
 // (GRAFT_POOL_MB sets it). A training step's working set must fit, or every step allocates (and
-// page-faults in) fresh memory for the buffers that did not. Size classes are kept in least-recently-used order:
-// when a freed buffer would overflow the pool, buffers of the classes used longest ago make room,
+// page-faults in) fresh memory for the buffers that did not. Size classes are kept in
+// least-recently-used order: when a freed buffer would overflow the pool, buffers of the classes used longest ago make room,
 // so a new phase (evaluation after training, another batch size) gets its own shapes pooled
 // instead of allocating afresh for every op and leaving the old phase's buffers unused.
 import { totalmem } from 'node:os';

@@ -18,7 +18,7 @@ export interface LoaderOptions {
   augment?: AugmentConfig | null;
   shuffle?: boolean;
   seed?: number;
-  /** Batches prepared ahead (default 3; 0 prepares each batch when it is asked for). */
+  /** Batches prepared ahead (default 3). */
   prefetch?: number;
   /** What an unreadable image does: skipped and reported (default), or fatal. */
   onBadImage?: 'skip' | 'fatal';
@@ -69,6 +69,7 @@ export class ImageBatchSource implements BatchSource {
     if (keep.length === items.length) return { data, labels: items.map((s) => s.label) };
     const packed = poolAlloc('float32', keep.length * per, false) as Float32Array;
     keep.forEach((src, dst) => packed.set(data.subarray(src * per, (src + 1) * per), dst * per));
+    poolFree(data, 'float32');
     return { data: packed, labels: keep.map((i) => items[i]!.label) };
   }
 
@@ -77,7 +78,7 @@ export class ImageBatchSource implements BatchSource {
     const order = this.opts.shuffle ? shuffled(this.samples, new Generator((seed * 7919 + epoch) >>> 0)) : this.samples;
     const bs = this.opts.batchSize;
     const n = this.batchesPerEpoch();
-    const ahead = Math.max(0, this.opts.prefetch ?? 3);
+    const ahead = Math.max(1, this.opts.prefetch ?? 3);
     const inflight: Promise<{ data: Float32Array; labels: number[] } | null>[] = [];
     let next = skipBatches;
     const launch = () => {
@@ -88,19 +89,15 @@ export class ImageBatchSource implements BatchSource {
         inflight.push(p);
       }
     };
-    for (let i = 0; i < Math.max(1, ahead); i++) launch();
+    for (let i = 0; i < ahead; i++) launch();
     while (inflight.length) {
       const batch = await inflight.shift()!;
-      if (ahead > 0) launch();
-      if (!batch) {
-        if (ahead === 0) launch();
-        continue;
-      }
+      launch();
+      if (!batch) continue;
       const [c, h, w] = this.opts.preprocess.inputSize;
       const x = tensor(batch.data, [batch.labels.length, c, h, w]);
       poolFree(batch.data, 'float32');
       yield { x, y: tensor(Int32Array.from(batch.labels), [batch.labels.length]) };
-      if (ahead === 0) launch();
     }
   }
 }
