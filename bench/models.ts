@@ -9,13 +9,12 @@
 // dicts (safetensors), ONNX exports and a check batch into bench/.cache/models/ (git-ignored,
 // reused when present). Every measurement runs in its own child process, so each peak RSS
 // belongs to one case. Prints a table and writes bench/results/models-<date>.json.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { getBackend, nativeLoadError } from '../src/index.js';
 import { INFER_BATCHES, MODELS, TRAIN_BATCH, TRAIN_CASES, type ModelSpec, type TrainCase } from './model_cases.js';
-import { repoRoot, runChild, TORCH_PYTHON } from './references.js';
+import { gitCommit, repoRoot, resultsPath, runChild, TORCH_PYTHON } from './references.js';
 import { fmt } from './table.js';
 import type { TimingPolicy } from './timing.js';
 
@@ -212,21 +211,6 @@ function trainTable(rows: readonly TrainRow[]): string {
   return table(header, body, new Set([1, 2, 3, 4, 5, 6, 7, 8]));
 }
 
-function resultsPath(now: Date): string {
-  const dir = join(repoRoot, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const day = now.toISOString().slice(0, 10);
-  for (let i = 1; ; i++) {
-    const p = join(dir, i === 1 ? `models-${day}.json` : `models-${day}-${i}.json`);
-    if (!existsSync(p)) return p;
-  }
-}
-
-function gitCommit(): string {
-  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : 'unknown';
-}
-
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const threads = availableParallelism();
@@ -269,7 +253,7 @@ async function main(): Promise<void> {
   if (errors.length) lines.push('', 'problems:', ...errors.map((e) => '  ' + e));
   process.stdout.write(lines.join('\n') + '\n');
 
-  const path = resultsPath(started);
+  const path = resultsPath('models', started);
   writeFileSync(path, JSON.stringify({
     date: started.toISOString(), commit: gitCommit(), args: { quick: args.quick, only: args.only ?? null, skip: [...args.skip] },
     machine: { cpu: cpus()[0]?.model, threads, node: process.version, loadavgStart: startLoad, loadavgEnd: loadavg() },

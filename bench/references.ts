@@ -21,6 +21,23 @@ export interface SystemRun {
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
 export const repoRoot = join(here, '..', '..');
+
+/** bench/results/<prefix>-<day>.json, or -2, -3, … when that day already has one. */
+export function resultsPath(prefix: string, now: Date): string {
+  const dir = join(repoRoot, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const day = now.toISOString().slice(0, 10);
+  for (let i = 1; ; i++) {
+    const p = join(dir, i === 1 ? `${prefix}-${day}.json` : `${prefix}-${day}-${i}.json`);
+    if (!existsSync(p)) return p;
+  }
+}
+
+/** The checked-out commit, short form ('unknown' outside a git checkout). */
+export function gitCommit(): string {
+  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : 'unknown';
+}
 /** Debian's interpreter, which has python3-torch; the python3 first on PATH may not. */
 export const TORCH_PYTHON = '/usr/bin/python3';
 const CHILD_TIMEOUT_MS = 15 * 60_000;

@@ -5,14 +5,12 @@
 //   GRAFT_BACKEND=reference node dist/bench/run.js --quick     (smoke check without the addon)
 //
 // Prints a table and writes bench/results/ops-<date>.json. Speeds are reported, never asserted.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
 import { getBackend, nativeLoadError, setBackend, type BackendName } from '../src/index.js';
 import { copySizes, selectCases, type BenchCase } from './cases.js';
 import { measureGraft } from './graft_ops.js';
-import { repoRoot, runOrt, runRaw, runTorch, type SystemName, type SystemRun } from './references.js';
+import { gitCommit, resultsPath, runOrt, runRaw, runTorch, type SystemName, type SystemRun } from './references.js';
 import { buildRows, formatTable, TARGET_COPY, TARGET_LATENCY_US, TARGET_RAW, type Row } from './table.js';
 import { timingPolicy, type Measurement, type TimingPolicy } from './timing.js';
 
@@ -63,21 +61,6 @@ async function runGraft(cases: readonly BenchCase[], policy: TimingPolicy, note:
   return { system: 'graft', available: true, note, results };
 }
 
-function resultsPath(now: Date): string {
-  const dir = join(repoRoot, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const day = now.toISOString().slice(0, 10);
-  for (let i = 1; ; i++) {
-    const p = join(dir, i === 1 ? `ops-${day}.json` : `ops-${day}-${i}.json`);
-    if (!existsSync(p)) return p;
-  }
-}
-
-function gitCommit(): string {
-  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : 'unknown';
-}
-
 function summary(rows: readonly Row[]): string[] {
   const missed = rows.filter((r) => r.met === false);
   const unjudged = rows.filter((r) => r.met === null && r.target !== '');
@@ -117,7 +100,7 @@ async function main(): Promise<void> {
   const report = [...header, '', formatTable(rows), '', ...summary(rows), ...(errors.length ? ['', 'not measured:', ...errors.map((e) => '  ' + e)] : [])];
   process.stdout.write(report.join('\n') + '\n');
 
-  const path = resultsPath(started);
+  const path = resultsPath('ops', started);
   writeFileSync(path, JSON.stringify({
     date: started.toISOString(), commit: gitCommit(), args: { quick: args.quick, only: args.only ?? null, skip: [...args.skip] },
     machine: { cpu: cpus()[0]?.model, threads, node: process.version, loadavgStart: startLoad, loadavgEnd: loadavg() },
