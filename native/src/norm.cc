@@ -5,7 +5,6 @@
 // they stay in cache, then one pass to write; oneDNN 2.6's batch norm on NCHW is a reference
 // loop, ~5× slower.
 #include <cmath>
-#include <cstring>
 #include <unordered_map>
 #include <vector>
 
@@ -20,9 +19,7 @@ namespace graft {
 static void layernorm_forward_onednn(float* y, float* mean, float* rstd, const float* x, const float* gamma, const float* beta, int64_t rows, int64_t n, float eps) {
   using namespace onednn;
   const bool affine = gamma != nullptr;
-  uint32_t epsBits;
-  std::memcpy(&epsBits, &eps, sizeof eps);
-  const Primitive& p = cached(key("ln", rows, n, epsBits, affine), [&] {
+  const Primitive& p = cached(key("ln", rows, n, eps, affine), [&] {
     memory::desc md({rows, n}, dt::f32, tag::ab), sd({rows}, dt::f32, tag::a), cd({n}, dt::f32, tag::a);
     auto flags = affine ? dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift : dnnl::normalization_flags::none;
     dnnl::layer_normalization_forward::primitive_desc pd(

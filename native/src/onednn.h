@@ -10,7 +10,6 @@
 #include <cstring>
 #include <functional>
 #include <type_traits>
-#include <sstream>
 #include <string>
 #include <vector>
 
