@@ -15,8 +15,8 @@ export interface TimingPolicy {
 
 export function timingPolicy(quick: boolean, threads: number): TimingPolicy {
   return quick
-    ? { warmup: 1, minRuns: 3, maxRuns: 10, budgetMs: 150, threads }
-    : { warmup: 3, minRuns: 10, maxRuns: 100, budgetMs: 700, threads };
+    ? { warmup: 2, minRuns: 5, maxRuns: 200, budgetMs: 150, threads }
+    : { warmup: 3, minRuns: 10, maxRuns: 1000, budgetMs: 700, threads };
 }
 
 /** Calls per timed run for the latency rows (one call is below the timer's resolution). */
@@ -32,6 +32,8 @@ export interface Measurement {
   runs?: number;
   /** The implementation the library picked, when it says. */
   impl?: string;
+  /** Which round of a multi-round run it came from (graft and raw oneDNN alternate rounds). */
+  round?: number;
   error?: string;
 }
 

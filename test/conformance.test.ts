@@ -137,3 +137,46 @@ if (!nativeError) {
     }
   });
 }
+
+if (!nativeError) {
+  // The native exp/erf kernels work in blocks of 16 and 8 lanes with a masked tail: every row
+  // width from 1 to 40, an odd length split across threads at unaligned offsets, values far in
+  // both tails, and attention rows of every causal length with a negative scale as well.
+  test('conformance: softmax, log-softmax, gelu and attention at every vector tail length', () => {
+    const once = (backend: 'reference' | 'native') => g.withBackend(backend, () => {
+      const results: [string, ArrayLike<number>][] = [];
+      const gen = new g.Generator(41);
+      const weighted = (t: g.Tensor) => g.sum(g.mul(t, g.randn(t.shape, { generator: gen })));
+      for (let n = 1; n <= 40; n++) {
+        const x = g.mul(g.randn([3, n], { generator: gen }), 6).requiresGrad_(true);
+        const y = g.softmax(x, -1);
+        const l = g.logSoftmax(x, -1);
+        g.add(weighted(y), weighted(l)).backward();
+        const z = g.mul(g.randn([n], { generator: gen }), 4).requiresGrad_(true);
+        const gz = g.gelu(z);
+        weighted(gz).backward();
+        results.push([`softmax width ${n}`, y.toArray()], [`logSoftmax width ${n}`, l.toArray()], [`softmax/logSoftmax grad width ${n}`, x.grad!.toArray()]);
+        results.push([`gelu length ${n}`, gz.toArray()], [`gelu grad length ${n}`, z.grad!.toArray()]);
+      }
+      const data = g.mul(g.randn([100_003], { generator: gen }), 3).toArray() as Float32Array;
+      [-40, -12, -6, -4, -1e-6, 0, 1e-6, 4, 6, 12, 40].forEach((v, i) => (data[i * 9091] = v));
+      const big = g.tensor(data, [100_003]).requiresGrad_(true);
+      const gb = g.gelu(big);
+      weighted(gb).backward();
+      results.push(['gelu 100003', gb.toArray()], ['gelu grad 100003', big.grad!.toArray()]);
+      for (const [causal, scale] of [[false, undefined], [true, undefined], [true, -0.3]] as const) {
+        const [q, k, v] = [0, 1, 2].map(() => g.randn([3, 37, 12], { generator: gen }).requiresGrad_(true)) as [g.Tensor, g.Tensor, g.Tensor];
+        const o = g.scaledDotProductAttention(q, k, v, { causal, ...(scale === undefined ? {} : { scale }) });
+        weighted(o).backward();
+        const what = `attention causal=${causal} scale=${scale ?? 'default'}`;
+        results.push([what, o.toArray()], [`${what} gq`, q.grad!.toArray()], [`${what} gk`, k.grad!.toArray()], [`${what} gv`, v.grad!.toArray()]);
+      }
+      return results;
+    });
+    const [r, n] = [once('reference'), once('native')];
+    r.forEach(([what, rv], i) => {
+      const tol = what.startsWith('attention') ? TOLERANCE['attention']! : TOLERANCE['default']!;
+      assert.equal(maxViolation(n[i]![1], rv, tol), null, what);
+    });
+  });
+}

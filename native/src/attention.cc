@@ -14,6 +14,7 @@
 #include "gemm.h"
 #include "kernels.h"
 #include "parallel.h"
+#include "simd.h"
 #include "vmath.h"
 
 namespace graft {
@@ -66,18 +67,15 @@ ForwardGemms forward_gemms(int64_t rows, int64_t m, int64_t d) {
 
 // Row i of the tile (query index qi): p = softmax(scale · s) over the keys it may see; returns the log-sum-exp.
 float softmax_row(float* s, int64_t m, int64_t qi, float scale, bool causal) {
-  int64_t valid = causal ? std::min<int64_t>(qi + 1, m) : m;
-#pragma omp simd
-  for (int64_t j = 0; j < valid; j++) s[j] *= scale;
-  const float mx = vmax(s, valid);
-  const float sum = vsum(valid, [s, mx](int64_t j) {
-    float e = vexp(s[j] - mx);
-    s[j] = e;
-    return e;
-  });
-  const float inv = 1.f / sum;
-#pragma omp simd
-  for (int64_t j = 0; j < valid; j++) s[j] *= inv;
+  const int64_t valid = causal ? std::min<int64_t>(qi + 1, m) : m;
+  if (!(scale > 0)) {
+    simd::row_affine(s, s, valid, scale, 0.f);
+    scale = 1.f;
+  }
+  // max(scale·s) = scale·max(s) for scale > 0.
+  const float mx = scale * simd::row_max(s, valid);
+  const float sum = simd::row_exp(s, s, valid, scale, mx);
+  simd::row_affine(s, s, valid, 1.f / sum, 0.f);
   std::fill(s + valid, s + m, 0.f);
   return mx + std::log(sum);
 }
@@ -171,9 +169,7 @@ void attention_backward(float* gq, float* gk, float* gv, const float* q, const f
       parallel_items(rows, rows * m, [&](int64_t i) {
         float* pr = p + i * m;
         const int64_t valid = causal ? std::min<int64_t>(i0 + i + 1, m) : m;
-        const float l = lse[row0 + i];
-#pragma omp simd
-        for (int64_t j = 0; j < valid; j++) pr[j] = vexp(pr[j] * scale - l);
+        simd::row_exp(pr, pr, valid, scale, lse[row0 + i]);
         std::fill(pr + valid, pr + m, 0.f);
       });
       gemm_execute(blk ? g.gradVAcc : g.gradV, st, gv + b * m * d, p, gout + row0 * d, pad);

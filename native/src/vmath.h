@@ -1,6 +1,6 @@
 // Vectorisable float math for `#pragma omp simd` loops: libm's expf/erff/tanhf are scalar calls
 // that stop vectorisation. exp: Cephes range reduction (x = n·ln2 + r) and a degree-6
-// polynomial, about 1 ulp; erf: Abramowitz & Stegun 7.1.26, |error| < 1.5e-7. NaN propagates.
+// polynomial, about 1 ulp. NaN propagates. (The AVX2 forms for the hottest loops are in simd.h.)
 // The row reductions keep 32 partial sums (four AVX2 registers) so the adds do not wait on each
 // other's latency.
 #pragma once
@@ -26,14 +26,6 @@ __attribute__((always_inline)) inline float vexp(float x) {
   y = x < -87.3365f ? 0.0f : y;
   y = x > 88.3762f ? __builtin_huge_valf() : y;
   return x != x ? x : y;
-}
-
-__attribute__((always_inline)) inline float verf(float x) {
-  float a = x < 0 ? -x : x;
-  float t = 1.0f / (1.0f + 0.3275911f * a);
-  float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-  float y = 1.0f - poly * vexp(-a * a);
-  return x < 0 ? -y : y;
 }
 
 __attribute__((always_inline)) inline float vsigmoid(float x) { return 1.0f / (1.0f + vexp(-x)); }
