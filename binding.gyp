@@ -17,7 +17,9 @@
         "native/src/pool.cc",
         "native/src/attention.cc",
         "native/src/index.cc",
-        "native/src/resample.cc"
+        "native/src/resample.cc",
+        "native/src/simd_avx2.cc",
+        "native/src/simd_avx512.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

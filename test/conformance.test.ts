@@ -1,6 +1,9 @@
 // Native against reference: every op's forward output and gradients, float32, same inputs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import * as g from '../src/index.js';
 import { opCases } from './helpers/op-cases.js';
 
@@ -178,5 +181,25 @@ if (!nativeError) {
       const tol = what.startsWith('attention') ? TOLERANCE['attention']! : TOLERANCE['default']!;
       assert.equal(maxViolation(n[i]![1], rv, tol), null, what);
     });
+  });
+}
+
+if (!nativeError) {
+  // The exp/erf kernels exist for AVX2 and AVX-512; the addon picks one when it loads.
+  const level = (createRequire(import.meta.url)('../../build/Release/graft_native.node') as { simd: string }).simd;
+
+  test('conformance: the vector kernels run at the level GRAFT_SIMD asks for, else the CPU\'s best', () => {
+    const want = process.env['GRAFT_SIMD'];
+    if (want === 'avx2') assert.equal(level, 'avx2');
+    else assert.ok(level === 'avx2' || level === 'avx512', `unknown level '${level}'`);
+  });
+
+  test('conformance: the AVX2 kernels as well, on a CPU that picks AVX-512', { skip: level !== 'avx512' ? `this CPU runs ${level}` : false }, () => {
+    // A fresh process (the addon reads GRAFT_SIMD when it loads) that reports to its own stdout.
+    const env: NodeJS.ProcessEnv = { ...process.env, GRAFT_SIMD: 'avx2' };
+    delete env['NODE_TEST_CONTEXT'];
+    const r = spawnSync(process.execPath, ['--test-reporter=tap', '--test-name-pattern=vector tail length|level GRAFT_SIMD', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /# pass 2\b/, r.stdout);
   });
 }

@@ -69,13 +69,13 @@ ForwardGemms forward_gemms(int64_t rows, int64_t m, int64_t d) {
 float softmax_row(float* s, int64_t m, int64_t qi, float scale, bool causal) {
   const int64_t valid = causal ? std::min<int64_t>(qi + 1, m) : m;
   if (!(scale > 0)) {
-    simd::row_affine(s, s, valid, scale, 0.f);
+    simd::kernels().row_affine(s, s, valid, scale, 0.f);
     scale = 1.f;
   }
   // max(scale·s) = scale·max(s) for scale > 0.
-  const float mx = scale * simd::row_max(s, valid);
-  const float sum = simd::row_exp(s, s, valid, scale, mx);
-  simd::row_affine(s, s, valid, 1.f / sum, 0.f);
+  const float mx = scale * simd::kernels().row_max(s, valid);
+  const float sum = simd::kernels().row_exp(s, s, valid, scale, mx);
+  simd::kernels().row_affine(s, s, valid, 1.f / sum, 0.f);
   std::fill(s + valid, s + m, 0.f);
   return mx + std::log(sum);
 }
@@ -169,7 +169,7 @@ void attention_backward(float* gq, float* gk, float* gv, const float* q, const f
       parallel_items(rows, rows * m, [&](int64_t i) {
         float* pr = p + i * m;
         const int64_t valid = causal ? std::min<int64_t>(i0 + i + 1, m) : m;
-        simd::row_exp(pr, pr, valid, scale, lse[row0 + i]);
+        simd::kernels().row_exp(pr, pr, valid, scale, lse[row0 + i]);
         std::fill(pr + valid, pr + m, 0.f);
       });
       gemm_execute(blk ? g.gradVAcc : g.gradV, st, gv + b * m * d, p, gout + row0 * d, pad);

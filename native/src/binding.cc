@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels.h"
+#include "simd.h"
 
 namespace {
 
@@ -199,6 +200,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"interpolateBackward", Entry<InterpolateBwd>},
   };
   for (auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
+  // The vector instruction set the exp/erf kernels use on this CPU ("avx512" or "avx2").
+  exports.Set("simd", Napi::String::New(env, simd::kernels().level));
   return exports;
 }
 

@@ -40,38 +40,21 @@ void map_grad(float* gx, const float* gy, const float* x, int64_t n, F d) {
   });
 }
 
-// GELU (erf form) and erf on the AVX2 kernels of simd.h: the rational erf needs no exp, which
+// GELU (erf form) and erf on the vector kernels of simd.h: the rational erf needs no exp, which
 // makes the forward ~1.5× oneDNN 2.6's gelu_erf on a ViT-S fc1 output.
 void gelu_forward(float* out, const float* x, int64_t n) {
-  parallel_chunks(n, n, [=](int64_t lo, int64_t hi) {
-    simd::blocks8(hi - lo, [&](int64_t i, auto full, __m256i mask) {
-      const __m256 v = simd::load8(x + lo + i, mask, full);
-      const __m256 h = _mm256_mul_ps(_mm256_set1_ps(0.5f), v);
-      simd::store8(out + lo + i, _mm256_fmadd_ps(h, simd::erf8(_mm256_mul_ps(v, _mm256_set1_ps(kSqrt1_2))), h), mask, full);
-    });
-  });
+  const auto& k = simd::kernels();
+  parallel_chunks(n, n, [&](int64_t lo, int64_t hi) { k.gelu(out + lo, x + lo, hi - lo); });
 }
 
-// d/dx x·Φ(x) = Φ(x) + x·φ(x), Φ(x) = (1 + erf(x/√2)) / 2, φ(x) = exp(−x²/2) / √(2π)
 void gelu_backward(float* gx, const float* gy, const float* x, int64_t n) {
-  parallel_chunks(n, n, [=](int64_t lo, int64_t hi) {
-    const __m256 half = _mm256_set1_ps(0.5f);
-    simd::blocks8(hi - lo, [&](int64_t i, auto full, __m256i mask) {
-      const __m256 v = simd::load8(x + lo + i, mask, full);
-      const __m256 cdf = _mm256_fmadd_ps(half, simd::erf8(_mm256_mul_ps(v, _mm256_set1_ps(kSqrt1_2))), half);
-      const __m256 pdf = simd::exp8(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-0.5f), v), v));
-      const __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(v, pdf), _mm256_set1_ps(kInvSqrt2Pi), cdf);
-      simd::store8(gx + lo + i, _mm256_mul_ps(simd::load8(gy + lo + i, mask, full), d), mask, full);
-    });
-  });
+  const auto& k = simd::kernels();
+  parallel_chunks(n, n, [&](int64_t lo, int64_t hi) { k.gelu_grad(gx + lo, gy + lo, x + lo, hi - lo); });
 }
 
 void erf_forward(float* out, const float* x, int64_t n) {
-  parallel_chunks(n, n, [=](int64_t lo, int64_t hi) {
-    simd::blocks8(hi - lo, [&](int64_t i, auto full, __m256i mask) {
-      simd::store8(out + lo + i, simd::erf8(simd::load8(x + lo + i, mask, full)), mask, full);
-    });
-  });
+  const auto& k = simd::kernels();
+  parallel_chunks(n, n, [&](int64_t lo, int64_t hi) { k.erf(out + lo, x + lo, hi - lo); });
 }
 
 // oneDNN runs these at least as fast as the loops below on large inputs (its JIT uses

@@ -1,0 +1,133 @@
+// The vector kernels of simd.h, written once over a lane type `V` that the including file
+// defines (simd_avx2.cc: 8 lanes, simd_avx512.cc: 16) inside its own namespace.
+//
+// exp: x = n·ln2 + r with n rounded by adding 1.5·2²³ + 127 (so the float's low mantissa bits
+//   hold n + 127, the exponent field of 2ⁿ), ln2 split in two (Cephes), degree-6 polynomial for
+//   eʳ; about 1 ulp. Inputs below −88 give exactly 0 (−∞ included), above 88.376 +∞; NaN stays NaN
+//   (max/min return their second operand when either is NaN).
+// erf: the rational form erf(x) ≈ x·P(x²)/Q(x²) on [−4, 4] (odd degree-13 numerator, degree-8
+//   denominator; |erf(±4) − 1| is below float resolution, so x is clamped there); absolute and
+//   relative error < 4e-7, without an exp.
+// Loops run whole vectors, then one masked vector for the tail.
+
+using T = V::T;
+
+static inline T vexp(T x) {
+  const T magic = V::set1(12582912.f + 127.f);
+  const T hi = V::set1(88.3762626647949f);
+  const T xc = V::min(hi, V::max(V::set1(-88.f), x));
+  const T t = V::fmadd(xc, V::set1(1.44269504088896341f), magic);
+  const T n = V::sub(t, magic);
+  T r = V::fnmadd(n, V::set1(0.693359375f), xc);
+  r = V::fnmadd(n, V::set1(-2.12194440e-4f), r);
+  T p = V::set1(1.9875691500e-4f);
+  p = V::fmadd(p, r, V::set1(1.3981999507e-3f));
+  p = V::fmadd(p, r, V::set1(8.3334519073e-3f));
+  p = V::fmadd(p, r, V::set1(4.1665795894e-2f));
+  p = V::fmadd(p, r, V::set1(1.6666665459e-1f));
+  p = V::fmadd(p, r, V::set1(5.0000001201e-1f));
+  const T e = V::add(V::fmadd(p, V::mul(r, r), r), V::set1(1.f));
+  return V::inf_above(V::mul(e, V::exponent(t)), x, hi);
+}
+
+static inline T verf(T a) {
+  const T x = V::min(V::set1(4.f), V::max(V::set1(-4.f), a));
+  const T x2 = V::mul(x, x);
+  T p = V::set1(-2.72614225801306e-10f);
+  p = V::fmadd(p, x2, V::set1(2.77068142495902e-08f));
+  p = V::fmadd(p, x2, V::set1(-2.10102402082508e-06f));
+  p = V::fmadd(p, x2, V::set1(-5.69250639462346e-05f));
+  p = V::fmadd(p, x2, V::set1(-7.34990630326855e-04f));
+  p = V::fmadd(p, x2, V::set1(-2.95459980854025e-03f));
+  p = V::fmadd(p, x2, V::set1(-1.60960333262415e-02f));
+  p = V::mul(p, x);
+  T q = V::set1(-1.45660718464996e-05f);
+  q = V::fmadd(q, x2, V::set1(-2.13374055278905e-04f));
+  q = V::fmadd(q, x2, V::set1(-1.68282697438203e-03f));
+  q = V::fmadd(q, x2, V::set1(-7.37332916720468e-03f));
+  q = V::fmadd(q, x2, V::set1(-1.42647390514189e-02f));
+  return V::div(p, q);
+}
+
+// f(i, v) → value stored at i, for every lane of x[0..n); the tail's spare lanes read zeros.
+template <typename F>
+static inline void map(float* y, const float* x, int64_t n, F f) {
+  int64_t i = 0;
+  for (; i + V::L <= n; i += V::L) V::store(y + i, f(i, V::load(x + i)));
+  if (i < n) {
+    const V::M m = V::tail(n - i);
+    V::store_tail(y + i, f(i, V::load_tail(x + i, m)), m);
+  }
+}
+
+static float row_max(const float* x, int64_t n) {
+  T m0 = V::set1(-__builtin_huge_valf()), m1 = m0;
+  V::B nan = V::none();
+  int64_t i = 0;
+  for (; i + 2 * V::L <= n; i += 2 * V::L) {
+    const T a = V::load(x + i), b = V::load(x + i + V::L);
+    m0 = V::max(m0, a);
+    m1 = V::max(m1, b);
+    nan = V::either(nan, V::unordered(a, b));
+  }
+  float m = V::hmax(V::max(m0, m1));
+  bool isnan = V::any(nan);
+  for (; i < n; i++) {
+    isnan |= x[i] != x[i];
+    m = x[i] > m ? x[i] : m;
+  }
+  return isnan ? __builtin_nanf("") : m;
+}
+
+static float row_exp(float* y, const float* x, int64_t n, float scale, float shift) {
+  const T vs = V::set1(scale), vb = V::set1(shift);
+  T s0 = V::zero(), s1 = s0;
+  int64_t i = 0;
+  for (; i + 2 * V::L <= n; i += 2 * V::L) {
+    const T e0 = vexp(V::fmsub(V::load(x + i), vs, vb));
+    const T e1 = vexp(V::fmsub(V::load(x + i + V::L), vs, vb));
+    if (y) {
+      V::store(y + i, e0);
+      V::store(y + i + V::L, e1);
+    }
+    s0 = V::add(s0, e0);
+    s1 = V::add(s1, e1);
+  }
+  for (; i < n; i += V::L) {
+    const bool whole = i + V::L <= n;
+    const V::M m = V::tail(whole ? V::L : n - i);
+    const T e = V::keep(vexp(V::fmsub(whole ? V::load(x + i) : V::load_tail(x + i, m), vs, vb)), m);
+    if (y) whole ? V::store(y + i, e) : V::store_tail(y + i, e, m);
+    s0 = V::add(s0, e);
+  }
+  return V::hsum(V::add(s0, s1));
+}
+
+static void row_affine(float* y, const float* x, int64_t n, float a, float b) {
+  const T va = V::set1(a), vb = V::set1(b);
+  map(y, x, n, [&](int64_t, T v) { return V::fmadd(v, va, vb); });
+}
+
+static void gelu(float* y, const float* x, int64_t n) {
+  map(y, x, n, [&](int64_t, T v) {
+    const T h = V::mul(V::set1(0.5f), v);
+    return V::fmadd(h, verf(V::mul(v, V::set1(0.70710678118654752f))), h);
+  });
+}
+
+static void gelu_grad(float* gx, const float* gy, const float* x, int64_t n) {
+  const T half = V::set1(0.5f);
+  map(gx, x, n, [&](int64_t i, T v) {
+    const T cdf = V::fmadd(half, verf(V::mul(v, V::set1(0.70710678118654752f))), half);
+    const T pdf = vexp(V::mul(V::mul(V::set1(-0.5f), v), v));
+    const T d = V::fmadd(V::mul(v, pdf), V::set1(0.39894228040143268f), cdf);
+    const T g = i + V::L <= n ? V::load(gy + i) : V::load_tail(gy + i, V::tail(n - i));
+    return V::mul(g, d);
+  });
+}
+
+static void erf(float* y, const float* x, int64_t n) {
+  map(y, x, n, [&](int64_t, T v) { return verf(v); });
+}
+
+const Kernels table{V::level, row_max, row_exp, row_affine, gelu, gelu_grad, erf};
