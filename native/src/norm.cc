@@ -1,144 +1,45 @@
-// Layer norm and batch norm. Layer norm runs on oneDNN's layer normalisation primitives (graft
-// keeps rstd where oneDNN keeps a variance; the two are converted per row); its OpenMP kernels
-// remain for the cases oneDNN does not take (a bias without a weight, calls from inside a
-// parallel region). Batch norm is OpenMP: statistics in two passes over a channel's planes while
-// they stay in cache, then one pass to write; oneDNN 2.6's batch norm on NCHW is a reference
-// loop, ~5× slower.
+// Layer norm and batch norm. Layer norm runs row by row on the vector kernels of simd.h (a row
+// stays in L1 across its passes); they beat oneDNN 2.6's layer normalisation primitives here,
+// which also keep a variance where graft keeps rstd. Batch norm is OpenMP: statistics in two
+// passes over a channel's planes while they stay in cache, then one pass to write; oneDNN 2.6's
+// batch norm on NCHW is a reference loop, ~5× slower.
+#include <algorithm>
 #include <cmath>
-#include <unordered_map>
 #include <vector>
 
 #include "kernels.h"
-#include "onednn.h"
 #include "parallel.h"
+#include "simd.h"
 #include "vmath.h"
 
 namespace graft {
 
-// x (rows, N); gamma and beta both present or both absent (else the OpenMP kernel below).
-static void layernorm_forward_onednn(float* y, float* mean, float* rstd, const float* x, const float* gamma, const float* beta, int64_t rows, int64_t n, float eps) {
-  using namespace onednn;
-  const bool affine = gamma != nullptr;
-  const Primitive& p = cached(key("ln", rows, n, eps, affine), [&] {
-    memory::desc md({rows, n}, dt::f32, tag::ab), sd({rows}, dt::f32, tag::a), cd({n}, dt::f32, tag::a);
-    auto flags = affine ? dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift : dnnl::normalization_flags::none;
-    dnnl::layer_normalization_forward::primitive_desc pd(
-        dnnl::layer_normalization_forward::desc(dnnl::prop_kind::forward_training, md, eps, flags), engine());
-    return Primitive{dnnl::layer_normalization_forward(pd), {md, sd, cd}};
-  });
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], x)}, {DNNL_ARG_DST, mem(p.mds[0], y)},
-                                       {DNNL_ARG_MEAN, mem(p.mds[1], mean)}, {DNNL_ARG_VARIANCE, mem(p.mds[1], rstd)}};
-  if (affine) {
-    args.emplace(DNNL_ARG_SCALE, mem(p.mds[2], gamma));
-    args.emplace(DNNL_ARG_SHIFT, mem(p.mds[2], beta));
-  }
-  dnnl::stream& s = stream();
-  p.prim.execute(s, args);
-  s.wait();
-  // The variance was written where rstd goes: rstd = 1 / sqrt(var + eps).
-#pragma omp simd
-  for (int64_t r = 0; r < rows; r++) rstd[r] = 1.f / std::sqrt(rstd[r] + eps);
-}
-
 // x (rows, N)
 void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* gamma, const float* beta, int64_t rows, int64_t n, float eps) {
-  if (rows > 0 && n > 0 && (gamma != nullptr) == (beta != nullptr) && !omp_in_parallel())
-    return layernorm_forward_onednn(y, mean, rstd, x, gamma, beta, rows, n, eps);
-  parallel_items(rows, rows * n, [&](int64_t r) {
-    const float* px = x + r * n;
-    float* py = y + r * n;
-    float mu = vsum(n, [px](int64_t i) { return px[i]; }) / n;
-    float var = vsum(n, [px, mu](int64_t i) { return (px[i] - mu) * (px[i] - mu); }) / n;
-    float rs = 1.f / std::sqrt(var + eps);
-    mean[r] = mu;
-    rstd[r] = rs;
-    if (gamma && beta) {
-#pragma omp simd
-      for (int64_t i = 0; i < n; i++) py[i] = (px[i] - mu) * rs * gamma[i] + beta[i];
-    } else {
-#pragma omp simd
-      for (int64_t i = 0; i < n; i++) py[i] = (px[i] - mu) * rs * (gamma ? gamma[i] : 1.f) + (beta ? beta[i] : 0.f);
-    }
-  });
-}
-
-// oneDNN's layer normalisation backward. It takes a variance and an epsilon where graft keeps
-// rstd, so it gets var = 1 / rstd² with epsilon 0 (the same rstd to rounding).
-static void layernorm_backward_onednn(float* gx, float* ggamma, float* gbeta, const float* x, const float* gy, const float* gamma, const float* mean,
-                                      const float* rstd, int64_t rows, int64_t n) {
-  using namespace onednn;
-  const bool affine = gamma != nullptr, params = ggamma || gbeta;
-  const Primitive& p = cached(key("lnb", rows, n, affine, params), [&] {
-    memory::desc md({rows, n}, dt::f32, tag::ab), sd({rows}, dt::f32, tag::a), cd({n}, dt::f32, tag::a);
-    auto flags = affine ? dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift : dnnl::normalization_flags::none;
-    dnnl::layer_normalization_forward::primitive_desc hint(
-        dnnl::layer_normalization_forward::desc(dnnl::prop_kind::forward_training, md, 0.f, flags), engine());
-    dnnl::layer_normalization_backward::primitive_desc pd(
-        dnnl::layer_normalization_backward::desc(params ? dnnl::prop_kind::backward : dnnl::prop_kind::backward_data, md, md, 0.f, flags), engine(), hint);
-    return Primitive{dnnl::layer_normalization_backward(pd), {md, sd, cd}};
-  });
-  std::vector<float> var(static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; r++) var[r] = 1.f / (rstd[r] * rstd[r]);
-  std::vector<float> scratch(affine ? static_cast<size_t>(3 * n) : 0, 0.f);  // shift input, unwanted parameter gradients
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], x)}, {DNNL_ARG_DIFF_DST, mem(p.mds[0], gy)}, {DNNL_ARG_DIFF_SRC, mem(p.mds[0], gx)},
-                                       {DNNL_ARG_MEAN, mem(p.mds[1], mean)}, {DNNL_ARG_VARIANCE, mem(p.mds[1], var.data())}};
-  if (affine) {
-    args.emplace(DNNL_ARG_SCALE, mem(p.mds[2], gamma));
-    args.emplace(DNNL_ARG_SHIFT, mem(p.mds[2], scratch.data()));
-    if (params) {
-      args.emplace(DNNL_ARG_DIFF_SCALE, mem(p.mds[2], ggamma ? ggamma : scratch.data() + n));
-      args.emplace(DNNL_ARG_DIFF_SHIFT, mem(p.mds[2], gbeta ? gbeta : scratch.data() + 2 * n));
-    }
-  }
-  dnnl::stream& s = stream();
-  p.prim.execute(s, args);
-  s.wait();
+  const auto& k = simd::kernels();
+  parallel_items(rows, rows * n, [&](int64_t r) { k.layernorm_row(y + r * n, mean + r, rstd + r, x + r * n, gamma, beta, n, eps); });
 }
 
 // gx = rstd · (g − mean(g) − x̂ · mean(g · x̂)) with g = gy · gamma and x̂ = (x − mean) · rstd;
 // ggamma = Σ_rows gy · x̂, gbeta = Σ_rows gy, from per-thread partial sums.
 void layernorm_backward(float* gx, float* ggamma, float* gbeta, const float* x, const float* gy, const float* gamma, const float* mean, const float* rstd,
                         int64_t rows, int64_t n) {
+  if (rows <= 0 || n <= 0) {
+    if (ggamma) std::fill(ggamma, ggamma + std::max<int64_t>(n, 0), 0.f);
+    if (gbeta) std::fill(gbeta, gbeta + std::max<int64_t>(n, 0), 0.f);
+    return;
+  }
+  const auto& k = simd::kernels();
   const bool params = ggamma || gbeta;
-  if (rows > 0 && n > 0 && gx && (gamma || !params) && !omp_in_parallel())
-    return layernorm_backward_onednn(gx, ggamma, gbeta, x, gy, gamma, mean, rstd, rows, n);
   const int threads = rows * n < kParallelMin || omp_in_parallel() ? 1 : omp_get_max_threads();
   std::vector<float> partial(params ? static_cast<size_t>(threads) * 2 * n : 0, 0.f);
 #pragma omp parallel num_threads(threads)
   {
-    const int t = omp_get_thread_num();
-    float* pgam = params ? partial.data() + static_cast<size_t>(t) * 2 * n : nullptr;
-    float* pbet = params ? pgam + n : nullptr;
+    const size_t t = static_cast<size_t>(omp_get_thread_num());
+    float* pgam = ggamma ? partial.data() + t * 2 * n : nullptr;
+    float* pbet = gbeta ? partial.data() + t * 2 * n + n : nullptr;
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-      const float* px = x + r * n;
-      const float* pg = gy + r * n;
-      float* pgx = gx + r * n;
-      const float mu = mean[r], rs = rstd[r];
-      float sumG, sumGX;
-      if (gamma) {
-        sumG = vsum(n, [pg, gamma](int64_t i) { return pg[i] * gamma[i]; });
-        sumGX = vsum(n, [pg, gamma, px, mu](int64_t i) { return pg[i] * gamma[i] * (px[i] - mu); });
-      } else {
-        sumG = vsum(n, [pg](int64_t i) { return pg[i]; });
-        sumGX = vsum(n, [pg, px, mu](int64_t i) { return pg[i] * (px[i] - mu); });
-      }
-      const float a = sumG / n, b = sumGX * rs / n;
-      if (gamma) {
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) pgx[i] = rs * (pg[i] * gamma[i] - a - (px[i] - mu) * rs * b);
-      } else {
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) pgx[i] = rs * (pg[i] - a - (px[i] - mu) * rs * b);
-      }
-      if (params) {
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) {
-          pgam[i] += pg[i] * (px[i] - mu) * rs;
-          pbet[i] += pg[i];
-        }
-      }
-    }
+    for (int64_t r = 0; r < rows; r++) k.layernorm_grad_row(gx ? gx + r * n : nullptr, pgam, pbet, x + r * n, gy + r * n, gamma, mean[r], rstd[r], n);
   }
   if (!params) return;
   for (int64_t i = 0; i < n; i++) {

@@ -1,6 +1,8 @@
 // The simd.h kernels on AVX-512F (16 lanes); called only when the CPU has it (simd_avx2.cc).
 #include <immintrin.h>
 
+#include <type_traits>
+
 #include "simd.h"
 
 #pragma GCC target("avx512f")

@@ -130,4 +130,80 @@ static void erf(float* y, const float* x, int64_t n) {
   map(y, x, n, [&](int64_t, T v) { return verf(v); });
 }
 
-const Kernels table{V::level, row_max, row_exp, row_affine, gelu, gelu_grad, erf};
+// p[i..i+L) where whole, else its tail with zeros beyond n.
+static inline T at(const float* p, int64_t i, int64_t n) { return i + V::L <= n ? V::load(p + i) : V::load_tail(p + i, V::tail(n - i)); }
+
+// Σ x[i], or Σ (x[i] − mu)² when `centred`.
+static inline float row_sum(const float* x, int64_t n, bool centred, float mu) {
+  const T vm = V::set1(mu);
+  T s0 = V::zero(), s1 = s0;
+  int64_t i = 0;
+  for (; i + 2 * V::L <= n; i += 2 * V::L) {
+    T a = V::load(x + i), b = V::load(x + i + V::L);
+    if (centred) {
+      a = V::sub(a, vm);
+      b = V::sub(b, vm);
+      s0 = V::fmadd(a, a, s0);
+      s1 = V::fmadd(b, b, s1);
+    } else {
+      s0 = V::add(s0, a);
+      s1 = V::add(s1, b);
+    }
+  }
+  for (; i < n; i += V::L) {
+    const V::M m = V::tail(i + V::L <= n ? V::L : n - i);
+    T a = V::load_tail(x + i, m);
+    if (centred) a = V::keep(V::sub(a, vm), m);
+    s0 = centred ? V::fmadd(a, a, s0) : V::add(s0, a);
+  }
+  return V::hsum(V::add(s0, s1));
+}
+
+static void layernorm_row(float* y, float* mean, float* rstd, const float* x, const float* gamma, const float* beta, int64_t n, float eps) {
+  const float mu = row_sum(x, n, false, 0.f) / static_cast<float>(n);
+  const float rs = 1.f / __builtin_sqrtf(row_sum(x, n, true, mu) / static_cast<float>(n) + eps);
+  *mean = mu;
+  *rstd = rs;
+  const T vm = V::set1(mu), vr = V::set1(rs);
+  map(y, x, n, [&](int64_t i, T v) {
+    T h = V::mul(V::sub(v, vm), vr);
+    if (gamma) h = V::mul(h, at(gamma, i, n));
+    return beta ? V::add(h, at(beta, i, n)) : h;
+  });
+}
+
+// Two passes over the row: sums (and the parameter gradients' rows), then gx.
+static void layernorm_grad_row(float* gx, float* accGamma, float* accBeta, const float* x, const float* gy, const float* gamma, float mu, float rs, int64_t n) {
+  const T vm = V::set1(mu), vr = V::set1(rs);
+  // Σ g and Σ g·x̂ with g = gy·gamma, x̂ = (x − mu)·rs; the tail's lanes load zeros, so add nothing.
+  T sg = V::zero(), sgx = sg;
+  auto sums = [&](int64_t i, auto whole, V::M m) {
+    const auto ld = [&](const float* p) { return whole ? V::load(p + i) : V::load_tail(p + i, m); };
+    const auto st = [&](float* p, T v) { whole ? V::store(p + i, v) : V::store_tail(p + i, v, m); };
+    const T d = ld(gy);
+    const T xh = V::mul(V::sub(ld(x), vm), vr);
+    const T g = gamma ? V::mul(d, ld(gamma)) : d;
+    sg = V::add(sg, g);
+    sgx = V::fmadd(g, xh, sgx);
+    if (accGamma) st(accGamma, V::fmadd(d, xh, ld(accGamma)));
+    if (accBeta) st(accBeta, V::add(d, ld(accBeta)));
+  };
+  int64_t i = 0;
+  for (; i + V::L <= n; i += V::L) sums(i, std::true_type{}, V::M{});
+  if (i < n) sums(i, std::false_type{}, V::tail(n - i));
+  if (!gx) return;
+  // gx = rs·(g − a − x̂·b), a = mean(g), b = mean(g·x̂)
+  const T va = V::set1(V::hsum(sg) / static_cast<float>(n)), vb = V::set1(V::hsum(sgx) / static_cast<float>(n));
+  auto grad = [&](int64_t i, auto whole, V::M m) {
+    const auto ld = [&](const float* p) { return whole ? V::load(p + i) : V::load_tail(p + i, m); };
+    const T d = ld(gy);
+    const T g = gamma ? V::mul(d, ld(gamma)) : d;
+    const T xh = V::mul(V::sub(ld(x), vm), vr);
+    const T r = V::mul(vr, V::fnmadd(xh, vb, V::sub(g, va)));
+    whole ? V::store(gx + i, r) : V::store_tail(gx + i, r, m);
+  };
+  for (i = 0; i + V::L <= n; i += V::L) grad(i, std::true_type{}, V::M{});
+  if (i < n) grad(i, std::false_type{}, V::tail(n - i));
+}
+
+const Kernels table{V::level, row_max, row_exp, row_affine, gelu, gelu_grad, erf, layernorm_row, layernorm_grad_row};
