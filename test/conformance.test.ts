@@ -167,11 +167,12 @@ if (!nativeError) {
       const gb = g.gelu(big);
       weighted(gb).backward();
       results.push(['gelu 100003', gb.toArray()], ['gelu grad 100003', big.grad!.toArray()]);
-      for (const [causal, scale] of [[false, undefined], [true, undefined], [true, -0.3]] as const) {
+      // Probabilities kept from the forward (the default at this size) and recomputed.
+      for (const [causal, scale, saveProbs] of [[false, undefined, true], [true, undefined, true], [true, -0.3, true], [false, undefined, false], [true, -0.3, false]] as const) {
         const [q, k, v] = [0, 1, 2].map(() => g.randn([3, 37, 12], { generator: gen }).requiresGrad_(true)) as [g.Tensor, g.Tensor, g.Tensor];
-        const o = g.scaledDotProductAttention(q, k, v, { causal, ...(scale === undefined ? {} : { scale }) });
+        const o = g.scaledDotProductAttention(q, k, v, { causal, saveProbs, ...(scale === undefined ? {} : { scale }) });
         weighted(o).backward();
-        const what = `attention causal=${causal} scale=${scale ?? 'default'}`;
+        const what = `attention causal=${causal} scale=${scale ?? 'default'} saveProbs=${saveProbs}`;
         results.push([what, o.toArray()], [`${what} gq`, q.grad!.toArray()], [`${what} gk`, k.grad!.toArray()], [`${what} gv`, v.grad!.toArray()]);
       }
       return results;

@@ -1,10 +1,13 @@
 // Fused scaled-dot-product attention, tiled as FlashAttention tiles it on a GPU: each task owns
 // one (batch·head, query block), computes its score tile S = q kᵀ with a oneDNN matmul, turns it
-// into probabilities in place, and multiplies by v, so the (B, N, M) score tensor never exists.
-// A query block spans all M keys, and its rows (≤ 256 KiB of scores) stay in L2 between the two
-// products, so the row softmax is exact rather than online. The backward pass recomputes the
-// probabilities from the saved log-sum-exp; dK and dV sum over query blocks, so its tasks are
-// whole batch·heads. Tasks run in parallel, each on a single-threaded oneDNN matmul with its
+// into probabilities in place, and multiplies by v. A query block spans all M keys, and its rows
+// (≤ 256 KiB of scores) stay in L2 between the two products, so the row softmax is exact rather
+// than online. The probabilities either stay in per-thread tiles (the (B, N, M) tensor never
+// exists, and the backward pass recomputes them from the saved log-sum-exp) or, when the caller
+// passes `probs` because they fit its memory budget, are written out for the backward pass, which
+// then runs as batched GEMMs over groups of batch·heads (as an unfused implementation would, but
+// with dP held one group at a time). Recomputing, dK and dV sum over query blocks, so backward
+// tasks are whole batch·heads. Tasks run in parallel, each on a single-threaded oneDNN matmul with its
 // own scratchpad; with fewer tasks than threads, they run in turn on multi-threaded matmuls.
 #include <algorithm>
 #include <cmath>
@@ -95,8 +98,8 @@ void run_tasks(int64_t tasks, F task) {
 }  // namespace
 
 // q (B, N, D), k/v (B, M, D) → out (B, N, D), lse (B, N)
-void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t batch, int64_t n, int64_t m, int64_t d,
-                       float scale, bool causal) {
+void attention_forward(float* out, float* lse, float* probs, const float* q, const float* k, const float* v, int64_t batch, int64_t n, int64_t m,
+                       int64_t d, float scale, bool causal) {
   if (batch <= 0 || n <= 0 || d <= 0) return;
   if (m <= 0) {
     // No keys: an empty softmax.
@@ -105,6 +108,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     return;
   }
   const Blocks qb = query_blocks(batch, n, m, true);
+  // With `probs`, each tile is written where the backward pass will read it.
   const int64_t lastRows = n - (qb.count - 1) * qb.size;
   // Primitives are fetched from the (single-threaded) cache before any task runs.
   const ForwardGemms full = forward_gemms(qb.size, m, d);
@@ -113,7 +117,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   run_tasks(batch * qb.count, [&](int64_t t) {
     const int64_t b = t / qb.count, i0 = (t % qb.count) * qb.size, rows = std::min(qb.size, n - i0);
     const ForwardGemms& g = rows == qb.size ? full : last;
-    float* s = thread_buffer(0, static_cast<size_t>(qb.size * m));
+    float* s = probs ? probs + (b * n + i0) * m : thread_buffer(0, static_cast<size_t>(qb.size * m));
     void* pad = thread_scratchpad(scratch);
     auto& st = onednn::stream();
     gemm_execute(g.scores, st, s, q + (b * n + i0) * d, k + b * m * d, pad);
@@ -122,10 +126,47 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   });
 }
 
-// Per query block, with P recomputed as exp(scale · q kᵀ − lse) and Dᵢ = Σ_d gout·out:
+namespace {
+
+constexpr int64_t kGroupFloats = 1 << 20;  // the dP tiles of one group of batch·heads: 4 MiB
+
+// The backward pass from saved probabilities: batched GEMMs over groups of batch·heads, each
+// GEMM on every thread, with dP for the group in a per-thread buffer (it stays in L2/L3).
+void attention_backward_saved(float* gq, float* gk, float* gv, const float* q, const float* k, const float* v, const float* out,
+                              const float* probs, const float* gout, int64_t batch, int64_t n, int64_t m, int64_t d, float scale) {
+  const int64_t per = n * m;
+  // Whole multiples of the thread count, so oneDNN's split of each batched GEMM is even.
+  const int64_t threads = omp_get_max_threads();
+  int64_t group = std::clamp<int64_t>(kGroupFloats / per, 1, batch);
+  if (group > threads) group -= group % threads;
+  float* dp = thread_buffer(1, static_cast<size_t>(group * per));
+  for (int64_t b0 = 0; b0 < batch; b0 += group) {
+    const int64_t g = std::min(group, batch - b0);
+    const float* pb = probs + b0 * per;
+    const float* gob = gout + b0 * n * d;
+    matmul(gv + b0 * m * d, pb, gob, g, m, d, n, true, false, per, n * d, m * d, 0);          // gv = Pᵀ gout
+    matmul(dp, gob, v + b0 * m * d, g, n, m, d, false, true, n * d, m * d, per, 0);           // dP = gout vᵀ
+    parallel_items(g * n, g * per, [&](int64_t r) {                                           // dS = P ∘ (dP − D) · scale
+      const float* go = gob + r * d;
+      const float* o = out + b0 * n * d + r * d;
+      const float di = vsum(d, [go, o](int64_t t) { return go[t] * o[t]; });
+      float* __restrict dpr = dp + r * m;
+      const float* __restrict pr = pb + r * m;
+#pragma omp simd
+      for (int64_t j = 0; j < m; j++) dpr[j] = pr[j] * (dpr[j] - di) * scale;
+    });
+    matmul(gq + b0 * n * d, dp, k + b0 * m * d, g, n, d, m, false, false, per, m * d, n * d, 0);  // gq = dS k
+    matmul(gk + b0 * m * d, dp, q + b0 * n * d, g, m, d, n, true, false, per, n * d, m * d, 0);   // gk = dSᵀ q
+  }
+}
+
+}  // namespace
+
+// Per query block, with P as the forward saved it (`probs`) or recomputed as exp(scale · q kᵀ − lse)
+// (probs null), and Dᵢ = Σ_d gout·out:
 //   gv += Pᵀ gout;  dP = gout vᵀ;  dS = P ∘ (dP − Dᵢ) · scale;  gq = dS k;  gk += dSᵀ q
 void attention_backward(float* gq, float* gk, float* gv, const float* q, const float* k, const float* v, const float* out, const float* lse,
-                        const float* gout, int64_t batch, int64_t n, int64_t m, int64_t d, float scale, bool causal) {
+                        const float* probs, const float* gout, int64_t batch, int64_t n, int64_t m, int64_t d, float scale, bool causal) {
   if (batch <= 0 || d <= 0) return;
   if (n <= 0 || m <= 0) {
     std::fill(gq, gq + batch * std::max<int64_t>(n, 0) * d, 0.f);
@@ -133,6 +174,7 @@ void attention_backward(float* gq, float* gk, float* gv, const float* q, const f
     std::fill(gv, gv + batch * std::max<int64_t>(m, 0) * d, 0.f);
     return;
   }
+  if (probs && !omp_in_parallel()) return attention_backward_saved(gq, gk, gv, q, k, v, out, probs, gout, batch, n, m, d, scale);
   const Blocks qb = query_blocks(batch, n, m, false);
   const int64_t lastRows = n - (qb.count - 1) * qb.size;
   struct BackwardGemms {
@@ -155,7 +197,7 @@ void attention_backward(float* gq, float* gk, float* gv, const float* q, const f
     for (const onednn::Primitive* p : {&g->scores, &g->gradV, &g->gradVAcc, &g->gradP, &g->gradQ, &g->gradK, &g->gradKAcc})
       scratch = std::max(scratch, p->scratchpad);
   run_tasks(batch, [&](int64_t b) {
-    float* p = thread_buffer(0, static_cast<size_t>(qb.size * m));
+    float* pbuf = probs ? nullptr : thread_buffer(0, static_cast<size_t>(qb.size * m));
     float* dp = thread_buffer(1, static_cast<size_t>(qb.size * m));
     void* pad = thread_scratchpad(scratch);
     auto& st = onednn::stream();
@@ -165,13 +207,18 @@ void attention_backward(float* gq, float* gk, float* gv, const float* q, const f
       const int64_t i0 = blk * qb.size, rows = std::min(qb.size, n - i0);
       const BackwardGemms& g = rows == qb.size ? full : last;
       const int64_t row0 = b * n + i0;
-      gemm_execute(g.scores, st, p, q + row0 * d, kb, pad);
-      parallel_items(rows, rows * m, [&](int64_t i) {
-        float* pr = p + i * m;
-        const int64_t valid = causal ? std::min<int64_t>(i0 + i + 1, m) : m;
-        simd::kernels().row_exp(pr, pr, valid, scale, lse[row0 + i]);
-        std::fill(pr + valid, pr + m, 0.f);
-      });
+      const float* p = probs ? probs + row0 * m : nullptr;
+      if (!probs) {
+        float* pw = pbuf;
+        gemm_execute(g.scores, st, pw, q + row0 * d, kb, pad);
+        parallel_items(rows, rows * m, [&](int64_t i) {
+          float* pr = pw + i * m;
+          const int64_t valid = causal ? std::min<int64_t>(i0 + i + 1, m) : m;
+          simd::kernels().row_exp(pr, pr, valid, scale, lse[row0 + i]);
+          std::fill(pr + valid, pr + m, 0.f);
+        });
+        p = pw;
+      }
       gemm_execute(blk ? g.gradVAcc : g.gradV, st, gv + b * m * d, p, gout + row0 * d, pad);
       gemm_execute(g.gradP, st, dp, gout + row0 * d, vb, pad);
       parallel_items(rows, rows * m, [&](int64_t i) {

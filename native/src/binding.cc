@@ -147,13 +147,14 @@ void AvgPoolBwd(const Napi::CallbackInfo& a) { avgpool_backward(F(a[1]), F(a[0])
 void AdaptivePool(const Napi::CallbackInfo& a) { adaptive_avgpool_forward(F(a[1]), F(a[0]), N(a[2]), N(a[3]), N(a[4]), N(a[5]), N(a[6])); }
 // adaptiveAvgPool2dBackward(gy, gx, planes, h, w, outH, outW)
 void AdaptivePoolBwd(const Napi::CallbackInfo& a) { adaptive_avgpool_backward(F(a[1]), F(a[0]), N(a[2]), N(a[3]), N(a[4]), N(a[5]), N(a[6])); }
-// attention(q, k, v, out, lse, batch, n, m, d, scale, causal)
+// attention(q, k, v, out, lse, probs | null, batch, n, m, d, scale, causal)
 void Attention(const Napi::CallbackInfo& a) {
-  attention_forward(F(a[3]), F(a[4]), F(a[0]), F(a[1]), F(a[2]), N(a[5]), N(a[6]), N(a[7]), N(a[8]), R(a[9]), B(a[10]));
+  attention_forward(F(a[3]), F(a[4]), F(a[5]), F(a[0]), F(a[1]), F(a[2]), N(a[6]), N(a[7]), N(a[8]), N(a[9]), R(a[10]), B(a[11]));
 }
-// attentionBackward(q, k, v, out, lse, gout, gq, gk, gv, batch, n, m, d, scale, causal)
+// attentionBackward(q, k, v, out, lse, probs | null, gout, gq, gk, gv, batch, n, m, d, scale, causal)
 void AttentionBwd(const Napi::CallbackInfo& a) {
-  attention_backward(F(a[6]), F(a[7]), F(a[8]), F(a[0]), F(a[1]), F(a[2]), F(a[3]), F(a[4]), F(a[5]), N(a[9]), N(a[10]), N(a[11]), N(a[12]), R(a[13]), B(a[14]));
+  attention_backward(F(a[7]), F(a[8]), F(a[9]), F(a[0]), F(a[1]), F(a[2]), F(a[3]), F(a[4]), F(a[5]), F(a[6]), N(a[10]), N(a[11]), N(a[12]), N(a[13]),
+                     R(a[14]), B(a[15]));
 }
 // indexSelect(x, idx, out, outer, len, inner, count): Float32Array or Int32Array x and out
 void IndexSelect(const Napi::CallbackInfo& a) {

@@ -93,11 +93,12 @@ void softmax_forward(float* y, const float* x, int64_t rows, int64_t n, bool log
 void softmax_backward(float* gx, const float* y, const float* gy, int64_t rows, int64_t n, bool log);
 
 // ---- attention (attention.cc) ----
-// out (B, N, D) = softmax(scale · q kᵀ) v with q (B, N, D), k/v (B, M, D); lse (B, N)
-void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t batch, int64_t n, int64_t m, int64_t d,
-                       float scale, bool causal);
+// out (B, N, D) = softmax(scale · q kᵀ) v with q (B, N, D), k/v (B, M, D); lse (B, N); probs (B, N, M)
+// receives the probabilities when not null, and the backward pass then reads them from there.
+void attention_forward(float* out, float* lse, float* probs, const float* q, const float* k, const float* v, int64_t batch, int64_t n, int64_t m,
+                       int64_t d, float scale, bool causal);
 void attention_backward(float* gq, float* gk, float* gv, const float* q, const float* k, const float* v, const float* out, const float* lse,
-                        const float* gout, int64_t batch, int64_t n, int64_t m, int64_t d, float scale, bool causal);
+                        const float* probs, const float* gout, int64_t batch, int64_t n, int64_t m, int64_t d, float scale, bool causal);
 
 // ---- gather / scatter (index.cc) ----
 // out (outer, count, inner) = x (outer, len, inner) at idx (count); element type float or int32

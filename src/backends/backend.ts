@@ -157,9 +157,13 @@ export interface Backend<B = TypedArray> {
   softmaxBackward(y: B, gy: B, gx: B, dtype: DType, rows: number, n: number, log: boolean): void;
 
   // ---- attention --------------------------------------------------------------------------------
-  /** out = softmax(scale · q kᵀ) v; lse (B, N) keeps the row log-sum-exp for backward. */
-  attention(q: B, k: B, v: B, out: B, lse: B, dtype: DType, p: AttentionParams): void;
-  attentionBackward(q: B, k: B, v: B, out: B, lse: B, gout: B, gq: B, gk: B, gv: B, dtype: DType, p: AttentionParams): void;
+  /**
+   * out = softmax(scale · q kᵀ) v; lse (B, N) keeps the row log-sum-exp for backward; `probs`
+   * (B, N, M), when given, receives the probabilities, and the backward call gets it back (a
+   * backend may read them there instead of recomputing them).
+   */
+  attention(q: B, k: B, v: B, out: B, lse: B, probs: B | null, dtype: DType, p: AttentionParams): void;
+  attentionBackward(q: B, k: B, v: B, out: B, lse: B, probs: B | null, gout: B, gq: B, gk: B, gv: B, dtype: DType, p: AttentionParams): void;
 
   // ---- indexing ---------------------------------------------------------------------------------
   /** x (outer, len, inner), idx int32 (count) → out (outer, count, inner). */

@@ -1,6 +1,6 @@
 // Scaled-dot-product attention: one fused kernel forward and backward (the native backend's is
 // flash-style; the reference backend's is the plain definition).
-import { record } from '../tensor/autograd.js';
+import { needsGrad, record } from '../tensor/autograd.js';
 import { fmt, numel, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { denseData } from './layout.js';
@@ -10,7 +10,16 @@ export interface AttentionOptions {
   /** Defaults to 1/sqrt(D). */
   scale?: number;
   causal?: boolean;
+  /**
+   * Keep the (B, N, M) probabilities for the backward pass instead of recomputing them there:
+   * faster backward, more memory held until it runs. Default: kept when a gradient will be
+   * needed and they take at most SAVED_PROBS_BYTES (ViT-B/16 at 224² holds 15 MB per layer at batch 8).
+   */
+  saveProbs?: boolean;
 }
+
+/** Largest probability tensor kept for the backward pass by default (bytes). */
+export const SAVED_PROBS_BYTES = 32 << 20;
 
 /**
  * softmax(q kᵀ · scale) v over the last two axes: q (…, N, D), k and v (…, M, D), leading axes
@@ -31,16 +40,20 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const [qd, kd, vd] = [denseData(q), denseData(k), denseData(v)];
   const out = alloc(backend, q.shape, q.dtype);
   const lse = alloc(backend, [p.batch, n], q.dtype);
-  backend.attention(qd.buf(), kd.buf(), vd.buf(), out.buf(), lse.buf(), q.dtype, p);
-  record(out, 'attention', [q, k, v], [qd, kd, vd, out, lse], (gy, [qs, ks, vs, os, ls]) => {
+  const grad = needsGrad([q, k, v]);
+  const keep = grad && (opts.saveProbs ?? p.batch * n * m * 4 <= SAVED_PROBS_BYTES);
+  const probs = keep ? alloc(backend, [p.batch, n, m], q.dtype) : null;
+  backend.attention(qd.buf(), kd.buf(), vd.buf(), out.buf(), lse.buf(), probs?.buf() ?? null, q.dtype, p);
+  record(out, 'attention', [q, k, v], [qd, kd, vd, out, lse, ...(probs ? [probs] : [])], (gy, [qs, ks, vs, os, ls, ps]) => {
     const g = denseData(gy);
     const gq = alloc(backend, q.shape, q.dtype);
     const gk = alloc(backend, k.shape, q.dtype);
     const gv = alloc(backend, v.shape, q.dtype);
-    backend.attentionBackward(qs!.buf(), ks!.buf(), vs!.buf(), os!.buf(), ls!.buf(), g.buf(), gq.buf(), gk.buf(), gv.buf(), q.dtype, p);
+    backend.attentionBackward(qs!.buf(), ks!.buf(), vs!.buf(), os!.buf(), ls!.buf(), ps?.buf() ?? null, g.buf(), gq.buf(), gk.buf(), gv.buf(), q.dtype, p);
     return [gq, gk, gv];
   });
   for (const [dd, o] of [[qd, q], [kd, k], [vd, v]] as const) if (dd !== o) dd.dispose();
   lse.dispose();
+  probs?.dispose();
   return out;
 }

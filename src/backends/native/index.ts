@@ -139,12 +139,12 @@ function makeBackend(addon: Addon): Backend<TypedArray> {
     softmaxBackward: (y, gy, gx, dtype, rows, n, log) =>
       isF32(dtype) ? softmaxBackward(y, gy, gx, rows, n, log) : ref.softmaxBackward(y, gy, gx, dtype, rows, n, log),
 
-    attention: (q, kk, v, out, lse, dtype, p) =>
-      isF32(dtype) ? attention(q, kk, v, out, lse, p.batch, p.n, p.m, p.d, p.scale, p.causal) : ref.attention(q, kk, v, out, lse, dtype, p),
-    attentionBackward: (q, kk, v, out, lse, gout, gq, gk, gv, dtype, p) =>
+    attention: (q, kk, v, out, lse, probs, dtype, p) =>
+      isF32(dtype) ? attention(q, kk, v, out, lse, probs, p.batch, p.n, p.m, p.d, p.scale, p.causal) : ref.attention(q, kk, v, out, lse, probs, dtype, p),
+    attentionBackward: (q, kk, v, out, lse, probs, gout, gq, gk, gv, dtype, p) =>
       isF32(dtype)
-        ? attentionBackward(q, kk, v, out, lse, gout, gq, gk, gv, p.batch, p.n, p.m, p.d, p.scale, p.causal)
-        : ref.attentionBackward(q, kk, v, out, lse, gout, gq, gk, gv, dtype, p),
+        ? attentionBackward(q, kk, v, out, lse, probs, gout, gq, gk, gv, p.batch, p.n, p.m, p.d, p.scale, p.causal)
+        : ref.attentionBackward(q, kk, v, out, lse, probs, gout, gq, gk, gv, dtype, p),
 
     indexSelect: (x, idx, out, dtype, outer, len, inner, count) =>
       movesElements(dtype) && idx instanceof Int32Array

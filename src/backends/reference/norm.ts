@@ -141,13 +141,14 @@ function attentionRow(q: TypedArray, k: TypedArray, b: number, i: number, p: Att
   return lse;
 }
 
-// q (B, N, D), k/v (B, M, D), out (B, N, D), lse (B, N)
-export function attention(q: TypedArray, k: TypedArray, v: TypedArray, out: TypedArray, lse: TypedArray, p: AttentionParams): void {
+// q (B, N, D), k/v (B, M, D), out (B, N, D), lse (B, N), probs (B, N, M) when not null
+export function attention(q: TypedArray, k: TypedArray, v: TypedArray, out: TypedArray, lse: TypedArray, probs: TypedArray | null, p: AttentionParams): void {
   const { batch, n, m, d } = p;
   const prob = new Float64Array(m);
   for (let b = 0; b < batch; b++)
     for (let i = 0; i < n; i++) {
       lse[b * n + i] = attentionRow(q, k, b, i, p, prob);
+      if (probs) for (let j = 0; j < m; j++) probs[(b * n + i) * m + j] = prob[j]!;
       for (let t = 0; t < d; t++) {
         let acc = 0;
         for (let j = 0; j < m; j++) acc += prob[j]! * v[(b * m + j) * d + t]!;
@@ -156,6 +157,7 @@ export function attention(q: TypedArray, k: TypedArray, v: TypedArray, out: Type
     }
 }
 
+// The probabilities are recomputed here whether or not the forward saved them (the same values).
 export function attentionBackward(q: TypedArray, k: TypedArray, v: TypedArray, out: TypedArray, _lse: TypedArray, gout: TypedArray,
   gq: TypedArray, gk: TypedArray, gv: TypedArray, p: AttentionParams): void {
   const { batch, n, m, d, scale } = p;
