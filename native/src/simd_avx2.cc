@@ -16,6 +16,7 @@ struct V {
   using B = __m256;   // per-lane flags
   static constexpr int L = 8;
   static constexpr const char* level = "avx2";
+  static constexpr bool has_scalef = false;
   static T set1(float v) { return _mm256_set1_ps(v); }
   static T zero() { return _mm256_setzero_ps(); }
   static T load(const float* p) { return _mm256_loadu_ps(p); }

@@ -18,6 +18,7 @@ struct V {
   using B = __mmask16;
   static constexpr int L = 16;
   static constexpr const char* level = "avx512";
+  static constexpr bool has_scalef = true;
   static T set1(float v) { return _mm512_set1_ps(v); }
   static T zero() { return _mm512_setzero_ps(); }
   static T load(const float* p) { return _mm512_loadu_ps(p); }
@@ -35,8 +36,8 @@ struct V {
   static T fmadd(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
   static T fnmadd(T a, T b, T c) { return _mm512_fnmadd_ps(a, b, c); }
   static T fmsub(T a, T b, T c) { return _mm512_fmsub_ps(a, b, c); }
-  static T exponent(T t) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23)); }
-  static T inf_above(T y, T x, T hi) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), y, _mm512_set1_ps(__builtin_huge_valf())); }
+  static T round(T v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static T scalef(T a, T n) { return _mm512_scalef_ps(a, n); }
   static B none() { return 0; }
   static B unordered(T a, T b) { return _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q); }
   static B either(B a, B b) { return static_cast<B>(a | b); }

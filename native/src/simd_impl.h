@@ -1,10 +1,11 @@
 // The vector kernels of simd.h, written once over a lane type `V` that the including file
 // defines (simd_avx2.cc: 8 lanes, simd_avx512.cc: 16) inside its own namespace.
 //
-// exp: x = n·ln2 + r with n rounded by adding 1.5·2²³ + 127 (so the float's low mantissa bits
-//   hold n + 127, the exponent field of 2ⁿ), ln2 split in two (Cephes), degree-6 polynomial for
-//   eʳ; about 1 ulp. Inputs below −88 give exactly 0 (−∞ included), above 88.376 +∞; NaN stays NaN
-//   (max/min return their second operand when either is NaN).
+// exp: x = n·ln2 + r, ln2 split in two (Cephes), eʳ by its degree-7 polynomial (Cephes'
+//   coefficients, in Horner form); about 1 ulp. 2ⁿ comes from AVX-512's scalef, or on AVX2 from
+//   rounding by adding 1.5·2²³ + 127 (the float's low mantissa bits then hold n + 127, the
+//   exponent field of 2ⁿ). Inputs below −88 give 0 or a denormal below 1.2e-38 (−∞ gives 0),
+//   above 88.376 +∞; NaN stays NaN.
 // erf: the rational form erf(x) ≈ x·P(x²)/Q(x²) on [−4, 4] (odd degree-13 numerator, degree-8
 //   denominator; |erf(±4) − 1| is below float resolution, so x is clamped there); absolute and
 //   relative error < 4e-7, without an exp.
@@ -12,22 +13,37 @@
 
 using T = V::T;
 
+// A template so that only the branch for this lane type is compiled.
+template <typename W = V>
 static inline T vexp(T x) {
-  const T magic = V::set1(12582912.f + 127.f);
-  const T hi = V::set1(88.3762626647949f);
-  const T xc = V::min(hi, V::max(V::set1(-88.f), x));
-  const T t = V::fmadd(xc, V::set1(1.44269504088896341f), magic);
-  const T n = V::sub(t, magic);
-  T r = V::fnmadd(n, V::set1(0.693359375f), xc);
-  r = V::fnmadd(n, V::set1(-2.12194440e-4f), r);
-  T p = V::set1(1.9875691500e-4f);
-  p = V::fmadd(p, r, V::set1(1.3981999507e-3f));
-  p = V::fmadd(p, r, V::set1(8.3334519073e-3f));
-  p = V::fmadd(p, r, V::set1(4.1665795894e-2f));
-  p = V::fmadd(p, r, V::set1(1.6666665459e-1f));
-  p = V::fmadd(p, r, V::set1(5.0000001201e-1f));
-  const T e = V::add(V::fmadd(p, V::mul(r, r), r), V::set1(1.f));
-  return V::inf_above(V::mul(e, V::exponent(t)), x, hi);
+  const T hi = W::set1(88.3762626647949f);
+  // max/min return their second operand when either is NaN, so NaN reaches the arithmetic.
+  const T xc = W::min(hi, W::max(W::set1(-88.f), x));
+  T n, scale;
+  if constexpr (W::has_scalef) {
+    n = W::round(W::mul(xc, W::set1(1.44269504088896341f)));
+  } else {
+    const T magic = W::set1(12582912.f + 127.f);
+    const T t = W::fmadd(xc, W::set1(1.44269504088896341f), magic);
+    n = W::sub(t, magic);
+    scale = W::exponent(t);
+  }
+  T r = W::fnmadd(n, W::set1(0.693359375f), xc);
+  r = W::fnmadd(n, W::set1(-2.12194440e-4f), r);
+  T p = W::set1(1.9875691500e-4f);
+  p = W::fmadd(p, r, W::set1(1.3981999507e-3f));
+  p = W::fmadd(p, r, W::set1(8.3334519073e-3f));
+  p = W::fmadd(p, r, W::set1(4.1665795894e-2f));
+  p = W::fmadd(p, r, W::set1(1.6666665459e-1f));
+  p = W::fmadd(p, r, W::set1(5.0000001201e-1f));
+  p = W::fmadd(p, r, W::set1(1.f));
+  p = W::fmadd(p, r, W::set1(1.f));
+  if constexpr (W::has_scalef) {
+    // p·2ⁿ: n = −127 (x ≤ −88) gives a denormal or 0, n = 128 (x > 88.376) gives +∞.
+    return W::scalef(p, n);
+  } else {
+    return W::inf_above(W::mul(p, scale), x, hi);
+  }
 }
 
 static inline T verf(T a) {
