@@ -46,9 +46,12 @@ static double nowMs() {
 }
 
 // Same policy as bench/timing.ts: warm up, then median of runs until the budget is spent.
-static Sample measure(const std::function<void()>& body, const Policy& p, int callsPerRun = 1) {
+// `setup`, when given, runs untimed before each call of `body`: a backward pass is timed after
+// its forward, as graft and PyTorch time theirs, so each finds the caches as a training step would.
+static Sample measure(const std::function<void()>& body, const Policy& p, int callsPerRun = 1, const std::function<void()>& setup = nullptr) {
   double warm = 0;
   for (int i = 0; i < p.warmup && warm < p.budgetMs; i++) {
+    if (setup) setup();
     double t0 = nowMs();
     body();
     warm += nowMs() - t0;
@@ -59,6 +62,7 @@ static Sample measure(const std::function<void()>& body, const Policy& p, int ca
     bool enough = (int)times.size() >= p.minRuns && total >= p.budgetMs;
     bool tooSlow = !times.empty() && total >= 3 * p.budgetMs;
     if (enough || tooSlow) break;
+    if (setup) setup();
     double t0 = nowMs();
     body();
     double ms = nowMs() - t0;
@@ -136,19 +140,17 @@ static void benchLinear(Ctx& ctx, const std::string& id, const Params& p, bool i
   memory::desc gyT({n, m}, dt::f32, dims{1, n});
   memory::desc xT({k, m}, dt::f32, dims{1, k});
 
-  if (isLinear) {
-    auto bias = newMem(ctx, plain({1, n}));
-    matmul::primitive_desc fwd(matmul::desc(x.get_desc(), wAsKN, bias.get_desc(), y.get_desc()), ctx.eng);
-    matmul prim(fwd);
-    memory wKN(wAsKN, ctx.eng, w.get_data_handle());
-    auto s = measure([&] { prim.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, wKN}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, y}}); ctx.strm.wait(); }, ctx.policy);
-    report(ctx, id, "fwd", "plain", s, fwd.impl_info_str());
-  } else {
-    matmul::primitive_desc fwd(matmul::desc(x.get_desc(), wAsKN, y.get_desc()), ctx.eng);
-    matmul prim(fwd);
-    auto s = measure([&] { prim.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y}}); ctx.strm.wait(); }, ctx.policy);
-    report(ctx, id, "fwd", "plain", s, fwd.impl_info_str());
-  }
+  auto bias = newMem(ctx, plain({1, n}));
+  memory wKN(wAsKN, ctx.eng, w.get_data_handle());
+  matmul::primitive_desc fwdPd = isLinear ? matmul::primitive_desc(matmul::desc(x.get_desc(), wAsKN, bias.get_desc(), y.get_desc()), ctx.eng)
+                                          : matmul::primitive_desc(matmul::desc(x.get_desc(), wAsKN, y.get_desc()), ctx.eng);
+  matmul fwdPrim(fwdPd);
+  std::function<void()> forward = [&] {
+    if (isLinear) fwdPrim.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, wKN}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, y}});
+    else fwdPrim.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y}});
+    ctx.strm.wait();
+  };
+  report(ctx, id, "fwd", "plain", measure(forward, ctx.policy), fwdPd.impl_info_str());
   // gx (M, K) = gy (M, N) · W as (N, K); gW = gyᵀ · x (linear) or xᵀ · gy (matmul).
   memory wNK(wAsNK, ctx.eng, w.get_data_handle());
   matmul::primitive_desc dataPd(matmul::desc(gy.get_desc(), wAsNK, gx.get_desc()), ctx.eng);
@@ -162,7 +164,7 @@ static void benchLinear(Ctx& ctx, const std::string& id, const Params& p, bool i
     dataPrim.execute(ctx.strm, {{DNNL_ARG_SRC, gy}, {DNNL_ARG_WEIGHTS, wNK}, {DNNL_ARG_DST, gx}});
     weightPrim.execute(ctx.strm, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, gw}});
     ctx.strm.wait();
-  }, ctx.policy);
+  }, ctx.policy, 1, forward);
   report(ctx, id, "bwd", "plain", s, std::string(dataPd.impl_info_str()) + " + " + weightPd.impl_info_str());
 }
 
@@ -210,7 +212,7 @@ static void benchAttention(Ctx& ctx, const std::string& id, const Params& p) {
     gkMm.execute(ctx.strm, {{DNNL_ARG_SRC, gST}, {DNNL_ARG_WEIGHTS, q}, {DNNL_ARG_DST, gk}});
     ctx.strm.wait();
   };
-  report(ctx, id, "bwd", "unfused", measure(bwd, ctx.policy), smBwdPd.impl_info_str());
+  report(ctx, id, "bwd", "unfused", measure(bwd, ctx.policy, 1, fwd), smBwdPd.impl_info_str());
 }
 
 // ---- convolution ----------------------------------------------------------------------------
@@ -251,18 +253,16 @@ static void benchConv(Ctx& ctx, const std::string& id, const Params& p, bool any
 
   auto fwdPd = convolution_forward::primitive_desc(
       convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, srcMd, weiMd, dstMd, strides, padding, padding), ctx.eng);
-  {
-    MaybeReorder in(ctx, x, fwdPd.src_desc()), wIn(ctx, wei, fwdPd.weights_desc()), outR(ctx, fwdPd.dst_desc(), y);
-    convolution_forward prim(fwdPd);
-    auto s = measure([&] {
-      in.run(ctx);
-      wIn.run(ctx);
-      prim.execute(ctx.strm, {{DNNL_ARG_SRC, in.to}, {DNNL_ARG_WEIGHTS, wIn.to}, {DNNL_ARG_DST, outR.from}});
-      outR.run(ctx);
-      ctx.strm.wait();
-    }, ctx.policy);
-    report(ctx, id, "fwd", variant, s, fwdPd.impl_info_str());
-  }
+  MaybeReorder fwdIn(ctx, x, fwdPd.src_desc()), fwdW(ctx, wei, fwdPd.weights_desc()), fwdOut(ctx, fwdPd.dst_desc(), y);
+  convolution_forward fwdPrim(fwdPd);
+  std::function<void()> forward = [&] {
+    fwdIn.run(ctx);
+    fwdW.run(ctx);
+    fwdPrim.execute(ctx.strm, {{DNNL_ARG_SRC, fwdIn.to}, {DNNL_ARG_WEIGHTS, fwdW.to}, {DNNL_ARG_DST, fwdOut.from}});
+    fwdOut.run(ctx);
+    ctx.strm.wait();
+  };
+  report(ctx, id, "fwd", variant, measure(forward, ctx.policy), fwdPd.impl_info_str());
   {
     auto pd = convolution_backward_data::primitive_desc(
         convolution_backward_data::desc(algorithm::convolution_direct, srcMd, weiMd, dstMd, strides, padding, padding), ctx.eng, fwdPd);
@@ -274,7 +274,7 @@ static void benchConv(Ctx& ctx, const std::string& id, const Params& p, bool any
       prim.execute(ctx.strm, {{DNNL_ARG_DIFF_DST, gyIn.to}, {DNNL_ARG_WEIGHTS, wIn.to}, {DNNL_ARG_DIFF_SRC, gxOut.from}});
       gxOut.run(ctx);
       ctx.strm.wait();
-    }, ctx.policy);
+    }, ctx.policy, 1, forward);
     report(ctx, id, "bwd-data", variant, s, pd.impl_info_str());
   }
   {
@@ -288,7 +288,7 @@ static void benchConv(Ctx& ctx, const std::string& id, const Params& p, bool any
       prim.execute(ctx.strm, {{DNNL_ARG_SRC, xIn.to}, {DNNL_ARG_DIFF_DST, gyIn.to}, {DNNL_ARG_DIFF_WEIGHTS, gwOut.from}});
       gwOut.run(ctx);
       ctx.strm.wait();
-    }, ctx.policy);
+    }, ctx.policy, 1, forward);
     report(ctx, id, "bwd-weight", variant, s, pd.impl_info_str());
   }
 }
@@ -300,21 +300,21 @@ static void benchBinaryAdd(Ctx& ctx, const std::string& id, const Params& p, boo
   auto a = newMem(ctx, xd), b = newMem(ctx, bd), y = newMem(ctx, xd);
   auto pd = binary::primitive_desc(binary::desc(algorithm::binary_add, xd, bd, xd), ctx.eng);
   binary prim(pd);
-  auto s = measure([&] { prim.execute(ctx.strm, {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, y}}); ctx.strm.wait(); }, ctx.policy);
-  report(ctx, id, "fwd", "plain", s, pd.impl_info_str());
+  std::function<void()> forward = [&] { prim.execute(ctx.strm, {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, y}}); ctx.strm.wait(); };
+  report(ctx, id, "fwd", "plain", measure(forward, ctx.policy), pd.impl_info_str());
   if (!bias) return;
   // The bias gradient gb (1, N) = column sums of gy (M, N), by the reduction primitive and as
   // the product ones (1, M) · gy, which is how GEMM-based frameworks often do it.
   auto gb = newMem(ctx, bd);
   auto rpd = reduction::primitive_desc(reduction::desc(algorithm::reduction_sum, xd, bd, 0.f, 0.f), ctx.eng);
   reduction red(rpd);
-  auto sb = measure([&] { red.execute(ctx.strm, {{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, gb}}); ctx.strm.wait(); }, ctx.policy);
+  auto sb = measure([&] { red.execute(ctx.strm, {{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, gb}}); ctx.strm.wait(); }, ctx.policy, 1, forward);
   report(ctx, id, "bwd", "reduction", sb, rpd.impl_info_str());
   memory ones(plain({1, rows}), ctx.eng);
   std::fill_n(static_cast<float*>(ones.get_data_handle()), rows, 1.f);
   auto mpd = matmul::primitive_desc(matmul::desc(ones.get_desc(), xd, bd), ctx.eng);
   matmul gemv(mpd);
-  auto sm = measure([&] { gemv.execute(ctx.strm, {{DNNL_ARG_SRC, ones}, {DNNL_ARG_WEIGHTS, a}, {DNNL_ARG_DST, gb}}); ctx.strm.wait(); }, ctx.policy);
+  auto sm = measure([&] { gemv.execute(ctx.strm, {{DNNL_ARG_SRC, ones}, {DNNL_ARG_WEIGHTS, a}, {DNNL_ARG_DST, gb}}); ctx.strm.wait(); }, ctx.policy, 1, forward);
   report(ctx, id, "bwd", "ones-matmul", sm, mpd.impl_info_str());
 }
 
@@ -323,10 +323,11 @@ static void benchGelu(Ctx& ctx, const std::string& id, const Params& p) {
   auto x = newMem(ctx, md), y = newMem(ctx, md), gy = newMem(ctx, md), gx = newMem(ctx, md);
   auto fpd = eltwise_forward::primitive_desc(eltwise_forward::desc(prop_kind::forward_training, algorithm::eltwise_gelu_erf, md, 0.f, 0.f), ctx.eng);
   eltwise_forward fwd(fpd);
-  report(ctx, id, "fwd", "plain", measure([&] { fwd.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, y}}); ctx.strm.wait(); }, ctx.policy), fpd.impl_info_str());
+  std::function<void()> forward = [&] { fwd.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, y}}); ctx.strm.wait(); };
+  report(ctx, id, "fwd", "plain", measure(forward, ctx.policy), fpd.impl_info_str());
   auto bpd = eltwise_backward::primitive_desc(eltwise_backward::desc(algorithm::eltwise_gelu_erf, md, md, 0.f, 0.f), ctx.eng, fpd);
   eltwise_backward bwd(bpd);
-  report(ctx, id, "bwd", "plain", measure([&] { bwd.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, gy}, {DNNL_ARG_DIFF_SRC, gx}}); ctx.strm.wait(); }, ctx.policy), bpd.impl_info_str());
+  report(ctx, id, "bwd", "plain", measure([&] { bwd.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, gy}, {DNNL_ARG_DIFF_SRC, gx}}); ctx.strm.wait(); }, ctx.policy, 1, forward), bpd.impl_info_str());
 }
 
 static void benchSoftmax(Ctx& ctx, const std::string& id, const Params& p) {
@@ -334,10 +335,11 @@ static void benchSoftmax(Ctx& ctx, const std::string& id, const Params& p) {
   auto x = newMem(ctx, md), y = newMem(ctx, md), gy = newMem(ctx, md), gx = newMem(ctx, md);
   auto fpd = softmax_forward::primitive_desc(softmax_forward::desc(prop_kind::forward_training, md, 1), ctx.eng);
   softmax_forward fwd(fpd);
-  report(ctx, id, "fwd", "plain", measure([&] { fwd.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, y}}); ctx.strm.wait(); }, ctx.policy), fpd.impl_info_str());
+  std::function<void()> forward = [&] { fwd.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, y}}); ctx.strm.wait(); };
+  report(ctx, id, "fwd", "plain", measure(forward, ctx.policy), fpd.impl_info_str());
   auto bpd = softmax_backward::primitive_desc(softmax_backward::desc(md, md, 1), ctx.eng, fpd);
   softmax_backward bwd(bpd);
-  report(ctx, id, "bwd", "plain", measure([&] { bwd.execute(ctx.strm, {{DNNL_ARG_DST, y}, {DNNL_ARG_DIFF_DST, gy}, {DNNL_ARG_DIFF_SRC, gx}}); ctx.strm.wait(); }, ctx.policy), bpd.impl_info_str());
+  report(ctx, id, "bwd", "plain", measure([&] { bwd.execute(ctx.strm, {{DNNL_ARG_DST, y}, {DNNL_ARG_DIFF_DST, gy}, {DNNL_ARG_DIFF_SRC, gx}}); ctx.strm.wait(); }, ctx.policy, 1, forward), bpd.impl_info_str());
 }
 
 static void benchLayerNorm(Ctx& ctx, const std::string& id, const Params& p) {
@@ -349,10 +351,11 @@ static void benchLayerNorm(Ctx& ctx, const std::string& id, const Params& p) {
   auto fpd = layer_normalization_forward::primitive_desc(layer_normalization_forward::desc(prop_kind::forward_training, md, 1e-5f, flags), ctx.eng);
   auto mean = newMem(ctx, fpd.mean_desc()), var = newMem(ctx, fpd.variance_desc());
   layer_normalization_forward fwd(fpd);
-  auto fs = measure([&] {
+  std::function<void()> forward = [&] {
     fwd.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_SCALE, scale}, {DNNL_ARG_SHIFT, shift}, {DNNL_ARG_DST, y}, {DNNL_ARG_MEAN, mean}, {DNNL_ARG_VARIANCE, var}});
     ctx.strm.wait();
-  }, ctx.policy);
+  };
+  auto fs = measure(forward, ctx.policy);
   report(ctx, id, "fwd", "plain", fs, fpd.impl_info_str());
   auto bpd = layer_normalization_backward::primitive_desc(layer_normalization_backward::desc(prop_kind::backward, md, md, 1e-5f, flags), ctx.eng, fpd);
   layer_normalization_backward bwd(bpd);
@@ -360,7 +363,7 @@ static void benchLayerNorm(Ctx& ctx, const std::string& id, const Params& p) {
     bwd.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, gy}, {DNNL_ARG_MEAN, mean}, {DNNL_ARG_VARIANCE, var}, {DNNL_ARG_SCALE, scale}, {DNNL_ARG_SHIFT, shift},
                            {DNNL_ARG_DIFF_SRC, gx}, {DNNL_ARG_DIFF_SCALE, gscale}, {DNNL_ARG_DIFF_SHIFT, gshift}});
     ctx.strm.wait();
-  }, ctx.policy);
+  }, ctx.policy, 1, forward);
   report(ctx, id, "bwd", "plain", bs, bpd.impl_info_str());
 }
 
@@ -373,10 +376,11 @@ static void benchBatchNorm(Ctx& ctx, const std::string& id, const Params& p) {
   auto fpd = batch_normalization_forward::primitive_desc(batch_normalization_forward::desc(prop_kind::forward_training, md, 1e-5f, flags), ctx.eng);
   auto mean = newMem(ctx, fpd.mean_desc()), var = newMem(ctx, fpd.variance_desc());
   batch_normalization_forward fwd(fpd);
-  auto fs = measure([&] {
+  std::function<void()> forward = [&] {
     fwd.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_SCALE, scale}, {DNNL_ARG_SHIFT, shift}, {DNNL_ARG_DST, y}, {DNNL_ARG_MEAN, mean}, {DNNL_ARG_VARIANCE, var}});
     ctx.strm.wait();
-  }, ctx.policy);
+  };
+  auto fs = measure(forward, ctx.policy);
   report(ctx, id, "fwd", "plain", fs, fpd.impl_info_str());
   auto bpd = batch_normalization_backward::primitive_desc(batch_normalization_backward::desc(prop_kind::backward, md, md, 1e-5f, flags), ctx.eng, fpd);
   batch_normalization_backward bwd(bpd);
@@ -384,7 +388,7 @@ static void benchBatchNorm(Ctx& ctx, const std::string& id, const Params& p) {
     bwd.execute(ctx.strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, gy}, {DNNL_ARG_MEAN, mean}, {DNNL_ARG_VARIANCE, var}, {DNNL_ARG_SCALE, scale}, {DNNL_ARG_SHIFT, shift},
                            {DNNL_ARG_DIFF_SRC, gx}, {DNNL_ARG_DIFF_SCALE, gscale}, {DNNL_ARG_DIFF_SHIFT, gshift}});
     ctx.strm.wait();
-  }, ctx.policy);
+  }, ctx.policy, 1, forward);
   report(ctx, id, "bwd", "plain", bs, bpd.impl_info_str());
 }
 
