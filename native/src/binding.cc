@@ -77,9 +77,10 @@ Napi::Value Entry(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// matmul(a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, beta)
+// matmul(a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, beta, bias | null)
 void Matmul(const Napi::CallbackInfo& a) {
-  matmul(F(a[2]), F(a[0]), F(a[1]), N(a[3]), N(a[4]), N(a[5]), N(a[6]), B(a[7]), B(a[8]), N(a[9]), N(a[10]), N(a[11]), static_cast<int>(N(a[12])));
+  matmul(F(a[2]), F(a[0]), F(a[1]), N(a[3]), N(a[4]), N(a[5]), N(a[6]), B(a[7]), B(a[8]), N(a[9]), N(a[10]), N(a[11]), static_cast<int>(N(a[12])),
+         F(a[13]));
 }
 // conv2d(x, w, bias, y, geometry)
 void Conv2d(const Napi::CallbackInfo& a) { conv2d_forward(F(a[3]), F(a[0]), F(a[1]), F(a[2]), Conv(a[4])); }
@@ -168,6 +169,14 @@ void Interpolate(const Napi::CallbackInfo& a) { interpolate_forward(F(a[1]), F(a
 // interpolateBackward(gy, gx, geometry, bicubic, alignCorners, scaleH, scaleW)
 void InterpolateBwd(const Napi::CallbackInfo& a) { interpolate_backward(F(a[1]), F(a[0]), Interp(a, 2)); }
 
+// alignOffset(arrayBuffer): bytes from its start to the first 64-byte boundary, so that typed
+// arrays the pool places there start on a cache line (oneDNN's GEMMs run ~8% slower on data
+// that does not).
+Napi::Value AlignOffset(const Napi::CallbackInfo& a) {
+  const auto p = reinterpret_cast<uintptr_t>(a[0].As<Napi::ArrayBuffer>().Data());
+  return Napi::Number::New(a.Env(), static_cast<double>((64 - p % 64) % 64));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Function::Callback> fns[] = {
       {"matmul", Entry<Matmul>},
@@ -201,6 +210,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"interpolateBackward", Entry<InterpolateBwd>},
   };
   for (auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
+  exports.Set("alignOffset", Napi::Function::New(env, AlignOffset, "alignOffset"));
   // The vector instruction set the exp/erf kernels use on this CPU ("avx512" or "avx2").
   exports.Set("simd", Napi::String::New(env, simd::kernels().level));
   return exports;

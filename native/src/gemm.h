@@ -5,17 +5,19 @@
 
 namespace graft {
 
-// c[b] (M, N) = op(a[b]) · op(b[b]) (+ c[b] when beta = 1), as matmul() in kernels.h.
+// c[b] (M, N) = op(a[b]) · op(b[b]) (+ c[b] when beta = 1) (+ bias (N) on every row when `bias`),
+// as matmul() in kernels.h.
 struct GemmShape {
   int64_t batch, m, n, k;
   bool transA, transB;
   int64_t strideA, strideB, strideC;
   int beta;
+  bool bias = false;
 };
 
 // userScratchpad: the caller passes scratchpad memory of prim.scratchpad bytes to gemm_execute,
 // which makes concurrent execution of the one primitive from several threads safe.
 const onednn::Primitive& gemm_primitive(const GemmShape& g, bool userScratchpad);
-void gemm_execute(const onednn::Primitive& p, dnnl::stream& s, float* c, const float* a, const float* b, void* scratchpad);
+void gemm_execute(const onednn::Primitive& p, dnnl::stream& s, float* c, const float* a, const float* b, void* scratchpad, const float* bias = nullptr);
 
 }  // namespace graft

@@ -41,10 +41,11 @@ enum class Reduce { Sum, Max, Min };
 void reduce_forward(float* out, int32_t* arg, const float* x, int64_t outer, int64_t len, int64_t inner, Reduce op);
 
 // ---- matrix product (matmul.cc, oneDNN) ----
-// c[b] (M, N) = op(a[b]) · op(b[b]) (+ c[b] when beta = 1); a[b] is (K, M) when transA else (M, K),
-// b[b] is (N, K) when transB else (K, N); a batch stride of 0 broadcasts one matrix.
+// c[b] (M, N) = op(a[b]) · op(b[b]) (+ c[b] when beta = 1) (+ bias (N) on every row when not null);
+// a[b] is (K, M) when transA else (M, K), b[b] is (N, K) when transB else (K, N); a batch stride
+// of 0 broadcasts one matrix.
 void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool transA, bool transB,
-            int64_t strideA, int64_t strideB, int64_t strideC, int beta);
+            int64_t strideA, int64_t strideB, int64_t strideC, int beta, const float* bias = nullptr);
 
 // ---- convolution (conv.cc on oneDNN; depthwise.cc direct) ----
 struct ConvShape {

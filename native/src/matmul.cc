@@ -11,7 +11,7 @@ namespace graft {
 using namespace onednn;
 
 const Primitive& gemm_primitive(const GemmShape& g, bool userScratchpad) {
-  return cached(key("mm", g.batch, g.m, g.n, g.k, g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.beta, userScratchpad), [&] {
+  return cached(key("mm", g.batch, g.m, g.n, g.k, g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.beta, g.bias, userScratchpad), [&] {
     int64_t ba = g.strideA == 0 ? 1 : g.batch, bb = g.strideB == 0 ? 1 : g.batch;
     int64_t sa = g.strideA ? g.strideA : g.m * g.k, sb = g.strideB ? g.strideB : g.k * g.n, sc = g.strideC ? g.strideC : g.m * g.n;
     // a (M, K) viewed from storage (K, M) when transposed; likewise b (K, N) from (N, K).
@@ -25,29 +25,36 @@ const Primitive& gemm_primitive(const GemmShape& g, bool userScratchpad) {
       attr.set_post_ops(po);
     }
     if (userScratchpad) attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine());
-    return Primitive{dnnl::matmul(pd), {a_md, b_md, c_md, pd.scratchpad_desc()}, userScratchpad ? pd.scratchpad_desc().get_size() : 0};
+    // The bias (1, 1, N) broadcasts over the batch and the rows.
+    memory::desc bias_md({1, 1, g.n}, dt::f32, memory::dims{g.n, g.n, 1});
+    dnnl::matmul::primitive_desc pd = g.bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, bias_md, c_md), attr, engine())
+                                             : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine());
+    return Primitive{dnnl::matmul(pd), {a_md, b_md, c_md, pd.scratchpad_desc(), bias_md}, userScratchpad ? pd.scratchpad_desc().get_size() : 0};
   });
 }
 
-void gemm_execute(const Primitive& p, dnnl::stream& s, float* c, const float* a, const float* b, void* scratchpad) {
+void gemm_execute(const Primitive& p, dnnl::stream& s, float* c, const float* a, const float* b, void* scratchpad, const float* bias) {
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], a)}, {DNNL_ARG_WEIGHTS, mem(p.mds[1], b)}, {DNNL_ARG_DST, mem(p.mds[2], c)}};
   if (p.scratchpad) args.emplace(DNNL_ARG_SCRATCHPAD, mem(p.mds[3], scratchpad));
+  if (bias) args.emplace(DNNL_ARG_BIAS, mem(p.mds[4], bias));
   p.prim.execute(s, args);
   s.wait();
 }
 
 void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool transA, bool transB,
-            int64_t strideA, int64_t strideB, int64_t strideC, int beta) {
+            int64_t strideA, int64_t strideB, int64_t strideC, int beta, const float* bias) {
   if (batch <= 0 || m <= 0 || n <= 0) return;
   if (k <= 0) {
-    // An empty sum: C = 0, or C unchanged when accumulating.
-    if (!beta)
-      for (int64_t i = 0; i < batch; i++) std::fill(c + i * (strideC ? strideC : m * n), c + i * (strideC ? strideC : m * n) + m * n, 0.f);
+    // An empty sum: C = 0 (or the bias), or C unchanged (plus the bias) when accumulating.
+    for (int64_t i = 0; i < batch; i++) {
+      float* ci = c + i * (strideC ? strideC : m * n);
+      for (int64_t r = 0; r < m; r++)
+        for (int64_t j = 0; j < n; j++) ci[r * n + j] = (beta ? ci[r * n + j] : 0.f) + (bias ? bias[j] : 0.f);
+    }
     return;
   }
-  const Primitive& p = gemm_primitive(GemmShape{batch, m, n, k, transA, transB, strideA, strideB, strideC, beta}, false);
-  gemm_execute(p, stream(), c, a, b, nullptr);
+  const Primitive& p = gemm_primitive(GemmShape{batch, m, n, k, transA, transB, strideA, strideB, strideC, beta, bias != nullptr}, false);
+  gemm_execute(p, stream(), c, a, b, nullptr, bias);
 }
 
 }  // namespace graft

@@ -120,7 +120,8 @@ export interface Backend<B = TypedArray> {
   reduce(op: ReduceOp, x: B, dtype: DType, outer: number, len: number, inner: number, out: B, arg: B | null): void;
 
   // ---- linear algebra -------------------------------------------------------------------------
-  matmul(a: B, b: B, c: B, dtype: DType, p: MatmulParams): void;
+  /** C = op(A) op(B) (+ C when p.beta), plus `bias` (N) on every row of every batch when given. */
+  matmul(a: B, b: B, c: B, dtype: DType, p: MatmulParams, bias?: B | null): void;
 
   // ---- convolution and pooling (NCHW, contiguous) --------------------------------------------
   conv2d(x: B, w: B, bias: B | null, y: B, dtype: DType, p: ConvParams): void;

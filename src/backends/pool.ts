@@ -35,6 +35,16 @@ function touch(key: string): TypedArray[] {
   return list;
 }
 
+/** Where in a fresh ArrayBuffer a buffer should start (the native backend: a 64-byte boundary). */
+let aligner: ((buffer: ArrayBuffer) => number) | null = null;
+const ALIGN_SLACK = 64;
+const ALIGN_MIN_BYTES = 4096;
+
+/** Places large fresh buffers at `offsetOf(arrayBuffer)` bytes into a slightly larger ArrayBuffer. */
+export function setPoolAligner(offsetOf: ((buffer: ArrayBuffer) => number) | null): void {
+  aligner = offsetOf;
+}
+
 export function poolAlloc(dtype: DType, size: number, zero: boolean): TypedArray {
   const key = dtype + size;
   const reused = free.has(key) ? touch(key).pop() : undefined;
@@ -43,7 +53,14 @@ export function poolAlloc(dtype: DType, size: number, zero: boolean): TypedArray
     if (zero) reused.fill(0);
     return reused;
   }
-  return new dtypeArray[dtype](size);
+  const Ctor = dtypeArray[dtype];
+  const bytes = size * Ctor.BYTES_PER_ELEMENT;
+  if (aligner && bytes >= ALIGN_MIN_BYTES) {
+    const ab = new ArrayBuffer(bytes + ALIGN_SLACK);
+    const offset = aligner(ab);
+    if (offset % Ctor.BYTES_PER_ELEMENT === 0 && offset + bytes <= ab.byteLength) return new Ctor(ab, offset, size);
+  }
+  return new Ctor(size);
 }
 
 /** A pooled copy of host data: the copy's later free() takes the place of the buffer it came from. */

@@ -94,11 +94,11 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   const rows = x.size / k;
   const xd = denseData(x);
   const wd = denseData(weight);
+  const bd = bias ? denseData(bias) : null;
   const out = alloc(backend, [...x.shape.slice(0, -1), n], x.dtype);
-  if (bias) backend.copy({ ...bias.view(), shape: [rows, n], strides: [0, bias.strides[0]!] }, { ...out.view(), shape: [rows, n], strides: [n, 1] });
   backend.matmul(xd.buf(), wd.buf(), out.buf(), x.dtype, {
-    batch: 1, m: rows, n, k, transA: false, transB: true, strideA: 0, strideB: 0, strideC: 0, beta: bias ? 1 : 0,
-  });
+    batch: 1, m: rows, n, k, transA: false, transB: true, strideA: 0, strideB: 0, strideC: 0, beta: 0,
+  }, bd?.buf() ?? null);
   const inputs = bias ? [x, weight, bias] : [x, weight];
   record(out, 'linear', inputs, [xd, wd], (gy, [xs, ws]) => {
     const g = denseData(gy);
@@ -117,5 +117,6 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   });
   if (xd !== x) xd.dispose();
   if (wd !== weight) wd.dispose();
+  if (bd && bd !== bias) bd.dispose();
   return out;
 }

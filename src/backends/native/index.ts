@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend, BinaryOp, ConvParams, PoolParams, ReduceOp, UnaryOp, View } from '../backend.js';
 import { referenceBackend as ref } from '../reference/index.js';
-import { poolAlloc, poolFree, poolUpload } from '../pool.js';
+import { poolAlloc, poolFree, poolUpload, setPoolAligner } from '../pool.js';
 import type { DType, TypedArray } from '../../tensor/dtype.js';
 import { contiguousStrides, isContiguous, numel } from '../../tensor/shape.js';
 
@@ -97,10 +97,10 @@ function makeBackend(addon: Addon): Backend<TypedArray> {
 
     reduce: (op, x, dtype, outer, len, inner, out, arg) =>
       isF32(dtype) ? reduce(REDUCE[op], x, outer, len, inner, out, arg) : ref.reduce(op, x, dtype, outer, len, inner, out, arg),
-    matmul: (a, b, c, dtype, p) =>
+    matmul: (a, b, c, dtype, p, bias) =>
       isF32(dtype)
-        ? matmul(a, b, c, p.batch, p.m, p.n, p.k, p.transA, p.transB, p.strideA, p.strideB, p.strideC, p.beta)
-        : ref.matmul(a, b, c, dtype, p),
+        ? matmul(a, b, c, p.batch, p.m, p.n, p.k, p.transA, p.transB, p.strideA, p.strideB, p.strideC, p.beta, bias ?? null)
+        : ref.matmul(a, b, c, dtype, p, bias),
 
     conv2d: (x, w, bias, y, dtype, p) => (isF32(dtype) ? conv2d(x, w, bias, y, convGeometry(p)) : ref.conv2d(x, w, bias, y, dtype, p)),
     conv2dBackwardData: (gy, w, gx, dtype, p) =>
@@ -177,6 +177,8 @@ export function loadNativeBackend(): { backend: Backend<any> | null; error: stri
     // libgomp reads this when the addon loads it; an explicit user setting wins.
     if (process.env['OMP_WAIT_POLICY'] === undefined && process.env['GOMP_SPINCOUNT'] === undefined) process.env['GOMP_SPINCOUNT'] = '1000';
     const addon = createRequire(import.meta.url)(path) as Addon;
+    const alignOffset = addon['alignOffset'] as unknown as (buffer: ArrayBuffer) => number;
+    setPoolAligner((buffer) => alignOffset(buffer));
     return { backend: makeBackend(addon), error: '' };
   } catch (e) {
     return { backend: null, error: `loading ${path} failed: ${(e as Error).message}; ${BUILD_HINT}` };

@@ -22,7 +22,7 @@ export const referenceBackend: Backend<TypedArray> = {
   binary: ew.binary,
   where: ew.where,
   reduce: (op, x, _dtype, outer, len, inner, out, arg) => la.reduce(op, x, outer, len, inner, out, arg),
-  matmul: (a, b, c, _dtype, p) => la.matmul(a, b, c, p),
+  matmul: (a, b, c, _dtype, p, bias) => la.matmul(a, b, c, p, bias ?? null),
   conv2d: (x, w, bias, y, _dtype, p) => conv.conv2d(x, w, bias, y, p),
   conv2dBackwardData: (gy, w, gx, _dtype, p) => conv.conv2dBackwardData(gy, w, gx, p),
   conv2dBackwardWeight: (x, gy, gw, gb, _dtype, p) => conv.conv2dBackwardWeight(x, gy, gw, gb, p),

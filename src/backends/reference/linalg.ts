@@ -29,8 +29,8 @@ export function reduce(op: ReduceOp, x: TypedArray, outer: number, len: number, 
   }
 }
 
-/** C[b] = op(A[b]) op(B[b]) (+ C[b] when beta = 1). */
-export function matmul(a: TypedArray, b: TypedArray, c: TypedArray, p: MatmulParams): void {
+/** C[b] = op(A[b]) op(B[b]) (+ C[b] when beta = 1) (+ bias[j] in column j when given). */
+export function matmul(a: TypedArray, b: TypedArray, c: TypedArray, p: MatmulParams, bias: TypedArray | null = null): void {
   const { m, n, k } = p;
   for (let bi = 0; bi < p.batch; bi++) {
     const oa = bi * p.strideA;
@@ -44,6 +44,7 @@ export function matmul(a: TypedArray, b: TypedArray, c: TypedArray, p: MatmulPar
           const bv = p.transB ? b[ob + j * k + l]! : b[ob + l * n + j]!;
           acc += av * bv;
         }
+        if (bias) acc += bias[j]!;
         c[oc + i * n + j] = p.beta ? c[oc + i * n + j]! + acc : acc;
       }
     }
