@@ -142,8 +142,8 @@ export const MEMORY_COPY_BYTES = 2 ** 30;
  * Copy sizes to time: the memory-bandwidth copy, and the bytes of each GB/s pass (a copy of the
  * same bytes stays in cache, like the pass itself: the rows show their share of it too).
  */
-export function copySizes(cases: readonly BenchCase[]): number[] {
-  const sizes = new Set<number>([MEMORY_COPY_BYTES]);
+export function copySizes(cases: readonly BenchCase[], memory = true): number[] {
+  const sizes = new Set<number>(memory ? [MEMORY_COPY_BYTES] : []);
   for (const c of cases) for (const p of c.passes) if (p.unit === 'GB/s') sizes.add(p.work);
   return [...sizes].sort((a, b) => a - b);
 }

@@ -59,34 +59,37 @@ function chooseBackend(): { name: BackendName; note: string } {
   }
 }
 
-async function runGraft(cases: readonly BenchCase[], policy: TimingPolicy, note: string, round: string): Promise<SystemRun> {
-  const results: Measurement[] = [];
-  for (const c of cases) {
-    results.push(...(await measureGraft(c, policy)));
-    process.stderr.write(`graft${round}: ${c.id} done\n`);
-  }
-  return { system: 'graft', available: true, note, results };
-}
-
 /**
- * graft and raw oneDNN, alternating round by round so that a change in the shared machine's
+ * graft and raw oneDNN, alternating case by case and round by round (graft on a case, then raw
+ * oneDNN on it, then the next case; again each round), so that a change in the shared machine's
  * load falls on both; the rows keep each system's fastest round (table.ts takes the fastest
- * matching measurement).
+ * matching measurement). The memory-bandwidth copy runs once per round.
  */
-async function runRounds(cases: readonly BenchCase[], policy: TimingPolicy, note: string, rounds: number, raw: boolean): Promise<[SystemRun, SystemRun | null]> {
-  const graftRuns: SystemRun[] = [];
-  const rawRuns: SystemRun[] = [];
-  for (let r = 1; r <= rounds; r++) {
-    const tag = rounds > 1 ? ` (round ${r}/${rounds})` : '';
-    graftRuns.push(await runGraft(cases, policy, note, tag));
-    if (raw) rawRuns.push(runRaw(cases, copySizes(cases), policy));
-  }
-  const merge = (runs: SystemRun[]): SystemRun => {
-    const failed = runs.find((x) => !x.available);
-    if (failed) return failed;
-    return { ...runs[0]!, note: `${runs[0]!.note}${rounds > 1 ? `, best of ${rounds} rounds` : ''}`, results: runs.flatMap((x) => x.results.map((m) => ({ ...m, round: runs.indexOf(x) + 1 }))) };
+async function runInterleaved(cases: readonly BenchCase[], policy: TimingPolicy, note: string, rounds: number, raw: boolean): Promise<[SystemRun, SystemRun | null]> {
+  const graft: Measurement[] = [];
+  const rawResults: Measurement[] = [];
+  let rawRun: SystemRun | null = null;
+  const rawStep = (cs: readonly BenchCase[], copies: number[], round: number) => {
+    if (!raw || (rawRun && !rawRun.available)) return;
+    const r = runRaw(cs, copies, policy);
+    rawRun = r;
+    rawResults.push(...r.results.map((m) => ({ ...m, round })));
   };
-  return [merge(graftRuns), raw ? merge(rawRuns) : null];
+  for (let round = 1; round <= rounds; round++) {
+    const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
+    for (const c of cases) {
+      graft.push(...(await measureGraft(c, policy)).map((m) => ({ ...m, round })));
+      process.stderr.write(`graft${tag}: ${c.id} done\n`);
+      rawStep([c], copySizes([c], false), round);
+    }
+    rawStep([], copySizes([], true), round);
+  }
+  const best = rounds > 1 ? `, best of ${rounds} rounds` : '';
+  const graftRun: SystemRun = { system: 'graft', available: true, note: note + best, results: graft };
+  if (!raw) return [graftRun, null];
+  const r = rawRun as SystemRun | null;
+  if (!r || !r.available) return [graftRun, r];
+  return [graftRun, { ...r, note: r.note + best, results: rawResults }];
 }
 
 function summary(rows: readonly Row[]): string[] {
@@ -110,7 +113,7 @@ async function main(): Promise<void> {
 
   const skipped = (s: SystemName): SystemRun => ({ system: s, note: 'skipped (--skip)', available: false, results: [] });
   const rounds = args.rounds ?? (args.quick ? 1 : 3);
-  const [graftRun, rawRun] = await runRounds(cases, policy, backend.note, rounds, !args.skip.has('raw'));
+  const [graftRun, rawRun] = await runInterleaved(cases, policy, backend.note, rounds, !args.skip.has('raw'));
   const runs: Record<SystemName, SystemRun> = {
     graft: graftRun,
     raw: rawRun ?? skipped('raw'),
@@ -122,7 +125,7 @@ async function main(): Promise<void> {
   const header = [
     `graft op benchmarks, ${started.toISOString()}, commit ${gitCommit()}`,
     `machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${threads} threads, load average ${startLoad.map((l) => l.toFixed(2)).join(' ')} at start, ${loadavg().map((l) => l.toFixed(2)).join(' ')} at end`,
-    `timing: median of ${policy.minRuns}–${policy.maxRuns} runs after ${policy.warmup} warm-up, ~${policy.budgetMs} ms per pass${args.quick ? ' (--quick)' : ''}; graft and raw oneDNN alternate ${rounds} round${rounds > 1 ? 's' : ''}, PyTorch and ORT run once`,
+    `timing: median of ${policy.minRuns}–${policy.maxRuns} runs after ${policy.warmup} warm-up, ~${policy.budgetMs} ms per pass${args.quick ? ' (--quick)' : ''}; graft and raw oneDNN alternate case by case, ${rounds} round${rounds > 1 ? 's' : ''}, PyTorch and ORT run once`,
     ...Object.values(runs).map((r) => `${r.system.padEnd(5)}: ${r.note}`),
     '× = graft speed ÷ reference speed (> 1: graft faster); "dnnl any" lets oneDNN pick blocked layouts, reorders included',
   ];
