@@ -220,3 +220,24 @@ if (!nativeError) {
     });
   });
 }
+
+if (!nativeError) {
+  // Large depthwise kernels (ConvNeXt's 7×7) run forward and backward-data on oneDNN's blocked
+  // kernels once a convolution is large enough; the op cases above are too small to reach them.
+  test('conformance: depthwise 7×7 convolution large enough for the blocked path, with bias, stride 1 and 2', () => {
+    for (const stride of [1, 2]) {
+      const once = (backend: 'reference' | 'native') => g.withBackend(backend, () => {
+        const gen = new g.Generator(71 + stride);
+        const x = g.randn([2, 32, 40, 39], { generator: gen }).requiresGrad_(true); // ≥ 1M multiply-adds at stride 2 too
+        const w = g.mul(g.randn([32, 1, 7, 7], { generator: gen }), 0.2).requiresGrad_(true);
+        const b = g.randn([32], { generator: gen }).requiresGrad_(true);
+        const y = g.conv2d(x, w, b, { groups: 32, padding: 3, stride });
+        g.sum(g.mul(y, g.randn(y.shape, { generator: gen }))).backward();
+        return [y, x.grad!, w.grad!, b.grad!].map((t) => t.toArray());
+      });
+      const [r, n] = [once('reference'), once('native')];
+      ['output', 'x grad', 'weight grad', 'bias grad'].forEach((what, i) =>
+        assert.equal(maxViolation(n[i]!, r[i]!, TOLERANCE['conv2d']!), null, `stride ${stride}: ${what}`));
+    }
+  });
+}
