@@ -147,3 +147,26 @@ test('memory: tensors made from fresh host arrays and disposed leave the pool as
     });
   }
 });
+
+test('memory: attention\'s saved probabilities live from the forward pass until its backward pass', () => {
+  const gen = new g.Generator(5);
+  const [q, k, v] = [0, 1, 2].map(() => g.randn([2, 3, 10, 8], { generator: gen }).requiresGrad_(true)) as [g.Tensor, g.Tensor, g.Tensor];
+  const base = g.memory().liveBuffers;
+  const step = (saveProbs: boolean) => {
+    const during = g.tidy(() => {
+      const out = g.scaledDotProductAttention(q, k, v, { saveProbs });
+      const live = g.memory().liveBuffers;
+      g.sum(out).backward();
+      return live;
+    });
+    for (const t of [q, k, v]) {
+      t.grad!.dispose();
+      t.grad = null;
+    }
+    assert.equal(g.memory().liveBuffers, base, `live buffers after a step with saveProbs=${saveProbs}`);
+    return during;
+  };
+  const kept = step(true);
+  const recomputed = step(false);
+  assert.equal(kept, recomputed + 1, 'the kept probabilities are one more buffer between forward and backward');
+});
