@@ -7,8 +7,9 @@
 // passes `probs` because they fit its memory budget, are written out for the backward pass, which
 // then runs as batched GEMMs over groups of batch·heads (as an unfused implementation would, but
 // with dP held one group at a time). Recomputing, dK and dV sum over query blocks, so backward
-// tasks are whole batch·heads. Tasks run in parallel, each on a single-threaded oneDNN matmul with its
-// own scratchpad; with fewer tasks than threads, they run in turn on multi-threaded matmuls.
+// tasks are whole batch·heads. Tasks run in parallel, each on a single-threaded oneDNN matmul
+// with its own scratchpad; with fewer tasks than threads, they run in turn on multi-threaded
+// matmuls.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -108,7 +109,6 @@ void attention_forward(float* out, float* lse, float* probs, const float* q, con
     return;
   }
   const Blocks qb = query_blocks(batch, n, m, true);
-  // With `probs`, each tile is written where the backward pass will read it.
   const int64_t lastRows = n - (qb.count - 1) * qb.size;
   // Primitives are fetched from the (single-threaded) cache before any task runs.
   const ForwardGemms full = forward_gemms(qb.size, m, d);
@@ -117,6 +117,7 @@ void attention_forward(float* out, float* lse, float* probs, const float* q, con
   run_tasks(batch * qb.count, [&](int64_t t) {
     const int64_t b = t / qb.count, i0 = (t % qb.count) * qb.size, rows = std::min(qb.size, n - i0);
     const ForwardGemms& g = rows == qb.size ? full : last;
+    // With `probs`, each tile is written where the backward pass will read it.
     float* s = probs ? probs + (b * n + i0) * m : thread_buffer(0, static_cast<size_t>(qb.size * m));
     void* pad = thread_scratchpad(scratch);
     auto& st = onednn::stream();
@@ -209,15 +210,14 @@ void attention_backward(float* gq, float* gk, float* gv, const float* q, const f
       const int64_t row0 = b * n + i0;
       const float* p = probs ? probs + row0 * m : nullptr;
       if (!probs) {
-        float* pw = pbuf;
-        gemm_execute(g.scores, st, pw, q + row0 * d, kb, pad);
+        gemm_execute(g.scores, st, pbuf, q + row0 * d, kb, pad);
         parallel_items(rows, rows * m, [&](int64_t i) {
-          float* pr = pw + i * m;
+          float* pr = pbuf + i * m;
           const int64_t valid = causal ? std::min<int64_t>(i0 + i + 1, m) : m;
           simd::kernels().row_exp(pr, pr, valid, scale, lse[row0 + i]);
           std::fill(pr + valid, pr + m, 0.f);
         });
-        p = pw;
+        p = pbuf;
       }
       gemm_execute(blk ? g.gradVAcc : g.gradV, st, gv + b * m * d, p, gout + row0 * d, pad);
       gemm_execute(g.gradP, st, dp, gout + row0 * d, vb, pad);

@@ -76,6 +76,9 @@ static inline void map(float* y, const float* x, int64_t n, F f) {
   }
 }
 
+// p[i..i+L) where whole, else its tail with zeros beyond n.
+static inline T at(const float* p, int64_t i, int64_t n) { return i + V::L <= n ? V::load(p + i) : V::load_tail(p + i, V::tail(n - i)); }
+
 static float row_max(const float* x, int64_t n) {
   T m0 = V::set1(-__builtin_huge_valf()), m1 = m0;
   V::B nan = V::none();
@@ -137,17 +140,13 @@ static void gelu_grad(float* gx, const float* gy, const float* x, int64_t n) {
     const T cdf = V::fmadd(half, verf(V::mul(v, V::set1(0.70710678118654752f))), half);
     const T pdf = vexp(V::mul(V::mul(V::set1(-0.5f), v), v));
     const T d = V::fmadd(V::mul(v, pdf), V::set1(0.39894228040143268f), cdf);
-    const T g = i + V::L <= n ? V::load(gy + i) : V::load_tail(gy + i, V::tail(n - i));
-    return V::mul(g, d);
+    return V::mul(at(gy, i, n), d);
   });
 }
 
 static void erf(float* y, const float* x, int64_t n) {
   map(y, x, n, [&](int64_t, T v) { return verf(v); });
 }
-
-// p[i..i+L) where whole, else its tail with zeros beyond n.
-static inline T at(const float* p, int64_t i, int64_t n) { return i + V::L <= n ? V::load(p + i) : V::load_tail(p + i, V::tail(n - i)); }
 
 // Σ x[i], or Σ (x[i] − mu)² when `centred`.
 static inline float row_sum(const float* x, int64_t n, bool centred, float mu) {

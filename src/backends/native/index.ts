@@ -178,7 +178,7 @@ export function loadNativeBackend(): { backend: Backend<any> | null; error: stri
     if (process.env['OMP_WAIT_POLICY'] === undefined && process.env['GOMP_SPINCOUNT'] === undefined) process.env['GOMP_SPINCOUNT'] = '1000';
     const addon = createRequire(import.meta.url)(path) as Addon;
     const alignOffset = addon['alignOffset'] as unknown as (buffer: ArrayBuffer) => number;
-    setPoolAligner((buffer) => alignOffset(buffer));
+    setPoolAligner(alignOffset);
     return { backend: makeBackend(addon), error: '' };
   } catch (e) {
     return { backend: null, error: `loading ${path} failed: ${(e as Error).message}; ${BUILD_HINT}` };
