@@ -14,7 +14,8 @@ import '../src/models/all.js';
 import { withFoldedWeights } from '../src/nn/layers.js';
 import { AdamW, assign, crossEntropy, Generator, manualSeed, noGrad, randn, setBackend, tidy, type BackendName, type Tensor } from '../src/index.js';
 import { buildModel } from '../src/cli/model-source.js';
-import { applyMethod } from '../src/adapters/methods.js';
+import { applyMethod } from '../src/adapters/apply.js';
+import { loraConfig } from '../src/adapters/lora/config.js';
 import { decayGroups } from '../src/train/trainer.js';
 import { Conv2d, Dropout, Linear } from '../src/nn/layers.js';
 import { describeTrainable } from '../src/nn/module.js';
@@ -84,7 +85,9 @@ async function trainCase(s: TrainSpec): Promise<Record<string, unknown>> {
   const convs = backbone.namedModules().filter(([p, m]) => p && m instanceof Conv2d).map(([p]) => p);
   const model = applyMethod(backbone, c.method, {
     numClasses: NUM_CLASSES, generator: new Generator(SEED + 2),
-    lora: { r: c.r, loraAlpha: c.alpha, loraDropout: 0, targetModules: c.targets === 'conv' ? convs : 'all-linear' },
+    adapterConfig: c.method === 'lora' || c.method === 'dora'
+      ? loraConfig({ r: c.r, loraAlpha: c.alpha, loraDropout: 0, targetModules: c.targets === 'conv' ? convs : 'all-linear', useDora: c.method === 'dora' })
+      : undefined,
   });
   const check = loadSafetensors(modelFiles(s.cache, c.model).check);
   // The head PyTorch starts from (torch_models.py), into every copy of the 10-class head.

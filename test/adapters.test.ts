@@ -1,5 +1,6 @@
-// One behavioural matrix for every adapter method: identity at init, gradients only where they
-// belong, merge = unmerged forward, unmerge restores, save/load round trip, PEFT key names.
+// One behavioural matrix for every registered adapter method: identity at init, gradients only
+// where they belong, merge = unmerged forward, unmerge restores, save/load round trip, PEFT key
+// names; then multi-adapter use, errors and LoRA/DoRA specifics.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -9,7 +10,11 @@ import * as g from '../src/index.js';
 import { Module } from '../src/nn/module.js';
 import { Conv2d, Linear, BatchNorm2d } from '../src/nn/layers.js';
 import { PeftModel } from '../src/adapters/peft-model.js';
-import { loraConfig, type LoraConfig } from '../src/adapters/lora/config.js';
+import { AdapterLayer } from '../src/adapters/layer.js';
+import { SharedAdapterOptionsSchema, type AdapterMethod } from '../src/adapters/method.js';
+import { adapterMethods, getAdapterMethod, methodForPeftJson } from '../src/adapters/registry.js';
+import { loraConfig } from '../src/adapters/lora/config.js';
+import { LoraLayer } from '../src/adapters/lora/layer.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 
 /** A small network with a conv stem, a depthwise conv, a BatchNorm and two linear layers. */
@@ -34,12 +39,33 @@ class TinyNet extends Module {
   }
 }
 
-const methods: [string, Partial<LoraConfig>][] = [
-  ['lora', {}],
-  ['lora rslora gaussian', { useRslora: true, initLoraWeights: 'gaussian' }],
-  ['dora', { useDora: true }],
-  ['lora pissa', { initLoraWeights: 'pissa' }],
+/**
+ * The matrix: every registered adapter method with its defaults, plus LoRA's initialisation and
+ * scaling variants. A method registered later runs through the same tests without an edit here.
+ * `targets` are conv (dilated) and linear layers every method wraps; `grouped` adds the depthwise conv.
+ */
+interface Case {
+  label: string;
+  method: AdapterMethod;
+  own: Record<string, unknown>;
+  targets: string[];
+  /** Shared options beyond rank 4, alpha 8 and the targets. */
+  shared?: Record<string, unknown>;
+  /** The init is the identity only up to SVD round-off. */
+  approximateInit?: boolean;
+}
+const cases: Case[] = [
+  ...adapterMethods().map((method): Case => ({ label: method.name, method, own: {}, targets: ['stem', 'fc1'] })),
+  { label: 'lora rslora gaussian', method: getAdapterMethod('lora'), own: { rslora: true, init: 'gaussian' }, targets: ['stem', 'fc1'] },
+  // A grouped conv needs r divisible by its groups.
+  { label: 'lora depthwise', method: getAdapterMethod('lora'), own: {}, targets: ['stem', 'dw', 'fc1'], shared: { rankPattern: { dw: 8 } } },
+  // PiSSA is for Linear layers (as in PEFT).
+  { label: 'lora pissa', method: getAdapterMethod('lora'), own: { init: 'pissa' }, targets: ['fc1'], approximateInit: true },
 ];
+
+/** Rank 4 is below min(in, out) of every target, so PiSSA leaves a real residual. */
+const configOf = (c: Case, extra: Record<string, unknown> = {}) =>
+  c.method.configFromRun(SharedAdapterOptionsSchema.parse({ r: 4, alpha: 8, targets: c.targets, modulesToSave: ['head', 'bn'], ...c.shared, ...extra }), c.method.optionsSchema.parse(c.own));
 
 const close = (a: g.Tensor, b: g.Tensor, tol: number, what: string) => {
   const x = a.toArray();
@@ -49,70 +75,73 @@ const close = (a: g.Tensor, b: g.Tensor, tol: number, what: string) => {
   assert.ok(worst <= tol, `${what}: max abs difference ${worst}`);
 };
 
-/** Perturbs every adapter parameter so the adapter is no longer the identity. */
-function train(peft: PeftModel, gen: g.Generator): void {
+/** Perturbs every trainable parameter so the adapter is no longer the identity. */
+function perturb(m: Module, gen: g.Generator): void {
   g.noGrad(() => {
-    for (const p of peft.model.trainableParameters()) g.assign(p, g.add(p, g.randn(p.shape, { std: 0.05, generator: gen })));
+    for (const p of m.trainableParameters()) g.assign(p, g.add(p, g.randn(p.shape, { std: 0.05, generator: gen })));
   });
 }
 
-/** PiSSA is for Linear layers, DoRA not for grouped convolutions (as in PEFT). */
-const targetsFor = (extra: Partial<LoraConfig>) => (extra.initLoraWeights === 'pissa' ? ['fc1'] : extra.useDora ? ['stem', 'fc1'] : ['stem', 'dw', 'fc1']);
+/** An adapter tensor's in-memory path names its adapter as a path segment (`lora_A.default.weight`). */
+const isAdapterKey = (key: string, name = 'default') => new RegExp(`\\.${name}(\\.|$)`).test(key);
 
-for (const [name, extra] of methods) {
-  const makeConfig = () => loraConfig({
-    r: 8, loraAlpha: 16, targetModules: targetsFor(extra),
-    modulesToSave: ['head', 'bn'], ...extra,
-  });
+for (const c of cases) {
+  const make = (gen: g.Generator, extra: Record<string, unknown> = {}) => new PeftModel(new TinyNet(gen), c.method, configOf(c, extra), 'default', { generator: gen });
 
-  test(`adapters ${name}: output at init equals the base model's${extra.initLoraWeights === 'pissa' ? ' (PiSSA: up to SVD round-off)' : ''}`, () => {
+  test(`adapters ${c.label}: output at init equals the base model's${c.approximateInit ? ' (up to SVD round-off)' : ''}`, () => {
     const gen = new g.Generator(1);
     const base = new TinyNet(gen).eval();
     const x = g.randn([2, 3, 9, 9], { generator: gen });
     const before = g.noGrad(() => base.forward(x));
-    const peft = new PeftModel(base, makeConfig(), 'default', { generator: gen });
+    const peft = new PeftModel(base, c.method, configOf(c), 'default', { generator: gen });
     peft.eval();
-    close(g.noGrad(() => peft.forward(x)), before, extra.initLoraWeights === 'pissa' ? 1e-4 : 1e-6, 'init output');
+    close(g.noGrad(() => peft.forward(x)), before, c.approximateInit ? 1e-4 : 1e-6, 'init output');
   });
 
-  test(`adapters ${name}: only adapter and modules_to_save parameters receive gradients`, () => {
+  test(`adapters ${c.label}: only adapter and modules_to_save parameters receive gradients`, () => {
     const gen = new g.Generator(2);
-    const peft = new PeftModel(new TinyNet(gen), makeConfig(), 'default', { generator: gen });
+    const peft = make(gen);
     const x = g.randn([2, 3, 9, 9], { generator: gen });
     g.sum(peft.forward(x)).backward();
+    let adapterGrads = 0;
     for (const [key, p] of peft.model.namedParameters()) {
-      const adapterParam = /\.(lora_A|lora_B|lora_magnitude_vector)\.default\.|\.modules_to_save\.default\./.test(key);
+      const adapterParam = isAdapterKey(key);
       assert.equal(p.requiresGrad, adapterParam, `${key} requiresGrad`);
       if (!adapterParam) assert.equal(p.grad, null, `${key} got a gradient`);
+      else if (key.includes('fc1.') && p.grad) adapterGrads++;
     }
-    const loraB = peft.model.namedParameters().find(([k]) => k.endsWith('fc1.lora_B.default.weight'))![1];
-    assert.ok(loraB.grad, 'lora_B receives a gradient');
-    const line = peft.trainableSummary().line;
-    assert.match(line, /^trainable params: [\d,]+ \|\| all params: [\d,]+ \|\| trainable%: \d+\.\d{4}$/);
+    assert.ok(adapterGrads > 0, 'the adapter on fc1 receives gradients');
+    assert.match(peft.trainableSummary().line, /^trainable params: [\d,]+ \|\| all params: [\d,]+ \|\| trainable%: \d+\.\d{4}$/);
   });
 
-  test(`adapters ${name}: merged output equals unmerged, and unmerge restores the base weights`, () => {
+  test(`adapters ${c.label}: merged output equals unmerged, and unmerge restores the base weights`, () => {
     const gen = new g.Generator(3);
-    const peft = new PeftModel(new TinyNet(gen), loraConfig({ ...makeConfig(), targetModules: targetsFor(extra).filter((m) => m !== 'dw') }), 'default', { generator: gen });
-    train(peft, gen);
+    const peft = make(gen);
+    perturb(peft.model, gen);
     peft.eval();
     const x = g.randn([2, 3, 9, 9], { generator: gen });
-    const weights = peft.loraLayers().map(([, l]) => l.base_layer.weight.toArray());
+    const mergeable = peft.adapterLayers().filter(([, l]) => l.canMerge());
+    if (c.targets.includes('dw')) {
+      assert.ok(mergeable.length < peft.adapterLayers().length, 'the depthwise layer does not merge');
+      assert.throws(() => peft.merge(), /cannot be merged into the grouped base weight/);
+      return;
+    }
+    const weights = mergeable.map(([, l]) => l.base_layer.weight.toArray());
     const unmerged = g.noGrad(() => peft.forward(x));
     peft.merge();
     close(g.noGrad(() => peft.forward(x)), unmerged, 1e-5, 'merged vs unmerged');
     peft.unmerge();
-    peft.loraLayers().forEach(([path, l], i) => close(l.base_layer.weight, g.tensor(weights[i]!, l.base_layer.weight.shape), 1e-6, `${path} after unmerge`));
+    mergeable.forEach(([path, l], i) => close(l.base_layer.weight, g.tensor(weights[i]!, l.base_layer.weight.shape), 1e-6, `${path} after unmerge`));
     close(g.noGrad(() => peft.forward(x)), unmerged, 1e-6, 'after unmerge');
     const plain = peft.mergeAndUnload();
-    assert.ok(plain.namedModules().every(([, m]) => m.constructor.name !== 'LoraLayer'));
+    assert.ok(plain.namedModules().every(([, m]) => !(m instanceof AdapterLayer)));
     close(g.noGrad(() => plain.forward(x)), unmerged, 1e-5, 'merge-and-unload');
   });
 
-  test(`adapters ${name}: save and load round trip exactly with PEFT's keys and config`, () => {
+  test(`adapters ${c.label}: save and load round trip exactly, with PEFT's key form and config`, () => {
     const gen = new g.Generator(4);
-    const peft = new PeftModel(new TinyNet(gen), makeConfig(), 'default', { generator: gen });
-    train(peft, gen);
+    const peft = make(gen);
+    perturb(peft.model, gen);
     peft.eval();
     const x = g.randn([2, 3, 9, 9], { generator: gen });
     const want = g.noGrad(() => peft.forward(x));
@@ -121,27 +150,21 @@ for (const [name, extra] of methods) {
     const file = new SafetensorsFile(join(dir, 'adapter_model.safetensors'));
     const keys = file.keys().sort();
     file.close();
-    const expectKeys = [
-      ...targetsFor(extra).flatMap((m) => [
-        `base_model.model.${m}.lora_A.weight`, `base_model.model.${m}.lora_B.weight`,
-        ...(extra.useDora ? [`base_model.model.${m}.lora_magnitude_vector`] : []),
-      ]),
-      'base_model.model.bn.bias', 'base_model.model.bn.num_batches_tracked', 'base_model.model.bn.running_mean', 'base_model.model.bn.running_var', 'base_model.model.bn.weight',
-      'base_model.model.head.bias', 'base_model.model.head.weight',
-    ].sort();
-    assert.deepEqual(keys, expectKeys);
-    const config = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
-    assert.equal(config['peft_type'], 'LORA');
-    assert.equal(config['r'], 8);
-    assert.equal(config['lora_alpha'], 16);
-    assert.equal(config['use_dora'], Boolean(extra.useDora));
-    assert.deepEqual(config['modules_to_save'], ['head', 'bn']);
-    // PiSSA changes the base weights, so its adapter loads onto the same residual base.
-    const freshBase = extra.initLoraWeights === 'pissa' ? peft.model.clone() : new TinyNet(new g.Generator(4));
-    if (extra.initLoraWeights === 'pissa') {
-      for (const [path, l] of peft.loraLayers()) freshBase.setModule(path, l.base_layer.clone());
+    // PEFT's on-disk keys: the module path under base_model.model., without the adapter name.
+    for (const k of keys) {
+      assert.ok(k.startsWith('base_model.model.'), k);
+      assert.ok(!isAdapterKey(k), `${k} holds the adapter name`);
+      assert.ok([...c.targets, 'head', 'bn'].some((t) => k.startsWith(`base_model.model.${t}.`)), `${k} belongs to a target or a module to save`);
     }
-    const loaded = new PeftModel(freshBase, loraConfig({ targetModules: ['fc1'] }), 'scratch');
+    for (const t of c.targets) assert.ok(keys.some((k) => k.startsWith(`base_model.model.${t}.`)), `${t} saved`);
+    const json = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(json['peft_type'], c.method.peftType);
+    assert.deepEqual(json['modules_to_save'], ['head', 'bn']);
+    assert.equal(methodForPeftJson(json, 'adapter_config.json').name, c.method.name, 'the file names its own method');
+    const plain = (o: unknown) => JSON.parse(JSON.stringify(o)) as unknown;
+    assert.deepEqual(plain(c.method.fromPeftJson(json, 'adapter_config.json')), plain(c.method.validate(configOf(c))), 'config round trip');
+    // The same base (seeded): an adapter that changed it at init (PiSSA) recomputes the same residual.
+    const loaded = new PeftModel(new TinyNet(new g.Generator(4)), 'lora', loraConfig({ targetModules: ['fc1'] }), 'scratch');
     loaded.loadAdapter(dir, 'default');
     loaded.setAdapter('default');
     loaded.eval();
@@ -149,16 +172,37 @@ for (const [name, extra] of methods) {
   });
 }
 
+test('adapters lora/dora: the file holds exactly PEFT\'s keys', () => {
+  for (const useDora of [false, true]) {
+    const gen = new g.Generator(4);
+    const peft = new PeftModel(new TinyNet(gen), useDora ? 'dora' : 'lora', loraConfig({ r: 8, loraAlpha: 16, targetModules: ['stem', 'fc1'], modulesToSave: ['head', 'bn'] }), 'default', { generator: gen });
+    const dir = mkdtempSync(join(tmpdir(), 'graft-adapter-'));
+    peft.saveAdapter(dir);
+    const file = new SafetensorsFile(join(dir, 'adapter_model.safetensors'));
+    const keys = file.keys().sort();
+    file.close();
+    assert.deepEqual(keys, [
+      ...['stem', 'fc1'].flatMap((m) => [`base_model.model.${m}.lora_A.weight`, `base_model.model.${m}.lora_B.weight`, ...(useDora ? [`base_model.model.${m}.lora_magnitude_vector`] : [])]),
+      'base_model.model.bn.bias', 'base_model.model.bn.num_batches_tracked', 'base_model.model.bn.running_mean', 'base_model.model.bn.running_var', 'base_model.model.bn.weight',
+      'base_model.model.head.bias', 'base_model.model.head.weight',
+    ].sort());
+    const json = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(json['r'], 8);
+    assert.equal(json['lora_alpha'], 16);
+    assert.equal(json['use_dora'], useDora);
+  }
+});
+
 test('adapters: several named adapters on one base, one active, switchable and deletable', () => {
   const gen = new g.Generator(5);
-  const peft = new PeftModel(new TinyNet(gen), loraConfig({ targetModules: ['fc1'], modulesToSave: ['head'] }), 'a', { generator: gen });
-  train(peft, gen);
-  peft.addAdapter('b', loraConfig({ targetModules: ['fc1', 'stem'], modulesToSave: ['head'], useDora: true }), { generator: gen });
+  const peft = new PeftModel(new TinyNet(gen), 'lora', loraConfig({ targetModules: ['fc1'], modulesToSave: ['head'] }), 'a', { generator: gen });
+  perturb(peft.model, gen);
+  peft.addAdapter('b', 'dora', loraConfig({ targetModules: ['fc1', 'stem'], modulesToSave: ['head'] }), { generator: gen });
   peft.eval();
   const x = g.randn([1, 3, 9, 9], { generator: gen });
   const outA = g.noGrad(() => peft.forward(x));
   peft.setAdapter('b');
-  train(peft, gen);
+  perturb(peft.model, gen);
   const outB = g.noGrad(() => peft.forward(x));
   assert.ok(Math.abs(outA.toArray()[0]! - outB.toArray()[0]!) > 1e-6, 'adapters differ');
   assert.ok(peft.model.trainableParameters().length > 0);
@@ -172,16 +216,16 @@ test('adapters: several named adapters on one base, one active, switchable and d
 
 test('adapters: bad configurations give errors that say what to do', () => {
   const gen = new g.Generator(6);
-  assert.throws(() => new PeftModel(new TinyNet(gen), loraConfig({ targetModules: ['q_proj'] })), /no module matches targetModules \["q_proj"\]. Layer names you can target: stem, dw, fc1, head/);
-  assert.throws(() => new PeftModel(new TinyNet(gen), loraConfig({ r: 3, targetModules: ['dw'] })), /r divisible by groups: r=3, groups=8/);
+  assert.throws(() => new PeftModel(new TinyNet(gen), 'lora', loraConfig({ targetModules: ['q_proj'] })), /no module matches targetModules \["q_proj"\]. Layer names you can target: stem, dw, fc1, head/);
+  assert.throws(() => new PeftModel(new TinyNet(gen), 'lora', loraConfig({ r: 3, targetModules: ['dw'] })), /r divisible by groups: r=3, groups=8/);
   assert.throws(() => loraConfig({ r: 0, targetModules: ['fc1'] }), /positive integer/);
-  assert.throws(() => new PeftModel(new TinyNet(gen), loraConfig({ targetModules: ['dw'], useDora: true })), /DoRA on a grouped Conv2d/);
-  const depthwise = new PeftModel(new TinyNet(gen), loraConfig({ targetModules: ['dw'] }));
+  assert.throws(() => new PeftModel(new TinyNet(gen), 'dora', loraConfig({ targetModules: ['dw'] })), /DoRA on a grouped Conv2d/);
+  const depthwise = new PeftModel(new TinyNet(gen), 'lora', loraConfig({ targetModules: ['dw'] }));
   assert.throws(() => depthwise.merge(), /cannot be merged into the grouped base weight/);
-  const all = new PeftModel(new TinyNet(gen), loraConfig({ targetModules: 'all-linear', modulesToSave: ['head'] }));
-  assert.deepEqual(all.loraLayers().map(([p]) => p), ['fc1']);
-  const regex = new PeftModel(new TinyNet(gen), loraConfig({ targetModules: '(stem|fc1)', rankPattern: { fc1: 4 } }));
-  assert.deepEqual(regex.loraLayers().map(([p, l]) => [p, l.lora_A.get('default')!.weight.shape[0]]), [['stem', 8], ['fc1', 4]]);
+  const all = new PeftModel(new TinyNet(gen), 'lora', loraConfig({ targetModules: 'all-linear', modulesToSave: ['head'] }));
+  assert.deepEqual(all.adapterLayers().map(([p]) => p), ['fc1']);
+  const regex = new PeftModel(new TinyNet(gen), 'lora', loraConfig({ targetModules: '(stem|fc1)', rankPattern: { fc1: 4 } }));
+  assert.deepEqual(regex.adapterLayers().map(([p, l]) => [p, (l as LoraLayer).lora_A.get('default')!.weight.shape[0]]), [['stem', 8], ['fc1', 4]]);
 });
 
 test('adapters: per-family aliases find the query/value projections whatever the checkpoint calls them', async () => {
@@ -219,11 +263,11 @@ test('adapters: DoRA on a layer with a dead (all-zero) output channel stays fini
   const x = g.randn([2, 3, 10, 10], { generator: gen });
   const before = g.noGrad(() => base.eval().forward(x));
   const stemWeight = base.stem.weight;
-  const peft = new PeftModel(base, loraConfig({ r: 4, loraAlpha: 8, targetModules: ['stem', 'fc1'], useDora: true, modulesToSave: ['head'] }), 'default', { generator: gen });
+  const peft = new PeftModel(base, 'dora', loraConfig({ r: 4, loraAlpha: 8, targetModules: ['stem', 'fc1'], modulesToSave: ['head'] }), 'default', { generator: gen });
   peft.eval();
   const init = g.noGrad(() => peft.forward(x));
   close(init, before, 1e-5, 'output at init');
-  train(peft, gen);
+  perturb(peft.model, gen);
   const out = g.noGrad(() => peft.forward(x));
   assert.ok(Array.from(out.toArray()).every(Number.isFinite), 'finite after training');
   const stem = stemWeight.toArray().slice();

@@ -319,7 +319,7 @@ test('tfjs graph import: an unsupported op is one error naming the node, its op 
 });
 
 test('nsfwjs MobileNetV2: the whole pretrained head (1280 → 256 → 128 → 5) gives way to one Linear on the pooled features', async () => {
-  const { applyMethod } = await import('../src/adapters/methods.js');
+  const { applyMethod } = await import('../src/adapters/apply.js');
   const model = createModel('nsfwjs_mobilenet_v2', {});
   const x = randn([2, 3, 224, 224]);
   const pooled = noGrad(() => model.eval().forwardHead(model.forwardFeatures(x), true));

@@ -1,84 +1,87 @@
-// A base model with named LoRA/DoRA adapters grafted on, one active; saving and loading in the
-// Hugging Face PEFT layout (adapter_config.json + adapter_model.safetensors with keys
-// `base_model.model.<module path>.lora_A.weight`).
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+// A base model with named adapters grafted on, one active, each of any registered method; saving
+// and loading in the Hugging Face PEFT layout (adapter_config.json + adapter_model.safetensors
+// with keys `base_model.model.<module path>.<adapter tensor>`, the adapter name left out).
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Module, describeTrainable } from '../nn/module.js';
-import { ModuleDict } from '../nn/layers.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { keep } from '../tensor/memory.js';
 import { assign } from '../ops/layout.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
-import { findTargets, patternValue } from './targets.js';
-import { LoraLayer } from './lora/layer.js';
-import { dora } from './lora/dora.js';
-import { fromPeftJson, toPeftJson, type LoraConfig } from './lora/config.js';
-import type { Generator } from '../tensor/random.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { findTargets } from './targets.js';
+import { AdapterLayer } from './layer.js';
+import { ModulesToSaveWrapper } from './modules-to-save.js';
+import { getAdapterMethod, methodForPeftJson } from './registry.js';
+import type { AdapterConfig, AdapterMethod, GraftOptions, TrainingHooks } from './method.js';
+
+export { ModulesToSaveWrapper } from './modules-to-save.js';
 
 const PEFT_PREFIX = 'base_model.model.';
 
-/** A module trained in full for each adapter (a head, a BatchNorm), PEFT's ModulesToSaveWrapper. */
-export class ModulesToSaveWrapper extends Module {
-  readonly original_module: Module;
-  readonly modules_to_save = new ModuleDict();
-  active: string | null = null;
-  constructor(original: Module) {
-    super();
-    this.original_module = this.module('original_module', original);
-    this.module('modules_to_save', this.modules_to_save);
-  }
-  addAdapter(name: string): void {
-    const copy = this.original_module.clone();
-    copy.requiresGrad_(true);
-    this.modules_to_save.set(name, copy);
-    this.active ??= name;
-  }
-  forward(x: Tensor): Tensor {
-    return (this.active ? this.modules_to_save.get(this.active)! : this.original_module).forward(x);
-  }
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyMethod = AdapterMethod<any>;
+
+interface AdapterEntry {
+  method: AnyMethod;
+  config: AdapterConfig;
 }
 
 export class PeftModel<M extends Module = Module> extends Module {
-  readonly configs = new Map<string, LoraConfig>();
+  private readonly entries = new Map<string, AdapterEntry>();
   activeAdapter: string;
 
-  constructor(readonly model: M, config: LoraConfig, adapterName = 'default', opts: { generator?: Generator } = {}) {
+  /** Grafts adapter `adapterName` of `method` (a registered name or a method object) onto `model`. */
+  constructor(readonly model: M, method: string | AnyMethod, config: AdapterConfig, adapterName = 'default', opts: GraftOptions = {}) {
     super();
     this.module('model', model);
     model.requiresGrad_(false);
     this.activeAdapter = adapterName;
-    this.addAdapter(adapterName, config, opts);
+    this.addAdapter(adapterName, method, config, opts);
   }
 
-  loraLayers(): [string, LoraLayer][] {
-    return this.model.namedModules().filter((e): e is [string, LoraLayer] => e[1] instanceof LoraLayer);
+  /** Every adapter layer in the model with its path. */
+  adapterLayers(): [string, AdapterLayer][] {
+    return this.model.namedModules().filter((e): e is [string, AdapterLayer] => e[1] instanceof AdapterLayer);
   }
 
   private wrappers(): [string, ModulesToSaveWrapper][] {
     return this.model.namedModules().filter((e): e is [string, ModulesToSaveWrapper] => e[1] instanceof ModulesToSaveWrapper);
   }
 
+  adapterNames(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  /** The method and configuration of adapter `name` (default: the active one). */
+  adapter(name = this.activeAdapter): AdapterEntry {
+    const e = this.entries.get(name);
+    if (!e) throw new Error(`no adapter '${name}'; adapters: ${this.adapterNames().join(', ') || 'none'}`);
+    return e;
+  }
+
   /** Grafts adapter `name` onto the modules its config targets. */
-  addAdapter(name: string, config: LoraConfig, opts: { generator?: Generator } = {}): void {
-    if (this.configs.has(name)) throw new Error(`adapter '${name}' already exists; delete it first or choose another name`);
+  addAdapter(name: string, methodOrName: string | AnyMethod, rawConfig: AdapterConfig, opts: GraftOptions = {}): void {
+    if (this.entries.has(name)) throw new Error(`adapter '${name}' already exists; delete it first or choose another name`);
     if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`adapter name '${name}' must use letters, digits, '_' or '-'`);
-    const targets = findTargets(this.model, config);
-    for (const path of targets) {
-      let layer = this.model.getModule(path);
-      if (!(layer instanceof LoraLayer)) {
-        const wrapped = new LoraLayer(layer as never);
-        this.model.setModule(path, wrapped);
-        layer = wrapped;
+    const method = typeof methodOrName === 'string' ? getAdapterMethod(methodOrName) : methodOrName;
+    const config = method.validate(rawConfig);
+    const targets = findTargets(this.model, config, method);
+    // Graft into a copy of the list first: a failure on one layer leaves no half-grafted adapter behind.
+    const grafted: [string, AdapterLayer, boolean][] = [];
+    try {
+      for (const path of targets) {
+        const target = this.model.getModule(path);
+        const layer = method.graft(target, path, name, config, opts);
+        if (layer !== target) this.model.setModule(path, layer);
+        grafted.push([path, layer, layer !== target]);
       }
-      (layer as LoraLayer).addAdapter(name, {
-        r: patternValue(path, config.rankPattern, config.r),
-        alpha: patternValue(path, config.alphaPattern, config.loraAlpha),
-        dropout: config.loraDropout,
-        useRslora: config.useRslora,
-        init: config.initLoraWeights,
-        variant: config.useDora ? dora : null,
-        generator: opts.generator,
-      });
+    } catch (e) {
+      for (const [path, layer, wrapped] of grafted.reverse()) {
+        if (layer.adapterNames().includes(name)) layer.deleteAdapter(name);
+        if (wrapped) this.model.setModule(path, layer.base_layer);
+      }
+      throw e;
     }
     for (const target of config.modulesToSave ?? []) {
       const matches = this.model.namedModules().filter(([p]) => p === target || p.endsWith(`.${target}`));
@@ -92,30 +95,28 @@ export class PeftModel<M extends Module = Module> extends Module {
         }
       }
     }
-    this.configs.set(name, config);
-    this.setAdapter(this.configs.has(this.activeAdapter) ? this.activeAdapter : name);
+    this.entries.set(name, { method, config });
+    this.setAdapter(this.entries.has(this.activeAdapter) ? this.activeAdapter : name);
   }
 
   /** Makes `name` the active adapter; only its parameters are trainable. */
   setAdapter(name: string): void {
-    if (!this.configs.has(name)) throw new Error(`no adapter '${name}'; adapters: ${[...this.configs.keys()].join(', ')}`);
-    if (this.loraLayers().some(([, l]) => l.mergedAdapters.length)) throw new Error('unmerge adapters before switching the active one');
+    this.adapter(name);
+    if (this.adapterLayers().some(([, l]) => l.mergedAdapters.length)) throw new Error('unmerge adapters before switching the active one');
     this.activeAdapter = name;
-    for (const [, l] of this.loraLayers()) l.activeAdapter = l.adapterNames().includes(name) ? name : null;
+    for (const [, l] of this.adapterLayers()) l.activeAdapter = l.adapterNames().includes(name) ? name : null;
     for (const [, w] of this.wrappers()) w.active = w.modules_to_save.has(name) ? name : null;
-    for (const [key, t] of this.model.namedParameters()) t.requiresGrad = isAdapterKey(key, name);
+    this.model.requiresGrad_(false);
+    const params = new Set(this.model.parameters());
+    for (const [, t] of this.adapterState(name)) if (params.has(t)) t.requiresGrad = true;
   }
 
   deleteAdapter(name: string): void {
-    if (!this.configs.has(name)) throw new Error(`no adapter '${name}'`);
-    for (const [, l] of this.loraLayers()) if (l.adapterNames().includes(name)) l.deleteAdapter(name);
-    for (const [, w] of this.wrappers()) if (w.modules_to_save.has(name)) {
-      w.modules_to_save.get(name)!.dispose();
-      w.modules_to_save.delete(name);
-      if (w.active === name) w.active = null;
-    }
-    this.configs.delete(name);
-    const next = [...this.configs.keys()][0];
+    this.adapter(name);
+    for (const [, l] of this.adapterLayers()) if (l.adapterNames().includes(name)) l.deleteAdapter(name);
+    for (const [, w] of this.wrappers()) w.deleteAdapter(name);
+    this.entries.delete(name);
+    const next = this.adapterNames()[0];
     if (next) this.setAdapter(next);
   }
 
@@ -123,17 +124,23 @@ export class PeftModel<M extends Module = Module> extends Module {
     return this.model.forward(x);
   }
 
+  /** The training hooks of the active adapter's method (empty when it has none). */
+  trainingHooks(): TrainingHooks {
+    const { method, config } = this.adapter();
+    return method.trainingHooks?.(this.model, this.activeAdapter, config) ?? {};
+  }
+
   merge(): void {
-    for (const [, l] of this.loraLayers()) l.merge(this.activeAdapter);
+    for (const [, l] of this.adapterLayers()) l.merge(this.activeAdapter);
   }
 
   /**
    * Runs `fn` with the active adapter merged into every layer that allows it (inference then
    * costs what the base model costs), then restores the exact base weights. Layers that cannot
-   * merge (LoRA on grouped convolutions) keep their separate path.
+   * merge keep their separate path.
    */
   async withMerged<T>(fn: () => Promise<T>): Promise<T> {
-    const layers = this.loraLayers().map(([, l]) => l).filter((l) => l.canMerge() && l.activeAdapter !== null && l.mergedAdapters.length === 0);
+    const layers = this.adapterLayers().map(([, l]) => l).filter((l) => l.canMerge() && l.activeAdapter !== null && l.mergedAdapters.length === 0);
     const saved = layers.map((l) => keep(l.base_layer.weight.clone()));
     try {
       for (const l of layers) l.merge(l.activeAdapter);
@@ -149,16 +156,14 @@ export class PeftModel<M extends Module = Module> extends Module {
   }
 
   unmerge(): void {
-    for (const [, l] of this.loraLayers()) l.unmerge();
+    for (const [, l] of this.adapterLayers()) l.unmerge();
   }
 
-  /** Merges the active adapter and returns the plain model (LoRA layers replaced by their merged base layers). */
+  /** Merges the active adapter and returns the plain model (adapter layers replaced by their merged base layers). */
   mergeAndUnload(): M {
     this.merge();
-    for (const [path, l] of this.loraLayers()) this.model.setModule(path, l.base_layer);
-    for (const [path, w] of this.wrappers()) {
-      this.model.setModule(path, w.active ? w.modules_to_save.get(w.active)! : w.original_module);
-    }
+    for (const [path, l] of this.adapterLayers()) this.model.setModule(path, l.base_layer);
+    for (const [path, w] of this.wrappers()) this.model.setModule(path, w.current());
     this.model.requiresGrad_(true);
     return this.model;
   }
@@ -167,63 +172,62 @@ export class PeftModel<M extends Module = Module> extends Module {
     return describeTrainable(this.model);
   }
 
-  /** Adapter `name`'s tensors under PEFT's on-disk keys. */
-  adapterStateDict(name = this.activeAdapter): Map<string, Tensor> {
-    const out = new Map<string, Tensor>();
-    const state = [...this.model.namedParameters(), ...this.model.namedBuffers()];
-    for (const [key, t] of state) {
-      const peftKey = toPeftKey(key, name);
-      if (peftKey) out.set(PEFT_PREFIX + peftKey, t);
+  /** Adapter `name`'s tensors by in-memory key and by PEFT's on-disk key (without the base_model.model. prefix). */
+  private adapterState(name: string): [string, Tensor, string][] {
+    const out: [string, Tensor, string][] = [];
+    const owners: [string, { peftKey(k: string, n: string): string | null } & Module][] = [...this.adapterLayers(), ...this.wrappers()];
+    for (const [path, owner] of owners) {
+      for (const [key, t] of [...owner.namedParameters(), ...owner.namedBuffers()]) {
+        const disk = owner.peftKey(key, name);
+        if (disk !== null) out.push([`${path}.${key}`, t, `${path}.${disk}`]);
+      }
     }
     return out;
   }
 
-  /** Writes adapter_config.json and adapter_model.safetensors into `dir` (each atomically). */
-  saveAdapter(dir: string, name = this.activeAdapter): void {
-    const config = this.configs.get(name);
-    if (!config) throw new Error(`no adapter '${name}'`);
-    mkdirSync(dir, { recursive: true });
-    saveSafetensors(join(dir, 'adapter_model.safetensors'), this.adapterStateDict(name), { format: 'pt' });
-    const json = JSON.stringify(toPeftJson(config, this.model.constructor.name), null, 2);
-    const tmp = join(dir, `.adapter_config.json.${process.pid}.tmp`);
-    writeFileSync(tmp, json + '\n');
-    renameSync(tmp, join(dir, 'adapter_config.json'));
+  /** Adapter `name`'s tensors under PEFT's on-disk keys. */
+  adapterStateDict(name = this.activeAdapter): Map<string, Tensor> {
+    return new Map(this.adapterState(name).map(([, t, disk]) => [PEFT_PREFIX + disk, t]));
   }
 
-  /** Loads a PEFT-layout adapter folder as adapter `name` (strict: every key must match). */
+  /** Writes adapter_config.json and adapter_model.safetensors into `dir` (each atomically). */
+  saveAdapter(dir: string, name = this.activeAdapter): void {
+    const { method, config } = this.adapter(name);
+    mkdirSync(dir, { recursive: true });
+    saveSafetensors(join(dir, 'adapter_model.safetensors'), this.adapterStateDict(name), { format: 'pt' });
+    writeFileAtomic(join(dir, 'adapter_config.json'), JSON.stringify(method.toPeftJson(config, this.model.constructor.name), null, 2) + '\n');
+  }
+
+  /** Loads a PEFT-layout adapter folder as adapter `name` (strict: every key and shape must match). */
   loadAdapter(dir: string, name = 'default'): void {
     const configPath = join(dir, 'adapter_config.json');
     const weightsPath = join(dir, 'adapter_model.safetensors');
     for (const p of [configPath, weightsPath]) if (!existsSync(p)) throw new Error(`${dir} is not an adapter folder: ${p} is missing`);
-    const config = fromPeftJson(JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>, configPath);
-    this.addAdapter(name, config);
+    const json = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    const method = methodForPeftJson(json, configPath);
+    this.addAdapter(name, method, method.fromPeftJson(json, configPath));
+    try {
+      this.loadAdapterWeights(weightsPath, name);
+    } catch (e) {
+      this.deleteAdapter(name);
+      throw e;
+    }
+  }
+
+  /** Copies adapter `name`'s tensors from a safetensors file in PEFT's layout (every key and shape must match). */
+  loadAdapterWeights(weightsPath: string, name = this.activeAdapter): void {
     const want = this.adapterStateDict(name);
     const file = loadSafetensors(weightsPath);
-    const missing = [...want.keys()].filter((k) => !file.has(k));
-    const unexpected = [...file.keys()].filter((k) => !want.has(k));
-    const mismatched = [...want].filter(([k, t]) => file.has(k) && file.get(k)!.shape.join() !== t.shape.join()).map(([k, t]) => `${k}: model ${JSON.stringify(t.shape)}, file ${JSON.stringify(file.get(k)!.shape)}`);
-    if (missing.length || unexpected.length || mismatched.length) {
-      this.deleteAdapter(name);
+    try {
+      const missing = [...want.keys()].filter((k) => !file.has(k));
+      const unexpected = [...file.keys()].filter((k) => !want.has(k));
+      const mismatched = [...want].filter(([k, t]) => file.has(k) && file.get(k)!.shape.join() !== t.shape.join()).map(([k, t]) => `${k}: model ${JSON.stringify(t.shape)}, file ${JSON.stringify(file.get(k)!.shape)}`);
+      if (missing.length || unexpected.length || mismatched.length) {
+        throw new Error(`adapter ${weightsPath} does not fit this model:\n${[...mismatched.map((m) => `  shape mismatch ${m}`), ...missing.map((k) => `  missing: ${k}`), ...unexpected.map((k) => `  unexpected: ${k}`)].join('\n')}`);
+      }
+      for (const [k, t] of want) t.backend.copy(file.get(k)!.view(), t.view());
+    } finally {
       for (const t of file.values()) t.dispose();
-      throw new Error(`adapter ${weightsPath} does not fit this model:\n${[...mismatched.map((m) => `  shape mismatch ${m}`), ...missing.map((k) => `  missing: ${k}`), ...unexpected.map((k) => `  unexpected: ${k}`)].join('\n')}`);
     }
-    for (const [k, t] of want) t.backend.copy(file.get(k)!.view(), t.view());
-    for (const t of file.values()) t.dispose();
   }
-}
-
-/** Whether a parameter path belongs to adapter `name` (LoRA factors, DoRA magnitude, a saved module copy). */
-function isAdapterKey(key: string, name: string): boolean {
-  return toPeftKey(key, name) !== null;
-}
-
-/** In-memory key → PEFT on-disk key (adapter name removed), or null when the key is not adapter `name`'s. */
-function toPeftKey(key: string, name: string): string | null {
-  const lora = new RegExp(`^(.*)\\.(lora_A|lora_B)\\.${name}\\.(weight|bias)$`).exec(key);
-  if (lora) return `${lora[1]}.${lora[2]}.${lora[3]}`;
-  const mag = new RegExp(`^(.*)\\.lora_magnitude_vector\\.${name}\\.weight$`).exec(key);
-  if (mag) return `${mag[1]}.lora_magnitude_vector`;
-  const saved = new RegExp(`^(.*)\\.modules_to_save\\.${name}\\.(.*)$`).exec(key);
-  if (saved) return `${saved[1]}.${saved[2]}`;
-  return null;
 }

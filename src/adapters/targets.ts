@@ -2,7 +2,14 @@
 // (tuners_utils.check_target_module_exists, utils/other.get_pattern_key).
 import type { Module } from '../nn/module.js';
 import { Linear, Conv2d } from '../nn/layers.js';
-import { LoraLayer } from './lora/layer.js';
+import { AdapterLayer } from './layer.js';
+import { ModulesToSaveWrapper } from './modules-to-save.js';
+
+/** What a method can adapt: `canWrap` for plain layers, `isLayer` for its own grafted ones. */
+export interface Adaptability {
+  canWrap(m: Module): boolean;
+  isLayer(m: Module): boolean;
+}
 
 export type TargetSpec = string[] | string | 'all-linear';
 
@@ -30,8 +37,8 @@ export const TARGET_ALIASES: Record<string, readonly string[]> = {
 };
 const FUSED_QKV = ['attn.qkv', 'self_attention.in_proj', 'attention.qkv'];
 
-function expandAliases(model: Module, names: string[], extra: Record<string, string[]> | undefined): string[] {
-  const paths = model.namedModules().filter(([p, m]) => p && !ADAPTER_INTERNALS.test(p) && isAdaptable(m)).map(([p]) => p);
+function expandAliases(model: Module, names: string[], extra: Record<string, string[]> | undefined, can: Adaptability): string[] {
+  const paths = candidates(model, can);
   const present = (name: string) => paths.some((p) => p === name || p.endsWith(`.${name}`));
   return names.flatMap((name) => {
     if (extra?.[name]) return extra[name]!;
@@ -39,7 +46,7 @@ function expandAliases(model: Module, names: string[], extra: Record<string, str
     if (!alias || present(name)) return [name];
     const hits = alias.filter(present);
     if (hits.length > 0) return hits;
-    const fused = FUSED_QKV.find((f) => model.namedModules().some(([p]) => p.endsWith(`.${f}`)));
+    const fused = FUSED_QKV.find((f) => paths.some((p) => p.endsWith(`.${f}`)));
     if (fused && ['q_proj', 'k_proj', 'v_proj'].includes(name)) {
       throw new Error(`target '${name}': this model computes query, key and value in one fused layer ('${fused}', as its checkpoints store it), so '${name}' alone cannot be adapted. ` +
         `Target '${fused.split('.').pop()}' to adapt all three, or use a backbone with separate projections (dinov2_*, dinov3_*).`);
@@ -68,31 +75,53 @@ function layerIndex(key: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-export function isAdaptable(m: Module): boolean {
-  return m instanceof Linear || m instanceof Conv2d || m instanceof LoraLayer;
+/** Any method's view when none is named: Linear and Conv2d layers, and grafted ones. */
+export const LINEAR_AND_CONV: Adaptability = {
+  canWrap: (m) => m instanceof Linear || m instanceof Conv2d,
+  isLayer: (m) => m instanceof AdapterLayer,
+};
+
+function isAdaptable(m: Module, can: Adaptability): boolean {
+  return can.canWrap(m) || can.isLayer(m);
 }
 
 function isLinearLike(m: Module): boolean {
-  return m instanceof Linear || (m instanceof LoraLayer && !m.isConv);
+  return m instanceof Linear || (m instanceof AdapterLayer && m.base_layer instanceof Linear);
 }
 
-// Modules inside an adapter wrapper are never targets themselves.
-const ADAPTER_INTERNALS = /\.(lora_A|lora_B|lora_dropout|lora_magnitude_vector|base_layer|original_module|modules_to_save)(\.|$)/;
+/**
+ * The modules of `model` that are not inside an adapter layer or a modules_to_save wrapper
+ * (those internals are never targets themselves), with their paths, in model order.
+ */
+export function outerModules(model: Module): [string, Module][] {
+  const out: [string, Module][] = [];
+  const walk = (m: Module, path: string) => {
+    out.push([path, m]);
+    if (m instanceof AdapterLayer || m instanceof ModulesToSaveWrapper) return;
+    for (const [name, child] of m.children()) walk(child, path ? `${path}.${name}` : name);
+  };
+  walk(model, '');
+  return out;
+}
+
+function candidates(model: Module, can: Adaptability): string[] {
+  return outerModules(model).filter(([p, m]) => p && isAdaptable(m, can)).map(([p]) => p);
+}
 
 /**
  * Paths of the modules to adapt, in model order. `all-linear` takes every Linear except the
  * model's head modules listed in modulesToSave. Throws when nothing matches, naming what exists.
  */
-export function findTargets(model: Module, opts: TargetOptions): string[] {
+export function findTargets(model: Module, opts: TargetOptions, can: Adaptability & { name?: string } = LINEAR_AND_CONV): string[] {
   const modulesToSave = opts.modulesToSave ?? [];
   let spec: string[] | string = opts.targetModules;
-  if (Array.isArray(spec)) spec = expandAliases(model, spec, opts.aliases);
+  if (Array.isArray(spec)) spec = expandAliases(model, spec, opts.aliases, can);
   if (opts.layersToTransform && typeof spec === 'string' && spec !== 'all-linear') {
     throw new Error('layersToTransform needs targetModules as a list of names, not a regular expression (as in PEFT)');
   }
   const found: string[] = [];
-  for (const [path, m] of model.namedModules()) {
-    if (!path || ADAPTER_INTERNALS.test(path)) continue;
+  for (const [path, m] of outerModules(model)) {
+    if (!path) continue;
     if (opts.excludeModules && matches(path, opts.excludeModules)) continue;
     if (isModuleToSave(path, modulesToSave)) continue;
     const hit = spec === 'all-linear' ? isLinearLike(m) : matches(path, spec);
@@ -101,14 +130,14 @@ export function findTargets(model: Module, opts: TargetOptions): string[] {
       const idx = layerIndex(path);
       if (idx === null || !opts.layersToTransform.includes(idx)) continue;
     }
-    if (!isAdaptable(m)) {
-      throw new Error(`target '${path}' is a ${m.constructor.name}; LoRA adapts Linear and Conv2d layers. Narrow targetModules (e.g. '${path}.<child>').`);
+    if (!isAdaptable(m, can)) {
+      const what = m instanceof AdapterLayer ? `already carries another method's adapter (${m.constructor.name})` : `is a ${m.constructor.name}`;
+      throw new Error(`target '${path}' ${what}; ${can.name ?? 'an adapter'} adapts Linear and Conv2d layers. Narrow targetModules (e.g. '${path}.<child>').`);
     }
     found.push(path);
   }
   if (found.length === 0) {
-    const candidates = model.namedModules().filter(([p, m]) => p && !ADAPTER_INTERNALS.test(p) && isAdaptable(m)).map(([p]) => p);
-    const suffixes = [...new Set(candidates.map((p) => p.split('.').pop()!))];
+    const suffixes = [...new Set(candidates(model, can).map((p) => p.split('.').pop()!))];
     throw new Error(`no module matches targetModules ${JSON.stringify(opts.targetModules)}. Layer names you can target: ${suffixes.join(', ')} (or 'all-linear'); see 'graft inspect'.`);
   }
   return found;

@@ -18,7 +18,8 @@ import { noGrad } from '../tensor/autograd.js';
 import { tidy } from '../tensor/memory.js';
 import { Generator } from '../tensor/random.js';
 import { openDataset } from './datasets.js';
-import { loadRun } from './run-loader.js';
+import { loadRun } from '../train/run.js';
+import { methodForPeftJson } from '../adapters/registry.js';
 
 /** `graft eval RUN --data SOURCE`: every metric of a finished run on a labelled dataset. */
 export async function evalCommand(runDir: string, source: string, log: (l: string) => void = console.log): Promise<void> {
@@ -78,6 +79,8 @@ export async function predictCommand(runDir: string, inputs: string[], format: '
 export async function mergeCommand(runDir: string, output: string, log: (l: string) => void = console.log): Promise<void> {
   const run = await loadRun(runDir);
   if (!(run.model instanceof PeftModel)) throw new Error(`run ${runDir} used method '${run.config.method}', which has no adapter to merge; its model.safetensors is already a full model file`);
+  const unmergeable = run.model.adapterLayers().filter(([, l]) => !l.canMerge()).map(([p]) => p);
+  if (unmergeable.length) throw new Error(`run ${runDir}: the ${run.config.method} adapter on ${unmergeable.slice(0, 3).join(', ')}${unmergeable.length > 3 ? ` and ${unmergeable.length - 3} more` : ''} cannot be merged into its base layer (e.g. LoRA on a grouped convolution); use the run folder with graft eval/predict instead`);
   const merged = run.model.mergeAndUnload();
   if (output.includes('/')) mkdirSync(join(output, '..'), { recursive: true });
   saveSafetensors(output, merged.stateDict(), { format: 'pt', source: runDir });
@@ -91,8 +94,11 @@ export function inspectCommand(target: string | undefined, opts: { list?: boolea
     return;
   }
   if (existsSync(join(target, 'adapter_config.json'))) {
-    const config = JSON.parse(readFileSync(join(target, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
-    log(`adapter ${target}: ${String(config['peft_type'])}${config['use_dora'] ? ' (DoRA)' : ''}, r=${String(config['r'])}, alpha=${String(config['lora_alpha'])}, targets ${JSON.stringify(config['target_modules'])}`);
+    const configFile = join(target, 'adapter_config.json');
+    const config = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+    const method = methodForPeftJson(config, configFile);
+    const fields = ['r', 'lora_alpha'].filter((k) => config[k] !== undefined).map((k) => `${k}=${String(config[k])}`);
+    log(`adapter ${target}: ${method.name} (peft_type ${String(config['peft_type'])})${fields.length ? `, ${fields.join(', ')}` : ''}, targets ${JSON.stringify(config['target_modules'])}`);
     const f = new SafetensorsFile(join(target, 'adapter_model.safetensors'));
     let total = 0;
     for (const [k, info] of f.tensors) {

@@ -5,7 +5,6 @@ import { performance } from 'node:perf_hooks';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { currentBackend } from '../backends/registry.js';
-import type { MethodName } from '../adapters/methods.js';
 import { comparisonTable } from '../report/comparison.js';
 import { RunConfigSchema, type RunConfig } from './config.js';
 import { runTraining, type RunSummary } from './train-command.js';
@@ -14,7 +13,7 @@ export interface DemoOptions {
   perClass: number;
   testPerClass?: number;
   epochs: number;
-  methods: MethodName[];
+  methods: string[];
   output: string;
   seed: number;
   /** LoRA/DoRA targets: names, dotted suffixes or a regex over module paths. */
@@ -22,15 +21,15 @@ export interface DemoOptions {
 }
 
 /** The demo's per-method settings: learning rates suited to each method. */
-function methodConfig(method: MethodName, o: DemoOptions): RunConfig {
-  const lr: Record<MethodName, number> = { 'linear-probe': 3e-3, lora: 2e-3, dora: 2e-3, full: 3e-4, scratch: 2e-3 };
+function methodConfig(method: string, o: DemoOptions): RunConfig {
+  const lr: Record<string, number> = { 'linear-probe': 3e-3, lora: 2e-3, dora: 2e-3, full: 3e-4, scratch: 2e-3 };
   return RunConfigSchema.parse({
     model: 'nsfwjs_mobilenet_v2',
     data: { source: 'fashion-mnist', perClass: o.perClass, testPerClass: o.testPerClass },
     method,
     headFrom: 'features',
-    lora: { r: 8, alpha: 16, targets: o.loraTargets },
-    train: { epochs: o.epochs, batchSize: 20, lr: lr[method], seed: o.seed, warmupRatio: 0.1, augment: false },
+    adapter: { r: 8, alpha: 16, targets: o.loraTargets },
+    train: { epochs: o.epochs, batchSize: 20, lr: lr[method] ?? 2e-3, seed: o.seed, warmupRatio: 0.1, augment: false },
     output: join(o.output, method),
   });
 }

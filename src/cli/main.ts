@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The graft command line.
 import { Command, InvalidArgumentError } from 'commander';
-import { METHODS, type MethodName } from '../adapters/methods.js';
+import { isMethodName, methodNames } from '../adapters/apply.js';
 import '../models/all.js';
 import { ConfigError, loadRunConfig } from './config.js';
 import { runDemo } from './demo.js';
@@ -40,7 +40,7 @@ program
   .description('fine-tune a backbone on labelled images and report test metrics')
   .option('-c, --config <file>', 'run configuration (JSON); flags override its fields')
   .option('--model <name>', 'backbone name (see graft inspect --list)')
-  .option('--weights <path>', 'checkpoint: .safetensors, a model folder, a TF.js model.json, or hf:ORG/NAME (Hub cache, downloaded when online)')
+  .option('--weights <path>', 'checkpoint: a .safetensors file, a folder holding model.safetensors, or hf:ORG/NAME (Hub cache, downloaded when online)')
   .option('--data <source>', "image folder, .csv/.jsonl manifest, or 'fashion-mnist'")
   .option('--test-data <source>', 'separate test images')
   .option('--per-class <n>', 'training images per class', positiveInt('--per-class'))
@@ -50,9 +50,9 @@ program
     return [Number(m[1]), Number(m[2])];
   })
   .option('--val-fraction <f>', 'share of the training images held out for validation', number('--val-fraction'))
-  .option('--method <name>', `one of ${METHODS.join(', ')}`)
-  .option('--rank <r>', 'LoRA rank', positiveInt('--rank'))
-  .option('--alpha <a>', 'LoRA alpha', number('--alpha'))
+  .option('--method <name>', `one of ${methodNames().join(', ')}`)
+  .option('--rank <r>', 'adapter rank (LoRA, DoRA)', positiveInt('--rank'))
+  .option('--alpha <a>', 'adapter alpha (LoRA, DoRA: scaling alpha / r)', number('--alpha'))
   .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear'")
   .option('--head-from <where>', "new head replaces 'classifier' (the last Linear) or everything after the pooled 'features'")
   .option('--image-size <n>', 'input size (square); default: the model\'s own', positiveInt('--image-size'))
@@ -68,8 +68,8 @@ program
       const targets = typeof o['targets'] === 'string' ? (o['targets'].includes(',') || /^[\w.]+$/.test(o['targets']) && o['targets'] !== 'all-linear' ? o['targets'].split(',') : o['targets']) : undefined;
       const config = loadRunConfig(o['config'] as string | undefined, {
         model: o['model'], weights: o['weights'], 'data.source': o['data'], 'data.test': o['testData'], 'data.perClass': o['perClass'],
-        'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'lora.r': o['rank'], 'lora.alpha': o['alpha'],
-        'lora.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
+        'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'adapter.r': o['rank'], 'adapter.alpha': o['alpha'],
+        'adapter.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
         'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
       });
       const s = await runTraining(config, console.log, { resume: o['resume'] === true });
@@ -87,12 +87,12 @@ program
   .option('--epochs <n>', 'epochs per method', positiveInt('--epochs'), 6)
   .option('--methods <list>', 'comma-separated methods', (v) => {
     const list = v.split(',');
-    for (const m of list) if (!(METHODS as readonly string[]).includes(m)) throw new InvalidArgumentError(`unknown method '${m}'; one of ${METHODS.join(', ')}`);
-    return list as MethodName[];
-  }, ['linear-probe', 'lora', 'dora', 'full', 'scratch'] as MethodName[])
+    for (const m of list) if (!isMethodName(m)) throw new InvalidArgumentError(`unknown method '${m}'; one of ${methodNames().join(', ')}`);
+    return list;
+  }, ['linear-probe', 'lora', 'dora', 'full', 'scratch'])
   .option('--output <dir>', 'folder for the runs and the comparison table', 'runs/demo')
   .option('--seed <n>', 'random seed', number('--seed'), 0)
-  .action(async (o: { perClass: number; testPerClass?: number; epochs: number; methods: MethodName[]; output: string; seed: number }) => {
+  .action(async (o: { perClass: number; testPerClass?: number; epochs: number; methods: string[]; output: string; seed: number }) => {
     try {
       await runDemo({ ...o, loraTargets: '.*(expand|project)' });
     } catch (e) {

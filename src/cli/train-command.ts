@@ -1,23 +1,22 @@
 // `graft train`: data → backbone → method → training → test report and a small adapter file.
-import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { applyMethod } from '../adapters/methods.js';
 import { PeftModel } from '../adapters/peft-model.js';
+import { getAdapterMethod, isAdapterMethod } from '../adapters/registry.js';
 import { ImageBatchSource } from '../data/loader.js';
 import { DEFAULT_AUGMENT } from '../data/transforms.js';
 import { evaluate, measureSpeed } from '../eval/evaluate.js';
-import { saveSafetensors } from '../io/safetensors.js';
-import { describeTrainable, type Module } from '../nn/module.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { describeTrainable } from '../nn/module.js';
 import { reportMarkdown } from '../report/tables.js';
 import { memory } from '../tensor/memory.js';
 import { Generator, manualSeed } from '../tensor/random.js';
 import { train } from '../train/trainer.js';
-import { checkpointTensors } from '../train/checkpoint.js';
 import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchnorm.js';
-import type { RunConfig } from './config.js';
+import { buildRunModel, runAdapterConfig, saveTrainedModel, writeRunManifest } from '../train/run.js';
+import type { RunConfig } from '../train/run-config.js';
 import { prepareData } from './datasets.js';
-import { buildModel } from './model-source.js';
 import { progressPrinter } from './progress.js';
 
 export interface RunSummary {
@@ -39,31 +38,17 @@ export interface RunSummary {
   outputDir: string;
 }
 
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
-}
-
 export async function runTraining(c: RunConfig, log: (line: string) => void = console.log, opts: { resume?: boolean } = {}): Promise<RunSummary> {
   const bar = progressPrinter();
   manualSeed(c.train.seed);
   const data = prepareData(c);
   const numClasses = data.classes.length;
   const gen = new Generator(c.train.seed);
-  const backbone = await buildModel({ name: c.model, weights: c.method === 'scratch' ? undefined : c.weights, imageSize: c.data.imageSize });
-  const pre = backbone.preprocess;
-  const model: Module = applyMethod(backbone, c.method, {
-    numClasses, head: c.head, headFrom: c.headFrom, generator: gen,
-    lora: {
-      r: c.lora.r, loraAlpha: c.lora.alpha, loraDropout: c.lora.dropout, targetModules: c.lora.targets, excludeModules: c.lora.exclude,
-      modulesToSave: c.lora.modulesToSave, rankPattern: c.lora.rankPattern, alphaPattern: c.lora.alphaPattern, useRslora: c.lora.rslora, initLoraWeights: c.lora.init,
-    },
-  });
+  const { model, preprocess: pre } = await buildRunModel(c, data.classes, { generator: gen });
   const outputDir = c.output ?? join('runs', `${c.model}-${c.method}`);
   mkdirSync(outputDir, { recursive: true });
   // What `graft eval`, `predict` and `merge` need to rebuild this run's model.
-  writeAtomic(join(outputDir, 'run.json'), JSON.stringify({ config: c, classes: data.classes }, null, 2));
+  writeRunManifest(outputDir, { config: c, classes: data.classes });
   const trainable = describeTrainable(model);
   log(`${c.model} · ${c.method} · ${data.train.samples.length} training / ${data.val.samples.length} validation / ${data.test.samples.length} test images, ${numClasses} classes`);
   log(trainable.line);
@@ -79,6 +64,7 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
     warmupRatio: c.train.warmupRatio, gradAccumulation: c.train.gradAccumulation, maxGradNorm: c.train.maxGradNorm,
     labelSmoothing: c.train.labelSmoothing, earlyStoppingPatience: c.train.earlyStopping, outputDir, log, resume: opts.resume, onProgress: (s) => bar.update(s),
+    hooks: model instanceof PeftModel ? model.trainingHooks() : undefined,
   });
   bar.done();
   if (result.stoppedBy === 'diverged' || result.stoppedBy === 'interrupted') throw new Error(result.message ?? `training ${result.stoppedBy}; resume with --resume`);
@@ -94,17 +80,17 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   const evalSeconds = (performance.now() - t0) / 1000;
   const timeIt = async () => measureSpeed(model, pre.inputSize, { batches: [8, 16], repeats: 3 });
   const speed = model instanceof PeftModel ? await model.withMerged(timeIt) : await timeIt();
-  if (model instanceof PeftModel) model.saveAdapter(join(outputDir, 'adapter'));
-  else saveSafetensors(join(outputDir, 'model.safetensors'), checkpointTensors(model), { format: 'pt' });
-  const lora = c.method === 'lora' || c.method === 'dora';
+  saveTrainedModel(outputDir, model);
+  const adapterConfig = runAdapterConfig(c);
+  const targets = adapterConfig?.targetModules;
   const summary: RunSummary = {
-    model: c.model, method: c.method, target: lora ? (Array.isArray(c.lora.targets) ? c.lora.targets.join(',') : c.lora.targets) : c.method === 'linear-probe' ? 'head' : 'all',
-    rank: lora ? c.lora.r : null, trainableParams: trainable.trainable, totalParams: trainable.total, trainablePercent: trainable.percent,
+    model: c.model, method: c.method, target: targets !== undefined ? (Array.isArray(targets) ? targets.join(',') : targets) : c.method === 'linear-probe' ? 'head' : 'all',
+    rank: adapterConfig && isAdapterMethod(c.method) ? getAdapterMethod(c.method).rank(adapterConfig) : null, trainableParams: trainable.trainable, totalParams: trainable.total, trainablePercent: trainable.percent,
     trainSeconds: result.state.trainSeconds, accuracy: r.accuracy, weightedF1: r.weightedF1, macroF1: r.macroF1, mAP: r.mAP,
     latencyMs: speed.latencyMs, throughput: speed.throughput, peakMemoryMB: memory().peakBytes / 2 ** 20, outputDir,
   };
-  writeAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds }, null, 2));
-  writeAtomic(join(outputDir, 'report.md'), reportMarkdown(`${c.model} · ${c.method}`, data.classes, r, {
+  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds }, null, 2));
+  writeFileAtomic(join(outputDir, 'report.md'), reportMarkdown(`${c.model} · ${c.method}`, data.classes, r, {
     'trainable params': `${trainable.trainable.toLocaleString('en-US')} (${trainable.percent.toFixed(4)}%)`,
     'training time (s)': summary.trainSeconds.toFixed(1), 'latency, batch 1 (ms)': speed.latencyMs.toFixed(1), [`throughput, batch ${speed.bestBatch} (img/s)`]: speed.throughput.toFixed(1),
   }));

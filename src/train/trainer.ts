@@ -17,6 +17,8 @@ import { sum } from '../ops/reduce.js';
 import { AdamW, SGD, assign, type Optimizer, type ParamGroup } from './optim.js';
 import { lrMultiplier, type ScheduleKind } from './schedule.js';
 import { listCheckpoints, loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
+import type { TrainingContext, TrainingHooks } from '../adapters/method.js';
+import { add } from '../ops/elementwise.js';
 
 
 export type EvalMetrics = Record<string, number>;
@@ -43,6 +45,8 @@ export interface TrainOptions {
   log?: (line: string) => void;
   /** Called with a one-line status after every optimizer step (a progress bar). */
   onProgress?: (status: string) => void;
+  /** An adapter method's hooks (PeftModel.trainingHooks()): schedule-driven updates and extra loss terms. */
+  hooks?: TrainingHooks;
 }
 
 export interface TrainResult {
@@ -122,6 +126,9 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
   };
   process.on('SIGINT', onSigint);
   const metric = opts.metricForBest ?? 'accuracy';
+  const hooks = opts.hooks ?? {};
+  const ctx = (): TrainingContext => ({ step: state.globalStep, totalSteps, epoch: state.epoch, totalEpochs: opts.epochs });
+  hooks.beforeTraining?.(ctx());
   try {
     while (state.epoch < opts.epochs) {
       model.train();
@@ -130,10 +137,13 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
       let lossCount = 0;
       let micro = 0;
       for await (const batch of data.epoch(state.epoch, state.batchInEpoch)) {
+        if (micro % accum === 0) hooks.beforeStep?.(ctx());
         const loss = tidy(() => {
           const l = crossEntropy(model.forward(batch.x), batch.y, { labelSmoothing: opts.labelSmoothing ?? 0 });
-          (accum > 1 ? affine(l, 1 / accum) : l).backward();
-          return l.item();
+          const extra = hooks.extraLoss?.(ctx()) ?? null;
+          const total = extra ? add(l, extra) : l;
+          (accum > 1 ? affine(total, 1 / accum) : total).backward();
+          return total.item();
         });
         batch.x.dispose();
         batch.y.dispose();
@@ -153,8 +163,9 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
           const gradNorm = clipGradNorm(params, opts.maxGradNorm ?? 0);
           optimizer.lr = opts.lr * lrMultiplier(opts.schedule ?? 'cosine', state.globalStep, totalSteps, warmup);
           optimizer.step();
-          optimizer.zeroGrad();
           state.globalStep++;
+          hooks.afterStep?.(ctx());
+          optimizer.zeroGrad();
           const entry = { loss: lossSum / lossCount, grad_norm: gradNorm, learning_rate: optimizer.lr, epoch: state.epoch + state.batchInEpoch / data.batchesPerEpoch(), step: state.globalStep };
           record(entry);
           const elapsed = (performance.now() - t0) / 1000;
@@ -186,6 +197,7 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
       // The saved state points at the start of the next epoch.
       state.epoch++;
       state.batchInEpoch = 0;
+      hooks.afterEpoch?.(ctx());
       save();
       if (opts.earlyStoppingPatience !== undefined && state.epochsWithoutImprovement >= opts.earlyStoppingPatience && state.epoch < opts.epochs) {
         log(`early stopping: no improvement of ${metric} for ${state.epochsWithoutImprovement} evaluations`);

@@ -1,22 +1,37 @@
-// LoraConfig with huggingface/peft's defaults, and its adapter_config.json form (snake_case
-// keys as PEFT writes them; unknown keys are tolerated on read).
+// LoraConfig with huggingface/peft's defaults, its adapter_config.json form (snake_case keys as
+// PEFT writes them; unknown keys are tolerated on read), and the `lora` section of a run
+// configuration.
+import { z } from 'zod';
 import type { TargetSpec } from '../targets.js';
-import type { LoraInit } from './layer.js';
+import type { AdapterConfig, SharedAdapterOptions } from '../method.js';
 
-export interface LoraConfig {
+export type LoraInit = boolean | 'gaussian' | 'pissa';
+
+export interface LoraConfig extends AdapterConfig {
   r: number;
   loraAlpha: number;
   loraDropout: number;
-  targetModules: TargetSpec;
-  excludeModules?: string[] | string;
-  modulesToSave?: string[];
   rankPattern?: Record<string, number>;
   alphaPattern?: Record<string, number>;
-  layersToTransform?: number[];
   useRslora: boolean;
   useDora: boolean;
   initLoraWeights: LoraInit;
-  baseModelName?: string;
+}
+
+/** The run configuration's `lora` section (LoRA and DoRA): what LoRA has beyond the shared adapter options. */
+export const LoraOptionsSchema = z.object({
+  rslora: z.boolean().default(false),
+  init: z.union([z.boolean(), z.enum(['gaussian', 'pissa'])]).default(true),
+}).strict();
+
+/** LoraConfig from a run's shared adapter options and its `lora` section. */
+export function loraConfigFromRun(shared: SharedAdapterOptions, own: Record<string, unknown>, useDora: boolean): LoraConfig {
+  const o = LoraOptionsSchema.parse(own);
+  return loraConfig({
+    r: shared.r, loraAlpha: shared.alpha, loraDropout: shared.dropout, targetModules: shared.targets, excludeModules: shared.exclude,
+    modulesToSave: shared.modulesToSave, rankPattern: shared.rankPattern, alphaPattern: shared.alphaPattern, layersToTransform: shared.layersToTransform,
+    useRslora: o.rslora, initLoraWeights: o.init, useDora,
+  });
 }
 
 export const LORA_DEFAULTS = { r: 8, loraAlpha: 8, loraDropout: 0, useRslora: false, useDora: false, initLoraWeights: true as LoraInit };
@@ -74,13 +89,19 @@ export function fromPeftJson(json: Record<string, unknown>, source = 'adapter_co
     targetModules: json['target_modules'] as TargetSpec,
     excludeModules: (json['exclude_modules'] as string[] | string | null) ?? undefined,
     modulesToSave: (json['modules_to_save'] as string[] | null) ?? undefined,
-    rankPattern: (json['rank_pattern'] as Record<string, number> | null) ?? undefined,
-    alphaPattern: (json['alpha_pattern'] as Record<string, number> | null) ?? undefined,
+    rankPattern: nonEmpty(json['rank_pattern'] as Record<string, number> | null),
+    alphaPattern: nonEmpty(json['alpha_pattern'] as Record<string, number> | null),
     layersToTransform: (json['layers_to_transform'] as number[] | null) ?? undefined,
     useRslora: Boolean(json['use_rslora']),
     useDora: Boolean(json['use_dora']),
-    // Loading never re-initialises; PiSSA's residual base is not recreated from a file.
+    // PiSSA moved the top singular triplets out of the base weight; loading an adapter made that
+    // way recomputes the same residual base (the SVD is deterministic) before the factors load.
     initLoraWeights: init === 'gaussian' || init === 'pissa' || init === false ? (init as LoraInit) : true,
     baseModelName: (json['base_model_name_or_path'] as string | null) ?? undefined,
   });
+}
+
+/** PEFT writes an empty pattern as {}; graft keeps "no pattern" as undefined. */
+function nonEmpty<T>(pattern: Record<string, T> | null | undefined): Record<string, T> | undefined {
+  return pattern && Object.keys(pattern).length > 0 ? pattern : undefined;
 }

@@ -3,7 +3,7 @@
 import type { Tensor } from '../../tensor/tensor.js';
 import { noGrad } from '../../tensor/autograd.js';
 import { keep } from '../../tensor/memory.js';
-import { ParameterModule } from '../../nn/layers.js';
+import { Module } from '../../nn/module.js';
 import { Identity } from '../../nn/layers.js';
 import { add, div, eq, mul, sub, where } from '../../ops/elementwise.js';
 import { norm } from '../../ops/reduce.js';
@@ -36,17 +36,42 @@ function perRow(m: Tensor, layer: LoraLayer): Tensor {
   return reshape(m, layer.isConv ? [-1, 1, 1, 1] : [-1, 1]);
 }
 
-const mergeFactors = new WeakMap<LoraLayer, Map<string, Tensor>>();
+/**
+ * DoRA's per-adapter state on a layer: the magnitude m (parameter `weight`, PEFT's
+ * DoraLinearLayer layout) and, while merged, the factor m / ‖W + ΔW‖ that unmerging divides out.
+ */
+export class DoraMagnitude extends Module {
+  readonly weight: Tensor;
+  mergeFactor: Tensor | null = null;
+  constructor(value: Tensor) {
+    super();
+    this.weight = this.param('weight', value);
+  }
+  forward(): Tensor {
+    return this.weight;
+  }
+  override dispose(): void {
+    this.mergeFactor?.dispose();
+    this.mergeFactor = null;
+    super.dispose();
+  }
+}
+
+function magnitudeOf(layer: LoraLayer, adapter: string): DoraMagnitude {
+  const m = layer.lora_magnitude_vector.get(adapter);
+  if (!(m instanceof DoraMagnitude)) throw new Error(`layer has no DoRA magnitude for adapter '${adapter}'`);
+  return m;
+}
 
 export const dora: LoraVariant = {
   name: 'DoRA',
 
   init(layer, adapter) {
-    layer.lora_magnitude_vector.set(adapter, new ParameterModule(keep(weightNorm(layer, adapter))));
+    layer.lora_magnitude_vector.set(adapter, new DoraMagnitude(keep(weightNorm(layer, adapter))));
   },
 
   forward(layer, adapter, _x, xd, result) {
-    const m = layer.lora_magnitude_vector.get(adapter)!.weight;
+    const m = magnitudeOf(layer, adapter).weight;
     const scale = magnitudeScale(m, weightNorm(layer, adapter));
     const dropout = layer.lora_dropout.get(adapter)!;
     // Without active dropout, base(x) − bias is the already computed result; otherwise recompute on xd.
@@ -60,24 +85,23 @@ export const dora: LoraVariant = {
   },
 
   merge(layer, adapter) {
-    const m = layer.lora_magnitude_vector.get(adapter)!.weight;
-    const factor = keep(perRow(magnitudeScale(m, weightNorm(layer, adapter)), layer));
+    const magnitude = magnitudeOf(layer, adapter);
+    const factor = keep(perRow(magnitudeScale(magnitude.weight, weightNorm(layer, adapter)), layer));
     const W = layer.base_layer.weight;
     assign(W, mul(add(W, layer.deltaWeight(adapter)), factor));
-    let map = mergeFactors.get(layer);
-    if (!map) mergeFactors.set(layer, (map = new Map()));
-    map.get(adapter)?.dispose();
-    map.set(adapter, factor);
+    magnitude.mergeFactor?.dispose();
+    magnitude.mergeFactor = factor;
   },
 
   unmerge(layer, adapter) {
-    const factor = mergeFactors.get(layer)?.get(adapter);
+    const magnitude = magnitudeOf(layer, adapter);
+    const factor = magnitude.mergeFactor;
     if (!factor) throw new Error(`DoRA adapter '${adapter}' has no merge record to undo`);
     const W = layer.base_layer.weight;
     // A dead channel (factor 0) had W + ΔW = 0 there, so its base row was −ΔW.
     const dead = eq(factor, 0);
     assign(W, sub(where(dead, 0, div(W, where(dead, 1, factor))), layer.deltaWeight(adapter)));
     factor.dispose();
-    mergeFactors.get(layer)!.delete(adapter);
+    magnitude.mergeFactor = null;
   },
 };

@@ -1,8 +1,7 @@
 // LoRA on a Linear or Conv2d: y = base(x) + s · B(A(dropout(x))), several named adapters with
 // one active, merge/unmerge into the base weight. Module names follow huggingface/peft
 // (`base_layer`, `lora_A.<adapter>`, `lora_B.<adapter>`, `lora_magnitude_vector.<adapter>`).
-import { Module } from '../../nn/module.js';
-import { Conv2d, Dropout, Identity, Linear, ModuleDict, ParameterModule } from '../../nn/layers.js';
+import { Conv2d, Dropout, Identity, Linear, ModuleDict } from '../../nn/layers.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { noGrad } from '../../tensor/autograd.js';
 import { tidy } from '../../tensor/memory.js';
@@ -13,10 +12,13 @@ import { conv2d } from '../../ops/conv.js';
 import { reshape } from '../../ops/layout.js';
 import { randn, tensor, zeros } from '../../ops/creation.js';
 import { assign } from '../../ops/layout.js';
+import { AdapterLayer } from '../layer.js';
+import type { LoraInit } from './config.js';
 import type { LoraVariant } from './variant.js';
+import type { DoraMagnitude } from './dora.js';
 import { svdTopR } from './svd.js';
 
-export type LoraInit = boolean | 'gaussian' | 'pissa';
+export type { LoraInit } from './config.js';
 
 export interface LoraLayerOptions {
   r: number;
@@ -34,35 +36,21 @@ interface AdapterState {
   variant: LoraVariant | null;
 }
 
-export class LoraLayer extends Module {
-  readonly base_layer: Linear | Conv2d;
+export class LoraLayer extends AdapterLayer {
   readonly lora_A = new ModuleDict<Linear | Conv2d>();
   readonly lora_B = new ModuleDict<Linear | Conv2d>();
   readonly lora_dropout = new ModuleDict<Dropout | Identity>();
-  readonly lora_magnitude_vector = new ModuleDict<ParameterModule>();
+  /** DoRA's magnitude per adapter (holding its own merge record). */
+  readonly lora_magnitude_vector = new ModuleDict<DoraMagnitude>();
+  readonly adapterDicts = ['lora_A', 'lora_B', 'lora_magnitude_vector'] as const;
   private readonly adapters = new Map<string, AdapterState>();
-  activeAdapter: string | null = null;
-  /** Adapters merged into base_layer.weight, in merge order. */
-  readonly mergedAdapters: string[] = [];
-  disabled = false;
 
   constructor(base: Linear | Conv2d) {
-    super();
-    this.base_layer = this.module('base_layer', base);
+    super(base);
     this.module('lora_A', this.lora_A);
     this.module('lora_B', this.lora_B);
     this.module('lora_dropout', this.lora_dropout);
     this.module('lora_magnitude_vector', this.lora_magnitude_vector);
-  }
-
-  get isConv(): boolean {
-    return this.base_layer instanceof Conv2d;
-  }
-
-  /** The base Conv2d when this layer currently computes exactly it (adapters merged, disabled or none active). */
-  plainConv(): Conv2d | null {
-    const b = this.base_layer;
-    return b instanceof Conv2d && (this.disabled || this.activeAdapter === null || this.mergedAdapters.length > 0) ? b : null;
   }
 
   adapterNames(): string[] {
@@ -73,10 +61,20 @@ export class LoraLayer extends Module {
     return this.adapter(name).scaling;
   }
 
+  rank(name: string): number {
+    return this.adapter(name).r;
+  }
+
   private adapter(name: string): AdapterState {
     const a = this.adapters.get(name);
     if (!a) throw new Error(`LoRA layer has no adapter '${name}'; it has ${this.adapterNames().join(', ') || 'none'}`);
     return a;
+  }
+
+  /** PEFT stores DoRA's magnitude without the `.weight` suffix (lora/model.py keeps that for old files). */
+  override peftKey(localKey: string, name: string): string | null {
+    if (localKey === `lora_magnitude_vector.${name}.weight`) return 'lora_magnitude_vector';
+    return super.peftKey(localKey, name);
   }
 
   /** Adds adapter `name` with rank r: A kaiming-uniform (or gaussian / PiSSA), B = 0. */
@@ -179,7 +177,7 @@ export class LoraLayer extends Module {
   forward(x: Tensor): Tensor {
     const result = this.base_layer.forward(x);
     const name = this.activeAdapter;
-    if (this.disabled || name === null || this.mergedAdapters.length > 0) return result;
+    if (this.bypassed() || name === null) return result;
     const state = this.adapter(name);
     const xd = this.lora_dropout.get(name)!.forward(x);
     if (state.variant) return state.variant.forward(this, name, x, xd, result);
@@ -187,7 +185,7 @@ export class LoraLayer extends Module {
   }
 
   /** Adds the active (or named) adapter's ΔW into the base weight; forward then skips the LoRA path. */
-  merge(name = this.activeAdapter): void {
+  merge(name: string | null = this.activeAdapter): void {
     if (name === null) return;
     if (this.mergedAdapters.includes(name)) throw new Error(`adapter '${name}' is already merged`);
     const state = this.adapter(name);

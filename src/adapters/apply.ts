@@ -1,22 +1,34 @@
 // The methods a comparison runs: the baselines the papers judge PEFT against (scratch, linear
-// probe, full fine-tuning) and the adapters (LoRA, DoRA), each turning a backbone into the
-// module to train.
+// probe, full fine-tuning) and every registered adapter method, each turning a backbone into
+// the module to train.
 import { Module } from '../nn/module.js';
 import { Activation, BatchNorm2d, Dropout, Linear, Sequential } from '../nn/layers.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Generator } from '../tensor/random.js';
 import { PeftModel } from './peft-model.js';
-import { loraConfig, type LoraConfig } from './lora/config.js';
+import { SharedAdapterOptionsSchema, type AdapterConfig } from './method.js';
+import { adapterMethods, getAdapterMethod, isAdapterMethod } from './registry.js';
 
-export const METHODS = ['scratch', 'linear-probe', 'full', 'lora', 'dora'] as const;
-export type MethodName = (typeof METHODS)[number];
+/** The baselines: every parameter from random init, a head on a frozen backbone, every parameter from the pretrained weights. */
+export const BASELINES = ['scratch', 'linear-probe', 'full'] as const;
+export type Baseline = (typeof BASELINES)[number];
+
+/** Every method name: the baselines, then the registered adapter methods. */
+export function methodNames(): string[] {
+  return [...BASELINES, ...adapterMethods().map((m) => m.name)];
+}
+
+export function isMethodName(name: string): boolean {
+  return (BASELINES as readonly string[]).includes(name) || isAdapterMethod(name);
+}
 
 export interface MethodOptions {
   numClasses: number;
   /** Head for linear probing: one Linear, or Linear → GELU → Dropout → Linear. */
   head?: 'linear' | 'mlp';
   mlpHidden?: number;
-  lora?: Partial<LoraConfig>;
+  /** An adapter method's configuration (default: the method's defaults on 'all-linear'); the head is added to its modulesToSave. */
+  adapterConfig?: AdapterConfig;
   generator?: Generator;
   /**
    * Where the new head starts: 'classifier' replaces the last Linear (the pretrained layers before
@@ -83,27 +95,22 @@ export class LinearProbe extends Module {
 }
 
 /**
- * Prepares `model` (pretrained, or freshly initialised for `scratch`) for training with `method`.
- * The classifier is replaced for `numClasses` in every method.
+ * Prepares `model` (pretrained, or freshly initialised for `scratch`) for training with `method`
+ * (a baseline or a registered adapter method). The classifier is replaced for `numClasses` in
+ * every method.
  */
-export function applyMethod(model: Module, method: MethodName, opts: MethodOptions): Module {
+export function applyMethod(model: Module, method: string, opts: MethodOptions): Module {
+  if (!isMethodName(method)) throw new Error(`unknown method '${method}'; methods: ${methodNames().join(', ')}`);
   if (opts.headFrom === 'features') headFromFeatures(model, opts.numClasses, opts.generator);
   const head = replaceHead(model, opts.numClasses, method === 'linear-probe' ? opts.head ?? 'linear' : 'linear', opts.mlpHidden, opts.generator);
-  switch (method) {
-    case 'scratch':
-    case 'full':
-      return model.requiresGrad_(true);
-    case 'linear-probe':
-      return new LinearProbe(model, head);
-    case 'lora':
-    case 'dora': {
-      const config = loraConfig({ r: 8, loraAlpha: 16, targetModules: 'all-linear', ...opts.lora, useDora: method === 'dora', modulesToSave: [head, ...(opts.lora?.modulesToSave ?? [])] });
-      const peft = new PeftModel(model, config, 'default', { generator: opts.generator });
-      // The backbone is frozen, its BatchNorm statistics included: batch statistics of a few
-      // images would otherwise drift from the running ones used at test time. A BatchNorm listed
-      // in modulesToSave is trained, statistics and all.
-      for (const [path, m] of peft.model.namedModules()) if (m instanceof BatchNorm2d) m.frozen = !path.includes('.modules_to_save.');
-      return peft;
-    }
-  }
+  if (method === 'scratch' || method === 'full') return model.requiresGrad_(true);
+  if (method === 'linear-probe') return new LinearProbe(model, head);
+  const adapter = getAdapterMethod(method);
+  const config = opts.adapterConfig ?? adapter.configFromRun(SharedAdapterOptionsSchema.parse({}), adapter.optionsSchema.parse({}));
+  const peft = new PeftModel(model, adapter, { ...config, modulesToSave: [head, ...(config.modulesToSave ?? [])] }, 'default', { generator: opts.generator });
+  // The backbone is frozen, its BatchNorm statistics included: batch statistics of a few images
+  // would otherwise drift from the running ones used at test time. A BatchNorm listed in
+  // modulesToSave is trained, statistics and all.
+  for (const [path, m] of peft.model.namedModules()) if (m instanceof BatchNorm2d) m.frozen = !path.includes('.modules_to_save.');
+  return peft;
 }

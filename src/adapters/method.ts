@@ -1,0 +1,95 @@
+// What an adapter method is to the rest of graft: its names, its configuration (validated, with
+// PEFT's field names on disk), the base layers it wraps, how it grafts a layer, and optional
+// training hooks. PeftModel, target matching, the run configuration, run loading and evaluation
+// use only this interface; a method is one folder under src/adapters plus one line in registry.ts.
+import { z } from 'zod';
+import type { Module } from '../nn/module.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Generator } from '../tensor/random.js';
+import type { AdapterLayer } from './layer.js';
+import type { TargetSpec } from './targets.js';
+
+/** The fields every method's configuration has (PEFT's PeftConfig/target fields). */
+export interface AdapterConfig {
+  targetModules: TargetSpec;
+  excludeModules?: string[] | string;
+  modulesToSave?: string[];
+  layersToTransform?: number[];
+  baseModelName?: string;
+}
+
+/**
+ * The options shared by every method in a run configuration (`adapter` section; the CLI's
+ * --rank, --alpha, --targets). A method reads those that mean something to it.
+ */
+export const SharedAdapterOptionsSchema = z.object({
+  r: z.number().int().positive().default(8),
+  alpha: z.number().positive().default(16),
+  dropout: z.number().min(0).max(0.99).default(0),
+  targets: z.union([z.array(z.string()), z.string()]).default('all-linear'),
+  exclude: z.union([z.array(z.string()), z.string()]).optional(),
+  modulesToSave: z.array(z.string()).optional(),
+  rankPattern: z.record(z.string(), z.number().int().positive()).optional(),
+  alphaPattern: z.record(z.string(), z.number().positive()).optional(),
+  layersToTransform: z.array(z.number().int().min(0)).optional(),
+}).strict();
+export type SharedAdapterOptions = z.infer<typeof SharedAdapterOptionsSchema>;
+
+/** Where the trainer is, for hooks that follow the schedule (AdaLoRA's budget, DyLoRA's rank draw). */
+export interface TrainingContext {
+  /** Optimizer steps done so far (after a step: including it). */
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  totalEpochs: number;
+}
+
+/** Optional hooks a method gives the trainer. All run outside autograd except extraLoss. */
+export interface TrainingHooks {
+  /** Before the first step (also on resume), with the total step count. */
+  beforeTraining?(ctx: TrainingContext): void;
+  /** Before each forward pass of a training batch. */
+  beforeStep?(ctx: TrainingContext): void;
+  /** A term added to the loss of each batch (e.g. an orthogonality regulariser), or null. */
+  extraLoss?(ctx: TrainingContext): Tensor | null;
+  /** After each optimizer step; the gradients are still present. */
+  afterStep?(ctx: TrainingContext): void;
+  /** After each epoch's validation. */
+  afterEpoch?(ctx: TrainingContext): void;
+}
+
+export interface GraftOptions {
+  generator?: Generator;
+}
+
+export interface AdapterMethod<C extends AdapterConfig = AdapterConfig> {
+  /** The name users give (`--method lora`), unique in the registry. */
+  readonly name: string;
+  /** PEFT's peft_type written to adapter_config.json. */
+  readonly peftType: string;
+  /** One line for help texts and the README. */
+  readonly summary: string;
+  /** Key of the run configuration's section holding this method's own options (methods may share one). */
+  readonly optionsKey: string;
+  /** Strict schema of that section, with defaults; errors name the field. */
+  readonly optionsSchema: z.ZodObject;
+  /** The configuration from the run's shared options and this method's section (already validated). */
+  configFromRun(shared: SharedAdapterOptions, own: Record<string, unknown>): C;
+  /** Checks a configuration built in code; throws naming the field. */
+  validate(config: C): C;
+  /** Whether `m` is a base layer this method can wrap. */
+  canWrap(m: Module): boolean;
+  /** Whether `m` is this method's adapter layer (a target already grafted by it). */
+  isLayer(m: Module): boolean;
+  /** Adds adapter `name` to the module at a target: wraps a plain layer, or extends an existing wrapper of this method. */
+  graft(target: Module, path: string, name: string, config: C, opts: GraftOptions): AdapterLayer;
+  /** The adapter_config.json object PEFT writes for `config`. */
+  toPeftJson(config: C, baseModelClass: string): Record<string, unknown>;
+  /** Whether an adapter_config.json object is this method's (peft_type, and e.g. use_dora). */
+  readsPeftJson(json: Record<string, unknown>): boolean;
+  fromPeftJson(json: Record<string, unknown>, source: string): C;
+  /** Rank for the comparison table (null when the method has none). */
+  rank(config: C): number | null;
+  /** Hooks for training adapter `name` of `model` (the PeftModel's inner model). */
+  trainingHooks?(model: Module, name: string, config: C): TrainingHooks;
+}
