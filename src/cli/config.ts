@@ -1,13 +1,13 @@
 // The run configuration read from a JSON file, with command-line flags overriding its fields.
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
-import { RunConfigSchema, type RunConfig } from '../train/run-config.js';
+import { runConfigSchema, type RunConfig } from '../train/run-config.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-export { RunConfigSchema, type RunConfig } from '../train/run-config.js';
+export { runConfigSchema, type RunConfig } from '../train/run-config.js';
 
 /** One line per problem, each naming the field: "train.lr: expected number, received string". */
 function describe(error: z.ZodError): string {
@@ -42,7 +42,7 @@ export function loadRunConfig(file: string | undefined, overrides: Record<string
     }
   }
   for (const [path, value] of Object.entries(overrides)) if (value !== undefined) setPath(raw, path, value);
-  const parsed = RunConfigSchema.safeParse(raw);
+  const parsed = runConfigSchema().safeParse(raw);
   if (!parsed.success) throw new ConfigError(`invalid configuration${file ? ` (${file} and flags)` : ''}:\n${describe(parsed.error)}`);
   const c = parsed.data;
   if ((c.data.perClass === undefined) === (c.data.ratio === undefined) && !c.data.test) {

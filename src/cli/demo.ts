@@ -6,7 +6,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { currentBackend } from '../backends/registry.js';
 import { comparisonTable } from '../report/comparison.js';
-import { RunConfigSchema, type RunConfig } from './config.js';
+import { runConfigSchema, type RunConfig } from './config.js';
 import { runTraining, type RunSummary } from './train-command.js';
 
 export interface DemoOptions {
@@ -23,7 +23,7 @@ export interface DemoOptions {
 /** The demo's per-method settings: learning rates suited to each method. */
 function methodConfig(method: string, o: DemoOptions): RunConfig {
   const lr: Record<string, number> = { 'linear-probe': 3e-3, lora: 2e-3, dora: 2e-3, full: 3e-4, scratch: 2e-3 };
-  return RunConfigSchema.parse({
+  return runConfigSchema().parse({
     model: 'nsfwjs_mobilenet_v2',
     data: { source: 'fashion-mnist', perClass: o.perClass, testPerClass: o.testPerClass },
     method,

@@ -11,7 +11,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { describeTrainable } from '../nn/module.js';
 import { reportMarkdown } from '../report/tables.js';
 import { memory } from '../tensor/memory.js';
-import { Generator, manualSeed } from '../tensor/random.js';
+import { manualSeed } from '../tensor/random.js';
 import { train } from '../train/trainer.js';
 import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchnorm.js';
 import { buildRunModel, runAdapterConfig, saveTrainedModel, writeRunManifest } from '../train/run.js';
@@ -43,8 +43,7 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   manualSeed(c.train.seed);
   const data = prepareData(c);
   const numClasses = data.classes.length;
-  const gen = new Generator(c.train.seed);
-  const { model, preprocess: pre } = await buildRunModel(c, data.classes, { generator: gen });
+  const { model, preprocess: pre } = await buildRunModel(c, data.classes);
   const outputDir = c.output ?? join('runs', `${c.model}-${c.method}`);
   mkdirSync(outputDir, { recursive: true });
   // What `graft eval`, `predict` and `merge` need to rebuild this run's model.

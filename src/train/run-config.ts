@@ -60,8 +60,13 @@ function methodSections(): Record<string, z.ZodType> {
 
 export type RunConfig = z.infer<typeof BaseRunConfigSchema>;
 
-/** The whole schema: the base fields and every method's section; unknown fields are errors. */
-export const RunConfigSchema: z.ZodType<RunConfig, unknown> = BaseRunConfigSchema.extend(methodSections()).strict() as unknown as z.ZodType<RunConfig, unknown>;
+/**
+ * The whole schema: the base fields and the section of every method registered now; unknown
+ * fields are errors.
+ */
+export function runConfigSchema(): z.ZodType<RunConfig, unknown> {
+  return BaseRunConfigSchema.extend(methodSections()).strict() as unknown as z.ZodType<RunConfig, unknown>;
+}
 
 /** A method's own section of a run configuration (validated with its defaults). */
 export function methodSection(c: RunConfig, optionsKey: string): Record<string, unknown> {

@@ -18,13 +18,13 @@ import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import type { Module } from '../nn/module.js';
 import { StateDictError } from '../nn/module.js';
 import type { PreprocessConfig } from '../data/preprocess.js';
-import type { Generator } from '../tensor/random.js';
+import { Generator, manualSeed } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { shapeEq } from '../tensor/shape.js';
 import { buildModel } from '../cli/model-source.js';
 import { checkpointTensors } from './checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { methodSection, RunConfigSchema, type RunConfig } from './run-config.js';
+import { methodSection, runConfigSchema, type RunConfig } from './run-config.js';
 
 export const RUN_FILE = 'run.json';
 export const ADAPTER_DIR = 'adapter';
@@ -49,12 +49,16 @@ export function runAdapterConfig(c: RunConfig) {
 
 /**
  * The model a run trains: the backbone (pretrained unless `scratch`), its new head for the run's
- * classes, and the method applied. The one constructor of a run's model, for training and reloading.
+ * classes, and the method applied. The one constructor of a run's model, for training and
+ * reloading. Every random initialisation is drawn from the run's seed, so a backbone without a
+ * checkpoint (whose frozen weights are not saved) is rebuilt bit for bit too.
  */
-export async function buildRunModel(c: RunConfig, classes: string[], opts: { generator?: Generator } = {}): Promise<RunModel> {
+export async function buildRunModel(c: RunConfig, classes: string[]): Promise<RunModel> {
+  manualSeed(c.train.seed);
   const backbone = await buildModel({ name: c.model, weights: c.method === 'scratch' ? undefined : c.weights, imageSize: c.data.imageSize, overrides: c.modelOverrides });
   const adapterConfig = runAdapterConfig(c) ?? undefined;
-  const model = applyMethod(backbone, c.method, { numClasses: classes.length, head: c.head, headFrom: c.headFrom, generator: opts.generator, adapterConfig });
+  const generator = new Generator(c.train.seed);
+  const model = applyMethod(backbone, c.method, { numClasses: classes.length, head: c.head, headFrom: c.headFrom, generator, adapterConfig });
   return { model, preprocess: backbone.preprocess };
 }
 
@@ -71,7 +75,7 @@ export function readRunManifest(dir: string): RunManifest {
   } catch (e) {
     throw new Error(`${file} is not valid JSON (${(e as Error).message}); the run folder is damaged`);
   }
-  const parsed = RunConfigSchema.safeParse(saved.config);
+  const parsed = runConfigSchema().safeParse(saved.config);
   if (!parsed.success) throw new Error(`${file}: the configuration does not validate: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   if (!Array.isArray(saved.classes) || saved.classes.some((x) => typeof x !== 'string')) throw new Error(`${file}: 'classes' must be a list of class names`);
   return { config: parsed.data, classes: saved.classes as string[] };
