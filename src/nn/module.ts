@@ -27,7 +27,10 @@ export abstract class Module {
   training = true;
   private readonly _params = new Map<string, Tensor | null>();
   private readonly _buffers = new Map<string, Tensor | null>();
+  /** The one storage of the children; a field of the child's name reads and writes it. */
   private readonly _modules = new Map<string, Module | null>();
+  /** Fields turned into views of _modules (re-made on clones). */
+  private readonly _childFields: string[] = [];
 
   /** Registers a trainable parameter (a leaf with requiresGrad) under `name`. */
   protected param(name: string, t: Tensor | null): Tensor {
@@ -47,9 +50,18 @@ export abstract class Module {
     return t as Tensor;
   }
 
-  /** Registers a child module under `name`. */
+  /**
+   * Registers a child module under `name`. A field of the same name (`this.stem =
+   * this.module('stem', …)`) becomes a view of the registry, so replacing the child (setModule,
+   * adapters grafting) is seen through the field; children without a field (Sequential's
+   * numbered layers, ModuleDict entries) live in the registry alone.
+   */
   protected module<M extends Module | null>(name: string, m: M): M {
     this._modules.set(name, m);
+    if (Object.prototype.hasOwnProperty.call(this, name) && !this._childFields.includes(name)) {
+      bindChildField(this, this._modules, name);
+      this._childFields.push(name);
+    }
     return m;
   }
 
@@ -107,10 +119,14 @@ export abstract class Module {
     }
     const last = parts[parts.length - 1]!;
     if (!owner._modules.has(last)) throw new Error(`setModule: no module at '${path}'`);
+    const old = owner._modules.get(last);
+    // A field named unlike its child would keep computing with the old module after the swap.
+    const stale = Object.entries(owner).find(([, v]) => v === old && old !== null);
+    if (stale) {
+      throw new Error(`setModule: ${owner.constructor.name} keeps the child '${last}' in a field named '${stale[0]}' as well; ` +
+        `name the field like the child (this.${last} = this.module('${last}', …)) so replacing it is seen by forward`);
+    }
     owner._modules.set(last, m);
-    // Layers keep each child in a field of the same name as well; keep the two in step.
-    const fields = owner as unknown as Record<string, unknown>;
-    if (last in fields) fields[last] = m;
   }
 
   getModule(path: string): Module {
@@ -193,6 +209,8 @@ function cloneValue(v: unknown, memo: Map<unknown, unknown>): unknown {
     const c = Object.create(Object.getPrototypeOf(v)) as Record<string, unknown>;
     memo.set(v, c);
     for (const [k, val] of Object.entries(v)) c[k] = cloneValue(val, memo);
+    const clone = c as unknown as Module;
+    for (const name of clone['_childFields']) bindChildField(clone, clone['_modules'], name);
     return c;
   }
   if (v instanceof Map) {
@@ -203,6 +221,18 @@ function cloneValue(v: unknown, memo: Map<unknown, unknown>): unknown {
   }
   if (Array.isArray(v)) return v.map((x) => cloneValue(x, memo));
   return v;
+}
+
+/** Makes `obj[name]` read and write `children.get(name)` (not enumerable, so clones copy the registry only). */
+function bindChildField(obj: object, children: Map<string, Module | null>, name: string): void {
+  Object.defineProperty(obj, name, {
+    get: () => children.get(name) ?? null,
+    set: (m: Module | null) => {
+      children.set(name, m);
+    },
+    enumerable: false,
+    configurable: true,
+  });
 }
 
 function cloneTensor(t: Tensor): Tensor {
