@@ -14,6 +14,7 @@ namespace {
 constexpr float kSqrt1_2 = 0.70710678118654752f;
 constexpr float kGeluTanhC = 0.79788456080286536f;  // sqrt(2/pi)
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+constexpr float kTwoOverSqrtPi = 1.12837916709551257f;  // erf'(x) = 2/sqrt(pi) · exp(-x^2)
 
 // The element function is copied into each thread's loop so its parameters live in registers;
 // the pointers are declared unaliased (an in-place call only writes the element it read).
@@ -165,8 +166,8 @@ void unary_backward(float* gx, const float* gy, const float* x, int64_t n, Unary
     case Unary::PowScalar: return map_grad(gx, gy, x, n, [p0](float v) { return p0 == 0 ? 0.f : p0 * std::pow(v, p0 - 1.f); });
     case Unary::Clamp: return map_grad(gx, gy, x, n, [p0, p1](float v) { return v >= p0 && v <= p1 ? 1.f : 0.f; });
     case Unary::Affine: return map_grad(gx, gy, x, n, [p0](float) { return p0; });
-    case Unary::Sign:
-    case Unary::Erf: return map_grad(gx, gy, x, n, [](float) { return 0.f; });
+    case Unary::Erf: return map_grad(gx, gy, x, n, [](float v) { return kTwoOverSqrtPi * vexp(-v * v); });
+    case Unary::Sign: return map_grad(gx, gy, x, n, [](float) { return 0.f; });
   }
 }
 

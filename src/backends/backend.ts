@@ -27,7 +27,7 @@ export type UnaryOp =
   | 'affine'; // x * p0 + p1
 
 /** Unary ops whose gradient kernel `unaryGrad` computes gx = gy · f'(x) in one pass. */
-export type UnaryGradOp = Exclude<UnaryOp, 'sign' | 'erf'>;
+export type UnaryGradOp = Exclude<UnaryOp, 'sign'>;
 
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'maximum' | 'minimum' | 'pow' | 'eq' | 'lt' | 'gt' | 'le' | 'ge';
 

@@ -1,9 +1,10 @@
 // Scaled-dot-product attention: one fused kernel forward and backward (the native backend's is
 // flash-style; the reference backend's is the plain definition).
-import { needsGrad, record } from '../tensor/autograd.js';
+import { needsGrad } from '../tensor/autograd.js';
 import { fmt, numel, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { denseData } from './layout.js';
+import { record } from './table.js';
 import { alloc, backendOf, expectFloat } from './util.js';
 
 export interface AttentionOptions {
@@ -44,7 +45,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const keep = grad && (opts.saveProbs ?? p.batch * n * m * 4 <= SAVED_PROBS_BYTES);
   const probs = keep ? alloc(backend, [p.batch, n, m], q.dtype) : null;
   backend.attention(qd.buf(), kd.buf(), vd.buf(), out.buf(), lse.buf(), probs?.buf() ?? null, q.dtype, p);
-  record(out, 'attention', [q, k, v], [qd, kd, vd, out, lse, ...(probs ? [probs] : [])], (gy, [qs, ks, vs, os, ls, ps]) => {
+  record(out, 'scaledDotProductAttention', [q, k, v], [qd, kd, vd, out, lse, ...(probs ? [probs] : [])], (gy, [qs, ks, vs, os, ls, ps]) => {
     const g = denseData(gy);
     const gq = alloc(backend, q.shape, q.dtype);
     const gk = alloc(backend, k.shape, q.dtype);

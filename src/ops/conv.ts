@@ -1,9 +1,9 @@
 // Convolution and pooling over NCHW tensors.
 import type { ConvParams, PoolParams } from '../backends/backend.js';
-import { record } from '../tensor/autograd.js';
 import { fmt, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { denseData } from './layout.js';
+import { record } from './table.js';
 import { alloc, backendOf, expectFloat, expectRank, expectSameDtype } from './util.js';
 
 type Pair = number | readonly [number, number];

@@ -59,10 +59,10 @@ export function full(shape: Shape, value: number, opts: CreateOptions = {}): Ten
   return finish(t, opts);
 }
 
-export const zeros = (shape: Shape, opts: CreateOptions = {}) => full(shape, 0, opts);
-export const ones = (shape: Shape, opts: CreateOptions = {}) => full(shape, 1, opts);
-export const zerosLike = (t: Tensor) => full(t.shape, 0, { dtype: t.dtype, backend: t.backend });
-export const onesLike = (t: Tensor) => full(t.shape, 1, { dtype: t.dtype, backend: t.backend });
+export const zeros = (shape: Shape, opts: CreateOptions = {}): Tensor => full(shape, 0, opts);
+export const ones = (shape: Shape, opts: CreateOptions = {}): Tensor => full(shape, 1, opts);
+export const zerosLike = (t: Tensor): Tensor => full(t.shape, 0, { dtype: t.dtype, backend: t.backend });
+export const onesLike = (t: Tensor): Tensor => full(t.shape, 1, { dtype: t.dtype, backend: t.backend });
 
 /** [start, start + step, …) below `end`, like torch.arange. */
 export function arange(start: number, end?: number, step = 1, opts: CreateOptions = {}): Tensor {

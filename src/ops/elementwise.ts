@@ -1,53 +1,58 @@
 // Elementwise ops with broadcasting; each defines its forward and backward together.
 import type { BinaryOp, UnaryGradOp, UnaryOp } from '../backends/backend.js';
-import { record } from '../tensor/autograd.js';
 import { isFloat, type DType } from '../tensor/dtype.js';
 import { broadcastShapes, broadcastStrides } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { full } from './creation.js';
 import { denseData, sumTo } from './layout.js';
+import { record, type RecordingOp } from './table.js';
 import { alloc, backendOf, DTypeError, expectFloat } from './util.js';
 
-/** Applies a unary kernel; differentiable ops record gx = gy · f'(x) through the fused unaryGrad kernel. */
-function unaryOp(op: UnaryOp, x: Tensor, p0 = 0, p1 = 0): Tensor {
+function unaryForward(op: UnaryOp, x: Tensor, p0: number, p1: number): Tensor {
   expectFloat(op, x, 0);
   const out = alloc(x.backend, x.shape, x.dtype);
   x.backend.unary(op, x.view(), out.buf(), p0, p1);
-  if (op === 'sign' || op === 'erf') return out;
-  const gradOp: UnaryGradOp = op;
-  return record(out, op, [x], [x], (gy, [xs]) => {
+  return out;
+}
+
+/** Applies a unary kernel and records `name` with gx = gy · f'(x) through the fused unaryGrad kernel. */
+function unaryOp(op: UnaryGradOp, name: RecordingOp, x: Tensor, p0 = 0, p1 = 0): Tensor {
+  const out = unaryForward(op, x, p0, p1);
+  return record(out, name, [x], [x], (gy, [xs]) => {
     const xd = denseData(xs!);
     const gyd = denseData(gy);
     const gx = alloc(gy.backend, xs!.shape, gy.dtype);
-    gy.backend.unaryGrad(gradOp, xd.buf(), gyd.buf(), gx.buf(), gx.size, p0, p1);
+    gy.backend.unaryGrad(op, xd.buf(), gyd.buf(), gx.buf(), gx.size, p0, p1);
     if (xd !== xs) xd.dispose();
     if (gyd !== gy) gyd.dispose();
     return [gx];
   });
 }
 
-export const neg = (x: Tensor) => unaryOp('neg', x);
-export const exp = (x: Tensor) => unaryOp('exp', x);
-export const log = (x: Tensor) => unaryOp('log', x);
-export const sqrt = (x: Tensor) => unaryOp('sqrt', x);
-export const rsqrt = (x: Tensor) => unaryOp('rsqrt', x);
-export const abs = (x: Tensor) => unaryOp('abs', x);
-export const sign = (x: Tensor) => unaryOp('sign', x);
-export const square = (x: Tensor) => unaryOp('square', x);
-export const reciprocal = (x: Tensor) => unaryOp('reciprocal', x);
-export const erfOp = (x: Tensor) => unaryOp('erf', x);
-export const relu = (x: Tensor) => unaryOp('relu', x);
-export const relu6 = (x: Tensor) => unaryOp('relu6', x);
-export const sigmoid = (x: Tensor) => unaryOp('sigmoid', x);
-export const tanh = (x: Tensor) => unaryOp('tanh', x);
+export const neg = (x: Tensor): Tensor => unaryOp('neg', 'neg', x);
+export const exp = (x: Tensor): Tensor => unaryOp('exp', 'exp', x);
+export const log = (x: Tensor): Tensor => unaryOp('log', 'log', x);
+export const sqrt = (x: Tensor): Tensor => unaryOp('sqrt', 'sqrt', x);
+export const rsqrt = (x: Tensor): Tensor => unaryOp('rsqrt', 'rsqrt', x);
+export const abs = (x: Tensor): Tensor => unaryOp('abs', 'abs', x);
+/** −1, 0 or 1; no gradient (zero almost everywhere). */
+export const sign = (x: Tensor): Tensor => unaryForward('sign', x, 0, 0);
+export const square = (x: Tensor): Tensor => unaryOp('square', 'square', x);
+export const reciprocal = (x: Tensor): Tensor => unaryOp('reciprocal', 'reciprocal', x);
+/** The error function; gradient 2/√π · exp(−x²). */
+export const erfOp = (x: Tensor): Tensor => unaryOp('erf', 'erfOp', x);
+export const relu = (x: Tensor): Tensor => unaryOp('relu', 'relu', x);
+export const relu6 = (x: Tensor): Tensor => unaryOp('relu6', 'relu6', x);
+export const sigmoid = (x: Tensor): Tensor => unaryOp('sigmoid', 'sigmoid', x);
+export const tanh = (x: Tensor): Tensor => unaryOp('tanh', 'tanh', x);
 /** GELU; `approximate: 'tanh'` is the tanh approximation (PyTorch's gelu(approximate='tanh')). */
-export const gelu = (x: Tensor, approximate: 'none' | 'tanh' = 'none') => unaryOp(approximate === 'tanh' ? 'gelu_tanh' : 'gelu', x);
-export const silu = (x: Tensor) => unaryOp('silu', x);
-export const hardswish = (x: Tensor) => unaryOp('hardswish', x);
+export const gelu = (x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor => unaryOp(approximate === 'tanh' ? 'gelu_tanh' : 'gelu', 'gelu', x);
+export const silu = (x: Tensor): Tensor => unaryOp('silu', 'silu', x);
+export const hardswish = (x: Tensor): Tensor => unaryOp('hardswish', 'hardswish', x);
 /** min(max(x, lo), hi); the gradient passes where lo ≤ x ≤ hi. */
-export const clamp = (x: Tensor, lo = -Infinity, hi = Infinity) => unaryOp('clamp', x, lo, hi);
+export const clamp = (x: Tensor, lo = -Infinity, hi = Infinity): Tensor => unaryOp('clamp', 'clamp', x, lo, hi);
 /** x · a + b in one pass. */
-export const affine = (x: Tensor, a: number, b = 0) => unaryOp('affine', x, a, b);
+export const affine = (x: Tensor, a: number, b = 0): Tensor => unaryOp('affine', 'affine', x, a, b);
 
 function resultDtype(op: string, a: Tensor, b: Tensor): DType {
   if (a.dtype !== b.dtype) throw new DTypeError(`${op}: dtypes differ: argument 0 is ${a.describe()}, argument 1 is ${b.describe()}; cast one first`);
@@ -130,7 +135,7 @@ function minmax(op: 'maximum' | 'minimum', a: Tensor, b: Tensor): Tensor {
 
 /** a ** b; a number exponent uses the fused scalar kernel. */
 export function pow(a: Tensor, b: Operand): Tensor {
-  if (typeof b === 'number') return unaryOp('pow_scalar', a, b);
+  if (typeof b === 'number') return unaryOp('pow_scalar', 'pow', a, b);
   const out = binaryRaw('pow', a, b);
   return record(out, 'pow', [a, b], [a, b, out], (gy, [as, bs, os]) => [
     a.requiresGrad ? sumTo(mul(gy, mul(bs!, pow(as!, sub(bs!, 1)))), a.shape) : null,
@@ -139,11 +144,11 @@ export function pow(a: Tensor, b: Operand): Tensor {
 }
 
 /** Comparisons give 0/1 in the inputs' dtype and carry no gradient. */
-export const eq = (a: Tensor, b: Operand) => binaryRaw('eq', a, asTensor(b, a));
-export const lt = (a: Tensor, b: Operand) => binaryRaw('lt', a, asTensor(b, a));
-export const gt = (a: Tensor, b: Operand) => binaryRaw('gt', a, asTensor(b, a));
-export const le = (a: Tensor, b: Operand) => binaryRaw('le', a, asTensor(b, a));
-export const ge = (a: Tensor, b: Operand) => binaryRaw('ge', a, asTensor(b, a));
+export const eq = (a: Tensor, b: Operand): Tensor => binaryRaw('eq', a, asTensor(b, a));
+export const lt = (a: Tensor, b: Operand): Tensor => binaryRaw('lt', a, asTensor(b, a));
+export const gt = (a: Tensor, b: Operand): Tensor => binaryRaw('gt', a, asTensor(b, a));
+export const le = (a: Tensor, b: Operand): Tensor => binaryRaw('le', a, asTensor(b, a));
+export const ge = (a: Tensor, b: Operand): Tensor => binaryRaw('ge', a, asTensor(b, a));
 
 /** cond ≠ 0 ? a : b, all broadcast together. */
 export function where(cond: Tensor, a: Operand, b: Operand): Tensor {

@@ -1,9 +1,9 @@
 // Views and layout: reshape, permute, expand, slice, concat, pad — and the contiguous copies
 // kernels need. View ops share storage with their input; their gradients are views or copies of gy.
 import type { View } from '../backends/backend.js';
-import { record } from '../tensor/autograd.js';
 import { broadcastStrides, contiguousStrides, fmt, normAxis, numel, ShapeError, shapeEq, type Shape } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
+import { record } from './table.js';
 import { alloc, backendOf } from './util.js';
 
 /** Overwrites `target`'s elements with `value`'s (same shape), outside autograd. */

@@ -1,9 +1,9 @@
 // Matrix products: matmul with batch broadcasting, and linear (x Wᵀ + b) fused.
 import type { MatmulParams } from '../backends/backend.js';
-import { record } from '../tensor/autograd.js';
 import { broadcastShapes, contiguousStrides, fmt, numel, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { denseData, expand, reshape, sumTo, transpose, sumAxes } from './layout.js';
+import { record } from './table.js';
 import { alloc, backendOf, expectFloat, expectSameDtype } from './util.js';
 
 interface MatOperand {

@@ -1,7 +1,6 @@
 // Neural-network ops composed from primitives or with their own kernels: dropout, drop-path,
 // cross-entropy, index-select/embedding, interpolation, kron.
 import type { InterpMode } from '../backends/backend.js';
-import { record } from '../tensor/autograd.js';
 import { defaultGenerator, type Generator } from '../tensor/random.js';
 import { fmt, normAxis, numel, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -10,6 +9,7 @@ import { cast, eq, mul, neg, add } from './elementwise.js';
 import { denseData, reshape } from './layout.js';
 import { mean, sum } from './reduce.js';
 import { logSoftmax } from './norm.js';
+import { record } from './table.js';
 import { alloc, backendOf, expectFloat, expectRank } from './util.js';
 import { dtypeArray } from '../tensor/dtype.js';
 

@@ -1,8 +1,8 @@
 // Normalisation layers and softmax: fused kernels with hand-written backward.
-import { record } from '../tensor/autograd.js';
 import { fmt, normAxis, numel, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { denseData, permute } from './layout.js';
+import { record } from './table.js';
 import { alloc, backendOf, expectFloat } from './util.js';
 
 /** LayerNorm over the last axis: (x − mean) / sqrt(var + eps) · weight + bias (biased variance). */
@@ -88,7 +88,7 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
   return out;
 }
 
-function softmaxOp(name: string, x: Tensor, axis: number, log: boolean): Tensor {
+function softmaxOp(name: 'softmax' | 'logSoftmax', x: Tensor, axis: number, log: boolean): Tensor {
   expectFloat(name, x, 'x');
   const a = normAxis(name, axis, x.rank);
   if (a !== x.rank - 1) {
@@ -111,6 +111,6 @@ function softmaxOp(name: string, x: Tensor, axis: number, log: boolean): Tensor 
 }
 
 /** softmax along `axis` (last by default). */
-export const softmax = (x: Tensor, axis = -1) => softmaxOp('softmax', x, axis, false);
+export const softmax = (x: Tensor, axis = -1): Tensor => softmaxOp('softmax', x, axis, false);
 /** log(softmax(x)) computed stably in one pass. */
-export const logSoftmax = (x: Tensor, axis = -1) => softmaxOp('logSoftmax', x, axis, true);
+export const logSoftmax = (x: Tensor, axis = -1): Tensor => softmaxOp('logSoftmax', x, axis, true);

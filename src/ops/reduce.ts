@@ -1,10 +1,11 @@
 // Reductions over axes: sum, mean, max/min (with argmax), variance, norms.
-import { noGrad, record } from '../tensor/autograd.js';
+import { noGrad } from '../tensor/autograd.js';
 import { normAxes, normAxis, numel } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { arange } from './creation.js';
 import { abs, cast, div, eq, mul, sqrt, square, sub, where } from './elementwise.js';
 import { denseData, expand, reshape, sumAxes } from './layout.js';
+import { record } from './table.js';
 import { alloc, expectFloat } from './util.js';
 
 export interface ReduceOptions {
@@ -46,7 +47,7 @@ function extremum(op: 'max' | 'min', x: Tensor, axis: number, keepDims: boolean)
   const indices = alloc(x.backend, shape, 'int32');
   x.backend.reduce(op, xd.buf(), x.dtype, outer, len, inner, values.buf(), indices.buf());
   if (xd !== x) xd.dispose();
-  record(values, op, [x], [indices], (gy, [idx]) => {
+  record(values, op === 'max' ? 'maxAlong' : 'minAlong', [x], [indices], (gy, [idx]) => {
     // Route the gradient to the first extremal element (PyTorch's max(dim) rule): a one-hot
     // mask of the saved indices along the axis.
     const positions = arange(0, len, 1, { dtype: gy.dtype, backend: gy.backend });
@@ -104,7 +105,7 @@ function permuteRaw(x: Tensor, perm: readonly number[]): Tensor {
 
 /** Indices of the maximum along `axis` (int32). */
 export function argmax(x: Tensor, axis: number, opts: ReduceOptions = {}): Tensor {
-  const { values, indices } = extremum('max', x, axis, opts.keepDims ?? false);
+  const { values, indices } = noGrad(() => extremum('max', x, axis, opts.keepDims ?? false));
   values.dispose();
   return indices;
 }

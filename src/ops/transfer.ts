@@ -1,7 +1,7 @@
 import type { Backend } from '../backends/backend.js';
-import { record } from '../tensor/autograd.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { tensor } from './creation.js';
+import { record } from './table.js';
 
 /** A copy of x on another backend (gradients flow back across). */
 export function toBackend(x: Tensor, backend: Backend<any>): Tensor {

@@ -91,6 +91,7 @@ export const unaryDerivs: Record<UnaryGradOp, (x: number, p0: number, p1: number
     return s * (1 + x * (1 - s));
   },
   hardswish: (x) => (x < -3 ? 0 : x > 3 ? 1 : (2 * x + 3) / 6),
+  erf: (x) => (2 / Math.sqrt(Math.PI)) * Math.exp(-x * x),
   pow_scalar: (x, p) => (p === 0 ? 0 : p * Math.pow(x, p - 1)),
   clamp: (x, lo, hi) => (x >= lo && x <= hi ? 1 : 0),
   affine: (_x, a) => a,
