@@ -286,28 +286,26 @@ export function convBn(conv: Module, bn: Module, x: Tensor): Tensor {
 }
 
 /** Named children without a forward of their own (torch.nn.ModuleDict). */
+/** Named child modules (PyTorch's nn.ModuleDict), kept in the module registry alone. */
 export class ModuleDict<M extends Module = Module> extends Module {
-  private readonly items = new Map<string, M>();
   constructor(entries: Record<string, M> = {}) {
     super();
     for (const [k, m] of Object.entries(entries)) this.set(k, m);
   }
   set(key: string, m: M): void {
-    this.items.set(key, m);
     this.module(key, m);
   }
   get(key: string): M | undefined {
-    return this.items.get(key);
+    return this.child(key) as M | undefined;
   }
   has(key: string): boolean {
-    return this.items.has(key);
+    return this.child(key) !== undefined;
   }
   delete(key: string): void {
-    this.items.delete(key);
     this.removeChild(key);
   }
   keys(): string[] {
-    return [...this.items.keys()];
+    return this.children().map(([k]) => k);
   }
   forward(): Tensor {
     throw new Error('ModuleDict has no forward; call one of its modules');

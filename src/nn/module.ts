@@ -58,7 +58,9 @@ export abstract class Module {
    */
   protected module<M extends Module | null>(name: string, m: M): M {
     this._modules.set(name, m);
-    if (Object.prototype.hasOwnProperty.call(this, name) && !this._childFields.includes(name)) {
+    const field = Object.getOwnPropertyDescriptor(this, name);
+    // Only a declared child field (still unset, or holding this module) becomes a view.
+    if (field && 'value' in field && (field.value === undefined || field.value === null || field.value instanceof Module) && !this._childFields.includes(name)) {
       bindChildField(this, this._modules, name);
       this._childFields.push(name);
     }
@@ -70,6 +72,11 @@ export abstract class Module {
   /** Removes a registered child. */
   protected removeChild(name: string): void {
     this._modules.delete(name);
+  }
+
+  /** The registered child `name` (undefined when there is none). */
+  protected child(name: string): Module | undefined {
+    return this._modules.get(name) ?? undefined;
   }
 
   children(): [string, Module][] {

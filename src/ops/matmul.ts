@@ -79,8 +79,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 }
 
 /**
- * y = x Wᵀ + b, x (…, K), W (N, K), b (N) — PyTorch's nn.functional.linear, one GEMM with the
- * bias pre-filled and accumulated into.
+ * y = x Wᵀ + b, x (…, K), W (N, K), b (N) — PyTorch's nn.functional.linear, one GEMM that adds
+ * the bias itself (the backend's matmul takes it).
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   expectFloat('linear', x, 'x');
