@@ -6,6 +6,7 @@
 // "maxRssMb"}, maxAbsDiff being the check batch's logits against PyTorch's.
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import '../src/backends/all.js';
 import { loadSafetensors } from '../src/io/safetensors.js';
 import { modelFiles } from './model_cases.js';
 import { measure, type TimingPolicy } from './timing.js';

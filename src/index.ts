@@ -1,4 +1,5 @@
 // graft: parameter-efficient fine-tuning of vision models on a TypeScript tensor engine.
+import './backends/all.js';
 export * from './ops/index.js';
 export { Tensor, Storage, emptyTensor } from './tensor/tensor.js';
 export { tidy, keep, memory, resetPeakMemory, type MemoryInfo } from './tensor/memory.js';
@@ -8,5 +9,8 @@ export { ShapeError, type Shape } from './tensor/shape.js';
 export { DTypeError } from './ops/util.js';
 export type { DType, TypedArray } from './tensor/dtype.js';
 export type { Backend } from './backends/backend.js';
-export { setBackend, getBackend, currentBackend, withBackend, nativeLoadError, type BackendName } from './backends/registry.js';
+export {
+  setBackend, getBackend, currentBackend, withBackend, nativeLoadError, backendLoadError, registerBackend, registeredBackends,
+  type BackendName, type BackendRegistration,
+} from './backends/registry.js';
 export { AdamW, SGD, assign, type Optimizer, type ParamGroup, type AdamWOptions, type SGDOptions } from './train/optim.js';

@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import '../src/backends/all.js';
 import { decodeImage } from '../src/data/image.js';
 import { imageFolder, manifest, inMemoryDataset } from '../src/data/dataset.js';
 import { stratifiedSplit } from '../src/data/splits.js';

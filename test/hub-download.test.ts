@@ -16,6 +16,7 @@ import { buildModel, hubSnapshot } from '../src/cli/model-source.js';
 import { downloadHubFiles, type DownloadProgress } from '../src/io/hub.js';
 import { describeDownload, downloadProgressPrinter } from '../src/cli/download-progress.js';
 import { preprocessFromHf } from '../src/data/preprocess.js';
+import '../src/backends/all.js';
 import '../src/models/all.js';
 
 const OVERRIDES = { widthMult: 0.5, invertedResidualSetting: [[1, 16, 1, 1], [6, 24, 2, 2]] };

@@ -113,7 +113,7 @@ test('memory: resident memory stays flat over 200 training steps', () => {
 });
 
 test('memory: the buffer pool keeps recently used sizes when full, evicting the sizes used longest ago', async () => {
-  const { poolAlloc, poolFree, setPoolLimit, clearPool, pooledByteCount, poolLimit } = await import('../src/backends/pool.js');
+  const { poolAlloc, poolFree, setPoolLimit, clearPool, pooledByteCount, poolLimit } = await import('../src/tensor/host-pool.js');
   const limit = poolLimit();
   clearPool();
   setPoolLimit(1 << 20); // 1 MiB: four 256 KiB buffers
@@ -135,7 +135,7 @@ test('memory: the buffer pool keeps recently used sizes when full, evicting the 
 });
 
 test('memory: tensors made from fresh host arrays and disposed leave the pool as they found it', async () => {
-  const { pooledByteCount } = await import('../src/backends/pool.js');
+  const { pooledByteCount } = await import('../src/tensor/host-pool.js');
   const names: g.BackendName[] = g.nativeLoadError() ? ['reference'] : ['reference', 'native'];
   for (const name of names) {
     g.withBackend(name, () => {

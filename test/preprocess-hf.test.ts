@@ -14,6 +14,7 @@ import { Generator } from '../src/tensor/random.js';
 import { createModel } from '../src/models/registry.js';
 import { saveSafetensors } from '../src/io/safetensors.js';
 import { buildModel } from '../src/cli/model-source.js';
+import '../src/backends/all.js';
 import '../src/models/all.js';
 
 // facebook/dinov2-small/preprocessor_config.json

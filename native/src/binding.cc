@@ -64,15 +64,20 @@ InterpShape Interp(const Napi::CallbackInfo& a, size_t at) {
   return InterpShape{d[0], d[1], d[2], d[3], d[4], d[5], B(a[at + 1]), B(a[at + 2]), D(a[at + 3]), D(a[at + 4])};
 }
 
-// Every entry point: C++ exceptions (bad arguments, oneDNN errors) become JavaScript errors.
-template <void (*Body)(const Napi::CallbackInfo&)>
+// Every entry point: a call with other than Arity arguments is refused (the argument lists are
+// positional), and C++ exceptions (bad arguments, oneDNN errors) become JavaScript errors.
+// The function's data is its name, for the message.
+template <void (*Body)(const Napi::CallbackInfo&), size_t Arity>
 Napi::Value Entry(const Napi::CallbackInfo& info) {
+  const char* name = static_cast<const char*>(info.Data());
   try {
+    if (info.Length() != Arity)
+      throw std::invalid_argument("takes " + std::to_string(Arity) + " arguments; got " + std::to_string(info.Length()));
     Body(info);
   } catch (const Napi::Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw Napi::Error::New(info.Env(), std::string("graft native: ") + e.what());
+    throw Napi::Error::New(info.Env(), std::string("graft native: ") + name + ": " + e.what());
   }
   return info.Env().Undefined();
 }
@@ -177,42 +182,79 @@ Napi::Value AlignOffset(const Napi::CallbackInfo& a) {
   return Napi::Number::New(a.Env(), static_cast<double>((64 - p % 64) % 64));
 }
 
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  const std::pair<const char*, Napi::Function::Callback> fns[] = {
-      {"matmul", Entry<Matmul>},
-      {"conv2d", Entry<Conv2d>},
-      {"conv2dBackwardData", Entry<Conv2dBackwardData>},
-      {"conv2dBackwardWeight", Entry<Conv2dBackwardWeight>},
-      {"unary", Entry<UnaryFwd>},
-      {"unaryGrad", Entry<UnaryBwd>},
-      {"binary", Entry<BinaryFwd>},
-      {"where", Entry<Where>},
-      {"copy", Entry<Copy>},
-      {"fill", Entry<Fill>},
-      {"reduce", Entry<ReduceFwd>},
-      {"layerNorm", Entry<LayerNorm>},
-      {"layerNormBackward", Entry<LayerNormBwd>},
-      {"batchNorm", Entry<BatchNorm>},
-      {"batchNormBackward", Entry<BatchNormBwd>},
-      {"softmax", Entry<Softmax>},
-      {"softmaxBackward", Entry<SoftmaxBwd>},
-      {"maxPool2d", Entry<MaxPool>},
-      {"maxPool2dBackward", Entry<MaxPoolBwd>},
-      {"avgPool2d", Entry<AvgPool>},
-      {"avgPool2dBackward", Entry<AvgPoolBwd>},
-      {"adaptiveAvgPool2d", Entry<AdaptivePool>},
-      {"adaptiveAvgPool2dBackward", Entry<AdaptivePoolBwd>},
-      {"attention", Entry<Attention>},
-      {"attentionBackward", Entry<AttentionBwd>},
-      {"indexSelect", Entry<IndexSelect>},
-      {"indexAdd", Entry<IndexAdd>},
-      {"interpolate", Entry<Interpolate>},
-      {"interpolateBackward", Entry<InterpolateBwd>},
+struct EntryPoint {
+  const char* name;
+  Napi::Function::Callback fn;
+  size_t arity;
+};
+template <void (*Body)(const Napi::CallbackInfo&), size_t Arity>
+constexpr EntryPoint Kernel(const char* name) {
+  return {name, Entry<Body, Arity>, Arity};
+}
+
+// Every kernel with its argument count (as in the comment above each function here).
+constexpr EntryPoint kKernels[] = {
+    Kernel<Matmul, 14>("matmul"),
+    Kernel<Conv2d, 5>("conv2d"),
+    Kernel<Conv2dBackwardData, 4>("conv2dBackwardData"),
+    Kernel<Conv2dBackwardWeight, 5>("conv2dBackwardWeight"),
+    Kernel<UnaryFwd, 6>("unary"),
+    Kernel<UnaryBwd, 7>("unaryGrad"),
+    Kernel<BinaryFwd, 9>("binary"),
+    Kernel<Where, 11>("where"),
+    Kernel<Copy, 7>("copy"),
+    Kernel<Fill, 5>("fill"),
+    Kernel<ReduceFwd, 7>("reduce"),
+    Kernel<LayerNorm, 9>("layerNorm"),
+    Kernel<LayerNormBwd, 10>("layerNormBackward"),
+    Kernel<BatchNorm, 14>("batchNorm"),
+    Kernel<BatchNormBwd, 12>("batchNormBackward"),
+    Kernel<Softmax, 5>("softmax"),
+    Kernel<SoftmaxBwd, 6>("softmaxBackward"),
+    Kernel<MaxPool, 5>("maxPool2d"),
+    Kernel<MaxPoolBwd, 5>("maxPool2dBackward"),
+    Kernel<AvgPool, 4>("avgPool2d"),
+    Kernel<AvgPoolBwd, 4>("avgPool2dBackward"),
+    Kernel<AdaptivePool, 7>("adaptiveAvgPool2d"),
+    Kernel<AdaptivePoolBwd, 7>("adaptiveAvgPool2dBackward"),
+    Kernel<Attention, 12>("attention"),
+    Kernel<AttentionBwd, 16>("attentionBackward"),
+    Kernel<IndexSelect, 7>("indexSelect"),
+    Kernel<IndexAdd, 7>("indexAdd"),
+    Kernel<Interpolate, 7>("interpolate"),
+    Kernel<InterpolateBwd, 7>("interpolateBackward"),
+};
+
+// The addon's side of src/backends/native/contract.ts: {enums: {unary, binary, reduce: name →
+// code}, arity: entry point → argument count}, from the same enum lists and table as the code.
+Napi::Object Contract(Napi::Env env) {
+  auto enums = Napi::Object::New(env);
+  auto add = [&](const char* enumName, std::initializer_list<std::pair<const char*, int>> members) {
+    auto codes = Napi::Object::New(env);
+    for (auto& [name, code] : members) codes.Set(name, Napi::Number::New(env, code));
+    enums.Set(enumName, codes);
   };
-  for (auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
+#define GRAFT_UNARY_CODE(member, name) {name, static_cast<int>(Unary::member)},
+#define GRAFT_BINARY_CODE(member, name) {name, static_cast<int>(Binary::member)},
+#define GRAFT_REDUCE_CODE(member, name) {name, static_cast<int>(Reduce::member)},
+  add("unary", {GRAFT_UNARY_OPS(GRAFT_UNARY_CODE)});
+  add("binary", {GRAFT_BINARY_OPS(GRAFT_BINARY_CODE)});
+  add("reduce", {GRAFT_REDUCE_OPS(GRAFT_REDUCE_CODE)});
+  auto arity = Napi::Object::New(env);
+  for (const auto& k : kKernels) arity.Set(k.name, Napi::Number::New(env, static_cast<double>(k.arity)));
+  arity.Set("alignOffset", Napi::Number::New(env, 1));  // alignOffset(arrayBuffer) returns a value, so it is not among kKernels
+  auto contract = Napi::Object::New(env);
+  contract.Set("enums", enums);
+  contract.Set("arity", arity);
+  return contract;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  for (const auto& k : kKernels) exports.Set(k.name, Napi::Function::New(env, k.fn, k.name, const_cast<char*>(k.name)));
   exports.Set("alignOffset", Napi::Function::New(env, AlignOffset, "alignOffset"));
   // The vector instruction set the exp/erf kernels use on this CPU ("avx512" or "avx2").
   exports.Set("simd", Napi::String::New(env, simd::kernels().level));
+  exports.Set("contract", Contract(env));
   return exports;
 }
 

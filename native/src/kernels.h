@@ -16,14 +16,25 @@ struct View {
 };
 
 // ---- unary elementwise (eltwise.cc) ----
-enum class Unary { Neg, Exp, Log, Sqrt, Rsqrt, Abs, Sign, Square, Reciprocal, Relu, Relu6, Sigmoid, Tanh, Gelu, GeluTanh, Silu, Hardswish, Erf, PowScalar, Clamp, Affine };
+// Each enum is written once as a list of (member, JavaScript name): binding.cc exports the same
+// list as the addon's contract, which src/backends/native/contract.ts checks at load.
+#define GRAFT_UNARY_OPS(X) \
+  X(Neg, "neg") X(Exp, "exp") X(Log, "log") X(Sqrt, "sqrt") X(Rsqrt, "rsqrt") X(Abs, "abs") X(Sign, "sign") X(Square, "square") \
+  X(Reciprocal, "reciprocal") X(Relu, "relu") X(Relu6, "relu6") X(Sigmoid, "sigmoid") X(Tanh, "tanh") X(Gelu, "gelu") \
+  X(GeluTanh, "gelu_tanh") X(Silu, "silu") X(Hardswish, "hardswish") X(Erf, "erf") X(PowScalar, "pow_scalar") \
+  X(Clamp, "clamp") X(Affine, "affine")
+#define GRAFT_ENUM_MEMBER(member, name) member,
+enum class Unary { GRAFT_UNARY_OPS(GRAFT_ENUM_MEMBER) };
 // out (n) = f(x (n); p0, p1)
 void unary_forward(float* out, const float* x, int64_t n, Unary op, float p0, float p1);
 // gx (n) = gy (n) · f'(x (n))
 void unary_backward(float* gx, const float* gy, const float* x, int64_t n, Unary op, float p0, float p1);
 
 // ---- binary elementwise and select (binary.cc) ----
-enum class Binary { Add, Sub, Mul, Div, Maximum, Minimum, Pow, Eq, Lt, Gt, Le, Ge };
+#define GRAFT_BINARY_OPS(X) \
+  X(Add, "add") X(Sub, "sub") X(Mul, "mul") X(Div, "div") X(Maximum, "maximum") X(Minimum, "minimum") X(Pow, "pow") \
+  X(Eq, "eq") X(Lt, "lt") X(Gt, "gt") X(Le, "le") X(Ge, "ge")
+enum class Binary { GRAFT_BINARY_OPS(GRAFT_ENUM_MEMBER) };
 // out (contiguous, shape) = a ∘ b, both views already broadcast to shape
 void binary_forward(float* out, const float* a, const View& va, const float* b, const View& vb, const std::vector<int64_t>& shape, Binary op);
 // out (contiguous, shape) = c ≠ 0 ? a : b
@@ -36,7 +47,8 @@ void copy_strided(D* dst, const View& vd, const S* src, const View& vs);
 void fill_strided(float* dst, const View& vd, float value);
 
 // ---- reductions (reduce.cc) ----
-enum class Reduce { Sum, Max, Min };
+#define GRAFT_REDUCE_OPS(X) X(Sum, "sum") X(Max, "max") X(Min, "min")
+enum class Reduce { GRAFT_REDUCE_OPS(GRAFT_ENUM_MEMBER) };
 // x (outer, len, inner) → out (outer, inner); arg (outer, inner) int32 first argmax/argmin, may be null
 void reduce_forward(float* out, int32_t* arg, const float* x, int64_t outer, int64_t len, int64_t inner, Reduce op);
 

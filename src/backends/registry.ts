@@ -1,68 +1,118 @@
-// Which backend new tensors are made on. Native is the default when its addon loads; otherwise
-// graft warns once, says how to build it, and runs on the reference backend.
-// GRAFT_BACKEND=reference|native overrides the default.
+// Named backends and the rule that picks the default. Each backend registers itself from its own
+// folder; src/backends/all.ts imports the built-in ones, and graft's entry points import all.ts.
+// The default is the registered backend of highest priority that loads (native, when its addon
+// loads); each one above it that fails is reported once, with its reason, in a warning.
+// GRAFT_BACKEND=<name> or setBackend(name) choose explicitly.
 import type { Backend } from './backend.js';
-import { referenceBackend } from './reference/index.js';
-import { loadNativeBackend } from './native/index.js';
+import { currentBackend, setCurrentBackend, setDefaultBackendRule } from '../tensor/device.js';
 
-export type BackendName = 'reference' | 'native';
+export { currentBackend };
 
-let current: Backend<any> | null = null;
-let native: Backend<any> | null | undefined;
-let nativeError = '';
+/** The name a backend registered under ('reference', 'native', …). */
+export type BackendName = string;
 
-/** The native backend, or null with the reason in `nativeLoadError()`. */
-export function nativeBackend(): Backend<any> | null {
-  if (native === undefined) {
-    const r = loadNativeBackend();
-    native = r.backend;
-    nativeError = r.error;
-  }
-  return native;
+export interface BackendRegistration {
+  /** Builds the backend on first use (at most once); throws with the reason, and the fix, when it cannot. */
+  load: () => Backend<any>;
+  /** The default is the loadable backend of highest priority. */
+  priority: number;
 }
 
+interface Entry extends BackendRegistration {
+  backend?: Backend<any>;
+  /** Why `load` failed; '' once it succeeded. */
+  error?: string;
+}
+
+const entries = new Map<BackendName, Entry>();
+
+/** Makes `name` available to `setBackend`, `GRAFT_BACKEND` and the default rule. */
+export function registerBackend(name: BackendName, registration: BackendRegistration): void {
+  if (entries.has(name)) throw new Error(`a backend named '${name}' is already registered`);
+  entries.set(name, { ...registration });
+  setDefaultBackendRule(chooseDefault);
+}
+
+/** The registered names, in registration order. */
+export function registeredBackends(): BackendName[] {
+  return [...entries.keys()];
+}
+
+function choices(): string {
+  const names = registeredBackends().map((n) => `'${n}'`);
+  return names.length < 2 ? names.join('') : `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}`;
+}
+
+function entryOf(name: BackendName): Entry {
+  const entry = entries.get(name);
+  if (!entry) throw new Error(`unknown backend '${name}'; use ${choices()}`);
+  return entry;
+}
+
+function load(entry: Entry): Backend<any> | null {
+  if (entry.error === undefined) {
+    try {
+      entry.backend = entry.load();
+      entry.error = '';
+    } catch (e) {
+      entry.error = (e as Error).message;
+    }
+  }
+  return entry.backend ?? null;
+}
+
+/** Why backend `name` cannot be loaded; '' when it loads. */
+export function backendLoadError(name: BackendName): string {
+  const entry = entryOf(name);
+  load(entry);
+  return entry.error!;
+}
+
+/** Why the native backend cannot be loaded; '' when it loads. */
 export function nativeLoadError(): string {
-  nativeBackend();
-  return nativeError;
+  return backendLoadError('native');
 }
 
 export function getBackend(name: BackendName): Backend<any> {
-  if (name === 'reference') return referenceBackend;
-  if (name === 'native') {
-    const b = nativeBackend();
-    if (!b) throw new Error(`the native backend is not available: ${nativeError}`);
-    return b;
-  }
-  throw new Error(`unknown backend '${name as string}'; use 'reference' or 'native'`);
+  const entry = entryOf(name);
+  const backend = load(entry);
+  if (!backend) throw new Error(`the ${name} backend is not available: ${entry.error}`);
+  return backend;
 }
 
 /** Sets the backend on which new tensors are created. */
 export function setBackend(name: BackendName): void {
-  current = getBackend(name);
+  setCurrentBackend(getBackend(name));
 }
 
 function chooseDefault(): Backend<any> {
   const env = process.env['GRAFT_BACKEND'];
-  if (env === 'reference' || env === 'native') return getBackend(env);
-  if (env) throw new Error(`GRAFT_BACKEND='${env}' is not a backend; use 'reference' or 'native'`);
-  const b = nativeBackend();
-  if (b) return b;
-  process.emitWarning(`graft: the native backend could not be loaded (${nativeError}); running on the slow reference backend. Build it with: npm run build:native`, 'GraftBackendWarning');
-  return referenceBackend;
-}
-
-export function currentBackend(): Backend<any> {
-  if (!current) current = chooseDefault();
-  return current;
+  if (env) {
+    if (!entries.has(env)) throw new Error(`GRAFT_BACKEND='${env}' is not a backend; use ${choices()}`);
+    return getBackend(env);
+  }
+  const failed: BackendName[] = [];
+  for (const [name, entry] of [...entries].sort(([, a], [, b]) => b.priority - a.priority)) {
+    const backend = load(entry);
+    if (!backend) {
+      failed.push(name);
+      continue;
+    }
+    for (const f of failed) {
+      process.emitWarning(`graft: the ${f} backend could not be loaded (${entries.get(f)!.error}); running on the ${name} backend instead`, 'GraftBackendWarning');
+    }
+    return backend;
+  }
+  throw new Error(`no backend could be loaded: ${failed.map((f) => `${f}: ${entries.get(f)!.error}`).join('; ')}`);
 }
 
 /** Runs `fn` with `name` as the current backend. */
 export function withBackend<T>(name: BackendName, fn: () => T): T {
   const prev = currentBackend();
-  current = getBackend(name);
+  setCurrentBackend(getBackend(name));
   try {
     return fn();
   } finally {
-    current = prev;
+    setCurrentBackend(prev);
   }
 }

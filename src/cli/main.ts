@@ -2,6 +2,7 @@
 // The graft command line.
 import { Command, InvalidArgumentError } from 'commander';
 import { isMethodName, methodNames } from '../adapters/apply.js';
+import '../backends/all.js';
 import '../models/all.js';
 import { ConfigError, loadRunConfig } from './config.js';
 import { runDemo } from './demo.js';

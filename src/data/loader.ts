@@ -2,7 +2,7 @@
 // libuv's thread pool (sharp) while the model computes, so training never waits on JPEGs.
 // Augmentation randomness is seeded per (seed, epoch, position), so an epoch is reproducible
 // whatever the decode order.
-import { poolAlloc, poolFree } from '../backends/pool.js';
+import { poolAlloc, poolFree } from '../tensor/host-pool.js';
 import { tensor } from '../ops/creation.js';
 import { Generator } from '../tensor/random.js';
 import type { PreprocessConfig } from './preprocess.js';

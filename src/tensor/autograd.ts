@@ -4,8 +4,11 @@
 // gradient per input (null where an input needs none), each shaped like that input. Backward
 // closures capture only what they need, so the graph keeps only those tensors alive; after
 // backward the graph is released unless retainGraph is set.
+//
+// This file sees tensors only through their type: Tensor.backward (tensor.ts) makes the seed and
+// calls the walk here, and the walk copies through Tensor.clone(), so the import goes one way.
 import { keep, tidy } from './memory.js';
-import { emptyTensor, type Tensor } from './tensor.js';
+import type { Tensor } from './tensor.js';
 import { fmt, shapeEq } from './shape.js';
 
 export type BackwardFn = (gy: Tensor, saved: readonly Tensor[]) => readonly (Tensor | null)[];
@@ -102,19 +105,24 @@ function accumulateInto(target: Tensor, g: Tensor): void {
   b.binary('add', target.view(), g.view(), target.buf(), target.dtype, target.shape);
 }
 
-export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGraph: boolean): void {
+/** Throws unless `root.backward(gradient)` can run: `root` needs a gradient, and `gradient` is given for a non-scalar and matches its shape. */
+export function checkBackwardRoot(root: Tensor, gradient: Tensor | undefined): void {
   if (!root.requiresGrad) throw new Error(`backward(): ${root.describe()} does not require a gradient (no input had requiresGrad, or it was computed under noGrad)`);
   if (!gradient && root.size !== 1) throw new Error(`backward(): ${root.describe()} is not a scalar; pass a gradient of the same shape`);
   if (gradient && !shapeEq(gradient.shape, root.shape)) throw new Error(`backward(): gradient shape ${fmt(gradient.shape)} does not match ${fmt(root.shape)}`);
+}
+
+/**
+ * Back-propagates `seed`, the gradient of `root`, into the leaves' `.grad`. The walk frees the
+ * seed once used when `ownsSeed`; otherwise it belongs to the caller and is only read.
+ */
+export function runBackward(root: Tensor, seed: Tensor, ownsSeed: boolean, retainGraph: boolean): void {
+  // The caller's gradient, which no stored gradient may alias and nothing here disposes.
+  const gradient = ownsSeed ? undefined : seed;
   const prev = gradEnabled;
   gradEnabled = false;
   const grads = new Map<Tensor, Tensor>();
   try {
-    let seed = gradient;
-    if (!seed) {
-      seed = emptyTensor(root.shape, root.dtype, root.backend);
-      root.backend.fill(seed.view(), 1);
-    }
     grads.set(root, seed);
     const order = topoOrder(root);
     for (const t of order) {
@@ -133,7 +141,7 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGr
           accumulateInto(t.grad, gy);
           if (gy !== gradient) gy.dispose();
         } else {
-          t.grad = keep(gy === gradient || !gy.isDense() ? copyOf(gy) : gy);
+          t.grad = keep(gy === gradient || !gy.isDense() ? gy.clone() : gy);
           if (t.grad !== gy && gy !== gradient) gy.dispose();
         }
         continue;
@@ -155,7 +163,7 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGr
           accumulateInto(have, gx);
           return;
         }
-        if (usedStorage.has(gx.storage) || gx === gradient || !gx.isDense()) gx = copyOf(gx);
+        if (usedStorage.has(gx.storage) || gx === gradient || !gx.isDense()) gx = gx.clone();
         used.add(gx);
         usedStorage.add(gx.storage);
         grads.set(x, gx);
@@ -171,11 +179,4 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGr
     for (const g of grads.values()) if (g !== gradient) g.dispose();
     gradEnabled = prev;
   }
-}
-
-/** A dense copy of `t` (disposing `t` when `consume`). */
-function copyOf(t: Tensor): Tensor {
-  const out = emptyTensor(t.shape, t.dtype, t.backend);
-  t.backend.copy(t.view(), out.view());
-  return out;
 }

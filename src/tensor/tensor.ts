@@ -1,9 +1,9 @@
 import type { Backend, View } from '../backends/backend.js';
-import { currentBackend } from '../backends/registry.js';
+import { checkBackwardRoot, runBackward, type GradFn } from './autograd.js';
+import { currentBackend } from './device.js';
 import { bytesPerElement, type DType, type TypedArray } from './dtype.js';
 import { adopt, trackAlloc, trackFree } from './memory.js';
 import { contiguousStrides, fmt, isContiguous, numel, type Shape } from './shape.js';
-import { runBackward, type GradFn } from './autograd.js';
 
 /** A backend buffer shared by a tensor and its views; freed when the last of them is disposed. */
 export class Storage {
@@ -161,7 +161,13 @@ export class Tensor {
 
   /** Back-propagates from this tensor; a non-scalar needs `gradient` (same shape). */
   backward(gradient?: Tensor, opts: { retainGraph?: boolean } = {}): void {
-    runBackward(this, gradient, opts.retainGraph ?? false);
+    checkBackwardRoot(this, gradient);
+    // The walk is given its seed, so that autograd.ts never makes tensors and tensor.ts alone
+    // imports the other; a seed made here is the walk's to free, a caller's gradient is not.
+    if (gradient) return runBackward(this, gradient, false, opts.retainGraph ?? false);
+    const ones = emptyTensor(this.shape, this.dtype, this.backend);
+    this.backend.fill(ones.view(), 1);
+    runBackward(this, ones, true, opts.retainGraph ?? false);
   }
 
   /**

@@ -5,24 +5,18 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Backend, BinaryOp, ConvParams, PoolParams, ReduceOp, UnaryOp, View } from '../backend.js';
+import type { Backend, ConvParams, PoolParams, View } from '../backend.js';
+import { registerBackend } from '../registry.js';
 import { referenceBackend as ref } from '../reference/index.js';
-import { poolAlloc, poolFree, poolUpload, setPoolAligner } from '../pool.js';
+import { poolAlloc, poolFree, poolUpload, setPoolAligner } from '../../tensor/host-pool.js';
 import type { DType, TypedArray } from '../../tensor/dtype.js';
 import { contiguousStrides, isContiguous, numel } from '../../tensor/shape.js';
+import { BINARY, contractMismatches, REDUCE, UNARY, type AddonContract, type Kernel, type KernelName } from './contract.js';
 
 const BUILD_HINT = 'install the compiler and oneDNN (Debian/Ubuntu: apt-get install -y g++ make libdnnl-dev), then run: npm run build:native';
 
-// Codes follow the enums in native/src/kernels.h.
-const UNARY: Record<UnaryOp, number> = {
-  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, abs: 5, sign: 6, square: 7, reciprocal: 8, relu: 9, relu6: 10, sigmoid: 11, tanh: 12,
-  gelu: 13, gelu_tanh: 14, silu: 15, hardswish: 16, erf: 17, pow_scalar: 18, clamp: 19, affine: 20,
-};
-const BINARY: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5, pow: 6, eq: 7, lt: 8, gt: 9, le: 10, ge: 11 };
-const REDUCE: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2 };
-
-/** The addon's exports: one function per kernel, argument order as in native/src/binding.cc. */
-type Addon = Record<string, (...args: unknown[]) => void>;
+/** The addon's exports: the entry points listed in contract.ts, and the description of its side. */
+type Addon = { [N in KernelName]: Kernel<N> } & { contract?: AddonContract };
 
 function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -40,19 +34,10 @@ const convGeometry = (p: ConvParams) =>
 const poolGeometry = (p: PoolParams) => [p.n, p.c, p.h, p.w, p.outH, p.outW, p.kh, p.kw, p.strideH, p.strideW, p.padH, p.padW];
 
 function makeBackend(addon: Addon): Backend<TypedArray> {
-  const k = (name: string) => {
-    const fn = addon[name];
-    if (typeof fn !== 'function') throw new Error(`the native addon has no kernel '${name}'; it is out of date (${BUILD_HINT})`);
-    return fn;
-  };
-  const copy = k('copy'), fill = k('fill'), unary = k('unary'), unaryGrad = k('unaryGrad'), binary = k('binary'), where = k('where');
-  const reduce = k('reduce'), matmul = k('matmul'), conv2d = k('conv2d'), conv2dBackwardData = k('conv2dBackwardData');
-  const conv2dBackwardWeight = k('conv2dBackwardWeight'), maxPool2d = k('maxPool2d'), maxPool2dBackward = k('maxPool2dBackward');
-  const avgPool2d = k('avgPool2d'), avgPool2dBackward = k('avgPool2dBackward'), adaptiveAvgPool2d = k('adaptiveAvgPool2d');
-  const adaptiveAvgPool2dBackward = k('adaptiveAvgPool2dBackward'), layerNorm = k('layerNorm'), layerNormBackward = k('layerNormBackward');
-  const batchNorm = k('batchNorm'), batchNormBackward = k('batchNormBackward'), softmax = k('softmax'), softmaxBackward = k('softmaxBackward');
-  const attention = k('attention'), attentionBackward = k('attentionBackward'), indexSelect = k('indexSelect'), indexAdd = k('indexAdd');
-  const interpolate = k('interpolate'), interpolateBackward = k('interpolateBackward');
+  const { copy, fill, unary, unaryGrad, binary, where, reduce, matmul, conv2d, conv2dBackwardData, conv2dBackwardWeight } = addon;
+  const { maxPool2d, maxPool2dBackward, avgPool2d, avgPool2dBackward, adaptiveAvgPool2d, adaptiveAvgPool2dBackward } = addon;
+  const { layerNorm, layerNormBackward, batchNorm, batchNormBackward, softmax, softmaxBackward, attention, attentionBackward } = addon;
+  const { indexSelect, indexAdd, interpolate, interpolateBackward } = addon;
 
   /** The view's elements as one contiguous array: a subarray when already contiguous, else a pooled copy. */
   const dense = (v: View<TypedArray>): TypedArray => {
@@ -164,23 +149,31 @@ function makeBackend(addon: Addon): Backend<TypedArray> {
   };
 }
 
-/** Loads build/Release/graft_native.node; never throws: a failure comes back as `error`, saying how to build it. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function loadNativeBackend(): { backend: Backend<any> | null; error: string } {
+/** Loads build/Release/graft_native.node and checks it against contract.ts; throws saying what failed and how to build it. */
+export function loadNativeBackend(): Backend<TypedArray> {
   let path = 'build/Release/graft_native.node';
+  let addon: Addon;
   try {
     path = join(packageRoot(), 'build', 'Release', 'graft_native.node');
-    if (!existsSync(path)) return { backend: null, error: `the addon ${path} has not been built; ${BUILD_HINT}` };
+    if (!existsSync(path)) throw new Error(`the addon ${path} has not been built; ${BUILD_HINT}`);
     // OpenMP threads that spin long at barriers stall whenever another process holds a core
     // (on a shared 2-core machine one busy core made each kernel wait a scheduler tick). A short
     // spin, then sleep, costs microseconds when idle and keeps kernels fast under load.
     // libgomp reads this when the addon loads it; an explicit user setting wins.
     if (process.env['OMP_WAIT_POLICY'] === undefined && process.env['GOMP_SPINCOUNT'] === undefined) process.env['GOMP_SPINCOUNT'] = '1000';
-    const addon = createRequire(import.meta.url)(path) as Addon;
-    const alignOffset = addon['alignOffset'] as unknown as (buffer: ArrayBuffer) => number;
-    setPoolAligner(alignOffset);
-    return { backend: makeBackend(addon), error: '' };
+    addon = createRequire(import.meta.url)(path) as Addon;
   } catch (e) {
-    return { backend: null, error: `loading ${path} failed: ${(e as Error).message}; ${BUILD_HINT}` };
+    const message = (e as Error).message;
+    throw new Error(message.includes(BUILD_HINT) ? message : `loading ${path} failed: ${message}; ${BUILD_HINT}`);
   }
+  if (!addon.contract) throw new Error(`the addon ${path} describes no contract, so it predates this code; ${BUILD_HINT}`);
+  const mismatches = contractMismatches(addon.contract);
+  if (mismatches.length) {
+    throw new Error(`the addon ${path} does not match src/backends/native/contract.ts: ${mismatches.join('; ')}; rebuild it (${BUILD_HINT}), or bring the side that changed back in line`);
+  }
+  setPoolAligner(addon.alignOffset as (buffer: ArrayBuffer) => number);
+  return makeBackend(addon);
 }
+
+// Native outranks reference: it is the default whenever the addon loads.
+registerBackend('native', { load: loadNativeBackend, priority: 10 });

@@ -1,8 +1,10 @@
 // The reference backend: plain TypeScript loops over typed arrays. It is the specification the
 // native backend is tested against, and it runs every dtype (float64 for gradient checks).
+// Registered at the lowest priority: it always loads, so it is the default of last resort.
 import type { Backend } from '../backend.js';
+import { registerBackend } from '../registry.js';
 import type { TypedArray } from '../../tensor/dtype.js';
-import { poolAlloc, poolFree, poolUpload } from '../pool.js';
+import { poolAlloc, poolFree, poolUpload } from '../../tensor/host-pool.js';
 import * as conv from './conv.js';
 import * as ew from './elementwise.js';
 import * as la from './linalg.js';
@@ -47,3 +49,5 @@ export const referenceBackend: Backend<TypedArray> = {
   interpolate: (x, y, _dtype, p) => rs.interpolate(x, y, p),
   interpolateBackward: (gy, gx, _dtype, p) => rs.interpolateBackward(gy, gx, p),
 };
+
+registerBackend('reference', { load: () => referenceBackend, priority: 0 });

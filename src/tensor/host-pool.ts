@@ -1,7 +1,8 @@
-// Host buffer pool shared by the CPU backends. Freshly allocated typed arrays are zero-filled
-// by V8 (a full pass over memory) and their release waits on the garbage collector; reusing
-// freed buffers of the same dtype and size avoids both in a training loop, where every step
-// allocates the same shapes.
+// Host buffer pool: the storage of the CPU backends, and staging memory for data on its way into
+// a tensor (the loader's batches). Freshly allocated typed arrays are zero-filled by V8 (a full
+// pass over memory) and their release waits on the garbage collector; reusing freed buffers of
+// the same dtype and size avoids both in a training loop, where every step allocates the same
+// shapes.
 //
 // The pool holds at most MAX_POOLED_BYTES: a quarter of the machine's memory, between 1 and 8 GiB
 // (GRAFT_POOL_MB sets it). A training step's working set must fit, or every step allocates (and
@@ -10,7 +11,7 @@
 // so a new phase (evaluation after training, another batch size) gets its own shapes pooled
 // instead of allocating afresh for every op and leaving the old phase's buffers unused.
 import { totalmem } from 'node:os';
-import { dtypeArray, dtypeOf, type DType, type TypedArray } from '../tensor/dtype.js';
+import { dtypeArray, dtypeOf, type DType, type TypedArray } from './dtype.js';
 
 function defaultLimit(): number {
   const env = process.env['GRAFT_POOL_MB'];
