@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import '../src/models/all.js';
 import { withFoldedWeights } from '../src/nn/layers.js';
 import { AdamW, assign, crossEntropy, Generator, manualSeed, noGrad, randn, setBackend, tidy, type BackendName, type Tensor } from '../src/index.js';
-import { buildModel } from '../src/cli/model-source.js';
+import { buildModel } from '../src/models/build-model.js';
 import { applyMethod } from '../src/adapters/methods.js';
 import { decayGroups } from '../src/train/trainer.js';
 import { Conv2d, Dropout, Linear } from '../src/nn/layers.js';

@@ -8,7 +8,8 @@ import { loadSafetensors } from '../io/safetensors.js';
 import type { Module } from '../nn/module.js';
 import type { PreprocessConfig } from '../data/preprocess.js';
 import { RunConfigSchema, type RunConfig } from './config.js';
-import { buildModel } from './model-source.js';
+import { buildModel } from '../models/build-model.js';
+import { downloadProgressPrinter } from './download-progress.js';
 
 export interface LoadedRun {
   config: RunConfig;
@@ -22,7 +23,7 @@ export async function loadRun(dir: string): Promise<LoadedRun> {
   if (!existsSync(runFile)) throw new Error(`${dir} is not a graft run folder (no run.json); pass the --output folder of 'graft train'`);
   const saved = JSON.parse(readFileSync(runFile, 'utf8')) as { config: unknown; classes: string[] };
   const config = RunConfigSchema.parse(saved.config);
-  const backbone = await buildModel({ name: config.model, weights: config.method === 'scratch' ? undefined : config.weights, imageSize: config.data.imageSize });
+  const backbone = await buildModel({ name: config.model, weights: config.method === 'scratch' ? undefined : config.weights, imageSize: config.data.imageSize, onProgress: downloadProgressPrinter() });
   const preprocess = backbone.preprocess;
   const model = applyMethod(backbone, config.method, {
     numClasses: saved.classes.length, head: config.head, headFrom: config.headFrom,

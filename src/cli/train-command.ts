@@ -17,7 +17,8 @@ import { checkpointTensors } from '../train/checkpoint.js';
 import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchnorm.js';
 import type { RunConfig } from './config.js';
 import { prepareData } from './datasets.js';
-import { buildModel } from './model-source.js';
+import { buildModel } from '../models/build-model.js';
+import { downloadProgressPrinter } from './download-progress.js';
 import { progressPrinter } from './progress.js';
 
 export interface RunSummary {
@@ -51,7 +52,7 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   const data = prepareData(c);
   const numClasses = data.classes.length;
   const gen = new Generator(c.train.seed);
-  const backbone = await buildModel({ name: c.model, weights: c.method === 'scratch' ? undefined : c.weights, imageSize: c.data.imageSize });
+  const backbone = await buildModel({ name: c.model, weights: c.method === 'scratch' ? undefined : c.weights, imageSize: c.data.imageSize, onProgress: downloadProgressPrinter() });
   const pre = backbone.preprocess;
   const model: Module = applyMethod(backbone, c.method, {
     numClasses, head: c.head, headFrom: c.headFrom, generator: gen,

@@ -3,12 +3,12 @@
 // is stripped, a checkpoint of another architecture or with another number of classes is one
 // paragraph saying what was expected and what was found, and the rest loads strictly.
 // As the ViT loader: a checkpoint without a head leaves the model's own head (initialised).
-import { Linear } from '../../nn/layers.js';
 import type { LoadResult } from '../../nn/module.js';
 import { fmt } from '../../tensor/shape.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { VisionModel } from '../model.js';
-import { CheckpointFormatError } from '../vit/checkpoint.js';
+import { CheckpointFormatError } from '../checkpoint-error.js';
+import { classifierPath } from '../head.js';
 
 /** Wrapper prefixes stripped when every key carries one (repeatedly: `module.model.`). */
 export const CNN_CHECKPOINT_PREFIXES = ['module.', 'model.', 'backbone.'] as const;
@@ -21,12 +21,6 @@ export interface CnnCheckpointReport {
   /** Classes of the checkpoint's head, null when it has none. */
   checkpointClasses: number | null;
   result: LoadResult;
-}
-
-/** The classifier Linear's path (the last Linear, as every registered CNN ends in one), or null. */
-export function classifierPath(model: VisionModel): string | null {
-  const linears = model.namedModules().filter(([, m]) => m instanceof Linear);
-  return linears.length ? linears[linears.length - 1]![0] : null;
 }
 
 /** The longest run of wrapper prefixes every key carries and no model key starts with. */
@@ -97,7 +91,7 @@ export function loadCnnCheckpoint(model: VisionModel, checkpoint: Map<string, Te
   const keys = [...state.keys()];
 
   // The head: the model's classifier, or for a headless model the checkpoint's Linear onto the pooled features.
-  const headPath = (model as { numClasses?: number }).numClasses === 0 ? null : classifierPath(model);
+  const headPath = classifierPath(model);
   const isHead = (k: string, p: string | null) => p !== null && (k === `${p}.weight` || k === `${p}.bias`);
   let ckptHead: string | null = headPath;
   if (!headPath) {

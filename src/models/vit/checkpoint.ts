@@ -10,6 +10,7 @@ import { fmt, shapeEq } from '../../tensor/shape.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { loadSafetensors } from '../../io/safetensors.js';
 import type { VisionModel } from '../model.js';
+import { CheckpointFormatError } from '../checkpoint-error.js';
 import { resamplePosEmbed, squareGrid, type PosEmbedResize } from './pos-embed.js';
 
 export interface CheckpointScheme {
@@ -50,10 +51,6 @@ export interface CheckpointReport {
   head: 'loaded' | 'initialised' | 'none';
   /** Keys that did not match (empty unless loaded with strict: false). */
   result: LoadResult;
-}
-
-export class CheckpointFormatError extends Error {
-  override name = 'CheckpointFormatError';
 }
 
 function describeKeys(keys: readonly string[], limit = 12): string {
