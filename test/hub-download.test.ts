@@ -177,6 +177,22 @@ test("buildModel awaits the download and uses the snapshot's weights and preproc
   again.dispose();
 });
 
+test('the library prints nothing while downloading unless given onProgress', async () => {
+  useCache('cache-silent');
+  hubRequests.length = 0;
+  const written: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => (written.push(String(chunk)), true)) as typeof process.stderr.write;
+  try {
+    const model = await buildModel({ name: 'mobilenet_v2', weights: 'hf:acme/tiny-net', overrides: OVERRIDES });
+    model.dispose();
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.equal(hubRequests.length > 0, true);
+  assert.deepEqual(written.filter((w) => w.includes('acme/tiny-net')), []);
+});
+
 test('optional files the repository lacks (404) are skipped; the model keeps its family preprocessing', async () => {
   const cache = useCache('cache-optional');
   const snapshot = await hubSnapshot('acme/no-preprocessor', { onProgress: quiet });
