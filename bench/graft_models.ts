@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import '../src/models/all.js';
 import { withFoldedWeights } from '../src/nn/layers.js';
 import { AdamW, assign, crossEntropy, Generator, manualSeed, noGrad, randn, setBackend, tidy, type BackendName, type Tensor } from '../src/index.js';
-import { buildModel } from '../src/cli/model-source.js';
+import { buildModel } from '../src/models/build-model.js';
 import { applyMethod } from '../src/adapters/apply.js';
 import { loraConfig } from '../src/adapters/lora/config.js';
 import { decayGroups } from '../src/train/trainer.js';

@@ -14,3 +14,10 @@ export {
   type BackendName, type BackendRegistration,
 } from './backends/registry.js';
 export { AdamW, SGD, assign, type Optimizer, type ParamGroup, type AdamWOptions, type SGDOptions } from './train/optim.js';
+export { buildModel, type ModelRequest } from './models/build-model.js';
+export { createModel, listModels, registerModel, type ModelEntry } from './models/registry.js';
+export { VisionModel, type CreateModelOptions } from './models/model.js';
+export { classifierPath } from './models/head.js';
+export { CheckpointFormatError } from './models/checkpoint-error.js';
+export { resolveCheckpoint, checkpointFile, hubSnapshot, hubCheckpoint, HUB_FILES, type ResolvedCheckpoint, type CheckpointSourceOptions } from './io/checkpoint-source.js';
+export { hubCacheDir, type DownloadProgress } from './io/hub.js';

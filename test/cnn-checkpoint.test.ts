@@ -12,8 +12,8 @@ import { StateDictError } from '../src/nn/module.js';
 import { createModel } from '../src/models/registry.js';
 import type { VisionModel } from '../src/models/model.js';
 import { loadCnnCheckpoint, stripPrefix } from '../src/models/cnn/checkpoint.js';
-import { CheckpointFormatError } from '../src/models/vit/checkpoint.js';
-import { buildModel } from '../src/cli/model-source.js';
+import { CheckpointFormatError } from '../src/models/checkpoint-error.js';
+import { buildModel } from '../src/models/build-model.js';
 import '../src/models/all.js';
 
 const RESNET = { layers: [1, 1, 1, 1] };

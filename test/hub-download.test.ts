@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createModel } from '../src/models/registry.js';
 import { saveSafetensors } from '../src/io/safetensors.js';
-import { buildModel, hubSnapshot } from '../src/cli/model-source.js';
+import { buildModel } from '../src/models/build-model.js';
+import { hubSnapshot } from '../src/io/checkpoint-source.js';
 import { downloadHubFiles, type DownloadProgress } from '../src/io/hub.js';
 import { describeDownload, downloadProgressPrinter } from '../src/cli/download-progress.js';
 import { preprocessFromHf } from '../src/data/preprocess.js';
@@ -175,6 +176,22 @@ test("buildModel awaits the download and uses the snapshot's weights and preproc
   const again = await buildModel({ name: 'mobilenet_v2', weights: 'hf:acme/tiny-net', overrides: OVERRIDES, onProgress: quiet });
   assert.equal(hubRequests.length, 0);
   again.dispose();
+});
+
+test('the library prints nothing while downloading unless given onProgress', async () => {
+  useCache('cache-silent');
+  hubRequests.length = 0;
+  const written: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => (written.push(String(chunk)), true)) as typeof process.stderr.write;
+  try {
+    const model = await buildModel({ name: 'mobilenet_v2', weights: 'hf:acme/tiny-net', overrides: OVERRIDES });
+    model.dispose();
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.equal(hubRequests.length > 0, true);
+  assert.deepEqual(written.filter((w) => w.includes('acme/tiny-net')), []);
 });
 
 test('optional files the repository lacks (404) are skipped; the model keeps its family preprocessing', async () => {

@@ -5,6 +5,8 @@
 // safetensors file, reads it back and loads it strictly, then compares the feature map before
 // pooling, the logits and, where the fixture has them, the gradients of loss = Σ logits·w for the
 // input and a few parameters. Inputs are x_i = sin(1.2345 + 0.7071·i), as in the script.
+// The tiny ResNet, MobileNetV2, RegNetY and Swin also load through loadCnnCheckpoint without
+// their integer buffers, against torchvision's logits for the same state dict.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -14,6 +16,8 @@ import { fileURLToPath } from 'node:url';
 import * as g from '../src/index.js';
 import { loadSafetensors, saveSafetensors } from '../src/io/safetensors.js';
 import { StateDictError } from '../src/nn/module.js';
+import { CheckpointFormatError } from '../src/models/checkpoint-error.js';
+import { loadCnnCheckpoint } from '../src/models/cnn/checkpoint.js';
 import { createModel, listModels } from '../src/models/registry.js';
 import type { VisionModel } from '../src/models/model.js';
 import '../src/models/all.js';
@@ -55,6 +59,8 @@ interface Case {
   runs: Run[];
   lossWeight?: Packed;
   relativePositionIndex?: number[];
+  /** torchvision's logits after loading the state dict without its integer buffers (the first run's size). */
+  withoutIntegerBuffers?: { dropped: string[]; logits: Packed };
 }
 
 const CASES = [
@@ -237,4 +243,87 @@ test('registry: torchvision names, regnet as regnety_*, preprocessing of the DEF
   const sized = createModel('resnet18', { numClasses: 2, imageSize: [160, 128] });
   assert.deepEqual(sized.preprocess.inputSize, [3, 160, 128]);
   sized.dispose();
+});
+
+// torchvision's own pretrained files (resnet18-f37072fd.pth and others) carry no
+// num_batches_tracked, and PyTorch loads them; Swin's relative_position_index follows from the
+// window size. The fixtures hold torchvision's logits after loading the state dict without them.
+const LENIENT = ['resnet_basic_tiny', 'mobilenet_v2_tiny', 'regnety_tiny_config', 'swin_tiny_config'];
+const withoutKeys = (state: Map<string, g.Tensor>, drop: readonly string[]) => new Map([...state].filter(([k]) => !drop.includes(k)));
+
+for (const name of LENIENT) {
+  test(`${name}: torchvision's state dict with and without its integer buffers gives torchvision's logits`, () => {
+    const c = fixture(name);
+    const lenient = c.withoutIntegerBuffers!;
+    assert.ok(lenient.dropped.length > 0 && lenient.dropped.every((k) => /(num_batches_tracked|relative_position_index)$/.test(k)));
+    const full = checkpoint(c);
+    const diffs: Record<string, number> = {};
+    for (const [state, expected, kept] of [[full, c.runs[0]!.logits, []], [withoutKeys(full, lenient.dropped), lenient.logits, lenient.dropped]] as const) {
+      const model = build(c);
+      const report = loadCnnCheckpoint(model, state, { name });
+      assert.deepEqual(report.keptDerivedBuffers, kept);
+      g.tidy(() => g.noGrad(() => compare(model.forward(detInput([2, 3, ...c.runs[0]!.imageSize])), expected, TOLERANCE.logits, 'logits', diffs)));
+      model.dispose();
+    }
+    report(`${name} (with and without integer buffers)`, diffs);
+    for (const t of full.values()) t.dispose();
+  });
+}
+
+test('num_batches_tracked is loaded when the checkpoint has it and stays the model\'s when it does not', () => {
+  const c = fixture('resnet_basic_tiny');
+  const state = checkpoint(c);
+  state.get('layer2.0.bn1.num_batches_tracked')!.dispose();
+  state.set('layer2.0.bn1.num_batches_tracked', g.tensor(Int32Array.of(7), []));
+  const model = build(c);
+  loadCnnCheckpoint(model, withoutKeys(state, ['layer3.0.bn1.num_batches_tracked']));
+  const own = model.stateDict();
+  assert.deepEqual([...own.get('layer2.0.bn1.num_batches_tracked')!.toArray()], [7]);
+  assert.deepEqual([...own.get('layer3.0.bn1.num_batches_tracked')!.toArray()], [0]);
+  model.dispose();
+  for (const t of state.values()) t.dispose();
+});
+
+test('a relative_position_index unlike the one graft computes is an error naming the key', () => {
+  const c = fixture('swin_tiny_config');
+  const key = 'features.3.1.attn.relative_position_index';
+  const index = Int32Array.from(c.relativePositionIndex!);
+  index[5] = index[5]! + 1;
+  const cases: [g.Tensor, RegExp][] = [
+    [g.tensor(index, [index.length]), /element 5 is \d+ in the checkpoint, \d+ in graft/],
+    // The index of 6×6 windows: a checkpoint of another window size.
+    [g.tensor(new Int32Array(36 * 36), [36 * 36]), /shape \[1296\] in the checkpoint, \[2401\] in graft/],
+  ];
+  for (const [wrong, detail] of cases) {
+    const state = checkpoint(c);
+    state.get(key)!.dispose();
+    state.set(key, wrong);
+    const model = build(c);
+    assert.throws(() => loadCnnCheckpoint(model, state, { name: 'swin_tiny', what: 's.safetensors' }), (e: unknown) => {
+      assert.ok(e instanceof CheckpointFormatError);
+      assert.match(e.message, new RegExp(`^s\\.safetensors into swin_tiny: ${key.replace(/\./g, '\\.')} is not the one graft computes for this model \\(`));
+      assert.match(e.message, detail);
+      assert.match(e.message, /its window size/);
+      return true;
+    });
+    model.dispose();
+    for (const t of state.values()) t.dispose();
+  }
+});
+
+test('without the integer buffers, any other missing key is still the strict error naming it', () => {
+  for (const [name, missing] of [['swin_tiny_config', 'features.1.0.attn.relative_position_bias_table'], ['resnet_basic_tiny', 'layer1.0.bn1.running_mean']] as const) {
+    const c = fixture(name);
+    const state = checkpoint(c);
+    const model = build(c);
+    assert.throws(() => loadCnnCheckpoint(model, withoutKeys(state, [...c.withoutIntegerBuffers!.dropped, missing]), { name, what: 'x.safetensors' }), (e: unknown) => {
+      assert.ok(e instanceof StateDictError);
+      assert.deepEqual(e.result.missingKeys, [missing]);
+      assert.match(e.message, new RegExp(`missing: ${missing.replace(/\./g, '\\.')}`));
+      assert.doesNotMatch(e.message, /num_batches_tracked|relative_position_index/);
+      return true;
+    });
+    model.dispose();
+    for (const t of state.values()) t.dispose();
+  }
 });

@@ -15,9 +15,8 @@ import { saveSafetensors } from '../src/io/safetensors.js';
 import { StateDictError } from '../src/nn/module.js';
 import { createModel } from '../src/models/registry.js';
 import type { VisionModel } from '../src/models/model.js';
-import {
-  CheckpointFormatError, loadVitSafetensors, resolveCheckpointNames, type CheckpointReport, type LoadsCheckpoints,
-} from '../src/models/vit/index.js';
+import { loadVitSafetensors, resolveCheckpointNames, type CheckpointReport, type LoadsCheckpoints } from '../src/models/vit/index.js';
+import { CheckpointFormatError } from '../src/models/checkpoint-error.js';
 import { detStateDict } from './helpers/det-weights.js';
 
 // Max abs difference allowed, float32 on both sides. The PyTorch float32 fixtures are themselves

@@ -13,7 +13,7 @@ import type { RgbImage } from '../src/data/image.js';
 import { Generator } from '../src/tensor/random.js';
 import { createModel } from '../src/models/registry.js';
 import { saveSafetensors } from '../src/io/safetensors.js';
-import { buildModel } from '../src/cli/model-source.js';
+import { buildModel } from '../src/models/build-model.js';
 import '../src/backends/all.js';
 import '../src/models/all.js';
 

@@ -5,6 +5,7 @@ import { Module } from '../nn/module.js';
 import { Activation, BatchNorm2d, Dropout, Linear, Sequential } from '../nn/layers.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Generator } from '../tensor/random.js';
+import { classifierPath } from '../models/head.js';
 import { PeftModel } from './peft-model.js';
 import { SharedAdapterOptionsSchema, type AdapterConfig } from './method.js';
 import { adapterMethods, getAdapterMethod, isAdapterMethod } from './registry.js';
@@ -56,11 +57,11 @@ function headFromFeatures(model: Module, numClasses: number, gen?: Generator): v
   }
 }
 
-/** The classifier: the last Linear layer of the model, as every registered family ends in one. */
+/** The classifier's path by the models' one head rule (classifierPath), or an error when the model has none. */
 export function headPath(model: Module): string {
-  const linears = model.namedModules().filter(([, m]) => m instanceof Linear);
-  if (!linears.length) throw new Error(`${model.constructor.name} has no Linear classifier to replace`);
-  return linears[linears.length - 1]![0];
+  const path = classifierPath(model);
+  if (path === null) throw new Error(`${model.constructor.name} has no Linear classifier to replace (built with numClasses 0?)`);
+  return path;
 }
 
 /** Replaces the classifier with a fresh one for `numClasses` (linear or a small MLP). */

@@ -27,7 +27,7 @@ export function describeDownload(p: DownloadProgress, bar: boolean, width = 24):
   return parts.join('  ');
 }
 
-/** An onProgress callback for downloadHubFiles writing to `stream`. */
+/** An onProgress callback (buildModel, resolveCheckpoint, downloadHubFiles) writing to `stream`; the library itself prints nothing. */
 export function downloadProgressPrinter(stream: NodeJS.WriteStream = process.stderr, intervalMs = stream.isTTY ? 100 : 10_000): (p: DownloadProgress) => void {
   let last = 0;
   return (p) => {

@@ -17,6 +17,7 @@ import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchno
 import { buildRunModel, runAdapterConfig, saveTrainedModel, writeRunManifest } from '../train/run.js';
 import type { RunConfig } from '../train/run-config.js';
 import { prepareData } from './datasets.js';
+import { downloadProgressPrinter } from './download-progress.js';
 import { progressPrinter } from './progress.js';
 
 export interface RunSummary {
@@ -43,7 +44,7 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   manualSeed(c.train.seed);
   const data = prepareData(c);
   const numClasses = data.classes.length;
-  const { model, preprocess: pre } = await buildRunModel(c, data.classes);
+  const { model, preprocess: pre } = await buildRunModel(c, data.classes, { onProgress: downloadProgressPrinter() });
   const outputDir = c.output ?? join('runs', `${c.model}-${c.method}`);
   mkdirSync(outputDir, { recursive: true });
   // What `graft eval`, `predict` and `merge` need to rebuild this run's model.

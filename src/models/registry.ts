@@ -2,6 +2,7 @@
 // its names with one call; configurations are plain data.
 import type { CreateModelOptions, VisionModel } from './model.js';
 
+/** What the registry holds for a model name: its family and how to create it from createModel's options. */
 export interface ModelEntry {
   family: string;
   create(opts: CreateModelOptions): VisionModel;

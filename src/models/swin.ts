@@ -16,7 +16,7 @@ import { concat, flatten, pad, permute, slice } from '../ops/layout.js';
 import { dropout, dropPath } from '../ops/nn.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { VisionModel, type PreprocessConfig } from './model.js';
-import { registerFamily, torchvisionPreprocess, type ModelEntry } from './cnn/config.js';
+import { registerFamily, torchvisionPreprocess, type ConfigEntry } from './cnn/config.js';
 import { Permute } from './cnn/torchvision-blocks.js';
 
 export interface SwinConfig {
@@ -37,7 +37,7 @@ const swin = (embedDim: number, depths: number[], numHeads: number[], stochastic
   ({ patchSize: 4, embedDim, depths, numHeads, windowSize: [7, 7], mlpRatio: 4, dropout: 0, stochasticDepthProb });
 
 // DEFAULT weights (IMAGENET1K_V1) evaluate at 224 after a bicubic resize to 232 / 246 / 238.
-export const SWIN_MODELS: Record<string, ModelEntry<SwinConfig>> = {
+export const SWIN_MODELS: Record<string, ConfigEntry<SwinConfig>> = {
   swin_tiny: { config: swin(96, [2, 2, 6, 2], [3, 6, 12, 24], 0.2), preprocess: torchvisionPreprocess(232, 'bicubic') },
   swin_small: { config: swin(96, [2, 2, 18, 2], [3, 6, 12, 24], 0.3), preprocess: torchvisionPreprocess(246, 'bicubic') },
   swin_base: { config: swin(128, [2, 2, 18, 2], [4, 8, 16, 32], 0.5), preprocess: torchvisionPreprocess(238, 'bicubic') },

@@ -65,8 +65,22 @@ export class Conv2d extends Module {
   }
 }
 
+/**
+ * A buffer graft derives itself, which a checkpoint may therefore leave out: a 'counter' is
+ * bookkeeping graft never computes with (BatchNorm's num_batches_tracked, as its momentum is
+ * fixed), loaded when present; a 'recomputed' buffer is a function of the layer's configuration
+ * (Swin's relative_position_index), which a checkpoint that has it must match.
+ */
+export type DerivedBuffer = 'counter' | 'recomputed';
+
+/** A layer declaring its derived buffers by local name; checkpoint loaders read the declaration. */
+export interface DerivesBuffers {
+  readonly derivedBuffers: Readonly<Record<string, DerivedBuffer>>;
+}
+
 /** BatchNorm over channels; `frozen` keeps batch statistics fixed even in train mode (linear probing). */
-export class BatchNorm2d extends Module {
+export class BatchNorm2d extends Module implements DerivesBuffers {
+  readonly derivedBuffers: Readonly<Record<string, DerivedBuffer>> = { num_batches_tracked: 'counter' };
   weight: Tensor;
   bias: Tensor;
   runningMean: Tensor;

@@ -1,6 +1,7 @@
 // Swin's (shifted) window multi-head self-attention, torchvision's ShiftedWindowAttention
 // (models/swin_transformer.py, v1) with its names: qkv, proj, relative_position_bias_table
-// ((2Wh−1)(2Ww−1), heads), relative_position_index (Wh·Ww·Wh·Ww, a buffer in the checkpoint).
+// ((2Wh−1)(2Ww−1), heads), relative_position_index (Wh·Ww·Wh·Ww, a buffer in the checkpoint;
+// graft recomputes it from the window size, so a checkpoint may leave it out).
 //
 // x (B, H, W, C): pad H, W up to multiples of the window; roll by −shift; split into windows of
 // N = Wh·Ww tokens; per window and head, softmax(q·d^−½ kᵀ + bias + mask) v; merge windows,
@@ -8,7 +9,7 @@
 // torchvision's; the fused attention op has no bias or mask input, so this is written out with
 // matmul and softmax.
 import { Module } from './module.js';
-import { Linear } from './layers.js';
+import { Linear, type DerivedBuffer, type DerivesBuffers } from './layers.js';
 import { tensor, zeros } from '../ops/creation.js';
 import { add, mul } from '../ops/elementwise.js';
 import { concat, pad, permute, reshape, select, slice, transpose, unsqueeze } from '../ops/layout.js';
@@ -78,7 +79,8 @@ export function shiftedWindowMask(padH: number, padW: number, [wh, ww]: Window, 
   return mask;
 }
 
-export class ShiftedWindowAttention extends Module {
+export class ShiftedWindowAttention extends Module implements DerivesBuffers {
+  readonly derivedBuffers: Readonly<Record<string, DerivedBuffer>> = { relative_position_index: 'recomputed' };
   qkv: Linear;
   proj: Linear;
   relative_position_bias_table: Tensor;

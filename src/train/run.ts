@@ -21,7 +21,8 @@ import type { PreprocessConfig } from '../data/preprocess.js';
 import { Generator, manualSeed } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { shapeEq } from '../tensor/shape.js';
-import { buildModel } from '../cli/model-source.js';
+import { buildModel } from '../models/build-model.js';
+import type { DownloadProgress } from '../io/hub.js';
 import { checkpointTensors } from './checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { methodSection, runConfigSchema, type RunConfig } from './run-config.js';
@@ -33,6 +34,11 @@ export const MODEL_FILE = 'model.safetensors';
 export interface RunManifest {
   config: RunConfig;
   classes: string[];
+}
+
+export interface RunModelOptions {
+  /** Download progress when the run's weights are hf:ORG/NAME and not cached yet (default: silent). */
+  onProgress?: (p: DownloadProgress) => void;
 }
 
 export interface RunModel {
@@ -53,9 +59,11 @@ export function runAdapterConfig(c: RunConfig) {
  * reloading. Every random initialisation is drawn from the run's seed, so a backbone without a
  * checkpoint (whose frozen weights are not saved) is rebuilt bit for bit too.
  */
-export async function buildRunModel(c: RunConfig, classes: string[]): Promise<RunModel> {
+export async function buildRunModel(c: RunConfig, classes: string[], opts: RunModelOptions = {}): Promise<RunModel> {
   manualSeed(c.train.seed);
-  const backbone = await buildModel({ name: c.model, weights: c.method === 'scratch' ? undefined : c.weights, imageSize: c.data.imageSize, overrides: c.modelOverrides });
+  const backbone = await buildModel({
+    name: c.model, weights: c.method === 'scratch' ? undefined : c.weights, imageSize: c.data.imageSize, overrides: c.modelOverrides, onProgress: opts.onProgress,
+  });
   const adapterConfig = runAdapterConfig(c) ?? undefined;
   const generator = new Generator(c.train.seed);
   const model = applyMethod(backbone, c.method, { numClasses: classes.length, head: c.head, headFrom: c.headFrom, generator, adapterConfig });
@@ -114,9 +122,9 @@ function loadTrainedTensors(model: Module, file: string): void {
 export interface LoadedRun extends RunModel, RunManifest {}
 
 /** Rebuilds a finished run's model (in eval mode) from its folder. */
-export async function loadRun(dir: string): Promise<LoadedRun> {
+export async function loadRun(dir: string, opts: RunModelOptions = {}): Promise<LoadedRun> {
   const manifest = readRunManifest(dir);
-  const { model, preprocess } = await buildRunModel(manifest.config, manifest.classes);
+  const { model, preprocess } = await buildRunModel(manifest.config, manifest.classes, opts);
   try {
     const file = trainedWeightsFile(dir, model);
     if (!existsSync(file)) throw new Error(`${dir} has no trained weights (${file}); the run may not have finished — resume it with graft train --resume`);

@@ -6,7 +6,7 @@ import { adaptiveAvgPool2d } from '../../ops/conv.js';
 import { flatten } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { VisionModel, type PreprocessConfig } from '../model.js';
-import { torchvisionPreprocess, type ModelEntry } from './config.js';
+import { torchvisionPreprocess, type ConfigEntry } from './config.js';
 import { runUntil } from './torchvision-blocks.js';
 
 export interface AlexNetConfig {
@@ -15,7 +15,7 @@ export interface AlexNetConfig {
   hidden: number;
 }
 
-export const ALEXNET_MODELS: Record<string, ModelEntry<AlexNetConfig>> = {
+export const ALEXNET_MODELS: Record<string, ConfigEntry<AlexNetConfig>> = {
   alexnet: { config: { dropout: 0.5, hidden: 4096 }, preprocess: torchvisionPreprocess(256) },
 };
 

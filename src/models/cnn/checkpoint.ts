@@ -1,14 +1,16 @@
 // Loading a torchvision/timm-named checkpoint into a model that uses those names directly (the
 // torchvision CNNs, Swin): a wrapper prefix (`module.` from DataParallel, `model.`, `backbone.`)
 // is stripped, a checkpoint of another architecture or with another number of classes is one
-// paragraph saying what was expected and what was found, and the rest loads strictly.
+// paragraph saying what was expected and what was found, buffers graft derives may be absent
+// (derived-buffers.ts), and the rest loads strictly.
 // As the ViT loader: a checkpoint without a head leaves the model's own head (initialised).
-import { Linear } from '../../nn/layers.js';
 import type { LoadResult } from '../../nn/module.js';
 import { fmt } from '../../tensor/shape.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { VisionModel } from '../model.js';
-import { CheckpointFormatError } from '../vit/checkpoint.js';
+import { CheckpointFormatError } from '../checkpoint-error.js';
+import { classifierPath } from '../head.js';
+import { completeDerivedBuffers, derivedBufferKeys } from '../derived-buffers.js';
 
 /** Wrapper prefixes stripped when every key carries one (repeatedly: `module.model.`). */
 export const CNN_CHECKPOINT_PREFIXES = ['module.', 'model.', 'backbone.'] as const;
@@ -20,13 +22,9 @@ export interface CnnCheckpointReport {
   head: 'loaded' | 'initialised' | 'none';
   /** Classes of the checkpoint's head, null when it has none. */
   checkpointClasses: number | null;
+  /** Derived buffers the checkpoint left out, which keep the model's own values (num_batches_tracked, relative_position_index). */
+  keptDerivedBuffers: string[];
   result: LoadResult;
-}
-
-/** The classifier Linear's path (the last Linear, as every registered CNN ends in one), or null. */
-export function classifierPath(model: VisionModel): string | null {
-  const linears = model.namedModules().filter(([, m]) => m instanceof Linear);
-  return linears.length ? linears[linears.length - 1]![0] : null;
 }
 
 /** The longest run of wrapper prefixes every key carries and no model key starts with. */
@@ -83,7 +81,9 @@ export function cnnCheckpointClasses(model: VisionModel, checkpoint: Map<string,
  * Loads `checkpoint` into `model` by the model's own (torchvision) names, after stripping a
  * wrapper prefix. Errors (CheckpointFormatError): a checkpoint of another architecture (few
  * keys in common) names expected and found keys; a head of another class count says both and
- * how to proceed. Anything else differing is the strict StateDictError.
+ * how to proceed; a recomputed buffer (relative_position_index) unlike graft's names the key.
+ * Derived buffers the checkpoint lacks keep the model's values; anything else differing is the
+ * strict StateDictError.
  */
 export function loadCnnCheckpoint(model: VisionModel, checkpoint: Map<string, Tensor>, opts: CnnLoadOptions = {}): CnnCheckpointReport {
   const name = opts.name ?? model.constructor.name;
@@ -97,7 +97,7 @@ export function loadCnnCheckpoint(model: VisionModel, checkpoint: Map<string, Te
   const keys = [...state.keys()];
 
   // The head: the model's classifier, or for a headless model the checkpoint's Linear onto the pooled features.
-  const headPath = (model as { numClasses?: number }).numClasses === 0 ? null : classifierPath(model);
+  const headPath = classifierPath(model);
   const isHead = (k: string, p: string | null) => p !== null && (k === `${p}.weight` || k === `${p}.bias`);
   let ckptHead: string | null = headPath;
   if (!headPath) {
@@ -106,7 +106,8 @@ export function loadCnnCheckpoint(model: VisionModel, checkpoint: Map<string, Te
   }
 
   // Another architecture: most of the model's non-head keys are not in the checkpoint.
-  const body = own.filter((k) => !isHead(k, headPath));
+  const derived = derivedBufferKeys(model);
+  const body = own.filter((k) => !isHead(k, headPath) && !derived.has(k));
   const matched = body.filter((k) => state.has(k)).length;
   if (body.length > 0 && matched < body.length / 2) {
     const kind = looksLike(keys);
@@ -144,6 +145,8 @@ export function loadCnnCheckpoint(model: VisionModel, checkpoint: Map<string, Te
       for (const k of own) if (isHead(k, headPath)) state.set(k, ownState.get(k)!);
     }
   }
-  const result = model.loadStateDict(state, { what: `${what} into ${name}${prefix ? ` (prefix '${prefix}' stripped)` : ''}`, strict: opts.strict ?? true });
-  return { strippedPrefix: prefix, head, checkpointClasses, result };
+  const into = `${what} into ${name}${prefix ? ` (prefix '${prefix}' stripped)` : ''}`;
+  const keptDerivedBuffers = completeDerivedBuffers(model, state, into);
+  const result = model.loadStateDict(state, { what: into, strict: opts.strict ?? true });
+  return { strippedPrefix: prefix, head, checkpointClasses, keptDerivedBuffers, result };
 }

@@ -1,10 +1,12 @@
-// What every torchvision model entry holds (its architecture as data and the preprocessing of
-// its DEFAULT weights), and how createModel's options apply to it.
+// A row of a torchvision family's config table (ConfigEntry: its architecture as data and the
+// preprocessing of its DEFAULT weights), how createModel's options apply to it, and the one call
+// that turns a table into registry entries (registerFamily).
 import { IMAGENET_MEAN, IMAGENET_STD, type CreateModelOptions, type PreprocessConfig, type VisionModel } from '../model.js';
 import { withInputSize } from '../../data/preprocess.js';
 import { registerModel } from '../registry.js';
 
-export interface ModelEntry<C> {
+/** One named configuration of a family's table (RESNET_MODELS['resnet18']); registerFamily makes each a registry ModelEntry. */
+export interface ConfigEntry<C> {
   config: C;
   preprocess: PreprocessConfig;
 }
@@ -33,7 +35,7 @@ export function withOverrides<C extends object>(model: string, base: C, override
 }
 
 /** The entry's preprocessing (or createModel's), with the input size replaced when createModel was given one. */
-export function preprocessFor(entry: ModelEntry<unknown>, opts: CreateModelOptions): PreprocessConfig {
+export function preprocessFor(entry: ConfigEntry<unknown>, opts: CreateModelOptions): PreprocessConfig {
   const pre = opts.preprocess ?? entry.preprocess;
   if (opts.imageSize === undefined) return pre;
   const [h, w] = typeof opts.imageSize === 'number' ? [opts.imageSize, opts.imageSize] : opts.imageSize;
@@ -47,7 +49,7 @@ export interface RateFields<C> {
 }
 
 /** Registers every entry of a family: overrides, then the rate options, then the model's constructor. */
-export function registerFamily<C extends object>(family: string, models: Record<string, ModelEntry<C>>, rates: RateFields<C>,
+export function registerFamily<C extends object>(family: string, models: Record<string, ConfigEntry<C>>, rates: RateFields<C>,
   create: (config: C, numClasses: number, preprocess: PreprocessConfig) => VisionModel): void {
   for (const [name, entry] of Object.entries(models)) {
     registerModel(name, {

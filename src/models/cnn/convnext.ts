@@ -13,7 +13,7 @@ import { add, mul } from '../../ops/elementwise.js';
 import { dropPath } from '../../ops/nn.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { VisionModel, type PreprocessConfig } from '../model.js';
-import { torchvisionPreprocess, type ModelEntry } from './config.js';
+import { torchvisionPreprocess, type ConfigEntry } from './config.js';
 import { conv2dNormActivation, Flatten, Permute, runUntil } from './torchvision-blocks.js';
 
 export interface ConvNeXtConfig {
@@ -29,7 +29,7 @@ const setting = (dims: [number, number, number, number], depths: [number, number
   dims.map((d, i) => [d, i < 3 ? dims[i + 1]! : null, depths[i]!]);
 
 // DEFAULT weights (IMAGENET1K_V1) evaluate bilinearly at 224 after resizing to 236 / 230 / 232 / 232.
-export const CONVNEXT_MODELS: Record<string, ModelEntry<ConvNeXtConfig>> = {
+export const CONVNEXT_MODELS: Record<string, ConfigEntry<ConvNeXtConfig>> = {
   convnext_tiny: { config: { blockSetting: setting([96, 192, 384, 768], [3, 3, 9, 3]), layerScale: 1e-6, stochasticDepthProb: 0.1 }, preprocess: torchvisionPreprocess(236) },
   convnext_small: { config: { blockSetting: setting([96, 192, 384, 768], [3, 3, 27, 3]), layerScale: 1e-6, stochasticDepthProb: 0.4 }, preprocess: torchvisionPreprocess(230) },
   convnext_base: { config: { blockSetting: setting([128, 256, 512, 1024], [3, 3, 27, 3]), layerScale: 1e-6, stochasticDepthProb: 0.5 }, preprocess: torchvisionPreprocess(232) },

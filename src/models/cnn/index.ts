@@ -15,7 +15,7 @@ export { ResNet, BasicBlock, Bottleneck, RESNET_MODELS, type ResNetConfig } from
 export { MobileNetV2, InvertedResidual, makeDivisible, MOBILENET_V2_MODELS, type MobileNetV2Config } from './mobilenet-v2.js';
 export { ConvNeXt, CNBlock, CONVNEXT_MODELS, type ConvNeXtConfig } from './convnext.js';
 export { RegNet, ResBottleneckBlock, REGNET_MODELS, type RegNetConfig } from './regnet.js';
-export { torchvisionPreprocess, withOverrides, type ModelEntry } from './config.js';
+export { torchvisionPreprocess, withOverrides, type ConfigEntry } from './config.js';
 
 registerFamily('alexnet', ALEXNET_MODELS, { dropRate: 'dropout' }, (c, n, p) => new AlexNet(c, n, p));
 registerFamily('resnet', RESNET_MODELS, {}, (c, n, p) => new ResNet(c, n, p));

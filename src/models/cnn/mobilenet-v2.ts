@@ -9,7 +9,7 @@ import { add } from '../../ops/elementwise.js';
 import { flatten } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { VisionModel, type PreprocessConfig } from '../model.js';
-import { torchvisionPreprocess, type ModelEntry } from './config.js';
+import { torchvisionPreprocess, type ConfigEntry } from './config.js';
 import { conv2dNormActivation, pyRound, runUntil } from './torchvision-blocks.js';
 
 export interface MobileNetV2Config {
@@ -23,7 +23,7 @@ export interface MobileNetV2Config {
   dropout: number;
 }
 
-export const MOBILENET_V2_MODELS: Record<string, ModelEntry<MobileNetV2Config>> = {
+export const MOBILENET_V2_MODELS: Record<string, ConfigEntry<MobileNetV2Config>> = {
   mobilenet_v2: {
     config: {
       widthMult: 1, roundNearest: 8, inputChannel: 32, lastChannel: 1280, dropout: 0.2,

@@ -11,7 +11,7 @@ import { add, relu } from '../../ops/elementwise.js';
 import { flatten } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { VisionModel, type PreprocessConfig } from '../model.js';
-import { torchvisionPreprocess, type ModelEntry } from './config.js';
+import { torchvisionPreprocess, type ConfigEntry } from './config.js';
 import { conv2dNormActivation, NamedSequential, pyRound } from './torchvision-blocks.js';
 
 export interface RegNetConfig {
@@ -30,7 +30,7 @@ const regnetY = (depths: number[], widths: number[], groupWidth: number): RegNet
 
 // regnet_y_400mf: from_init_params(depth=16, w_0=48, w_a=27.89, w_m=2.09, group_width=8, se_ratio=0.25), etc.
 // DEFAULT weights (IMAGENET1K_V2) evaluate at 224 after resizing to 232, bilinear.
-export const REGNET_MODELS: Record<string, ModelEntry<RegNetConfig>> = {
+export const REGNET_MODELS: Record<string, ConfigEntry<RegNetConfig>> = {
   regnety_400mf: { config: regnetY([1, 3, 6, 6], [48, 104, 208, 440], 8), preprocess: torchvisionPreprocess(232) },
   regnety_800mf: { config: regnetY([1, 3, 8, 2], [64, 144, 320, 784], 16), preprocess: torchvisionPreprocess(232) },
   regnety_1_6gf: { config: regnetY([2, 6, 17, 2], [48, 120, 336, 888], 24), preprocess: torchvisionPreprocess(232) },

@@ -8,7 +8,7 @@ import { add, relu } from '../../ops/elementwise.js';
 import { flatten } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { VisionModel, type PreprocessConfig } from '../model.js';
-import { torchvisionPreprocess, type ModelEntry } from './config.js';
+import { torchvisionPreprocess, type ConfigEntry } from './config.js';
 
 export interface ResNetConfig {
   block: 'basic' | 'bottleneck';
@@ -23,7 +23,7 @@ const bottleneck = (layers: number[], groups = 1, widthPerGroup = 64): ResNetCon
 
 // Preprocessing of each model's DEFAULT weights: IMAGENET1K_V1 (resize 256) for 18/34,
 // IMAGENET1K_V2 (resize 232) for the deeper ones.
-export const RESNET_MODELS: Record<string, ModelEntry<ResNetConfig>> = {
+export const RESNET_MODELS: Record<string, ConfigEntry<ResNetConfig>> = {
   resnet18: { config: basic([2, 2, 2, 2]), preprocess: torchvisionPreprocess(256) },
   resnet34: { config: basic([3, 4, 6, 3]), preprocess: torchvisionPreprocess(256) },
   resnet50: { config: bottleneck([3, 4, 6, 3]), preprocess: torchvisionPreprocess(232) },

@@ -3,19 +3,18 @@
 // ('MobilenetV2.expanded_conv_1.project', 'dense'; wrapper scopes such as
 // StatefulPartitionedCall dropped), so adapters target them as in any graft model. Constants the
 // ops compute with (not weights, not axes) are buffers of the child 'constants'.
-// Features, head and the left-out final softmax follow KerasModel.
+// Features, head, the left-out final softmax and the classifier reset are KerasBase's, as for
+// KerasModel.
 import { Module, type LoadResult } from '../../nn/module.js';
 import { Conv2d, Linear, ModuleDict } from '../../nn/layers.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { Generator } from '../../tensor/random.js';
 import { tidy } from '../../tensor/memory.js';
-import { fmt } from '../../tensor/shape.js';
-import { softmax } from '../../ops/norm.js';
-import { VisionModel } from '../model.js';
 import type { PreprocessConfig } from '../../data/preprocess.js';
 import { weightTensor, TfjsFormatError, type TfjsModelJson, type TfjsWeight } from '../../io/tfjs.js';
 import { buildTfOp, hasTfOpBuilder, SUPPORTED_TF_OPS, type TfNodeDef, type WeightBinding } from './graph-ops.js';
-import { planSegments, runSteps, topologicalOrder, type Segments, type Step } from './graph-runner.js';
+import { planSegments, topologicalOrder, type Step } from './graph-runner.js';
+import { KerasBase, type ImportedPlan } from './keras-base.js';
 import type { KerasModelOptions } from './keras-model.js';
 
 export interface TfGraph {
@@ -85,25 +84,23 @@ function modulePaths(scopes: string[][], reserved: (top: string) => boolean): st
   });
 }
 
-export class TfGraphModel extends VisionModel {
+type GraphPlan = ImportedPlan & {
+  bindings: { path: string; binding: WeightBinding }[];
+  /** Const node → buffer name in `constants`. */
+  constants: Map<string, string>;
+  inlineConstants: Set<string>;
+  staticConsts: Set<string>;
+};
+
+export class TfGraphModel extends KerasBase<GraphPlan> {
   readonly family: string;
   readonly numFeatures: number;
   readonly preprocess: PreprocessConfig;
-  /** Per-sample input shape in graft's layout, [C, H, W]. */
   readonly inputShape: number[];
   readonly outputActivation: 'softmax' | null;
   /** TensorFlow node name → path of the graft module holding its weights. */
   readonly modulePaths = new Map<string, string>();
-  private readonly plan: Segments & {
-    inputKey: string;
-    outputKey: string;
-    bindings: { path: string; binding: WeightBinding }[];
-    /** Const node → buffer name in `constants`. */
-    constants: Map<string, string>;
-    inlineConstants: Set<string>;
-    staticConsts: Set<string>;
-    headless: boolean;
-  };
+  protected readonly plan: GraphPlan;
 
   constructor(graph: TfGraph, consts: Map<string, TfjsWeight>, opts: KerasModelOptions & { source?: string } = {}) {
     super();
@@ -203,48 +200,19 @@ export class TfGraphModel extends VisionModel {
   }
 
   get numClasses(): number {
-    if (this.plan.headless) return 0;
+    const path = this.plan.headless ? null : this.classifierModule();
+    return path ? (this.getModule(path) as Linear).outFeatures : 0;
+  }
+
+  protected readonly classifierKind = 'MatMul';
+
+  protected classifierModule(): string | null {
     const last = this.plan.classifierKeys[this.plan.classifierKeys.length - 1];
-    return last ? (this.getModule(this.modulePaths.get(last)!) as Linear).outFeatures : 0;
+    return last ? this.modulePaths.get(last)! : null;
   }
 
-  forwardFeatures(x: Tensor): Tensor {
-    const want = this.inputShape;
-    if (x.rank !== 4 || x.shape.slice(1).some((d, i) => d !== want[i])) {
-      throw new Error(`${this.family}: expected input (B, ${want.join(', ')}) (NCHW); got ${fmt(x.shape)}`);
-    }
-    return runSteps(this.plan.features, this.plan.inputKey, x, this.plan.featureKey, new Map(this.namedModules()), this.training);
-  }
-
-  forwardHead(features: Tensor, preLogits = false): Tensor {
-    const { head, featureKey, pooledKey, outputKey, headless } = this.plan;
-    return runSteps(head, featureKey, features, preLogits || headless ? pooledKey : outputKey, new Map(this.namedModules()), this.training);
-  }
-
-  /** forwardHead(forwardFeatures(x)), freeing the features once the head has read them. */
-  override forward(x: Tensor): Tensor {
-    const features = this.forwardFeatures(x);
-    const out = this.forwardHead(features);
-    if (features !== x && features !== out) features.dispose();
-    return out;
-  }
-
-  /** The graph's output: forward() followed by the softmax it leaves out. */
-  predict(x: Tensor): Tensor {
-    const out = this.forward(x);
-    return this.outputActivation === 'softmax' ? softmax(out, -1) : out;
-  }
-
-  /** A fresh classifier (the last MatMul) with `numClasses` outputs; 0 removes it. */
-  resetClassifier(numClasses: number, generator?: Generator): void {
-    const last = this.plan.classifierKeys[this.plan.classifierKeys.length - 1];
-    if (!last) throw new Error(`${this.family}: the graph has no MatMul classifier after its features`);
-    this.plan.headless = numClasses === 0;
-    if (numClasses === 0) return;
-    const path = this.modulePaths.get(last)!;
-    const old = this.getModule(path) as Linear;
-    this.setModule(path, new Linear(old.inFeatures, numClasses, { bias: old.bias !== null, generator }));
-    old.dispose();
+  protected freshClassifier(old: Linear, numClasses: number, generator?: Generator): Linear {
+    return new Linear(old.inFeatures, numClasses, { bias: old.bias !== null, generator });
   }
 
   /**

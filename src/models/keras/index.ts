@@ -1,5 +1,6 @@
 // TF.js models (Keras LayersModels and TensorFlow graph models) in graft; importing this
 // registers the nsfwjs models.
+export { KerasBase, type ImportedPlan } from './keras-base.js';
 export { KerasModel, tensorFromNhwc, type KerasModelOptions } from './keras-model.js';
 export { kerasModelFromArtifacts, tfGraphModelFromArtifacts, modelFromArtifacts, loadTfjsLayersModel, loadTfjsGraphModel, type LoadKerasOptions } from './load.js';
 export { TfGraphModel, parseTfGraph, type TfGraph } from './graph-model.js';

@@ -1,5 +1,6 @@
 // A Keras LayersModel run by graft: one graft layer per Keras layer, registered under the Keras
-// layer's name, and the layer calls executed in graph order. Images are NCHW (B, C, H, W).
+// layer's name, and the layer calls executed in graph order (running, predict and the classifier
+// reset are KerasBase's). Images are NCHW (B, C, H, W).
 //
 // forwardFeatures runs up to the feature map the head starts from — the input of the first
 // Flatten / global pooling / Dense, moved before a pooling layer that only feeds that Flatten —
@@ -9,18 +10,16 @@ import type { LoadResult, Module } from '../../nn/module.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { Generator } from '../../tensor/random.js';
 import { tidy } from '../../tensor/memory.js';
-import { softmax } from '../../ops/norm.js';
 import { contiguous, permute } from '../../ops/layout.js';
 import { tensor } from '../../ops/creation.js';
-import { fmt } from '../../tensor/shape.js';
-import { VisionModel } from '../model.js';
 import type { PreprocessConfig } from '../../data/preprocess.js';
 import { weightTensor, type TfjsWeight } from '../../io/tfjs.js';
 import type { KerasGraph, KerasLayerSpec, KerasNode } from './topology.js';
 import { buildKerasLayer, hasKerasBuilder, SUPPORTED_KERAS_LAYERS, type BuiltLayer, type SampleShape } from './layer-table.js';
 import { isKerasWeighted, KerasDense } from './weighted-layers.js';
-import { markReleases, planSegments, runSteps, type Segments, type Step } from './graph-runner.js';
-import { convBatchNormFolded } from '../../nn/layers.js';
+import { markReleases, planSegments, type Step } from './graph-runner.js';
+import { convBatchNormFolded, type Linear } from '../../nn/layers.js';
+import { KerasBase, type ImportedPlan } from './keras-base.js';
 
 export interface KerasModelOptions {
   /** Input size (square, or [H, W]) when it differs from the topology's or the topology leaves it open. */
@@ -53,24 +52,21 @@ function inputSampleShape(batchShape: (number | null)[], imageSize: KerasModelOp
   return [batchShape[3], h, w];
 }
 
-export class KerasModel extends VisionModel {
+type KerasPlan = ImportedPlan & {
+  shapes: Map<string, number[]>;
+  /** Keras name of the classifier layer (the last Dense of the head). */
+  classifier: string | null;
+};
+
+export class KerasModel extends KerasBase<KerasPlan> {
   readonly family: string;
   readonly numFeatures: number;
   readonly preprocess: PreprocessConfig;
-  /** Per-sample input shape in graft's layout, [C, H, W]. */
   readonly inputShape: number[];
-  /** The activation forward() leaves out and predict() applies ('softmax'), or null. */
   readonly outputActivation: 'softmax' | null;
   /** Keras layer name → name of the graft child module holding its weights. */
   readonly moduleNames = new Map<string, string>();
-  private readonly plan: Segments & {
-    inputKey: string;
-    outputKey: string;
-    shapes: Map<string, number[]>;
-    /** Keras name of the classifier layer (the last Dense of the head). */
-    classifier: string | null;
-    headless: boolean;
-  };
+  protected readonly plan: KerasPlan;
 
   constructor(graph: KerasGraph, opts: KerasModelOptions & { source?: string } = {}) {
     super();
@@ -184,51 +180,18 @@ export class KerasModel extends VisionModel {
     return this.plan.headless ? 0 : this.plan.shapes.get(this.plan.outputKey)![0]!;
   }
 
-  forwardFeatures(x: Tensor): Tensor {
-    const want = this.inputShape;
-    if (x.rank !== want.length + 1 || x.shape.slice(1).some((d, i) => d !== want[i])) {
-      const hint = want.length === 3 && x.rank === 4 && x.shape[1] === want[0] ? ` Load the model with { imageSize: [${x.shape[2]}, ${x.shape[3]}] } to run it at that size.` : '';
-      throw new Error(`${this.family}: expected input (B, ${want.join(', ')}) (NCHW); got ${fmt(x.shape)}.${hint}`);
-    }
-    return runSteps(this.plan.features, this.plan.inputKey, x, this.plan.featureKey, new Map(this.children()), this.training);
+  protected readonly classifierKind = 'Dense';
+
+  protected classifierModule(): string | null {
+    return this.plan.classifier ? this.moduleNames.get(this.plan.classifier)! : null;
   }
 
-  /** Runs the head on features; `preLogits` stops at the pooled vector (B, numFeatures). */
-  forwardHead(features: Tensor, preLogits = false): Tensor {
-    const { head, featureKey, pooledKey, outputKey, headless } = this.plan;
-    return runSteps(head, featureKey, features, preLogits || headless ? pooledKey : outputKey, new Map(this.children()), this.training);
+  protected freshClassifier(old: Linear, numClasses: number, generator?: Generator): Linear {
+    return new KerasDense(old.inFeatures, numClasses, { bias: true, generator });
   }
 
-  /** forwardHead(forwardFeatures(x)), freeing the features once the head has read them. */
-  override forward(x: Tensor): Tensor {
-    const features = this.forwardFeatures(x);
-    const out = this.forwardHead(features);
-    if (features !== x && features !== out) features.dispose();
-    return out;
-  }
-
-  /** Keras's output: forward() followed by the output activation it leaves out. */
-  predict(x: Tensor): Tensor {
-    const out = this.forward(x);
-    return this.outputActivation === 'softmax' ? softmax(out, -1) : out;
-  }
-
-  /**
-   * A fresh classifier (the last Dense) with `numClasses` outputs, initialised like graft's Linear;
-   * 0 removes it, so forwardHead returns the pooled features.
-   */
-  resetClassifier(numClasses: number, generator?: Generator): void {
-    const name = this.plan.classifier;
-    if (!name) throw new Error(`${this.family}: the model has no Dense classifier after its features`);
-    if (numClasses === 0) {
-      this.plan.headless = true;
-      return;
-    }
-    const moduleName = this.moduleNames.get(name)!;
-    const old = this.getModule(moduleName) as KerasDense;
-    this.setModule(moduleName, new KerasDense(old.inFeatures, numClasses, { bias: true, generator }));
-    old.dispose();
-    this.plan.headless = false;
+  /** The classifier's output width is recorded in the per-step shapes (and the output's, when an activation follows). */
+  protected override classifierReplaced(moduleName: string, numClasses: number): void {
     for (const s of this.plan.head) if (s.module === moduleName) this.plan.shapes.set(s.key, [numClasses]);
     const out = this.plan.head.find((s) => s.key === this.plan.outputKey);
     if (out && out.module !== moduleName) this.plan.shapes.set(out.key, [numClasses]);

@@ -2,7 +2,9 @@
 // its layout (the naming schemes it reads, the model prefixes to strip, its head and position
 // embeddings); the loader strips the prefix, detects the scheme from the keys, renames where a
 // scheme needs it (torchvision, earlier DINOv3 names), resizes position embeddings to the
-// model's grid the way the checkpoint's library does, and loads strictly.
+// model's grid the way the checkpoint's library does, and loads strictly (buffers graft derives
+// may be absent, as in the CNN loader; DINOv3's RoPE periods and key-bias mask, which graft
+// computes rather than stores, are dropped by the scheme's rename).
 import type { LoadResult } from '../../nn/module.js';
 import { reshape } from '../../ops/layout.js';
 import { noGrad } from '../../tensor/autograd.js';
@@ -10,6 +12,8 @@ import { fmt, shapeEq } from '../../tensor/shape.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { loadSafetensors } from '../../io/safetensors.js';
 import type { VisionModel } from '../model.js';
+import { CheckpointFormatError } from '../checkpoint-error.js';
+import { completeDerivedBuffers } from '../derived-buffers.js';
 import { resamplePosEmbed, squareGrid, type PosEmbedResize } from './pos-embed.js';
 
 export interface CheckpointScheme {
@@ -48,12 +52,10 @@ export interface CheckpointReport {
   posEmbedResized: { from: [number, number]; to: [number, number]; method: PosEmbedResize } | null;
   /** 'loaded' from the checkpoint; 'initialised': the checkpoint has no head of this shape, the model keeps its own; 'none': the model has no head. */
   head: 'loaded' | 'initialised' | 'none';
+  /** Derived buffers the checkpoint left out, which keep the model's own values (derived-buffers.ts). */
+  keptDerivedBuffers: string[];
   /** Keys that did not match (empty unless loaded with strict: false). */
   result: LoadResult;
-}
-
-export class CheckpointFormatError extends Error {
-  override name = 'CheckpointFormatError';
 }
 
 function describeKeys(keys: readonly string[], limit = 12): string {
@@ -132,8 +134,9 @@ export function loadVitCheckpoint(model: VisionModel & LoadsCheckpoints, checkpo
 
   const what = `${layout.family} checkpoint (${scheme.name} names${prefix ? `, prefix '${prefix}' stripped` : ''})`;
   try {
+    const keptDerivedBuffers = completeDerivedBuffers(model, state, what);
     const result = model.loadStateDict(state, { what, strict: opts.strict ?? true });
-    return { scheme: scheme.name, strippedPrefix: prefix, renamedKeys, droppedKeys, posEmbedResized, head, result };
+    return { scheme: scheme.name, strippedPrefix: prefix, renamedKeys, droppedKeys, posEmbedResized, head, keptDerivedBuffers, result };
   } finally {
     for (const t of created) t.dispose();
   }

@@ -14,7 +14,7 @@ export { VisionTransformer, Block } from './timm-vit.js';
 export { Dinov2, Dinov2Layer } from './dinov2.js';
 export { Dinov3, Dinov3Layer } from './dinov3.js';
 export * from './configs.js';
-export { loadVitCheckpoint, loadVitSafetensors, resolveCheckpointNames, CheckpointFormatError, type CheckpointNames, type CheckpointLayout, type CheckpointScheme, type CheckpointReport, type LoadsCheckpoints } from './checkpoint.js';
+export { loadVitCheckpoint, loadVitSafetensors, resolveCheckpointNames, type CheckpointNames, type CheckpointLayout, type CheckpointScheme, type CheckpointReport, type LoadsCheckpoints } from './checkpoint.js';
 export { torchvisionToTimmName, dinov3CurrentName } from './checkpoint-names.js';
 export { resamplePosEmbed, resizeTokenGrid, antialiasBicubicMatrix, type PosEmbedResize } from './pos-embed.js';
 
