@@ -8,6 +8,7 @@ import { createModel, listModels } from '../src/models/registry.js';
 import type { VisionModel } from '../src/models/model.js';
 import { classifierPath } from '../src/models/head.js';
 import { KerasModel, TfGraphModel } from '../src/models/keras/index.js';
+import '../src/backends/all.js';
 import '../src/models/all.js';
 
 /** A small model of each family (fixture configurations), and where its classifier is. */
