@@ -69,11 +69,12 @@ export class LohaLayer extends LycorisLayer {
   }
 
   deltaWeight(name: string): Tensor {
-    const s = this.scaling(name);
     const f = (d: string) => this.factor(d, name);
+    // alpha / r scales the small factor w1_a rather than the full-size product (one pass less over ΔW each way).
+    const w1a = affine(f('hada_w1_a'), this.scaling(name));
     const hadamard = this.isEffectiveConv(name)
-      ? mul(cpWeight(f('hada_t1'), f('hada_w1_a'), f('hada_w1_b')), cpWeight(f('hada_t2'), f('hada_w2_a'), f('hada_w2_b')))
-      : mul(matmul(f('hada_w1_a'), f('hada_w1_b')), matmul(f('hada_w2_a'), f('hada_w2_b')));
-    return reshape(affine(hadamard, s), this.base_layer.weight.shape);
+      ? mul(cpWeight(f('hada_t1'), w1a, f('hada_w1_b')), cpWeight(f('hada_t2'), f('hada_w2_a'), f('hada_w2_b')))
+      : mul(matmul(w1a, f('hada_w1_b')), matmul(f('hada_w2_a'), f('hada_w2_b')));
+    return reshape(hadamard, this.base_layer.weight.shape);
   }
 }

@@ -96,6 +96,7 @@ export class LokrLayer extends LycorisLayer {
     const has = (d: string) => this.hasFactor(d, name);
     const w1 = has('lokr_w1') ? f('lokr_w1') : matmul(f('lokr_w1_a'), f('lokr_w1_b'));
     const w2 = has('lokr_w2') ? f('lokr_w2') : has('lokr_t2') ? cpWeight(f('lokr_t2'), f('lokr_w2_a'), f('lokr_w2_b')) : matmul(f('lokr_w2_a'), f('lokr_w2_b'));
-    return reshape(affine(kron(w1, w2), this.scaling(name)), this.base_layer.weight.shape);
+    // alpha / r scales the small left factor rather than the full-size product.
+    return reshape(kron(affine(w1, this.scaling(name)), w2), this.base_layer.weight.shape);
   }
 }
