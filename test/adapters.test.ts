@@ -61,6 +61,11 @@ const cases: Case[] = [
   { label: 'lora depthwise', method: getAdapterMethod('lora'), own: {}, targets: ['stem', 'dw', 'fc1'], shared: { rankPattern: { dw: 8 } } },
   // PiSSA is for Linear layers (as in PEFT).
   { label: 'lora pissa', method: getAdapterMethod('lora'), own: { init: 'pissa' }, targets: ['fc1'], approximateInit: true },
+  // LyCORIS on the dilated, the depthwise and the linear layer: the CP form on 3×3 kernels, and
+  // LoKr at r = 1 so w2 (and with decomposeBoth w1) is factorised rather than full.
+  { label: 'loha effective conv, depthwise', method: getAdapterMethod('loha'), own: { useEffectiveConv2d: true }, targets: ['stem', 'dw', 'fc1'] },
+  { label: 'lokr decompose both, effective conv, depthwise', method: getAdapterMethod('lokr'), own: { decomposeBoth: true, useEffectiveConv2d: true }, targets: ['stem', 'dw', 'fc1'], shared: { r: 1 } },
+  { label: 'lokr lycoris init, factor 2', method: getAdapterMethod('lokr'), own: { initWeights: 'lycoris', decomposeFactor: 2 }, targets: ['stem', 'dw', 'fc1'], shared: { r: 1 } },
 ];
 
 /** Rank 4 is below min(in, out) of every target, so PiSSA leaves a real residual. */
@@ -121,8 +126,8 @@ for (const c of cases) {
     peft.eval();
     const x = g.randn([2, 3, 9, 9], { generator: gen });
     const mergeable = peft.adapterLayers().filter(([, l]) => l.canMerge());
-    if (c.targets.includes('dw')) {
-      assert.ok(mergeable.length < peft.adapterLayers().length, 'the depthwise layer does not merge');
+    if (mergeable.length < peft.adapterLayers().length) {
+      assert.ok(c.targets.includes('dw'), 'only a grouped layer may refuse to merge');
       assert.throws(() => peft.merge(), /cannot be merged into the grouped base weight/);
       return;
     }
@@ -164,7 +169,9 @@ for (const c of cases) {
     const plain = (o: unknown) => JSON.parse(JSON.stringify(o)) as unknown;
     assert.deepEqual(plain(c.method.fromPeftJson(json, 'adapter_config.json')), plain(c.method.validate(configOf(c))), 'config round trip');
     // The same base (seeded): an adapter that changed it at init (PiSSA) recomputes the same residual.
-    const loaded = new PeftModel(new TinyNet(new g.Generator(4)), 'lora', loraConfig({ targetModules: ['fc1'] }), 'scratch');
+    // A layer holds adapters of one method, so the model's first adapter is of the same method, with its defaults.
+    const scratch = c.method.configFromRun(SharedAdapterOptionsSchema.parse({ targets: ['fc1'] }), c.method.optionsSchema.parse({}));
+    const loaded = new PeftModel(new TinyNet(new g.Generator(4)), c.method, scratch, 'scratch');
     loaded.loadAdapter(dir, 'default');
     loaded.setAdapter('default');
     loaded.eval();

@@ -97,7 +97,7 @@ export function inspectCommand(target: string | undefined, opts: { list?: boolea
     const configFile = join(target, 'adapter_config.json');
     const config = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
     const method = methodForPeftJson(config, configFile);
-    const fields = ['r', 'lora_alpha'].filter((k) => config[k] !== undefined).map((k) => `${k}=${String(config[k])}`);
+    const fields = ['r', 'lora_alpha', 'alpha'].filter((k) => config[k] !== undefined).map((k) => `${k}=${String(config[k])}`);
     log(`adapter ${target}: ${method.name} (peft_type ${String(config['peft_type'])})${fields.length ? `, ${fields.join(', ')}` : ''}, targets ${JSON.stringify(config['target_modules'])}`);
     const f = new SafetensorsFile(join(target, 'adapter_model.safetensors'));
     let total = 0;
