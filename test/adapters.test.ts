@@ -53,14 +53,22 @@ interface Case {
   shared?: Record<string, unknown>;
   /** The init is the identity only up to SVD round-off. */
   approximateInit?: boolean;
+  /** A target cannot merge (LoRA on a grouped conv): merging must fail, saying why. */
+  unmergeable?: boolean;
 }
 const cases: Case[] = [
   ...adapterMethods().map((method): Case => ({ label: method.name, method, own: {}, targets: ['stem', 'fc1'] })),
   { label: 'lora rslora gaussian', method: getAdapterMethod('lora'), own: { rslora: true, init: 'gaussian' }, targets: ['stem', 'fc1'] },
   // A grouped conv needs r divisible by its groups.
-  { label: 'lora depthwise', method: getAdapterMethod('lora'), own: {}, targets: ['stem', 'dw', 'fc1'], shared: { rankPattern: { dw: 8 } } },
+  { label: 'lora depthwise', method: getAdapterMethod('lora'), own: {}, targets: ['stem', 'dw', 'fc1'], shared: { rankPattern: { dw: 8 } }, unmergeable: true },
   // PiSSA is for Linear layers (as in PEFT).
   { label: 'lora pissa', method: getAdapterMethod('lora'), own: { init: 'pissa' }, targets: ['fc1'], approximateInit: true },
+  // The depthwise conv scales its input per group; the stem (dilated) its output.
+  { label: 'ia3 feedforward depthwise', method: getAdapterMethod('ia3'), own: { feedforwardModules: ['dw', 'fc1'] }, targets: ['stem', 'dw', 'fc1'] },
+  // Block size 4 becomes 3 on the stem (27 features) and the depthwise conv (9); one shared block per layer.
+  { label: 'oft depthwise coft block_share', method: getAdapterMethod('oft'), own: { oftBlockSize: 4, coft: true, eps: 0.1, blockShare: true }, targets: ['stem', 'dw', 'fc1'] },
+  { label: 'oft exact cayley by block count', method: getAdapterMethod('oft'), own: { r: 2, oftBlockSize: 0, useCayleyNeumann: false }, targets: ['stem', 'dw', 'fc1'] },
+  { label: 'oft module dropout', method: getAdapterMethod('oft'), own: { moduleDropout: 0.5, oftBlockSize: 2 }, targets: ['stem', 'fc1'] },
 ];
 
 /** Rank 4 is below min(in, out) of every target, so PiSSA leaves a real residual. */
@@ -121,7 +129,7 @@ for (const c of cases) {
     peft.eval();
     const x = g.randn([2, 3, 9, 9], { generator: gen });
     const mergeable = peft.adapterLayers().filter(([, l]) => l.canMerge());
-    if (c.targets.includes('dw')) {
+    if (c.unmergeable) {
       assert.ok(mergeable.length < peft.adapterLayers().length, 'the depthwise layer does not merge');
       assert.throws(() => peft.merge(), /cannot be merged into the grouped base weight/);
       return;
@@ -164,7 +172,9 @@ for (const c of cases) {
     const plain = (o: unknown) => JSON.parse(JSON.stringify(o)) as unknown;
     assert.deepEqual(plain(c.method.fromPeftJson(json, 'adapter_config.json')), plain(c.method.validate(configOf(c))), 'config round trip');
     // The same base (seeded): an adapter that changed it at init (PiSSA) recomputes the same residual.
-    const loaded = new PeftModel(new TinyNet(new g.Generator(4)), 'lora', loraConfig({ targetModules: ['fc1'] }), 'scratch');
+    // A model that already has another adapter of the same method (with its defaults) on fc1.
+    const scratch = c.method.configFromRun(SharedAdapterOptionsSchema.parse({ targets: ['fc1'] }), c.method.optionsSchema.parse({}));
+    const loaded = new PeftModel(new TinyNet(new g.Generator(4)), c.method, scratch, 'scratch');
     loaded.loadAdapter(dir, 'default');
     loaded.setAdapter('default');
     loaded.eval();

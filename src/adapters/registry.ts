@@ -2,6 +2,8 @@
 // programs can add their own with registerAdapterMethod.
 import type { AdapterConfig, AdapterMethod } from './method.js';
 import { lora, doraMethod } from './lora/method.js';
+import { ia3 } from './ia3/method.js';
+import { oft } from './oft/method.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyMethod = AdapterMethod<any>;
@@ -18,6 +20,8 @@ export function registerAdapterMethod<C extends AdapterConfig>(method: AdapterMe
 
 registerAdapterMethod(lora);
 registerAdapterMethod(doraMethod);
+registerAdapterMethod(ia3);
+registerAdapterMethod(oft);
 
 export function adapterMethods(): AnyMethod[] {
   return [...methods.values()];
