@@ -68,7 +68,7 @@ const cases: Case[] = [
   // Block size 4 becomes 3 on the stem (27 features) and the depthwise conv (9); one shared block per layer.
   { label: 'oft depthwise coft block_share', method: getAdapterMethod('oft'), own: { oftBlockSize: 4, coft: true, eps: 0.1, blockShare: true }, targets: ['stem', 'dw', 'fc1'] },
   { label: 'oft exact cayley by block count', method: getAdapterMethod('oft'), own: { r: 2, oftBlockSize: 0, useCayleyNeumann: false }, targets: ['stem', 'dw', 'fc1'] },
-  { label: 'oft module dropout', method: getAdapterMethod('oft'), own: { moduleDropout: 0.5, oftBlockSize: 2 }, targets: ['stem', 'fc1'] },
+  { label: 'oft module dropout', method: getAdapterMethod('oft'), own: { moduleDropout: 0.5, oftBlockSize: 3 }, targets: ['stem', 'fc1'] },
 ];
 
 /** Rank 4 is below min(in, out) of every target, so PiSSA leaves a real residual. */
