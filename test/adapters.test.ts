@@ -66,6 +66,12 @@ const cases: Case[] = [
   { label: 'loha effective conv, depthwise', method: getAdapterMethod('loha'), own: { useEffectiveConv2d: true }, targets: ['stem', 'dw', 'fc1'] },
   { label: 'lokr decompose both, effective conv, depthwise', method: getAdapterMethod('lokr'), own: { decomposeBoth: true, useEffectiveConv2d: true }, targets: ['stem', 'dw', 'fc1'], shared: { r: 1 } },
   { label: 'lokr lycoris init, factor 2', method: getAdapterMethod('lokr'), own: { initWeights: 'lycoris', decomposeFactor: 2 }, targets: ['stem', 'dw', 'fc1'], shared: { r: 1 } },
+  // The depthwise conv scales its input per group; the stem (dilated) its output.
+  { label: 'ia3 feedforward depthwise', method: getAdapterMethod('ia3'), own: { feedforwardModules: ['dw', 'fc1'] }, targets: ['stem', 'dw', 'fc1'] },
+  // Block size 4 becomes 3 on the stem (27 features) and the depthwise conv (9); one shared block per layer.
+  { label: 'oft depthwise coft block_share', method: getAdapterMethod('oft'), own: { oftBlockSize: 4, coft: true, eps: 0.1, blockShare: true }, targets: ['stem', 'dw', 'fc1'] },
+  { label: 'oft exact cayley by block count', method: getAdapterMethod('oft'), own: { r: 2, oftBlockSize: 0, useCayleyNeumann: false }, targets: ['stem', 'dw', 'fc1'] },
+  { label: 'oft module dropout', method: getAdapterMethod('oft'), own: { moduleDropout: 0.5, oftBlockSize: 3 }, targets: ['stem', 'fc1'] },
 ];
 
 /** Rank 4 is below min(in, out) of every target, so PiSSA leaves a real residual. */

@@ -4,6 +4,8 @@ import type { AdapterConfig, AdapterMethod } from './method.js';
 import { lora, doraMethod } from './lora/method.js';
 import { loha } from './loha/method.js';
 import { lokr } from './lokr/method.js';
+import { ia3 } from './ia3/method.js';
+import { oft } from './oft/method.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyMethod = AdapterMethod<any>;
@@ -22,6 +24,8 @@ registerAdapterMethod(lora);
 registerAdapterMethod(doraMethod);
 registerAdapterMethod(loha);
 registerAdapterMethod(lokr);
+registerAdapterMethod(ia3);
+registerAdapterMethod(oft);
 
 export function adapterMethods(): AnyMethod[] {
   return [...methods.values()];
