@@ -164,7 +164,9 @@ for (const c of cases) {
     const plain = (o: unknown) => JSON.parse(JSON.stringify(o)) as unknown;
     assert.deepEqual(plain(c.method.fromPeftJson(json, 'adapter_config.json')), plain(c.method.validate(configOf(c))), 'config round trip');
     // The same base (seeded): an adapter that changed it at init (PiSSA) recomputes the same residual.
-    const loaded = new PeftModel(new TinyNet(new g.Generator(4)), 'lora', loraConfig({ targetModules: ['fc1'] }), 'scratch');
+    // Another adapter of the same method (with its defaults) is there first: layers of one method hold several adapters.
+    const scratch = c.method.configFromRun(SharedAdapterOptionsSchema.parse({ targets: ['fc1'] }), c.method.optionsSchema.parse({}));
+    const loaded = new PeftModel(new TinyNet(new g.Generator(4)), c.method, scratch, 'scratch');
     loaded.loadAdapter(dir, 'default');
     loaded.setAdapter('default');
     loaded.eval();

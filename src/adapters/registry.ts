@@ -2,6 +2,8 @@
 // programs can add their own with registerAdapterMethod.
 import type { AdapterConfig, AdapterMethod } from './method.js';
 import { lora, doraMethod } from './lora/method.js';
+import { adalora } from './adalora/method.js';
+import { dylora } from './dylora/method.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyMethod = AdapterMethod<any>;
@@ -18,6 +20,8 @@ export function registerAdapterMethod<C extends AdapterConfig>(method: AdapterMe
 
 registerAdapterMethod(lora);
 registerAdapterMethod(doraMethod);
+registerAdapterMethod(adalora);
+registerAdapterMethod(dylora);
 
 export function adapterMethods(): AnyMethod[] {
   return [...methods.values()];
