@@ -108,7 +108,9 @@ export function applyMethod(model: Module, method: string, opts: MethodOptions):
   if (method === 'linear-probe') return new LinearProbe(model, head);
   const adapter = getAdapterMethod(method);
   const config = opts.adapterConfig ?? adapter.configFromRun(SharedAdapterOptionsSchema.parse({}), adapter.optionsSchema.parse({}));
-  const peft = new PeftModel(model, adapter, { ...config, modulesToSave: [head, ...(config.modulesToSave ?? [])] }, 'default', { generator: opts.generator });
+  // A saved adapter's configuration already lists the head (a reloaded run passes it back).
+  const modulesToSave = [...new Set([head, ...(config.modulesToSave ?? [])])];
+  const peft = new PeftModel(model, adapter, { ...config, modulesToSave }, 'default', { generator: opts.generator });
   // The backbone is frozen, its BatchNorm statistics included: batch statistics of a few images
   // would otherwise drift from the running ones used at test time. A BatchNorm listed in
   // modulesToSave is trained, statistics and all.

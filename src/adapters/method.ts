@@ -56,6 +56,38 @@ export interface TrainingHooks {
   afterStep?(ctx: TrainingContext): void;
   /** After each epoch's validation. */
   afterEpoch?(ctx: TrainingContext): void;
+  /**
+   * Once training has ended (completed or stopped early), before the model is evaluated and
+   * saved: a method whose structure training decides fixes it here (AdaLoRA truncates the
+   * triplets it masked), so the saved adapter rebuilds exactly the model that is evaluated.
+   */
+  afterTraining?(ctx: TrainingContext): void;
+}
+
+/**
+ * A trained adapter that computes at any of several ranks (DyLoRA): the ranks to compare after
+ * training, how to switch, and the files of one rank alone. `graft train` compares the candidates
+ * on the validation split and keeps the best; `graft eval --rank` sets one.
+ */
+export interface RankChoice {
+  /** The ranks to compare on the validation split, ascending. */
+  candidates: number[];
+  /** The highest rank the adapter holds (kept when there is no validation split). */
+  maxRank: number;
+  /** The rank used outside training now. */
+  current(): number;
+  /** Computes at rank b from now on, and records b in the adapter's configuration (so it is saved). */
+  set(b: number): void;
+  /** The adapter_config.json and per-tensor cut (on-disk key → tensor) of a plain adapter holding rank b alone. */
+  truncated(b: number, baseModelClass: string): { json: Record<string, unknown>; cut(key: string, t: Tensor): Tensor };
+}
+
+/** What `graft inspect` needs to read a method's adapter file by layer. */
+export interface InspectInfo<C> {
+  /** The names of a layer's saved tensors, relative to the layer (PEFT's keys: `lora_A.weight`, `lora_E`). */
+  tensors: readonly string[];
+  /** A layer's rank from its tensors' shapes by those names; absent for methods without a rank. */
+  rank?(shapes: Record<string, readonly number[]>, config: C): number;
 }
 
 export interface GraftOptions {
@@ -92,4 +124,8 @@ export interface AdapterMethod<C extends AdapterConfig = AdapterConfig> {
   rank(config: C): number | null;
   /** Hooks for training adapter `name` of `model` (the PeftModel's inner model). */
   trainingHooks?(model: Module, name: string, config: C): TrainingHooks;
+  /** For methods trained for several ranks at once: choosing one after training (see RankChoice). */
+  rankChoice?(model: Module, name: string, config: C): RankChoice;
+  /** How `graft inspect` groups the saved tensors by layer and reads each layer's rank (default: by module, no rank). */
+  readonly inspect?: InspectInfo<C>;
 }

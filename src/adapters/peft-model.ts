@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Module, describeTrainable } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { keep } from '../tensor/memory.js';
+import { keep, tidy } from '../tensor/memory.js';
 import { assign } from '../ops/layout.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -13,7 +13,7 @@ import { findTargets } from './targets.js';
 import { AdapterLayer } from './layer.js';
 import { ModulesToSaveWrapper } from './modules-to-save.js';
 import { getAdapterMethod, methodForPeftJson } from './registry.js';
-import type { AdapterConfig, AdapterMethod, GraftOptions, TrainingHooks } from './method.js';
+import type { AdapterConfig, AdapterMethod, GraftOptions, RankChoice, TrainingHooks } from './method.js';
 
 export { ModulesToSaveWrapper } from './modules-to-save.js';
 
@@ -130,6 +130,12 @@ export class PeftModel<M extends Module = Module> extends Module {
     return method.trainingHooks?.(this.model, this.activeAdapter, config) ?? {};
   }
 
+  /** The active adapter's rank choice, for methods trained for several ranks (null otherwise). */
+  rankChoice(): RankChoice | null {
+    const { method, config } = this.adapter();
+    return method.rankChoice?.(this.model, this.activeAdapter, config) ?? null;
+  }
+
   merge(): void {
     for (const [, l] of this.adapterLayers()) l.merge(this.activeAdapter);
   }
@@ -196,6 +202,22 @@ export class PeftModel<M extends Module = Module> extends Module {
     mkdirSync(dir, { recursive: true });
     saveSafetensors(join(dir, 'adapter_model.safetensors'), this.adapterStateDict(name), { format: 'pt' });
     writeFileAtomic(join(dir, 'adapter_config.json'), JSON.stringify(method.toPeftJson(config, this.model.constructor.name), null, 2) + '\n');
+  }
+
+  /** Writes the active adapter cut to rank b alone (RankChoice.truncated: e.g. a plain LoRA adapter) into `dir`. */
+  saveAdapterAtRank(dir: string, b: number): void {
+    const choice = this.rankChoice();
+    if (!choice) throw new Error(`adapter '${this.activeAdapter}' (${this.adapter().method.name}) has one rank; it has no rank-${b} form to save`);
+    const { json, cut } = choice.truncated(b, this.model.constructor.name);
+    const tensors = tidy(() => new Map([...this.adapterStateDict()].map(([k, t]) => [k, keep(cut(k, t))])));
+    mkdirSync(dir, { recursive: true });
+    try {
+      saveSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+    } finally {
+      const own = new Set(this.adapterStateDict().values());
+      for (const t of tensors.values()) if (!own.has(t)) t.dispose();
+    }
+    writeFileAtomic(join(dir, 'adapter_config.json'), JSON.stringify(json, null, 2) + '\n');
   }
 
   /** Loads a PEFT-layout adapter folder as adapter `name` (strict: every key and shape must match). */

@@ -6,6 +6,8 @@ import { loha } from './loha/method.js';
 import { lokr } from './lokr/method.js';
 import { ia3 } from './ia3/method.js';
 import { oft } from './oft/method.js';
+import { adalora } from './adalora/method.js';
+import { dylora } from './dylora/method.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyMethod = AdapterMethod<any>;
@@ -26,6 +28,8 @@ registerAdapterMethod(loha);
 registerAdapterMethod(lokr);
 registerAdapterMethod(ia3);
 registerAdapterMethod(oft);
+registerAdapterMethod(adalora);
+registerAdapterMethod(dylora);
 
 export function adapterMethods(): AnyMethod[] {
   return [...methods.values()];

@@ -7,7 +7,7 @@ import { decodeImage } from '../data/image.js';
 import { prepareImage } from '../data/transforms.js';
 import { ImageBatchSource } from '../data/loader.js';
 import { evaluate } from '../eval/evaluate.js';
-import { saveSafetensors, SafetensorsFile } from '../io/safetensors.js';
+import { saveSafetensors } from '../io/safetensors.js';
 import { describeTrainable, type Module } from '../nn/module.js';
 import { Conv2d, Linear } from '../nn/layers.js';
 import { createModel, listModels } from '../models/registry.js';
@@ -18,21 +18,29 @@ import { noGrad } from '../tensor/autograd.js';
 import { tidy } from '../tensor/memory.js';
 import { Generator } from '../tensor/random.js';
 import { openDataset } from './datasets.js';
+import { stratifiedSplit } from '../data/splits.js';
 import { loadRun } from '../train/run.js';
-import { methodForPeftJson } from '../adapters/registry.js';
+import { describeAdapter } from './inspect-adapter.js';
 
 /** `graft eval RUN --data SOURCE`: every metric of a finished run on a labelled dataset. */
-export async function evalCommand(runDir: string, source: string, log: (l: string) => void = console.log): Promise<void> {
+export async function evalCommand(runDir: string, source: string, log: (l: string) => void = console.log, opts: { rank?: number; testPerClass?: number } = {}): Promise<void> {
   const run = await loadRun(runDir);
+  const choice = run.model instanceof PeftModel ? run.model.rankChoice() : null;
+  if (opts.rank !== undefined) {
+    if (!choice) throw new Error(`--rank: run ${runDir} used method '${run.config.method}', whose adapter has one rank; --rank is for methods trained for several ranks (dylora)`);
+    choice.set(opts.rank);
+  }
   const ds = openDataset(source, 'test');
   if (ds.classes.join('\n') !== run.classes.join('\n')) {
     throw new Error(`${source} has classes [${ds.classes.join(', ')}] but the run was trained on [${run.classes.join(', ')}]`);
   }
-  const src = new ImageBatchSource(ds, ds.samples, { batchSize: 16, preprocess: run.preprocess, report: (f, r) => log(`warning: skipped unreadable image ${f}: ${r}`) });
+  const samples = opts.testPerClass !== undefined ? stratifiedSplit(ds.samples, { seed: 0, perClass: 0, testPerClass: opts.testPerClass }).test : ds.samples;
+  const src = new ImageBatchSource(ds, samples, { batchSize: 16, preprocess: run.preprocess, report: (f, r) => log(`warning: skipped unreadable image ${f}: ${r}`) });
   const { report } = await evaluate(run.model, src, run.classes.length);
-  const md = reportMarkdown(`${run.config.model} · ${run.config.method} on ${source}`, run.classes, report);
+  const rank = choice?.current();
+  const md = reportMarkdown(`${run.config.model} · ${run.config.method}${rank !== undefined ? ` at rank ${rank}` : ''} on ${source}`, run.classes, report);
   writeFileSync(join(runDir, 'eval.md'), md);
-  writeFileSync(join(runDir, 'eval.json'), JSON.stringify({ source, metrics: report }, null, 2));
+  writeFileSync(join(runDir, 'eval.json'), JSON.stringify({ source, ...(rank !== undefined ? { rank } : {}), metrics: report }, null, 2));
   log(md);
 }
 
@@ -93,21 +101,9 @@ export function inspectCommand(target: string | undefined, opts: { list?: boolea
     log(listModels().join('\n'));
     return;
   }
-  if (existsSync(join(target, 'adapter_config.json'))) {
-    const configFile = join(target, 'adapter_config.json');
-    const config = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
-    const method = methodForPeftJson(config, configFile);
-    const fields = ['r', 'lora_alpha', 'alpha'].filter((k) => config[k] !== undefined).map((k) => `${k}=${String(config[k])}`);
-    log(`adapter ${target}: ${method.name} (peft_type ${String(config['peft_type'])})${fields.length ? `, ${fields.join(', ')}` : ''}, targets ${JSON.stringify(config['target_modules'])}`);
-    const f = new SafetensorsFile(join(target, 'adapter_model.safetensors'));
-    let total = 0;
-    for (const [k, info] of f.tensors) {
-      const n = info.shape.reduce((a, b) => a * b, 1);
-      total += n;
-      log(`  ${k} ${info.dtype} [${info.shape.join(', ')}]`);
-    }
-    f.close();
-    log(`${total.toLocaleString('en-US')} parameters`);
+  const adapterDir = existsSync(join(target, 'adapter_config.json')) ? target : existsSync(join(target, 'adapter', 'adapter_config.json')) ? join(target, 'adapter') : null;
+  if (adapterDir) {
+    for (const line of describeAdapter(adapterDir)) log(line);
     return;
   }
   const model: Module = createModel(target);

@@ -50,10 +50,11 @@ program
     if (!m) throw new InvalidArgumentError(`--ratio must look like 98:1; got '${v}'`);
     return [Number(m[1]), Number(m[2])];
   })
+  .option('--test-per-class <n>', 'cap on test images per class', positiveInt('--test-per-class'))
   .option('--val-fraction <f>', 'share of the training images held out for validation', number('--val-fraction'))
   .option('--method <name>', `one of ${methodNames().join(', ')}`)
-  .option('--rank <r>', 'adapter rank r (every adapter method with a rank)', positiveInt('--rank'))
-  .option('--alpha <a>', 'adapter alpha (scaling alpha / r)', number('--alpha'))
+  .option('--rank <r>', 'adapter rank r (methods with a rank; DyLoRA: the highest rank; AdaLoRA uses adalora.initR/targetR instead, as PEFT)', positiveInt('--rank'))
+  .option('--alpha <a>', 'adapter alpha (scaling alpha / r; DyLoRA: alpha / b; AdaLoRA: alpha / init_r)', number('--alpha'))
   .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear'")
   .option('--head-from <where>', "new head replaces 'classifier' (the last Linear) or everything after the pooled 'features'")
   .option('--image-size <n>', 'input size (square); default: the model\'s own', positiveInt('--image-size'))
@@ -68,7 +69,7 @@ program
     try {
       const targets = typeof o['targets'] === 'string' ? (o['targets'].includes(',') || /^[\w.]+$/.test(o['targets']) && o['targets'] !== 'all-linear' ? o['targets'].split(',') : o['targets']) : undefined;
       const config = loadRunConfig(o['config'] as string | undefined, {
-        model: o['model'], weights: o['weights'], 'data.source': o['data'], 'data.test': o['testData'], 'data.perClass': o['perClass'],
+        model: o['model'], weights: o['weights'], 'data.source': o['data'], 'data.test': o['testData'], 'data.perClass': o['perClass'], 'data.testPerClass': o['testPerClass'],
         'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'adapter.r': o['rank'], 'adapter.alpha': o['alpha'],
         'adapter.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
         'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
@@ -106,9 +107,11 @@ program
   .description('evaluate a finished run on a labelled dataset (every metric, written as eval.md / eval.json in the run folder)')
   .argument('<run>', 'the run folder of graft train')
   .requiredOption('--data <source>', "image folder, .csv/.jsonl manifest, or 'fashion-mnist'")
-  .action(async (run: string, o: { data: string }) => {
+  .option('--test-per-class <n>', 'cap on images per class (a stratified sample, seed 0)', positiveInt('--test-per-class'))
+  .option('--rank <b>', 'evaluate at rank b (methods trained for several ranks: dylora); default: the rank chosen after training', positiveInt('--rank'))
+  .action(async (run: string, o: { data: string; rank?: number; testPerClass?: number }) => {
     try {
-      await evalCommand(run, o.data);
+      await evalCommand(run, o.data, console.log, { rank: o.rank, testPerClass: o.testPerClass });
     } catch (e) {
       fail(e);
     }
@@ -146,8 +149,8 @@ program
 
 program
   .command('inspect')
-  .description('a model\'s layers, the names usable as LoRA targets and parameter counts; or an adapter folder')
-  .argument('[model]', 'a model name or an adapter folder')
+  .description('a model\'s layers, the names usable as adapter targets and parameter counts; or an adapter (or run) folder: method, rank and parameters per layer')
+  .argument('[model]', 'a model name, an adapter folder, or a run folder (its adapter/)')
   .option('--list', 'list the model names')
   .action((target: string | undefined, o: { list?: boolean }) => {
     try {

@@ -19,6 +19,7 @@ import type { RunConfig } from '../train/run-config.js';
 import { prepareData } from './datasets.js';
 import { downloadProgressPrinter } from './download-progress.js';
 import { progressPrinter } from './progress.js';
+import { chooseRank, perRankLine } from './choose-rank.js';
 
 export interface RunSummary {
   model: string;
@@ -73,6 +74,9 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
     const n = await recalibrateBatchNorm(model, calib);
     log(`BatchNorm statistics recalibrated on the training images (${n} batches)`);
   }
+  const choice = model instanceof PeftModel ? model.rankChoice() : null;
+  if (choice) log(`${c.method}: comparing ranks ${choice.candidates.join(', ')} on the validation split`);
+  const selection = choice ? await chooseRank(model, choice, valSource, numClasses, log) : null;
   const testSource = new ImageBatchSource(data.test.dataset, data.test.samples, { ...loaderOpts, batchSize: 16 });
   log(`evaluating on ${data.test.samples.length} test images…`);
   const t0 = performance.now();
@@ -81,17 +85,23 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   const timeIt = async () => measureSpeed(model, pre.inputSize, { batches: [8, 16], repeats: 3 });
   const speed = model instanceof PeftModel ? await model.withMerged(timeIt) : await timeIt();
   saveTrainedModel(outputDir, model);
+  if (selection && model instanceof PeftModel) {
+    model.saveAdapterAtRank(join(outputDir, `adapter-r${selection.chosen}`), selection.chosen);
+    log(`adapter at rank ${selection.chosen} alone (a plain LoRA adapter): ${join(outputDir, `adapter-r${selection.chosen}`)}`);
+  }
   const adapterConfig = runAdapterConfig(c);
   const targets = adapterConfig?.targetModules;
   const summary: RunSummary = {
     model: c.model, method: c.method, target: targets !== undefined ? (Array.isArray(targets) ? targets.join(',') : targets) : c.method === 'linear-probe' ? 'head' : 'all',
-    rank: adapterConfig && isAdapterMethod(c.method) ? getAdapterMethod(c.method).rank(adapterConfig) : null, trainableParams: trainable.trainable, totalParams: trainable.total, trainablePercent: trainable.percent,
+    // The trained adapter's own configuration: what training decided (a chosen rank) is there.
+    rank: model instanceof PeftModel ? model.adapter().method.rank(model.adapter().config) : adapterConfig && isAdapterMethod(c.method) ? getAdapterMethod(c.method).rank(adapterConfig) : null, trainableParams: trainable.trainable, totalParams: trainable.total, trainablePercent: trainable.percent,
     trainSeconds: result.state.trainSeconds, accuracy: r.accuracy, weightedF1: r.weightedF1, macroF1: r.macroF1, mAP: r.mAP,
     latencyMs: speed.latencyMs, throughput: speed.throughput, peakMemoryMB: memory().peakBytes / 2 ** 20, outputDir,
   };
-  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds }, null, 2));
+  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds, ...(selection ? { rankSelection: selection } : {}) }, null, 2));
   writeFileAtomic(join(outputDir, 'report.md'), reportMarkdown(`${c.model} · ${c.method}`, data.classes, r, {
     'trainable params': `${trainable.trainable.toLocaleString('en-US')} (${trainable.percent.toFixed(4)}%)`,
+    ...(selection ? { 'rank (chosen)': selection.chosen, 'validation accuracy per rank': perRankLine(selection) } : {}),
     'training time (s)': summary.trainSeconds.toFixed(1), 'latency, batch 1 (ms)': speed.latencyMs.toFixed(1), [`throughput, batch ${speed.bestBatch} (img/s)`]: speed.throughput.toFixed(1),
   }));
   return summary;

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { applyMethod } from '../adapters/apply.js';
 import { PeftModel } from '../adapters/peft-model.js';
 import { getAdapterMethod, isAdapterMethod } from '../adapters/registry.js';
+import type { AdapterConfig } from '../adapters/method.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import type { Module } from '../nn/module.js';
 import { StateDictError } from '../nn/module.js';
@@ -39,6 +40,8 @@ export interface RunManifest {
 export interface RunModelOptions {
   /** Download progress when the run's weights are hf:ORG/NAME and not cached yet (default: silent). */
   onProgress?: (p: DownloadProgress) => void;
+  /** The adapter configuration to build instead of the one run.json gives (a finished run's saved one). */
+  adapterConfig?: AdapterConfig;
 }
 
 export interface RunModel {
@@ -64,7 +67,7 @@ export async function buildRunModel(c: RunConfig, classes: string[], opts: RunMo
   const backbone = await buildModel({
     name: c.model, weights: c.method === 'scratch' ? undefined : c.weights, imageSize: c.data.imageSize, overrides: c.modelOverrides, onProgress: opts.onProgress,
   });
-  const adapterConfig = runAdapterConfig(c) ?? undefined;
+  const adapterConfig = opts.adapterConfig ?? runAdapterConfig(c) ?? undefined;
   const generator = new Generator(c.train.seed);
   const model = applyMethod(backbone, c.method, { numClasses: classes.length, head: c.head, headFrom: c.headFrom, generator, adapterConfig });
   return { model, preprocess: backbone.preprocess };
@@ -121,10 +124,32 @@ function loadTrainedTensors(model: Module, file: string): void {
 
 export interface LoadedRun extends RunModel, RunManifest {}
 
+/**
+ * The configuration saved beside a run's adapter tensors (adapter/adapter_config.json), or null
+ * for a baseline or a run without one. It, not run.json, describes the trained adapter: training
+ * may decide its structure (AdaLoRA's kept ranks, DyLoRA's chosen rank), and the method rebuilds
+ * that structure from it, as PEFT's from_pretrained does.
+ */
+export function savedAdapterConfig(dir: string, c: RunConfig): AdapterConfig | null {
+  if (!isAdapterMethod(c.method)) return null;
+  const file = join(dir, ADAPTER_DIR, 'adapter_config.json');
+  if (!existsSync(file)) return null;
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`${file} is not valid JSON (${(e as Error).message}); the run folder is damaged`);
+  }
+  const method = getAdapterMethod(c.method);
+  if (!method.readsPeftJson(json)) throw new Error(`${file} holds a peft_type ${JSON.stringify(json['peft_type'])} adapter, not the run's method ${c.method}; the run folder is damaged`);
+  return method.fromPeftJson(json, file);
+}
+
 /** Rebuilds a finished run's model (in eval mode) from its folder. */
 export async function loadRun(dir: string, opts: RunModelOptions = {}): Promise<LoadedRun> {
   const manifest = readRunManifest(dir);
-  const { model, preprocess } = await buildRunModel(manifest.config, manifest.classes, opts);
+  const adapterConfig = savedAdapterConfig(dir, manifest.config) ?? undefined;
+  const { model, preprocess } = await buildRunModel(manifest.config, manifest.classes, { ...opts, adapterConfig });
   try {
     const file = trainedWeightsFile(dir, model);
     if (!existsSync(file)) throw new Error(`${dir} has no trained weights (${file}); the run may not have finished — resume it with graft train --resume`);

@@ -201,9 +201,11 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
       save();
       if (opts.earlyStoppingPatience !== undefined && state.epochsWithoutImprovement >= opts.earlyStoppingPatience && state.epoch < opts.epochs) {
         log(`early stopping: no improvement of ${metric} for ${state.epochsWithoutImprovement} evaluations`);
+        hooks.afterTraining?.(ctx());
         return { state, stoppedBy: 'early-stopping', lastCheckpoint };
       }
     }
+    hooks.afterTraining?.(ctx());
     record({ train_runtime: state.trainSeconds, train_samples_per_second: (data.size * opts.epochs) / Math.max(state.trainSeconds, 1e-9), step: state.globalStep });
     return { state, stoppedBy: 'completed', lastCheckpoint };
   } finally {

@@ -8,6 +8,12 @@ import { fromPeftJson, loraConfig, loraConfigFromRun, LoraOptionsSchema, toPeftJ
 import { LoraLayer } from './layer.js';
 import { dora } from './dora.js';
 
+/** LoRA's saved tensors per layer; its rank is the row count of lora_A. */
+export const LORA_INSPECT = {
+  tensors: ['lora_A.weight', 'lora_B.weight', 'lora_magnitude_vector'],
+  rank: (shapes: Record<string, readonly number[]>) => shapes['lora_A.weight']![0]!,
+};
+
 function loraMethod(useDora: boolean): AdapterMethod<LoraConfig> {
   return {
     name: useDora ? 'dora' : 'lora',
@@ -35,9 +41,11 @@ function loraMethod(useDora: boolean): AdapterMethod<LoraConfig> {
       return layer;
     },
     toPeftJson,
-    readsPeftJson: (json) => json['peft_type'] === 'LORA' && Boolean(json['use_dora']) === useDora,
+    // A LORA file carrying graft's DyLoRA fields is DyLoRA's (graft_dylora, see dylora/config.ts).
+    readsPeftJson: (json) => json['peft_type'] === 'LORA' && Boolean(json['use_dora']) === useDora && json['graft_dylora'] === undefined,
     fromPeftJson,
     rank: (c) => c.r,
+    inspect: LORA_INSPECT,
   };
 }
 
