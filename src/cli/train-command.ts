@@ -98,7 +98,7 @@ export async function runTraining(config: RunConfig, log: (line: string) => void
   const adapterConfig = runAdapterConfig(c);
   const targets = adapterConfig?.targetModules;
   const summary: RunSummary = {
-    model: c.model, method: c.method, target: targets !== undefined ? (Array.isArray(targets) ? targets.join(',') : targets) : c.method === 'linear-probe' ? 'head' : 'all',
+    model: c.model, method: c.method, target: targets !== undefined ? (Array.isArray(targets) ? (targets.length > 4 ? `${targets.length} layers` : targets.join(',')) : targets) : c.method === 'linear-probe' ? 'head' : 'all',
     rank: adapterConfig && isAdapterMethod(c.method) ? getAdapterMethod(c.method).rank(adapterConfig) : null, trainableParams: trainable.trainable, totalParams: trainable.total, trainablePercent: trainable.percent,
     trainSeconds: result.state.trainSeconds, accuracy: r.accuracy, weightedF1: r.weightedF1, macroF1: r.macroF1, mAP: r.mAP,
     latencyMs: speed.latencyMs, throughput: speed.throughput, peakMemoryMB: memory().peakBytes / 2 ** 20, outputDir,
