@@ -95,3 +95,10 @@ test('run reload: weights that do not fit the run are refused, naming the keys',
   await assert.rejects(loadRun(dir), /shape mismatch for fc\.weight/);
   model.dispose();
 });
+
+test('run reload: defaults left to graft (targets, head) resolve to the same model on reload', async () => {
+  const b = BACKBONES[0]!;
+  const c = runConfigSchema().parse({ ...b.config, method: 'lora', adapter: { r: 4, alpha: 8 }, train: { seed: 7 } });
+  assert.equal(c.adapter.targets, undefined);
+  await assertReloadsExactly(c, b.input, 'ResNet lora with default targets');
+});

@@ -4,6 +4,7 @@ import { imageFolder, inMemoryDataset, manifest, type LabeledDataset, type Sampl
 import { FASHION_MNIST_CLASSES, loadFashionMnist } from '../data/idx.js';
 import { stratifiedSplit } from '../data/splits.js';
 import type { RunConfig } from './config.js';
+import { defaultValFraction } from '../train/defaults.js';
 
 export function openDataset(source: string, split: 'train' | 'test' = 'train'): LabeledDataset {
   if (source === 'fashion-mnist' || source.startsWith('fashion-mnist:')) {
@@ -20,6 +21,9 @@ export interface PreparedData {
   val: { dataset: LabeledDataset; samples: Sample[] };
   test: { dataset: LabeledDataset; samples: Sample[] };
   classes: string[];
+  /** The validation share used (the default's when data.valFraction is left out), and why there is none when so. */
+  valFraction: number;
+  valNote: string | null;
 }
 
 /** Applies the config's split rules; Fashion-MNIST's test side is its own 10,000-image test set. */
@@ -43,10 +47,13 @@ export function prepareData(c: RunConfig): PreparedData {
     const capped = c.data.testPerClass !== undefined ? stratifiedSplit(all, { seed, perClass: 0, testPerClass: c.data.testPerClass }).test : all;
     test = { dataset: testSource, samples: capped };
   }
-  const v = c.data.valFraction > 0 ? stratifiedSplit(trainSide, { seed: seed + 1, ratio: [1 - c.data.valFraction, c.data.valFraction] }) : null;
+  const counts = source.classes.map((_, label) => trainSide.filter((s) => s.label === label).length);
+  const auto = c.data.valFraction === undefined ? defaultValFraction(counts) : { valFraction: c.data.valFraction, note: null };
+  const valFraction = auto.valFraction;
+  const v = valFraction > 0 ? stratifiedSplit(trainSide, { seed: seed + 1, ratio: [1 - valFraction, valFraction] }) : null;
   // stratifiedSplit's "train" side of a [rest, val] ratio is the validation part.
   const train = v ? v.test : trainSide;
   const val = v ? v.train : [];
   if (test.samples.length === 0) throw new Error('no test images: use data.perClass/data.ratio on a larger source, or give data.test');
-  return { train: { dataset: source, samples: train }, val: { dataset: source, samples: val }, test, classes: source.classes };
+  return { train: { dataset: source, samples: train }, val: { dataset: source, samples: val }, test, classes: source.classes, valFraction, valNote: auto.note };
 }

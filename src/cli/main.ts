@@ -7,6 +7,7 @@ import '../models/all.js';
 import { ConfigError, loadRunConfig } from './config.js';
 import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
+import { useDeterministicKernels } from '../train/deterministic.js';
 import { evalCommand, inspectCommand, mergeCommand, predictCommand } from './commands.js';
 
 function positiveInt(name: string) {
@@ -50,28 +51,32 @@ program
     if (!m) throw new InvalidArgumentError(`--ratio must look like 98:1; got '${v}'`);
     return [Number(m[1]), Number(m[2])];
   })
-  .option('--test-per-class <n>', 'cap on test images per class', positiveInt('--test-per-class'))
-  .option('--val-fraction <f>', 'share of the training images held out for validation', number('--val-fraction'))
+  .option('--test-per-class <n>', 'cap on test images per class (quick runs)', positiveInt('--test-per-class'))
+  .option('--val-fraction <f>', 'share of the training images held out for validation (default 0.2 when every class has 5 images, else 0)', number('--val-fraction'))
   .option('--method <name>', `one of ${methodNames().join(', ')}`)
   .option('--rank <r>', 'adapter rank r (methods with a rank; DyLoRA: the highest rank; AdaLoRA uses adalora.initR/targetR instead, as PEFT)', positiveInt('--rank'))
   .option('--alpha <a>', 'adapter alpha (scaling alpha / r; DyLoRA: alpha / b; AdaLoRA: alpha / init_r)', number('--alpha'))
   .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear'")
   .option('--head-from <where>', "new head replaces 'classifier' (the last Linear) or everything after the pooled 'features'")
   .option('--image-size <n>', 'input size (square); default: the model\'s own', positiveInt('--image-size'))
-  .option('--epochs <n>', 'epochs', positiveInt('--epochs'))
+  .option('--epochs <n>', 'epochs (or --steps)', positiveInt('--epochs'))
+  .option('--steps <n>', 'optimizer steps, rounded up to whole epochs (default: 10 epochs, at least 150 steps)', positiveInt('--steps'))
   .option('--batch-size <n>', 'batch size', positiveInt('--batch-size'))
   .option('--grad-accumulation <n>', 'gradient accumulation steps', positiveInt('--grad-accumulation'))
-  .option('--lr <lr>', 'learning rate', number('--lr'))
+  .option('--lr <lr>', "learning rate, or 'auto' for a range test (default: the method's, see docs/defaults.md)", (v) => (v === 'auto' ? v : number('--lr')(v)))
+  .option('--deterministic', 'the same metrics on every x86-64 CPU (AVX2 kernels; docs/reproducibility.md)')
   .option('--seed <n>', 'random seed', number('--seed'))
   .option('--output <dir>', 'run folder (checkpoints, metrics.jsonl, report, adapter)')
   .option('--resume', 'continue from the newest checkpoint in the run folder')
   .action(async (o: Record<string, unknown>) => {
     try {
+      // The kernels read these when they first run, so they are set before any tensor exists.
+      if (o['deterministic'] === true) useDeterministicKernels();
       const targets = typeof o['targets'] === 'string' ? (o['targets'].includes(',') || /^[\w.]+$/.test(o['targets']) && o['targets'] !== 'all-linear' ? o['targets'].split(',') : o['targets']) : undefined;
       const config = loadRunConfig(o['config'] as string | undefined, {
         model: o['model'], weights: o['weights'], 'data.source': o['data'], 'data.test': o['testData'], 'data.perClass': o['perClass'], 'data.testPerClass': o['testPerClass'],
         'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'adapter.r': o['rank'], 'adapter.alpha': o['alpha'],
-        'adapter.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
+        'adapter.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
         'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
       });
       const s = await runTraining(config, console.log, { resume: o['resume'] === true });
@@ -83,10 +88,10 @@ program
 
 program
   .command('demo')
-  .description('nsfwjs MobileNetV2 on Fashion-MNIST (20 images per class, 10,000 test images): linear probe, LoRA, DoRA, full fine-tuning and scratch compared')
-  .option('--per-class <n>', 'training images per class', positiveInt('--per-class'), 20)
+  .description('nsfwjs MobileNetV2 on Fashion-MNIST (10 images per class, 10,000 test images): linear probe, LoRA, DoRA, full fine-tuning and scratch compared')
+  .option('--per-class <n>', 'training images per class', positiveInt('--per-class'), 10)
   .option('--test-per-class <n>', 'cap on test images per class (default: the whole test set)', positiveInt('--test-per-class'))
-  .option('--epochs <n>', 'epochs per method', positiveInt('--epochs'), 6)
+  .option('--steps <n>', 'optimizer steps per method (default: graft\'s)', positiveInt('--steps'))
   .option('--methods <list>', 'comma-separated methods', (v) => {
     const list = v.split(',');
     for (const m of list) if (!isMethodName(m)) throw new InvalidArgumentError(`unknown method '${m}'; one of ${methodNames().join(', ')}`);
@@ -94,9 +99,9 @@ program
   }, ['linear-probe', 'lora', 'dora', 'full', 'scratch'])
   .option('--output <dir>', 'folder for the runs and the comparison table', 'runs/demo')
   .option('--seed <n>', 'random seed', number('--seed'), 0)
-  .action(async (o: { perClass: number; testPerClass?: number; epochs: number; methods: string[]; output: string; seed: number }) => {
+  .action(async (o: { perClass: number; testPerClass?: number; steps?: number; methods: string[]; output: string; seed: number }) => {
     try {
-      await runDemo({ ...o, loraTargets: '.*(expand|project)' });
+      await runDemo(o);
     } catch (e) {
       fail(e);
     }

@@ -5,19 +5,18 @@ import { performance } from 'node:perf_hooks';
 import { PeftModel } from '../adapters/peft-model.js';
 import { getAdapterMethod, isAdapterMethod } from '../adapters/registry.js';
 import { ImageBatchSource } from '../data/loader.js';
-import { DEFAULT_AUGMENT } from '../data/transforms.js';
 import { evaluate, measureSpeed } from '../eval/evaluate.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { describeTrainable } from '../nn/module.js';
 import { reportMarkdown } from '../report/tables.js';
 import { memory } from '../tensor/memory.js';
-import { manualSeed } from '../tensor/random.js';
 import { train } from '../train/trainer.js';
 import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchnorm.js';
-import { buildRunModel, runAdapterConfig, saveTrainedModel, writeRunManifest } from '../train/run.js';
+import { runAdapterConfig, saveTrainedModel, writeRunManifest } from '../train/run.js';
+import { BestCheckpoint } from '../train/best-checkpoint.js';
+import { LearningWatch } from '../train/learning-watch.js';
 import type { RunConfig } from '../train/run-config.js';
-import { prepareData } from './datasets.js';
-import { downloadProgressPrinter } from './download-progress.js';
+import { prepareRun } from './train-setup.js';
 import { progressPrinter } from './progress.js';
 import { chooseRank, perRankLine } from './choose-rank.js';
 
@@ -40,35 +39,50 @@ export interface RunSummary {
   outputDir: string;
 }
 
-export async function runTraining(c: RunConfig, log: (line: string) => void = console.log, opts: { resume?: boolean } = {}): Promise<RunSummary> {
+export async function runTraining(config: RunConfig, log: (line: string) => void = console.log, opts: { resume?: boolean } = {}): Promise<RunSummary> {
   const bar = progressPrinter();
-  manualSeed(c.train.seed);
-  const data = prepareData(c);
-  const numClasses = data.classes.length;
-  const { model, preprocess: pre } = await buildRunModel(c, data.classes, { onProgress: downloadProgressPrinter() });
-  const outputDir = c.output ?? join('runs', `${c.model}-${c.method}`);
+  const outputDir = config.output ?? join('runs', `${config.model}-${config.method}`);
   mkdirSync(outputDir, { recursive: true });
+  const run = await prepareRun(config, outputDir, log);
+  const { data, model, preprocess: pre, loaderOpts, trainSource, valSource, plan } = run;
+  const c = run.config;
+  const numClasses = data.classes.length;
   // What `graft eval`, `predict` and `merge` need to rebuild this run's model.
   writeRunManifest(outputDir, { config: c, classes: data.classes });
   const trainable = describeTrainable(model);
   log(`${c.model} · ${c.method} · ${data.train.samples.length} training / ${data.val.samples.length} validation / ${data.test.samples.length} test images, ${numClasses} classes`);
   log(trainable.line);
-  const report = (file: string, reason: string) => log(`warning: skipped unreadable image ${file}: ${reason}`);
-  const loaderOpts = { preprocess: pre, onBadImage: c.data.onBadImage, report };
-  const trainSource = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: c.train.batchSize, shuffle: true, seed: c.train.seed, augment: c.train.augment ? DEFAULT_AUGMENT : null });
-  const valSource = data.val.samples.length ? new ImageBatchSource(data.val.dataset, data.val.samples, { ...loaderOpts, batchSize: 16 }) : null;
+  const best = new BestCheckpoint(model);
   const validate = valSource ? async () => {
     const r = await evaluate(model, valSource, numClasses);
-    return { accuracy: r.report.accuracy, f1: r.report.weightedF1 };
+    return { accuracy: r.report.accuracy, f1: r.report.weightedF1, loss: meanNll(r.predictions.labels, r.predictions.scores, numClasses) };
   } : null;
+  const warmupSteps = Math.round(c.train.warmupRatio * plan.steps);
+  const watch = new LearningWatch({ numClasses, totalSteps: plan.steps, warmupSteps, lr: c.train.lr, method: c.method, log: (l) => { bar.done(); log(l); } });
+  let epochsSeen = 0;
   const result = await train(model, trainSource, validate, {
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
     warmupRatio: c.train.warmupRatio, gradAccumulation: c.train.gradAccumulation, maxGradNorm: c.train.maxGradNorm,
     labelSmoothing: c.train.labelSmoothing, earlyStoppingPatience: c.train.earlyStopping, outputDir, log, resume: opts.resume, onProgress: (s) => bar.update(s),
     hooks: model instanceof PeftModel ? model.trainingHooks() : undefined,
+    onLog: (entry) => {
+      // An epoch's eval_ entry is written right after validation, with the model as validated.
+      const accuracy = entry['eval_accuracy'];
+      if (accuracy !== undefined) {
+        epochsSeen++;
+        best.offer({ epoch: entry['epoch'] ?? epochsSeen, step: entry['step'] ?? 0, accuracy, loss: entry['eval_loss'] ?? 0 });
+      }
+      watch.observe(entry);
+    },
   });
   bar.done();
-  if (result.stoppedBy === 'diverged' || result.stoppedBy === 'interrupted') throw new Error(result.message ?? `training ${result.stoppedBy}; resume with --resume`);
+  if (result.stoppedBy === 'diverged' || result.stoppedBy === 'interrupted') {
+    best.dispose();
+    throw new Error(result.message ?? `training ${result.stoppedBy}; resume with --resume`);
+  }
+  const chosen = best.best;
+  if (best.restore() && chosen) log(`kept the best validation checkpoint: epoch ${chosen.epoch} of ${epochsSeen} (step ${chosen.step}, validation accuracy ${(100 * chosen.accuracy).toFixed(1)}%)`);
+  best.dispose();
   if (c.train.recalibrateBatchNorm && trainableStatsBatchNorms(model).length > 0) {
     const calib = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: c.train.batchSize });
     const n = await recalibrateBatchNorm(model, calib);
@@ -92,17 +106,25 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
   const adapterConfig = runAdapterConfig(c);
   const targets = adapterConfig?.targetModules;
   const summary: RunSummary = {
-    model: c.model, method: c.method, target: targets !== undefined ? (Array.isArray(targets) ? targets.join(',') : targets) : c.method === 'linear-probe' ? 'head' : 'all',
+    model: c.model, method: c.method, target: targets !== undefined ? (Array.isArray(targets) ? (targets.length > 4 ? `${targets.length} layers` : targets.join(',')) : targets) : c.method === 'linear-probe' ? 'head' : 'all',
     // The trained adapter's own configuration: what training decided (a chosen rank) is there.
     rank: model instanceof PeftModel ? model.adapter().method.rank(model.adapter().config) : adapterConfig && isAdapterMethod(c.method) ? getAdapterMethod(c.method).rank(adapterConfig) : null, trainableParams: trainable.trainable, totalParams: trainable.total, trainablePercent: trainable.percent,
     trainSeconds: result.state.trainSeconds, accuracy: r.accuracy, weightedF1: r.weightedF1, macroF1: r.macroF1, mAP: r.mAP,
     latencyMs: speed.latencyMs, throughput: speed.throughput, peakMemoryMB: memory().peakBytes / 2 ** 20, outputDir,
   };
-  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds, ...(selection ? { rankSelection: selection } : {}) }, null, 2));
+  const training = { steps: plan.steps, epochs: plan.epochs, lr: c.train.lr, bestCheckpoint: chosen, warnings: watch.warnings };
+  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds, training, ...(selection ? { rankSelection: selection } : {}) }, null, 2));
   writeFileAtomic(join(outputDir, 'report.md'), reportMarkdown(`${c.model} · ${c.method}`, data.classes, r, {
     'trainable params': `${trainable.trainable.toLocaleString('en-US')} (${trainable.percent.toFixed(4)}%)`,
     ...(selection ? { 'rank (chosen)': selection.chosen, 'validation accuracy per rank': perRankLine(selection) } : {}),
     'training time (s)': summary.trainSeconds.toFixed(1), 'latency, batch 1 (ms)': speed.latencyMs.toFixed(1), [`throughput, batch ${speed.bestBatch} (img/s)`]: speed.throughput.toFixed(1),
   }));
   return summary;
+}
+
+/** Mean negative log-likelihood of the true labels under row-major (N, classes) probabilities. */
+function meanNll(labels: readonly number[], scores: Float32Array, numClasses: number): number {
+  let sum = 0;
+  labels.forEach((y, i) => { sum -= Math.log(Math.max(scores[i * numClasses + y]!, 1e-12)); });
+  return labels.length ? sum / labels.length : 0;
 }

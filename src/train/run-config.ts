@@ -21,21 +21,27 @@ const BaseRunConfigSchema = z.object({
     test: z.string().optional(),
     perClass: positiveInt.optional(),
     ratio: z.tuple([z.number().positive(), z.number().positive()]).optional(),
-    valFraction: z.number().min(0).max(0.9).default(0),
+    /** Left out: 0.2 when every class has 5 training images, else none (train/defaults.ts). */
+    valFraction: z.number().min(0).max(0.9).optional(),
     testPerClass: positiveInt.optional(),
     imageSize: positiveInt.optional(),
     onBadImage: z.enum(['skip', 'fatal']).default('skip'),
   }).strict(),
   method: z.string().refine(isMethodName, { error: () => `Invalid option: expected one of ${methodNames().join(', ')}` }).default('lora'),
-  adapter: SharedAdapterOptionsSchema.prefault({}),
+  /** Left out, `targets` follow the model (train/defaults.ts: every dense conv of a CNN, every Linear of a ViT). */
+  adapter: SharedAdapterOptionsSchema.extend({ targets: z.union([z.array(z.string()), z.string()]).optional() }).prefault({}),
   head: z.enum(['linear', 'mlp']).default('linear'),
   /** 'features': the new head replaces everything after the pooled features; 'classifier': only the last Linear. */
-  headFrom: z.enum(['classifier', 'features']).default('classifier'),
+  /** Left out: 'features' for imported Keras models (their head is a task MLP), else 'classifier'. */
+  headFrom: z.enum(['classifier', 'features']).optional(),
   train: z.object({
-    epochs: positiveInt.default(10),
-    batchSize: positiveInt.default(32),
+    /** Epochs, or optimizer steps (rounded up to whole epochs); neither: 10 epochs, at least 150 steps (train/defaults.ts). */
+    epochs: positiveInt.optional(),
+    steps: positiveInt.optional(),
+    batchSize: positiveInt.default(16),
     gradAccumulation: positiveInt.default(1),
-    lr: z.number().positive().default(1e-3),
+    /** A number, 'auto' (a learning-rate range test, train/lr-finder.ts), or left out: the method's default. */
+    lr: z.union([z.number().positive(), z.literal('auto')]).optional(),
     optimizer: z.enum(['adamw', 'sgd']).default('adamw'),
     weightDecay: z.number().min(0).default(0.01),
     schedule: z.enum(['cosine', 'constant', 'linear']).default('cosine'),
@@ -47,6 +53,8 @@ const BaseRunConfigSchema = z.object({
     augment: z.boolean().default(true),
     /** After training, replace BatchNorm running statistics by their average over the training images (precise BN). */
     recalibrateBatchNorm: z.boolean().default(true),
+    /** The same metrics on every supported x86-64 CPU: AVX2 kernels in graft and oneDNN (docs/reproducibility.md). */
+    deterministic: z.boolean().default(false),
   }).strict().prefault({}),
   output: z.string().optional(),
 });

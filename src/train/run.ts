@@ -27,6 +27,7 @@ import type { DownloadProgress } from '../io/hub.js';
 import { checkpointTensors } from './checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { methodSection, runConfigSchema, type RunConfig } from './run-config.js';
+import { defaultImageSize, resolveModelDefaults } from './defaults.js';
 
 export const RUN_FILE = 'run.json';
 export const ADAPTER_DIR = 'adapter';
@@ -42,18 +43,24 @@ export interface RunModelOptions {
   onProgress?: (p: DownloadProgress) => void;
   /** The adapter configuration to build instead of the one run.json gives (a finished run's saved one). */
   adapterConfig?: AdapterConfig;
+  /** Sides of a few training images: with no data.imageSize set, much smaller images pick a smaller input (train/defaults.ts). */
+  imageSides?: readonly number[];
 }
 
 export interface RunModel {
   model: Module;
   preprocess: PreprocessConfig;
+  /** The configuration with every model-dependent default filled in (what run.json holds). */
+  config: RunConfig;
 }
 
 /** The adapter configuration a run's method uses, from its shared and own sections (null for the baselines). */
 export function runAdapterConfig(c: RunConfig) {
   if (!isAdapterMethod(c.method)) return null;
   const method = getAdapterMethod(c.method);
-  return method.configFromRun(c.adapter, methodSection(c, method.optionsKey));
+  const targets = c.adapter.targets;
+  if (targets === undefined) throw new Error('runAdapterConfig: the configuration has no adapter targets; build the model with buildRunModel, which fills them in');
+  return method.configFromRun({ ...c.adapter, targets }, methodSection(c, method.optionsKey));
 }
 
 /**
@@ -62,15 +69,29 @@ export function runAdapterConfig(c: RunConfig) {
  * reloading. Every random initialisation is drawn from the run's seed, so a backbone without a
  * checkpoint (whose frozen weights are not saved) is rebuilt bit for bit too.
  */
-export async function buildRunModel(c: RunConfig, classes: string[], opts: RunModelOptions = {}): Promise<RunModel> {
-  manualSeed(c.train.seed);
-  const backbone = await buildModel({
-    name: c.model, weights: c.method === 'scratch' ? undefined : c.weights, imageSize: c.data.imageSize, overrides: c.modelOverrides, onProgress: opts.onProgress,
-  });
+export async function buildRunModel(config: RunConfig, classes: string[], opts: RunModelOptions = {}): Promise<RunModel> {
+  const build = (imageSize: number | undefined) => {
+    manualSeed(config.train.seed);
+    return buildModel({
+      name: config.model, weights: config.method === 'scratch' ? undefined : config.weights, imageSize, overrides: config.modelOverrides, onProgress: opts.onProgress,
+    });
+  };
+  let backbone = await build(config.data.imageSize);
+  let c = config;
+  if (config.data.imageSize === undefined && opts.imageSides) {
+    const [, h, w] = backbone.preprocess.inputSize;
+    const size = defaultImageSize(Math.min(h, w), opts.imageSides);
+    if (size !== undefined) {
+      backbone.dispose();
+      backbone = await build(size);
+    }
+    c = { ...c, data: { ...c.data, imageSize: size ?? Math.min(h, w) } };
+  }
+  c = resolveModelDefaults(c, backbone, isAdapterMethod(c.method));
   const adapterConfig = opts.adapterConfig ?? runAdapterConfig(c) ?? undefined;
   const generator = new Generator(c.train.seed);
   const model = applyMethod(backbone, c.method, { numClasses: classes.length, head: c.head, headFrom: c.headFrom, generator, adapterConfig });
-  return { model, preprocess: backbone.preprocess };
+  return { model, preprocess: backbone.preprocess, config: c };
 }
 
 export function writeRunManifest(dir: string, manifest: RunManifest): void {

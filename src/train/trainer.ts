@@ -47,6 +47,8 @@ export interface TrainOptions {
   onProgress?: (status: string) => void;
   /** An adapter method's hooks (PeftModel.trainingHooks()): schedule-driven updates and extra loss terms. */
   hooks?: TrainingHooks;
+  /** Called with every entry written to metrics.jsonl (a step's loss, an epoch's eval_ metrics). */
+  onLog?: (entry: Record<string, number>) => void;
 }
 
 export interface TrainResult {
@@ -95,6 +97,7 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
   const record = (entry: Record<string, number>) => {
     state.logHistory.push(entry);
     if (metricsPath) appendFileSync(metricsPath, JSON.stringify(entry) + '\n');
+    opts.onLog?.(entry);
   };
 
   let state: TrainerState = {

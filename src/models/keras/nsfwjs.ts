@@ -76,6 +76,29 @@ export function nsfwjsModelFolder(name: NsfwjsModelName): string {
   return join(nsfwjsRoot(), 'dist', 'models', modelSpec(name).folder);
 }
 
+/** The backbones' total stride: the last feature map of a 224² input is 7×7. */
+const FEATURE_STRIDE = 32;
+
+/**
+ * nsfwjs's MobileNetV2 head averages the backbone's 7×7 map with a 7×7 AveragePooling2D: a
+ * global average at 224², which a smaller input would leave too small for the window (and a
+ * larger one would turn into several pooled cells, changing the Dense layer's input width). At
+ * another size the window and stride follow the feature map, so the pool stays global and every
+ * pretrained layer keeps its shape.
+ */
+function poolWholeFeatureMap(topology: Record<string, unknown>, nativeSize: number, [h, w]: [number, number]): void {
+  const whole = nativeSize / FEATURE_STRIDE;
+  const config = (topology['model_config'] as { config?: { layers?: unknown } } | undefined)?.config ?? (topology['config'] as { layers?: unknown } | undefined);
+  const layers = Array.isArray(config?.layers) ? (config.layers as { class_name?: string; config?: Record<string, unknown> }[]) : [];
+  const window = [Math.ceil(h / FEATURE_STRIDE), Math.ceil(w / FEATURE_STRIDE)];
+  for (const layer of layers) {
+    const pool = layer.config?.['pool_size'];
+    if (layer.class_name !== 'AveragePooling2D' || !Array.isArray(pool) || pool[0] !== whole || pool[1] !== whole) continue;
+    layer.config!['pool_size'] = window;
+    layer.config!['strides'] = window;
+  }
+}
+
 /**
  * A pretrained nsfwjs classifier in graft, with nsfwjs's preprocessing (pixels / 255 at 224² or
  * 299²; the mid model maps them to [−1, 1] inside its graph). forward() gives logits over
@@ -84,7 +107,9 @@ export function nsfwjsModelFolder(name: NsfwjsModelName): string {
 export function loadNsfwjsModel(name: NsfwjsModelName, opts: LoadKerasOptions = {}): KerasModel | TfGraphModel {
   const { size } = modelSpec(name);
   const [h, w] = opts.imageSize === undefined ? [size, size] : typeof opts.imageSize === 'number' ? [opts.imageSize, opts.imageSize] : opts.imageSize;
-  return modelFromArtifacts(readNsfwjsBundles(nsfwjsModelFolder(name)), {
+  const artifacts = readNsfwjsBundles(nsfwjsModelFolder(name));
+  if (h !== size || w !== size) poolWholeFeatureMap(artifacts.modelJson.modelTopology, size, [h, w]);
+  return modelFromArtifacts(artifacts, {
     family: 'nsfwjs',
     ...opts,
     preprocess: { inputSize: [3, h, w], mean: [0, 0, 0], std: [1, 1, 1], interpolation: 'bilinear', cropPct: 1, ...opts.preprocess },

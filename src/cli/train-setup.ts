@@ -1,0 +1,79 @@
+// Everything `graft train` settles before its first step: the data splits, the model, the
+// defaults left to graft (train/defaults.ts) and, with --lr auto, the range test. The result is
+// the resolved configuration that run.json holds and the one-line summary printed.
+import { join } from 'node:path';
+import { ImageBatchSource } from '../data/loader.js';
+import { DEFAULT_AUGMENT } from '../data/transforms.js';
+import type { Sample, LabeledDataset } from '../data/dataset.js';
+import type { PreprocessConfig } from '../data/preprocess.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import type { Module } from '../nn/module.js';
+import { manualSeed } from '../tensor/random.js';
+import { defaultLr, planSteps, settingsLine, type StepPlan } from '../train/defaults.js';
+import { useDeterministicKernels } from '../train/deterministic.js';
+import { findLearningRate, type LrFinderResult } from '../train/lr-finder.js';
+import { buildRunModel } from '../train/run.js';
+import type { RunConfig } from '../train/run-config.js';
+import { prepareData, type PreparedData } from './datasets.js';
+import { downloadProgressPrinter } from './download-progress.js';
+import { lrCurveSvg } from '../report/lr-curve.js';
+
+/** Images read to decide the input size; sizes within one dataset rarely vary much. */
+const SIZE_PROBE = 8;
+
+export interface PreparedRun {
+  /** Every default filled in: what run.json holds. */
+  config: RunConfig & { train: { lr: number; epochs: number; steps: number } };
+  data: PreparedData;
+  model: Module;
+  preprocess: PreprocessConfig;
+  plan: StepPlan;
+  trainSource: ImageBatchSource;
+  valSource: ImageBatchSource | null;
+  loaderOpts: { preprocess: PreprocessConfig; onBadImage: 'skip' | 'fatal'; report: (file: string, reason: string) => void };
+  lrFind: LrFinderResult | null;
+}
+
+async function imageSides(dataset: LabeledDataset, samples: readonly Sample[]): Promise<number[]> {
+  const sides: number[] = [];
+  for (const s of samples.slice(0, SIZE_PROBE)) {
+    try {
+      const img = await dataset.load(s);
+      sides.push(Math.max(img.width, img.height));
+    } catch {
+      // An unreadable image is reported by the loader; it says nothing about the others' size.
+    }
+  }
+  return sides;
+}
+
+export async function prepareRun(c: RunConfig, outputDir: string, log: (line: string) => void): Promise<PreparedRun> {
+  if (c.train.deterministic) useDeterministicKernels();
+  manualSeed(c.train.seed);
+  const data = prepareData(c);
+  if (data.valNote) log(data.valNote);
+  const sides = c.data.imageSize === undefined ? await imageSides(data.train.dataset, data.train.samples) : undefined;
+  const built = await buildRunModel({ ...c, data: { ...c.data, valFraction: data.valFraction } }, data.classes, { onProgress: downloadProgressPrinter(), imageSides: sides });
+  const { model, preprocess } = built;
+  const plan = planSteps(built.config.train, data.train.samples.length);
+  const t = built.config.train;
+  const report = (file: string, reason: string) => log(`warning: skipped unreadable image ${file}: ${reason}`);
+  const loaderOpts = { preprocess, onBadImage: c.data.onBadImage, report };
+  const trainSource = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: t.batchSize, shuffle: true, seed: t.seed, augment: t.augment ? DEFAULT_AUGMENT : null });
+  const valSource = data.val.samples.length ? new ImageBatchSource(data.val.dataset, data.val.samples, { ...loaderOpts, batchSize: 16 }) : null;
+  let lr: number;
+  let lrFind: LrFinderResult | null = null;
+  if (t.lr === 'auto') {
+    log('lr auto: a learning-rate range test on the training split (100 steps, 1e-7 → 1)…');
+    lrFind = await findLearningRate(model, trainSource, { optimizer: t.optimizer, weightDecay: t.weightDecay, maxGradNorm: t.maxGradNorm, labelSmoothing: t.labelSmoothing });
+    lr = Number(lrFind.lr.toPrecision(2));
+    writeFileAtomic(join(outputDir, 'lr_find.json'), JSON.stringify({ suggestion: lr, rule: lrFind.rule, steepestLr: lrFind.steepestLr, minLossOver10: lrFind.minLossLr, curve: lrFind.curve }, null, 2));
+    writeFileAtomic(join(outputDir, 'lr_find.svg'), lrCurveSvg(lrFind.curve, lr));
+    log(`lr auto: ${lr} (${lrFind.rule}; curve in ${join(outputDir, 'lr_find.json')} and lr_find.svg)`);
+  } else {
+    lr = t.lr ?? defaultLr(c.method);
+  }
+  const config = { ...built.config, train: { ...t, lr, epochs: plan.epochs, steps: plan.steps } };
+  log(settingsLine(config, plan, data.train.samples.length));
+  return { config, data, model, preprocess, plan, trainSource, valSource, loaderOpts, lrFind };
+}
