@@ -1,6 +1,8 @@
 // `graft eval`, `predict`, `merge` and `inspect`.
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { extname, join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, extname, join } from 'node:path';
+import { ConfigError, DataError, OutputPathError, RunFolderError, writeError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { PeftModel } from '../adapters/peft-model.js';
 import { IMAGE_EXTENSIONS } from '../data/dataset.js';
 import { decodeImage } from '../data/image.js';
@@ -17,34 +19,33 @@ import { tensor } from '../ops/creation.js';
 import { noGrad } from '../tensor/autograd.js';
 import { tidy } from '../tensor/memory.js';
 import { Generator } from '../tensor/random.js';
-import { openDataset } from './datasets.js';
-import { loadRun } from '../train/run.js';
+import { matchClasses, openCheckedDataset } from './datasets.js';
+import { isInsideRun, loadRun } from '../train/run.js';
 import { methodForPeftJson } from '../adapters/registry.js';
 
 /** `graft eval RUN --data SOURCE`: every metric of a finished run on a labelled dataset. */
 export async function evalCommand(runDir: string, source: string, log: (l: string) => void = console.log): Promise<void> {
   const run = await loadRun(runDir);
-  const ds = openDataset(source, 'test');
-  if (ds.classes.join('\n') !== run.classes.join('\n')) {
-    throw new Error(`${source} has classes [${ds.classes.join(', ')}] but the run was trained on [${run.classes.join(', ')}]`);
-  }
-  const src = new ImageBatchSource(ds, ds.samples, { batchSize: 16, preprocess: run.preprocess, report: (f, r) => log(`warning: skipped unreadable image ${f}: ${r}`) });
+  const warn = (f: string, r: string) => log(`warning: skipped ${f}: ${r}`);
+  const checked = await openCheckedDataset(source, 'test', warn, '--data');
+  const samples = matchClasses(checked, run.classes, source);
+  const src = new ImageBatchSource(checked.dataset, samples, { batchSize: 16, preprocess: run.preprocess, report: (f, r) => warn(f, `unreadable image (${r})`) });
   const { report } = await evaluate(run.model, src, run.classes.length);
   const md = reportMarkdown(`${run.config.model} · ${run.config.method} on ${source}`, run.classes, report);
-  writeFileSync(join(runDir, 'eval.md'), md);
-  writeFileSync(join(runDir, 'eval.json'), JSON.stringify({ source, metrics: report }, null, 2));
+  writeFileAtomic(join(runDir, 'eval.md'), md);
+  writeFileAtomic(join(runDir, 'eval.json'), JSON.stringify({ source, metrics: report }, null, 2));
   log(md);
 }
 
 function imageFiles(inputs: string[]): string[] {
   const out: string[] = [];
   for (const p of inputs) {
-    if (!existsSync(p)) throw new Error(`${p} does not exist`);
+    if (!existsSync(p)) throw new DataError(`${p} does not exist; give image files or folders of images`);
     if (statSync(p).isDirectory()) {
       for (const f of readdirSync(p).sort()) if (IMAGE_EXTENSIONS.has(extname(f).toLowerCase())) out.push(join(p, f));
     } else out.push(p);
   }
-  if (!out.length) throw new Error('no images to predict');
+  if (!out.length) throw new DataError(`no images to predict in ${inputs.join(', ')} (image files end in ${[...IMAGE_EXTENSIONS].join(', ')})`);
   return out;
 }
 
@@ -73,16 +74,25 @@ export async function predictCommand(runDir: string, inputs: string[], format: '
     write([['file', 'label', ...run.classes].map(quote).join(','), ...rows.map((r) => [quote(r.file), quote(r.label), ...r.scores.map((v) => v.toFixed(6))].join(','))].join('\n') + '\n');
     for (const e of errors) process.stderr.write(`graft predict: ${e.file}: ${e.error}\n`);
   }
+  // The readable images' results are out; the exit status still says that some inputs failed.
+  if (errors.length) throw new DataError(`${errors.length} of ${files.length} images could not be read (${errors.slice(0, 3).map((e) => e.file).join(', ')}${errors.length > 3 ? ', …' : ''}); their errors are listed with the results`);
 }
 
 /** `graft merge RUN --output FILE`: the adapter merged into the backbone, saved as safetensors. */
 export async function mergeCommand(runDir: string, output: string, log: (l: string) => void = console.log): Promise<void> {
+  if (!output.endsWith('.safetensors')) throw new OutputPathError(`--output ${output}: the merged model is one file; give a path ending in .safetensors`);
+  if (existsSync(output) && statSync(output).isDirectory()) throw new OutputPathError(`--output ${output} is a folder; give a file path ending in .safetensors`);
+  if (isInsideRun(runDir, output)) throw new OutputPathError(`--output ${output} would replace a file of the run ${runDir} itself; write the merged model outside the run's own files (e.g. ${join(runDir, 'merged.safetensors')} or another folder)`);
   const run = await loadRun(runDir);
-  if (!(run.model instanceof PeftModel)) throw new Error(`run ${runDir} used method '${run.config.method}', which has no adapter to merge; its model.safetensors is already a full model file`);
+  if (!(run.model instanceof PeftModel)) throw new ConfigError(`run ${runDir} used method '${run.config.method}', which has no adapter to merge; its model.safetensors is already a full model file`);
   const unmergeable = run.model.adapterLayers().filter(([, l]) => !l.canMerge()).map(([p]) => p);
-  if (unmergeable.length) throw new Error(`run ${runDir}: the ${run.config.method} adapter on ${unmergeable.slice(0, 3).join(', ')}${unmergeable.length > 3 ? ` and ${unmergeable.length - 3} more` : ''} cannot be merged into its base layer (e.g. LoRA on a grouped convolution); use the run folder with graft eval/predict instead`);
+  if (unmergeable.length) throw new ConfigError(`run ${runDir}: the ${run.config.method} adapter on ${unmergeable.slice(0, 3).join(', ')}${unmergeable.length > 3 ? ` and ${unmergeable.length - 3} more` : ''} cannot be merged into its base layer (e.g. LoRA on a grouped convolution); use the run folder with graft eval/predict instead`);
   const merged = run.model.mergeAndUnload();
-  if (output.includes('/')) mkdirSync(join(output, '..'), { recursive: true });
+  try {
+    mkdirSync(dirname(output), { recursive: true });
+  } catch (e) {
+    throw writeError(e, output);
+  }
   saveSafetensors(output, merged.stateDict(), { format: 'pt', source: runDir });
   log(`merged ${run.config.method} adapter of ${runDir} into ${run.config.model}: ${output}`);
 }
@@ -93,9 +103,21 @@ export function inspectCommand(target: string | undefined, opts: { list?: boolea
     log(listModels().join('\n'));
     return;
   }
+  if (existsSync(target) && statSync(target).isFile()) {
+    throw new ConfigError(`inspect ${target}: give a model name (graft inspect --list) or an adapter folder holding adapter_config.json; a ${extname(target) || 'plain'} file is neither`);
+  }
+  if (existsSync(target) && !existsSync(join(target, 'adapter_config.json'))) {
+    throw new RunFolderError(`inspect ${target}: the folder holds no adapter_config.json; give an adapter folder (a run's adapter/) or a model name`);
+  }
   if (existsSync(join(target, 'adapter_config.json'))) {
     const configFile = join(target, 'adapter_config.json');
-    const config = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+    let config: Record<string, unknown>;
+    try {
+      config = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+      if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new Error('expected a JSON object');
+    } catch (e) {
+      throw new RunFolderError(`${configFile} is not a valid adapter configuration (${(e as Error).message}); the adapter folder is damaged`);
+    }
     const method = methodForPeftJson(config, configFile);
     const fields = ['r', 'lora_alpha'].filter((k) => config[k] !== undefined).map((k) => `${k}=${String(config[k])}`);
     log(`adapter ${target}: ${method.name} (peft_type ${String(config['peft_type'])})${fields.length ? `, ${fields.join(', ')}` : ''}, targets ${JSON.stringify(config['target_modules'])}`);

@@ -1,5 +1,4 @@
 // `graft train`: data → backbone → method → training → test report and a small adapter file.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PeftModel } from '../adapters/peft-model.js';
@@ -17,6 +16,7 @@ import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchno
 import { buildRunModel, runAdapterConfig, saveTrainedModel, writeRunManifest } from '../train/run.js';
 import type { RunConfig } from '../train/run-config.js';
 import { prepareData } from './datasets.js';
+import { checkResumedClasses, exitOnInterrupt, openRunFolder, resumeHint, trainingInterrupted, type RunFolder } from './run-guard.js';
 import { downloadProgressPrinter } from './download-progress.js';
 import { progressPrinter } from './progress.js';
 
@@ -39,20 +39,32 @@ export interface RunSummary {
   outputDir: string;
 }
 
-export async function runTraining(c: RunConfig, log: (line: string) => void = console.log, opts: { resume?: boolean } = {}): Promise<RunSummary> {
+export async function runTraining(c: RunConfig, log: (line: string) => void = console.log, opts: { resume?: boolean; overwrite?: boolean } = {}): Promise<RunSummary> {
+  const folder = openRunFolder(c.output ?? join('runs', `${c.model}-${c.method}`), c, opts);
+  try {
+    return await trainInFolder(c, folder, log, opts);
+  } finally {
+    folder.release();
+  }
+}
+
+async function trainInFolder(c: RunConfig, folder: RunFolder, log: (line: string) => void, opts: { resume?: boolean }): Promise<RunSummary> {
+  const outputDir = folder.dir;
+  let allowInterrupt = exitOnInterrupt(folder, () => `interrupted before training began; nothing was written${opts.resume ? ` (the run can still be resumed: ${resumeHint(outputDir)})` : ''}`);
   const bar = progressPrinter();
   manualSeed(c.train.seed);
-  const data = prepareData(c);
+  const report = (file: string, reason: string) => log(`warning: skipped ${file}: ${reason}`);
+  const unreadable = (file: string, reason: string) => report(file, `unreadable image (${reason})`);
+  const data = await prepareData(c, (file, reason) => (reason.startsWith('not ') || reason.startsWith('a symbolic') ? report(file, reason) : unreadable(file, reason)));
+  checkResumedClasses(folder, data.classes);
   const numClasses = data.classes.length;
   const { model, preprocess: pre } = await buildRunModel(c, data.classes, { onProgress: downloadProgressPrinter() });
-  const outputDir = c.output ?? join('runs', `${c.model}-${c.method}`);
-  mkdirSync(outputDir, { recursive: true });
-  // What `graft eval`, `predict` and `merge` need to rebuild this run's model.
-  writeRunManifest(outputDir, { config: c, classes: data.classes });
+  // What `graft eval`, `predict` and `merge` need to rebuild this run's model, written once the
+  // configuration, the data and the model are known to be good (a resumed run keeps its own).
+  if (!folder.previous) writeRunManifest(outputDir, { config: c, classes: data.classes });
   const trainable = describeTrainable(model);
   log(`${c.model} · ${c.method} · ${data.train.samples.length} training / ${data.val.samples.length} validation / ${data.test.samples.length} test images, ${numClasses} classes`);
   log(trainable.line);
-  const report = (file: string, reason: string) => log(`warning: skipped unreadable image ${file}: ${reason}`);
   const loaderOpts = { preprocess: pre, onBadImage: c.data.onBadImage, report };
   const trainSource = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: c.train.batchSize, shuffle: true, seed: c.train.seed, augment: c.train.augment ? DEFAULT_AUGMENT : null });
   const valSource = data.val.samples.length ? new ImageBatchSource(data.val.dataset, data.val.samples, { ...loaderOpts, batchSize: 16 }) : null;
@@ -60,6 +72,7 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
     const r = await evaluate(model, valSource, numClasses);
     return { accuracy: r.report.accuracy, f1: r.report.weightedF1 };
   } : null;
+  allowInterrupt();
   const result = await train(model, trainSource, validate, {
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
     warmupRatio: c.train.warmupRatio, gradAccumulation: c.train.gradAccumulation, maxGradNorm: c.train.maxGradNorm,
@@ -67,7 +80,10 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
     hooks: model instanceof PeftModel ? model.trainingHooks() : undefined,
   });
   bar.done();
-  if (result.stoppedBy === 'diverged' || result.stoppedBy === 'interrupted') throw new Error(result.message ?? `training ${result.stoppedBy}; resume with --resume`);
+  if (result.stoppedBy === 'interrupted') throw trainingInterrupted(folder, result.lastCheckpoint);
+  if (result.stoppedBy === 'diverged') throw new Error(result.message ?? 'training diverged');
+  // Training is over and checkpointed: a Ctrl-C from here on keeps that checkpoint to resume from.
+  allowInterrupt = exitOnInterrupt(folder, () => `interrupted after training, before the results were written; the trained state is in ${result.lastCheckpoint}: ${resumeHint(outputDir)} to evaluate it`);
   if (c.train.recalibrateBatchNorm && trainableStatsBatchNorms(model).length > 0) {
     const calib = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: c.train.batchSize });
     const n = await recalibrateBatchNorm(model, calib);
@@ -94,5 +110,6 @@ export async function runTraining(c: RunConfig, log: (line: string) => void = co
     'trainable params': `${trainable.trainable.toLocaleString('en-US')} (${trainable.percent.toFixed(4)}%)`,
     'training time (s)': summary.trainSeconds.toFixed(1), 'latency, batch 1 (ms)': speed.latencyMs.toFixed(1), [`throughput, batch ${speed.bestBatch} (img/s)`]: speed.throughput.toFixed(1),
   }));
+  allowInterrupt();
   return summary;
 }
