@@ -84,19 +84,20 @@ export function imageFolder(root: string): LabeledDataset {
   const classes = classDirs.map((d) => d.printable.text);
   const samples: Sample[] = [];
   const skipped: { file: string; reason: string }[] = [];
-  const visited = new Set<string>();
   classDirs.forEach((c, label) => {
-    const walk = (dir: Buffer, shown: string) => {
-      const real = realpathSync(dir, { encoding: 'buffer' }).toString('latin1');
-      if (visited.has(real)) {
-        skipped.push({ file: shown, reason: 'a symbolic link to a folder already read (a loop or a second link); read once' });
+    // The real folders from the class folder down to here: a link back to one of them is a loop.
+    const walk = (dir: Buffer, shown: string, ancestors: ReadonlySet<string>) => {
+      // realpathSync.native keeps the bytes of a name that is not UTF-8 (the JS one does not).
+      const real = realpathSync.native(dir, { encoding: 'buffer' }).toString('latin1');
+      if (ancestors.has(real)) {
+        skipped.push({ file: shown, reason: 'a symbolic link to a folder above it (a loop); not followed' });
         return;
       }
-      visited.add(real);
+      const below = new Set(ancestors).add(real);
       for (const e of entries(dir)) {
         const p = join(shown, e.printable.text);
         if (e.name[0] === 0x2e) continue;
-        if (e.kind === 'dir') walk(e.path, p);
+        if (e.kind === 'dir') walk(e.path, p, below);
         else if (e.kind !== 'file') skipped.push({ file: p, reason: 'not a readable file (a dangling link or a special file)' });
         else if (IMAGE_EXTENSIONS.has(extname(e.printable.text).toLowerCase())) {
           if (!e.printable.exact || p !== e.path.toString('utf8')) rawPaths.set(p, e.path);
@@ -104,7 +105,7 @@ export function imageFolder(root: string): LabeledDataset {
         } else skipped.push({ file: p, reason: 'not an image file (extension)' });
       }
     };
-    walk(c.path, join(root, c.printable.text));
+    walk(c.path, join(root, c.printable.text), new Set());
   });
   classes.forEach((c, i) => {
     if (!samples.some((s) => s.label === i)) skipped.push({ file: join(root, c), reason: 'class folder holds no images' });

@@ -143,6 +143,22 @@ export function configDifferences(a: RunConfig, b: RunConfig): string[] {
   return out;
 }
 
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdir never returns on some pseudo file systems
+ * (it retries /proc/x forever), so a bad --output would hang instead of failing.
+ */
+function makeFolder(dir: string): void {
+  const missing: string[] = [];
+  let cur = resolve(dir);
+  while (!existsSync(cur)) {
+    missing.unshift(cur);
+    const parent = resolve(cur, '..');
+    if (parent === cur) break;
+    cur = parent;
+  }
+  for (const d of missing) mkdirSync(d);
+}
+
 export interface RunLock {
   readonly file: string;
   release(): void;
@@ -164,7 +180,7 @@ const alive = (pid: number) => {
  */
 export function lockRunFolder(dir: string): RunLock {
   try {
-    mkdirSync(dir, { recursive: true });
+    makeFolder(dir);
     if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a folder'), { code: 'ENOTDIR' });
   } catch (e) {
     throw new OutputPathError(`cannot use ${dir} as the run folder: ${(e as NodeJS.ErrnoException).code === 'ENOTDIR' || (e as NodeJS.ErrnoException).code === 'EEXIST' ? 'a file is in the way' : (e as Error).message}; choose a writable --output folder`);
