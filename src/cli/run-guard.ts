@@ -48,19 +48,23 @@ export const resumeHint = (dir: string) => `continue it with 'graft train --resu
 
 /**
  * Until the returned function is called, Ctrl-C releases the folder and exits 130 after printing
- * `message()` (what was kept and how to continue).
+ * `message()` (what was kept and how to continue). The handler stays registered, only inactive,
+ * until the folder is released: removing the last SIGINT listener restores the default action,
+ * and a Ctrl-C landing before the trainer's own listener is added would kill the process unsaved.
  */
 export function exitOnInterrupt(folder: RunFolder, message: () => string): () => void {
+  let active = true;
   const handler = (): void => {
+    if (!active) return;
     process.stderr.write(`\ngraft: ${message()}\n`);
-    remove();
     folder.release();
     process.exit(new InterruptedError('').exitCode);
   };
   process.on('SIGINT', handler);
-  const remove = () => process.off('SIGINT', handler);
-  folder.onRelease(remove);
-  return remove;
+  folder.onRelease(() => process.off('SIGINT', handler));
+  return () => {
+    active = false;
+  };
 }
 
 /** The error a Ctrl-C inside the training loop ends with, after its checkpoint was saved. */

@@ -245,6 +245,11 @@ export function claimRunFolder(dir: string, config: RunConfig, opts: ClaimOption
     const manifest = readRunManifest(dir);
     const diff = configDifferences(manifest.config, config);
     if (diff.length) throw new RunFolderError(`--resume continues the run in ${dir} with its own configuration, but this one differs: ${diff.join('; ')}. Pass the run's configuration, or --overwrite to start a new run there`);
+    // Temporary files of a killed writer (an atomic write or checkpoint cut short) are garbage.
+    const isTemp = (n: string) => /^\..+\.tmp$/.test(n) && isRunEntry(n);
+    for (const n of entries.filter(isTemp)) rmSync(join(dir, n), { recursive: true, force: true });
+    const adapterDir = join(dir, ADAPTER_DIR);
+    if (existsSync(adapterDir)) for (const n of readdirSync(adapterDir).filter(isTemp)) rmSync(join(adapterDir, n), { force: true });
     return manifest;
   }
   if (entries.length === 0) return null;
