@@ -10,7 +10,7 @@ import ts from 'typescript';
 
 /** Bottom → top. A module may import from its own layer and the layers below it. */
 const LAYERS: readonly (readonly string[])[] = [
-  ['src/backends', 'src/tensor'],
+  ['src/errors.ts', 'src/backends', 'src/tensor'],
   ['src/ops'],
   ['src/nn'],
   ['src/io'],

@@ -38,3 +38,15 @@ test('average precision of a perfect ranking is 1, of a reversed one is the posi
   assert.equal(averagePrecision([true, true, false], [0.9, 0.8, 0.1]), 1);
   assert.ok(Math.abs(averagePrecision([false, false, true], [0.9, 0.8, 0.1]) - 1 / 3) < 1e-12);
 });
+
+test('metrics: average precision and the report end on NaN scores, ties and empty input', () => {
+  // A NaN score ranks last: the positive at 0.9 comes first, the NaN one after the negative.
+  assert.equal(averagePrecision([true, false, true], [0.9, 0.5, NaN]), (1 + 2 / 3) / 2);
+  assert.equal(averagePrecision([true, false, true, false], [NaN, NaN, NaN, NaN]), 0.5);
+  assert.equal(averagePrecision([true, true, false], [0.5, 0.5, 0.5]), 2 / 3);
+  assert.ok(Number.isNaN(averagePrecision([], [])));
+  const r = classificationReport([0, 1, 1], [0, 0, 1], 3, Float32Array.from([NaN, NaN, NaN, 0.2, 0.7, 0.1, NaN, 0.5, 0.5]));
+  assert.equal(r.perClass[2]!.support, 0);
+  assert.ok(Number.isNaN(r.perClass[2]!.averagePrecision));
+  assert.ok(Number.isFinite(r.mAP));
+});

@@ -7,7 +7,7 @@ import { Module, describeTrainable } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { keep, tidy } from '../tensor/memory.js';
 import { assign } from '../ops/layout.js';
-import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
+import { loadTensorsInto, saveSafetensors } from '../io/safetensors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { findTargets } from './targets.js';
 import { AdapterLayer } from './layer.js';
@@ -236,20 +236,8 @@ export class PeftModel<M extends Module = Module> extends Module {
     }
   }
 
-  /** Copies adapter `name`'s tensors from a safetensors file in PEFT's layout (every key and shape must match). */
+  /** Copies adapter `name`'s tensors from a safetensors file in PEFT's layout (every key, shape and dtype kind must match). */
   loadAdapterWeights(weightsPath: string, name = this.activeAdapter): void {
-    const want = this.adapterStateDict(name);
-    const file = loadSafetensors(weightsPath);
-    try {
-      const missing = [...want.keys()].filter((k) => !file.has(k));
-      const unexpected = [...file.keys()].filter((k) => !want.has(k));
-      const mismatched = [...want].filter(([k, t]) => file.has(k) && file.get(k)!.shape.join() !== t.shape.join()).map(([k, t]) => `${k}: model ${JSON.stringify(t.shape)}, file ${JSON.stringify(file.get(k)!.shape)}`);
-      if (missing.length || unexpected.length || mismatched.length) {
-        throw new Error(`adapter ${weightsPath} does not fit this model:\n${[...mismatched.map((m) => `  shape mismatch ${m}`), ...missing.map((k) => `  missing: ${k}`), ...unexpected.map((k) => `  unexpected: ${k}`)].join('\n')}`);
-      }
-      for (const [k, t] of want) t.backend.copy(file.get(k)!.view(), t.view());
-    } finally {
-      for (const t of file.values()) t.dispose();
-    }
+    loadTensorsInto(this.adapterStateDict(name), weightsPath, 'adapter');
   }
 }

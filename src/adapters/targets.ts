@@ -1,5 +1,6 @@
 // Which modules an adapter targets, with huggingface/peft's matching rules
 // (tuners_utils.check_target_module_exists, utils/other.get_pattern_key).
+import { ConfigError } from '../errors.js';
 import type { Module } from '../nn/module.js';
 import { Linear, Conv2d } from '../nn/layers.js';
 import { AdapterLayer } from './layer.js';
@@ -137,8 +138,13 @@ export function findTargets(model: Module, opts: TargetOptions, can: Adaptabilit
     found.push(path);
   }
   if (found.length === 0) {
-    const suffixes = [...new Set(candidates(model, can).map((p) => p.split('.').pop()!))];
-    throw new Error(`no module matches targetModules ${JSON.stringify(opts.targetModules)}. Layer names you can target: ${suffixes.join(', ')} (or 'all-linear'); see 'graft inspect'.`);
+    // A numeric suffix (downsample.0) names a position, not a layer kind: show the parent's name with it.
+    const names = [...new Set(candidates(model, can).filter((p) => !isModuleToSave(p, modulesToSave)).map((p) => {
+      const parts = p.split('.');
+      return /^\d+$/.test(parts[parts.length - 1]!) && parts.length > 1 ? parts.slice(-2).join('.') : parts[parts.length - 1]!;
+    }))];
+    const why = spec === 'all-linear' ? "'all-linear' takes every Linear but the new head, and this model has no other Linear (a CNN); " : '';
+    throw new ConfigError(`adapter.targets: no module matches ${JSON.stringify(opts.targetModules)}; ${why}give --targets with layer names such as ${names.slice(0, 8).join(', ')} or a regex over module paths ('graft inspect MODEL' lists them)`);
   }
   return found;
 }

@@ -1,6 +1,8 @@
 // `graft eval`, `predict`, `merge` and `inspect`.
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { extname, join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, extname, join } from 'node:path';
+import { ConfigError, DataError, OutputPathError, RunFolderError, writeError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { PeftModel } from '../adapters/peft-model.js';
 import { IMAGE_EXTENSIONS } from '../data/dataset.js';
 import { decodeImage } from '../data/image.js';
@@ -17,9 +19,9 @@ import { tensor } from '../ops/creation.js';
 import { noGrad } from '../tensor/autograd.js';
 import { tidy } from '../tensor/memory.js';
 import { Generator } from '../tensor/random.js';
-import { openDataset } from './datasets.js';
+import { matchClasses, openCheckedDataset } from './datasets.js';
 import { stratifiedSplit } from '../data/splits.js';
-import { loadRun } from '../train/run.js';
+import { isInsideRun, loadRun } from '../train/run.js';
 import { describeAdapter } from './inspect-adapter.js';
 
 /** `graft eval RUN --data SOURCE`: every metric of a finished run on a labelled dataset. */
@@ -27,32 +29,31 @@ export async function evalCommand(runDir: string, source: string, log: (l: strin
   const run = await loadRun(runDir);
   const choice = run.model instanceof PeftModel ? run.model.rankChoice() : null;
   if (opts.rank !== undefined) {
-    if (!choice) throw new Error(`--rank: run ${runDir} used method '${run.config.method}', whose adapter has one rank; --rank is for methods trained for several ranks (dylora)`);
+    if (!choice) throw new ConfigError(`--rank: run ${runDir} used method '${run.config.method}', whose adapter has one rank; --rank is for methods trained for several ranks (dylora)`);
     choice.set(opts.rank);
   }
-  const ds = openDataset(source, 'test');
-  if (ds.classes.join('\n') !== run.classes.join('\n')) {
-    throw new Error(`${source} has classes [${ds.classes.join(', ')}] but the run was trained on [${run.classes.join(', ')}]`);
-  }
-  const samples = opts.testPerClass !== undefined ? stratifiedSplit(ds.samples, { seed: 0, perClass: 0, testPerClass: opts.testPerClass }).test : ds.samples;
-  const src = new ImageBatchSource(ds, samples, { batchSize: 16, preprocess: run.preprocess, report: (f, r) => log(`warning: skipped unreadable image ${f}: ${r}`) });
+  const warn = (f: string, r: string) => log(`warning: skipped ${f}: ${r}`);
+  const checked = await openCheckedDataset(source, 'test', warn, '--data');
+  const all = matchClasses(checked, run.classes, source);
+  const samples = opts.testPerClass !== undefined ? stratifiedSplit(all, { seed: 0, perClass: 0, testPerClass: opts.testPerClass }).test : all;
+  const src = new ImageBatchSource(checked.dataset, samples, { batchSize: 16, preprocess: run.preprocess, report: (f, r) => warn(f, `unreadable image (${r})`) });
   const { report } = await evaluate(run.model, src, run.classes.length);
   const rank = choice?.current();
   const md = reportMarkdown(`${run.config.model} · ${run.config.method}${rank !== undefined ? ` at rank ${rank}` : ''} on ${source}`, run.classes, report);
-  writeFileSync(join(runDir, 'eval.md'), md);
-  writeFileSync(join(runDir, 'eval.json'), JSON.stringify({ source, ...(rank !== undefined ? { rank } : {}), metrics: report }, null, 2));
+  writeFileAtomic(join(runDir, 'eval.md'), md);
+  writeFileAtomic(join(runDir, 'eval.json'), JSON.stringify({ source, ...(rank !== undefined ? { rank } : {}), metrics: report }, null, 2));
   log(md);
 }
 
 function imageFiles(inputs: string[]): string[] {
   const out: string[] = [];
   for (const p of inputs) {
-    if (!existsSync(p)) throw new Error(`${p} does not exist`);
+    if (!existsSync(p)) throw new DataError(`${p} does not exist; give image files or folders of images`);
     if (statSync(p).isDirectory()) {
       for (const f of readdirSync(p).sort()) if (IMAGE_EXTENSIONS.has(extname(f).toLowerCase())) out.push(join(p, f));
     } else out.push(p);
   }
-  if (!out.length) throw new Error('no images to predict');
+  if (!out.length) throw new DataError(`no images to predict in ${inputs.join(', ')} (image files end in ${[...IMAGE_EXTENSIONS].join(', ')})`);
   return out;
 }
 
@@ -81,16 +82,25 @@ export async function predictCommand(runDir: string, inputs: string[], format: '
     write([['file', 'label', ...run.classes].map(quote).join(','), ...rows.map((r) => [quote(r.file), quote(r.label), ...r.scores.map((v) => v.toFixed(6))].join(','))].join('\n') + '\n');
     for (const e of errors) process.stderr.write(`graft predict: ${e.file}: ${e.error}\n`);
   }
+  // The readable images' results are out; the exit status still says that some inputs failed.
+  if (errors.length) throw new DataError(`${errors.length} of ${files.length} images could not be read (${errors.slice(0, 3).map((e) => e.file).join(', ')}${errors.length > 3 ? ', …' : ''}); their errors are listed with the results`);
 }
 
 /** `graft merge RUN --output FILE`: the adapter merged into the backbone, saved as safetensors. */
 export async function mergeCommand(runDir: string, output: string, log: (l: string) => void = console.log): Promise<void> {
+  if (!output.endsWith('.safetensors')) throw new OutputPathError(`--output ${output}: the merged model is one file; give a path ending in .safetensors`);
+  if (existsSync(output) && statSync(output).isDirectory()) throw new OutputPathError(`--output ${output} is a folder; give a file path ending in .safetensors`);
+  if (isInsideRun(runDir, output)) throw new OutputPathError(`--output ${output} would replace a file of the run ${runDir} itself; write the merged model outside the run's own files (e.g. ${join(runDir, 'merged.safetensors')} or another folder)`);
   const run = await loadRun(runDir);
-  if (!(run.model instanceof PeftModel)) throw new Error(`run ${runDir} used method '${run.config.method}', which has no adapter to merge; its model.safetensors is already a full model file`);
+  if (!(run.model instanceof PeftModel)) throw new ConfigError(`run ${runDir} used method '${run.config.method}', which has no adapter to merge; its model.safetensors is already a full model file`);
   const unmergeable = run.model.adapterLayers().filter(([, l]) => !l.canMerge()).map(([p]) => p);
-  if (unmergeable.length) throw new Error(`run ${runDir}: the ${run.config.method} adapter on ${unmergeable.slice(0, 3).join(', ')}${unmergeable.length > 3 ? ` and ${unmergeable.length - 3} more` : ''} cannot be merged into its base layer (e.g. LoRA on a grouped convolution); use the run folder with graft eval/predict instead`);
+  if (unmergeable.length) throw new ConfigError(`run ${runDir}: the ${run.config.method} adapter on ${unmergeable.slice(0, 3).join(', ')}${unmergeable.length > 3 ? ` and ${unmergeable.length - 3} more` : ''} cannot be merged into its base layer (e.g. LoRA on a grouped convolution); use the run folder with graft eval/predict instead`);
   const merged = run.model.mergeAndUnload();
-  if (output.includes('/')) mkdirSync(join(output, '..'), { recursive: true });
+  try {
+    mkdirSync(dirname(output), { recursive: true });
+  } catch (e) {
+    throw writeError(e, output);
+  }
   saveSafetensors(output, merged.stateDict(), { format: 'pt', source: runDir });
   log(`merged ${run.config.method} adapter of ${runDir} into ${run.config.model}: ${output}`);
 }
@@ -101,7 +111,13 @@ export function inspectCommand(target: string | undefined, opts: { list?: boolea
     log(listModels().join('\n'));
     return;
   }
+  if (existsSync(target) && statSync(target).isFile()) {
+    throw new ConfigError(`inspect ${target}: give a model name (graft inspect --list), a run folder or an adapter folder holding adapter_config.json; a ${extname(target) || 'plain'} file is none of them`);
+  }
   const adapterDir = existsSync(join(target, 'adapter_config.json')) ? target : existsSync(join(target, 'adapter', 'adapter_config.json')) ? join(target, 'adapter') : null;
+  if (existsSync(target) && !adapterDir) {
+    throw new RunFolderError(`inspect ${target}: the folder holds no adapter_config.json (nor adapter/adapter_config.json); give an adapter folder, a run folder of an adapter method, or a model name`);
+  }
   if (adapterDir) {
     for (const line of describeAdapter(adapterDir)) log(line);
     return;

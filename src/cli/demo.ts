@@ -41,7 +41,7 @@ export async function runDemo(o: DemoOptions, log: (line: string) => void = cons
   for (const method of o.methods) {
     log(`\n== ${method} ==`);
     try {
-      rows.push(await runTraining(methodConfig(method, o), log));
+      rows.push(await runTraining(methodConfig(method, o), log, { overwrite: true }));
     } catch (e) {
       // One method failing (a diverged run) does not take the others' results with it.
       failed.push(`${method}: ${(e as Error).message}`);

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { methodForPeftJson } from '../adapters/registry.js';
 import { SafetensorsFile } from '../io/safetensors.js';
+import { RunFolderError } from '../errors.js';
 
 const PREFIX = 'base_model.model.';
 
@@ -15,7 +16,13 @@ interface Row {
 
 export function describeAdapter(dir: string): string[] {
   const configFile = join(dir, 'adapter_config.json');
-  const json = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('expected a JSON object');
+  } catch (e) {
+    throw new RunFolderError(`${configFile} is not a valid adapter configuration (${(e as Error).message}); the adapter folder is damaged`);
+  }
   const method = methodForPeftJson(json, configFile);
   const config = method.fromPeftJson(json, configFile);
   const f = new SafetensorsFile(join(dir, 'adapter_model.safetensors'));

@@ -4,7 +4,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { isMethodName, methodNames } from '../adapters/apply.js';
 import '../backends/all.js';
 import '../models/all.js';
-import { ConfigError, loadRunConfig } from './config.js';
+import { loadRunConfig } from './config.js';
+import { exitCodeOf } from '../errors.js';
 import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
 import { useDeterministicKernels } from '../train/deterministic.js';
@@ -26,11 +27,11 @@ function number(name: string) {
   };
 }
 
-/** Reports an error: status 2 for bad input (flags, config), 1 for failures while running. */
+/** Reports an error: status 2 for bad input (src/errors.ts), 1 for failures while running, 130 for Ctrl-C. */
 function fail(e: unknown): never {
   const err = e as Error;
   console.error(`graft: ${err.message}`);
-  process.exit(err instanceof ConfigError || err instanceof InvalidArgumentError ? 2 : 1);
+  process.exit(err instanceof InvalidArgumentError ? 2 : exitCodeOf(err));
 }
 
 const program = new Command('graft')
@@ -67,7 +68,8 @@ program
   .option('--deterministic', 'the same metrics on every x86-64 CPU (AVX2 kernels; docs/reproducibility.md)')
   .option('--seed <n>', 'random seed', number('--seed'))
   .option('--output <dir>', 'run folder (checkpoints, metrics.jsonl, report, adapter)')
-  .option('--resume', 'continue from the newest checkpoint in the run folder')
+  .option('--resume', 'continue the run in the --output folder from its newest checkpoint (same configuration)')
+  .option('--overwrite', 'replace the run held in the --output folder')
   .action(async (o: Record<string, unknown>) => {
     try {
       // The kernels read these when they first run, so they are set before any tensor exists.
@@ -79,7 +81,7 @@ program
         'adapter.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
         'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
       });
-      const s = await runTraining(config, console.log, { resume: o['resume'] === true });
+      const s = await runTraining(config, console.log, { resume: o['resume'] === true, overwrite: o['overwrite'] === true });
       console.log(`test accuracy ${(100 * s.accuracy).toFixed(2)}%, weighted F1 ${(100 * s.weightedF1).toFixed(2)}%, mAP ${(100 * s.mAP).toFixed(2)}% — report in ${s.outputDir}/report.md`);
     } catch (e) {
       fail(e);

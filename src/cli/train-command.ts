@@ -1,5 +1,4 @@
 // `graft train`: data → backbone → method → training → test report and a small adapter file.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PeftModel } from '../adapters/peft-model.js';
@@ -17,6 +16,7 @@ import { BestCheckpoint } from '../train/best-checkpoint.js';
 import { LearningWatch } from '../train/learning-watch.js';
 import type { RunConfig } from '../train/run-config.js';
 import { prepareRun } from './train-setup.js';
+import { checkResumedClasses, exitOnInterrupt, openRunFolder, resumeHint, trainingInterrupted, type RunFolder } from './run-guard.js';
 import { progressPrinter } from './progress.js';
 import { chooseRank, perRankLine } from './choose-rank.js';
 
@@ -39,16 +39,30 @@ export interface RunSummary {
   outputDir: string;
 }
 
-export async function runTraining(config: RunConfig, log: (line: string) => void = console.log, opts: { resume?: boolean } = {}): Promise<RunSummary> {
+export async function runTraining(config: RunConfig, log: (line: string) => void = console.log, opts: { resume?: boolean; overwrite?: boolean } = {}): Promise<RunSummary> {
+  const folder = openRunFolder(config.output ?? join('runs', `${config.model}-${config.method}`), config, opts);
+  try {
+    // A resumed run continues with its own resolved configuration (run.json): the settings left
+    // to graft were decided when it started, and claiming the folder checked the given ones.
+    const c = folder.previous ? { ...folder.previous.config, output: config.output } : config;
+    return await trainInFolder(c, folder, log, opts);
+  } finally {
+    folder.release();
+  }
+}
+
+async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: string) => void, opts: { resume?: boolean }): Promise<RunSummary> {
+  const outputDir = folder.dir;
+  let allowInterrupt = exitOnInterrupt(folder, () => `interrupted before training began; nothing was written${opts.resume ? ` (the run can still be resumed: ${resumeHint(outputDir)})` : ''}`);
   const bar = progressPrinter();
-  const outputDir = config.output ?? join('runs', `${config.model}-${config.method}`);
-  mkdirSync(outputDir, { recursive: true });
   const run = await prepareRun(config, outputDir, log);
   const { data, model, preprocess: pre, loaderOpts, trainSource, valSource, plan } = run;
+  checkResumedClasses(folder, data.classes);
   const c = run.config;
   const numClasses = data.classes.length;
-  // What `graft eval`, `predict` and `merge` need to rebuild this run's model.
-  writeRunManifest(outputDir, { config: c, classes: data.classes });
+  // What `graft eval`, `predict` and `merge` need to rebuild this run's model, written once the
+  // configuration, the data and the model are known to be good (a resumed run keeps its own).
+  if (!folder.previous) writeRunManifest(outputDir, { config: c, classes: data.classes });
   const trainable = describeTrainable(model);
   log(`${c.model} · ${c.method} · ${data.train.samples.length} training / ${data.val.samples.length} validation / ${data.test.samples.length} test images, ${numClasses} classes`);
   log(trainable.line);
@@ -60,6 +74,7 @@ export async function runTraining(config: RunConfig, log: (line: string) => void
   const warmupSteps = Math.round(c.train.warmupRatio * plan.steps);
   const watch = new LearningWatch({ numClasses, totalSteps: plan.steps, warmupSteps, lr: c.train.lr, method: c.method, log: (l) => { bar.done(); log(l); } });
   let epochsSeen = 0;
+  allowInterrupt();
   const result = await train(model, trainSource, validate, {
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
     warmupRatio: c.train.warmupRatio, gradAccumulation: c.train.gradAccumulation, maxGradNorm: c.train.maxGradNorm,
@@ -76,10 +91,16 @@ export async function runTraining(config: RunConfig, log: (line: string) => void
     },
   });
   bar.done();
-  if (result.stoppedBy === 'diverged' || result.stoppedBy === 'interrupted') {
+  if (result.stoppedBy === 'interrupted') {
     best.dispose();
-    throw new Error(result.message ?? `training ${result.stoppedBy}; resume with --resume`);
+    throw trainingInterrupted(folder, result.lastCheckpoint);
   }
+  if (result.stoppedBy === 'diverged') {
+    best.dispose();
+    throw new Error(result.message ?? 'training diverged');
+  }
+  // Training is over and checkpointed: a Ctrl-C from here on keeps that checkpoint to resume from.
+  allowInterrupt = exitOnInterrupt(folder, () => `interrupted after training, before the results were written; the trained state is in ${result.lastCheckpoint}: ${resumeHint(outputDir)} to evaluate it`);
   const chosen = best.best;
   if (best.restore() && chosen) log(`kept the best validation checkpoint: epoch ${chosen.epoch} of ${epochsSeen} (step ${chosen.step}, validation accuracy ${(100 * chosen.accuracy).toFixed(1)}%)`);
   best.dispose();
@@ -119,6 +140,7 @@ export async function runTraining(config: RunConfig, log: (line: string) => void
     ...(selection ? { 'rank (chosen)': selection.chosen, 'validation accuracy per rank': perRankLine(selection) } : {}),
     'training time (s)': summary.trainSeconds.toFixed(1), 'latency, batch 1 (ms)': speed.latencyMs.toFixed(1), [`throughput, batch ${speed.bestBatch} (img/s)`]: speed.throughput.toFixed(1),
   }));
+  allowInterrupt();
   return summary;
 }
 

@@ -50,14 +50,16 @@ async function imageSides(dataset: LabeledDataset, samples: readonly Sample[]): 
 export async function prepareRun(c: RunConfig, outputDir: string, log: (line: string) => void): Promise<PreparedRun> {
   if (c.train.deterministic) useDeterministicKernels();
   manualSeed(c.train.seed);
-  const data = prepareData(c);
+  const report = (file: string, reason: string) => log(`warning: skipped ${file}: ${reason}`);
+  const unreadable = (file: string, reason: string) => report(file, `unreadable image (${reason})`);
+  // The file checks say 'not an image…' or 'a symbolic link…'; a decoder's reason is unreadability.
+  const data = await prepareData(c, (file, reason) => (reason.startsWith('not ') || reason.startsWith('a symbolic') ? report(file, reason) : unreadable(file, reason)));
   if (data.valNote) log(data.valNote);
   const sides = c.data.imageSize === undefined ? await imageSides(data.train.dataset, data.train.samples) : undefined;
   const built = await buildRunModel({ ...c, data: { ...c.data, valFraction: data.valFraction } }, data.classes, { onProgress: downloadProgressPrinter(), imageSides: sides });
   const { model, preprocess } = built;
   const plan = planSteps(built.config.train, data.train.samples.length);
   const t = built.config.train;
-  const report = (file: string, reason: string) => log(`warning: skipped unreadable image ${file}: ${reason}`);
   const loaderOpts = { preprocess, onBadImage: c.data.onBadImage, report };
   const trainSource = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: t.batchSize, shuffle: true, seed: t.seed, augment: t.augment ? DEFAULT_AUGMENT : null });
   const valSource = data.val.samples.length ? new ImageBatchSource(data.val.dataset, data.val.samples, { ...loaderOpts, batchSize: 16 }) : null;

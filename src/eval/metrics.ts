@@ -42,11 +42,15 @@ export function confusionMatrix(labels: ArrayLike<number>, predictions: ArrayLik
 /**
  * Average precision of one class from scores (higher = more positive), scikit-learn's
  * definition: Σ_k (R_k − R_{k−1}) · P_k over decreasing score thresholds (ties grouped).
- * NaN when the class has no positives.
+ * NaN when the class has no positives. A NaN score ranks below every number (it is no evidence
+ * for the class), so the sort is a total order and every tie group ends: the loop terminates on
+ * any input.
  */
-export function averagePrecision(isPositive: ArrayLike<boolean>, scores: ArrayLike<number>): number {
-  const n = scores.length;
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]!);
+export function averagePrecision(isPositive: ArrayLike<boolean>, rawScores: ArrayLike<number>): number {
+  const n = rawScores.length;
+  if (isPositive.length !== n) throw new Error(`averagePrecision: ${isPositive.length} labels but ${n} scores`);
+  const scores = Float64Array.from({ length: n }, (_, i) => (Number.isNaN(rawScores[i]!) ? -Infinity : rawScores[i]!));
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (scores[b]! > scores[a]! ? 1 : scores[b]! < scores[a]! ? -1 : a - b));
   let positives = 0;
   for (let i = 0; i < n; i++) if (isPositive[i]) positives++;
   if (positives === 0) return NaN;

@@ -3,11 +3,17 @@
 // never a partial one; on failure the temporary file is removed.
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { writeError } from '../errors.js';
 
-/** Writes `chunks` (text or bytes) to `path` atomically. */
+/** Writes `chunks` (text or bytes) to `path` atomically; a failure names the path (WriteError). */
 export function writeFileAtomic(path: string, ...chunks: (string | Uint8Array)[]): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'w');
+  } catch (e) {
+    throw writeError(e, path);
+  }
   let open = true;
   try {
     for (const c of chunks) writeSync(fd, typeof c === 'string' ? Buffer.from(c, 'utf8') : c);
@@ -22,6 +28,6 @@ export function writeFileAtomic(path: string, ...chunks: (string | Uint8Array)[]
     } catch {
       // the temporary file was never created or is already gone
     }
-    throw e;
+    throw writeError(e, path);
   }
 }

@@ -2,6 +2,7 @@
 // `hf:ORG/NAME` from the Hugging Face Hub cache (~/.cache/huggingface/hub or $HF_HUB_CACHE),
 // downloaded into it when missing and the Hub is reachable. A folder or Hub snapshot holding
 // preprocessor_config.json beside model.safetensors gives the model's preprocessing.
+import { WeightsError } from '../errors.js';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { cachedSnapshot, checkRepoId, downloadHubFiles, hubOffline, hubRepoDir, HubUnreachableError, type DownloadProgress } from './hub.js';
@@ -23,7 +24,7 @@ function notCachedMessage(repo: string, why: string): string {
 /** model.safetensors of `ORG/NAME` in the Hub cache layout models--ORG--NAME/snapshots/<rev>/ (no download). */
 export function hubCheckpoint(repo: string): string {
   const snapshot = cachedSnapshot(repo);
-  if (!snapshot) throw new Error(notCachedMessage(repo, ''));
+  if (!snapshot) throw new WeightsError(notCachedMessage(repo, ''));
   return join(snapshot, 'model.safetensors');
 }
 
@@ -36,11 +37,11 @@ export async function hubSnapshot(repo: string, opts: CheckpointSourceOptions = 
   checkRepoId(repo);
   const cached = cachedSnapshot(repo);
   if (cached) return cached;
-  if (hubOffline()) throw new Error(notCachedMessage(repo, ' (HF_HUB_OFFLINE is set, so graft did not try to download it)'));
+  if (hubOffline()) throw new WeightsError(notCachedMessage(repo, ' (HF_HUB_OFFLINE is set, so graft did not try to download it)'));
   try {
     return await downloadHubFiles(repo, HUB_FILES, { onProgress: opts.onProgress });
   } catch (e) {
-    if (e instanceof HubUnreachableError) throw new Error(notCachedMessage(repo, `, and downloading it failed: ${e.message}`));
+    if (e instanceof HubUnreachableError) throw new WeightsError(notCachedMessage(repo, `, and downloading it failed: ${e.message}`));
     throw e;
   }
 }
@@ -48,10 +49,10 @@ export async function hubSnapshot(repo: string, opts: CheckpointSourceOptions = 
 /** Finds the safetensors file of a checkpoint path (a file, a folder holding model.safetensors, or hf:ORG/NAME in the cache). */
 export function checkpointFile(path: string): string {
   if (path.startsWith('hf:')) return hubCheckpoint(path.slice(3));
-  if (!existsSync(path)) throw new Error(`checkpoint ${path} does not exist`);
+  if (!existsSync(path)) throw new WeightsError(`checkpoint ${path} does not exist; give a .safetensors file, a folder holding model.safetensors, or hf:ORG/NAME`);
   if (statSync(path).isDirectory()) {
     const f = join(path, 'model.safetensors');
-    if (!existsSync(f)) throw new Error(`${path} holds no model.safetensors`);
+    if (!existsSync(f)) throw new WeightsError(`${path} holds no model.safetensors; give the .safetensors file itself or the folder holding model.safetensors`);
     return f;
   }
   return path;

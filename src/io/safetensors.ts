@@ -2,8 +2,9 @@
 // ({ name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: { string: string } }),
 // then the raw little-endian tensor bytes. Files are read tensor by tensor with positioned
 // reads, so loading never holds more than the tensors asked for; writes are atomic.
-import { closeSync, fsyncSync, openSync, readSync, renameSync, statSync, writeSync, unlinkSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { WeightsError } from '../errors.js';
+import { writeFileAtomic } from './atomic.js';
 import { tensor } from '../ops/creation.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Backend } from '../backends/backend.js';
@@ -18,7 +19,7 @@ export interface TensorInfo {
   dataOffsets: [number, number];
 }
 
-export class SafetensorsError extends Error {
+export class SafetensorsError extends WeightsError {
   override name = 'SafetensorsError';
 }
 
@@ -82,6 +83,16 @@ export class SafetensorsFile {
       if (e! > dataLen) fail(`tensor '${name}' ends at byte ${e} but the data section has ${dataLen} bytes (the file is truncated)`);
       this.tensors.set(name, { dtype, shape: info.shape!, dataOffsets: [b!, e!] });
     }
+    // As the reference reader: the byte ranges, in offset order, tile the data section exactly,
+    // so no two tensors share bytes and no bytes lie outside a tensor.
+    let end = 0;
+    for (const [name, info] of [...this.tensors].sort(([, a], [, c]) => a.dataOffsets[0] - c.dataOffsets[0] || a.dataOffsets[1] - c.dataOffsets[1])) {
+      const [b, e] = info.dataOffsets;
+      if (b < end) fail(`tensor '${name}' starts at byte ${b}, inside the bytes of another tensor (which end at ${end}); tensors must not overlap`);
+      if (b > end) fail(`bytes ${end}..${b} of the data section belong to no tensor; the data section must be contiguous`);
+      end = e;
+    }
+    if (end !== dataLen) fail(`the tensors end at byte ${end} but the data section has ${dataLen} bytes; the data section must hold the tensors and nothing else`);
   }
 
   keys(): string[] {
@@ -138,6 +149,42 @@ function decode(bytes: Buffer, dtype: SafetensorsDType): Float32Array | Int32Arr
   }
 }
 
+const isFloatDType = (d: SafetensorsDType) => d === 'F64' || d === 'F32' || d === 'F16' || d === 'BF16';
+
+/**
+ * Copies every tensor of `want` from the safetensors file `path`, strictly: every key present,
+ * none extra, each with the model's shape and a dtype of its kind (a float tensor from F16, BF16,
+ * F32 or F64; an integer tensor from an integer dtype). Nothing is copied unless all fit; the
+ * error (WeightsError) lists every problem. `what` names the file's role in the message.
+ */
+export function loadTensorsInto(want: ReadonlyMap<string, Tensor>, path: string, what: string): void {
+  const f = new SafetensorsFile(path);
+  try {
+    const problems: string[] = [];
+    for (const [k, t] of want) {
+      const info = f.tensors.get(k);
+      if (!info) problems.push(`  missing: ${k}`);
+      else if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) problems.push(`  shape mismatch for ${k}: the model has [${t.shape.join(', ')}], the file has [${info.shape.join(', ')}]`);
+      else if (isFloatDType(info.dtype) !== (t.dtype === 'float32' || t.dtype === 'float64')) problems.push(`  dtype mismatch for ${k}: the model has ${t.dtype}, the file has ${info.dtype}`);
+    }
+    for (const k of f.tensors.keys()) if (!want.has(k)) problems.push(`  unexpected: ${k}`);
+    if (problems.length) {
+      const shown = problems.length > 12 ? [...problems.slice(0, 12), `  … and ${problems.length - 12} more`] : problems;
+      throw new WeightsError(`${what} ${path} does not fit the model (${problems.length} problems):\n${shown.join('\n')}\nThe file was written for another model, method, rank or number of classes.`);
+    }
+    for (const [k, t] of want) {
+      const src = f.get(k, { backend: t.backend });
+      try {
+        t.backend.copy(src.view(), t.view());
+      } finally {
+        src.dispose();
+      }
+    }
+  } finally {
+    f.close();
+  }
+}
+
 /** Reads every tensor of a safetensors file. */
 export function loadSafetensors(path: string, opts: { backend?: Backend<any> } = {}): Map<string, Tensor> {
   const f = new SafetensorsFile(path);
@@ -182,24 +229,5 @@ export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Rec
   const headerBuf = Buffer.from(json, 'utf8');
   const lenBuf = Buffer.alloc(8);
   lenBuf.writeBigUInt64LE(BigInt(headerBuf.length));
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
-  try {
-    for (const b of [lenBuf, headerBuf, ...blobs]) writeSync(fd, b);
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, path);
-  } catch (e) {
-    try {
-      closeSync(fd);
-    } catch {
-      // already closed
-    }
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // nothing to clean
-    }
-    throw e;
-  }
+  writeFileAtomic(path, lenBuf, headerBuf, ...blobs);
 }

@@ -2,6 +2,7 @@
 // `buildModel({ name: 'resnet18', weights: 'hf:ORG/NAME' })`. Where the weights are is
 // io/checkpoint-source's job; which loader reads them (the ViT family's naming schemes, or the
 // model's own torchvision names) and how the head's class count is settled is this file's.
+import { ConfigError } from '../errors.js';
 import { createModel, listModels } from './registry.js';
 import type { VisionModel } from './model.js';
 import { CheckpointFormatError } from './checkpoint-error.js';
@@ -53,7 +54,7 @@ function checkpointClasses(model: VisionModel, tensors: Map<string, Tensor>): nu
  * one, else the family's default. Without numClasses the head takes the checkpoint's class count.
  */
 export async function buildModel(req: ModelRequest): Promise<VisionModel> {
-  if (!listModels().includes(req.name)) throw new Error(`unknown model '${req.name}'. Models: ${listModels().join(', ')}`);
+  if (!listModels().includes(req.name)) throw new ConfigError(`model: unknown model '${req.name}'; graft inspect --list names the models`);
   if (!req.weights) return createModel(req.name, { imageSize: req.imageSize, numClasses: req.numClasses, overrides: req.overrides });
   const ckpt = await resolveCheckpoint(req.weights, { onProgress: req.onProgress });
   const preprocess: PreprocessConfig | undefined = ckpt.preprocessorConfig ? readPreprocessorConfig(ckpt.preprocessorConfig) : undefined;

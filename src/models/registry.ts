@@ -1,5 +1,6 @@
 // Named model configurations: `createModel('resnet18', { numClasses: 10 })`. A family registers
 // its names with one call; configurations are plain data.
+import { ConfigError } from '../errors.js';
 import type { CreateModelOptions, VisionModel } from './model.js';
 
 /** What the registry holds for a model name: its family and how to create it from createModel's options. */
@@ -23,7 +24,7 @@ export function createModel(name: string, opts: CreateModelOptions = {}): Vision
   const entry = entries.get(name);
   if (!entry) {
     const close = listModels().filter((n) => n.startsWith(name.split('_')[0]!));
-    throw new Error(`unknown model '${name}'.${close.length ? ` Did you mean one of: ${close.join(', ')}?` : ''} All models: graft inspect --list`);
+    throw new ConfigError(`unknown model '${name}'.${close.length ? ` Did you mean one of: ${close.join(', ')}?` : ''} All models: graft inspect --list`);
   }
   return entry.create(opts);
 }

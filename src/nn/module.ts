@@ -1,5 +1,6 @@
 // Module: a tree of named parameters, buffers and submodules with PyTorch's dotted names, so a
 // checkpoint loads by walking names (`blocks.0.attn.qkv.weight`).
+import { WeightsError } from '../errors.js';
 import { keep } from '../tensor/memory.js';
 import { noGrad } from '../tensor/autograd.js';
 import { emptyTensor, type Tensor } from '../tensor/tensor.js';
@@ -11,7 +12,7 @@ export interface LoadResult {
   mismatched: { key: string; expected: readonly number[]; got: readonly number[] }[];
 }
 
-export class StateDictError extends Error {
+export class StateDictError extends WeightsError {
   override name = 'StateDictError';
   constructor(readonly result: LoadResult, what: string) {
     const lines = [

@@ -27,6 +27,17 @@ export class Generator {
     this.spare = null;
   }
 
+  /** The whole state (four words and the cached normal), for checkpoints: `setState(getState())` continues the stream. */
+  getState(): number[] {
+    return [...this.s, this.spare === null ? NaN : this.spare];
+  }
+
+  setState(state: readonly number[]): void {
+    if (state.length !== 5 || state.slice(0, 4).some((w) => !Number.isInteger(w) || w < 0 || w > 0xffffffff)) throw new RangeError(`Generator.setState: expected 4 unsigned 32-bit words and the cached normal; got ${JSON.stringify(state)}`);
+    this.s.set(state.slice(0, 4));
+    this.spare = state[4] === null || Number.isNaN(state[4]) ? null : state[4]!;
+  }
+
   /** Uniform 32-bit unsigned integer. */
   nextU32(): number {
     const s = this.s;

@@ -1,11 +1,17 @@
 // Training checkpoints: a folder `checkpoint-<step>` holding the trainable parameters and buffers
-// (model.safetensors), the optimizer state (optimizer.safetensors) and trainer_state.json.
+// (model.safetensors), the optimizer state (optimizer.safetensors) and trainer_state.json, which
+// also holds every random state training draws from (the default generator: dropout, DropPath),
+// so a resumed run continues the very stream an uninterrupted one draws. The loader's shuffling
+// and augmentation are seeded by (seed, epoch, position) and need no state.
 // Written into a temporary folder and renamed into place, so a crash never leaves a partial one.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
+import { loadSafetensors, loadTensorsInto, saveSafetensors } from '../io/safetensors.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { defaultGenerator } from '../tensor/random.js';
+import { RunFolderError, writeError } from '../errors.js';
 import type { Optimizer } from './optim.js';
 
 export interface TrainerState {
@@ -19,6 +25,8 @@ export interface TrainerState {
   trainSeconds: number;
   optimizerSteps: number;
   logHistory: Record<string, number>[];
+  /** Random states at the checkpoint (Generator.getState()). */
+  rng?: { default: number[] };
 }
 
 /** The tensors a checkpoint saves: trainable parameters plus every buffer (BatchNorm statistics). */
@@ -30,17 +38,23 @@ export function checkpointTensors(model: Module): Map<string, Tensor> {
 }
 
 export function saveCheckpoint(outputDir: string, model: Module, optimizer: Optimizer, state: TrainerState, keep = 2): string {
-  mkdirSync(outputDir, { recursive: true });
   const name = `checkpoint-${state.globalStep}`;
   const tmp = join(outputDir, `.${name}.tmp`);
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp);
-  saveSafetensors(join(tmp, 'model.safetensors'), checkpointTensors(model), { format: 'pt' });
-  saveSafetensors(join(tmp, 'optimizer.safetensors'), optimizer.stateDict());
-  writeFileSync(join(tmp, 'trainer_state.json'), JSON.stringify({ ...state, optimizerSteps: optimizer.stepCount() }, null, 2));
   const final = join(outputDir, name);
-  rmSync(final, { recursive: true, force: true });
-  renameSync(tmp, final);
+  try {
+    mkdirSync(outputDir, { recursive: true });
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp);
+    saveSafetensors(join(tmp, 'model.safetensors'), checkpointTensors(model), { format: 'pt' });
+    saveSafetensors(join(tmp, 'optimizer.safetensors'), optimizer.stateDict());
+    writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify({ ...state, optimizerSteps: optimizer.stepCount(), rng: { default: defaultGenerator.getState() } }, null, 2));
+    rmSync(final, { recursive: true, force: true });
+    renameSync(tmp, final);
+  } catch (e) {
+    // A failed save (a full disk) leaves the previous checkpoints and no partial folder.
+    rmSync(tmp, { recursive: true, force: true });
+    throw writeError(e, final);
+  }
   for (const old of listCheckpoints(outputDir).slice(0, -keep)) rmSync(join(outputDir, old), { recursive: true, force: true });
   return final;
 }
@@ -53,21 +67,33 @@ export function listCheckpoints(outputDir: string): string[] {
     .sort((a, b) => Number(a.split('-')[1]) - Number(b.split('-')[1]));
 }
 
-/** Restores model tensors and optimizer state from a checkpoint folder; returns its trainer state. */
-export function loadCheckpoint(dir: string, model: Module, optimizer: Optimizer): TrainerState {
-  const state = JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')) as TrainerState;
-  const tensors = loadSafetensors(join(dir, 'model.safetensors'));
-  const own = checkpointTensors(model);
-  const missing = [...own.keys()].filter((k) => !tensors.has(k));
-  if (missing.length) throw new Error(`checkpoint ${dir} does not match this model/method: missing ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`);
-  for (const [k, t] of own) {
-    const src = tensors.get(k)!;
-    if (src.size !== t.size) throw new Error(`checkpoint ${dir}: ${k} has ${src.size} values, the model ${t.size}`);
-    t.backend.copy({ ...src.view(), shape: t.shape, strides: t.strides }, t.view());
+function readTrainerState(dir: string): TrainerState {
+  const file = join(dir, 'trainer_state.json');
+  let state: TrainerState;
+  try {
+    state = JSON.parse(readFileSync(file, 'utf8')) as TrainerState;
+  } catch (e) {
+    throw new RunFolderError(`checkpoint ${dir} is damaged: ${file} cannot be read (${(e as Error).message}); delete the folder to resume from the one before, or start again with --overwrite`);
   }
-  for (const t of tensors.values()) t.dispose();
+  const counts = ['globalStep', 'epoch', 'batchInEpoch', 'optimizerSteps'] as const;
+  const bad = counts.filter((k) => !Number.isInteger(state?.[k]) || state[k] < 0);
+  if (bad.length || !Array.isArray(state.logHistory)) throw new RunFolderError(`checkpoint ${dir} is damaged: ${file} lacks ${bad.length ? bad.join(', ') : 'logHistory'}; delete the folder to resume from the one before, or start again with --overwrite`);
+  return state;
+}
+
+/**
+ * Restores model tensors (strictly: every key, shape and dtype kind), the optimizer state and the
+ * random states from a checkpoint folder; returns its trainer state.
+ */
+export function loadCheckpoint(dir: string, model: Module, optimizer: Optimizer): TrainerState {
+  const state = readTrainerState(dir);
+  loadTensorsInto(checkpointTensors(model), join(dir, 'model.safetensors'), 'checkpoint');
   const opt = loadSafetensors(join(dir, 'optimizer.safetensors'));
-  optimizer.loadStateDict(opt, state.optimizerSteps);
-  for (const t of opt.values()) t.dispose();
+  try {
+    optimizer.loadStateDict(opt, state.optimizerSteps);
+  } finally {
+    for (const t of opt.values()) t.dispose();
+  }
+  if (state.rng) defaultGenerator.setState(state.rng.default);
   return state;
 }

@@ -1,8 +1,11 @@
 // The training loop: gradient accumulation, clipping, warmup + schedule, early stopping,
 // metrics.jsonl with the Hugging Face Trainer's key names, atomic checkpoints every epoch,
-// --resume, Ctrl-C that saves before exiting, and a stop on a NaN/Inf loss that keeps the last
-// good checkpoint.
+// --resume, Ctrl-C that saves before exiting, and a stop on a NaN/Inf loss or gradient norm that
+// keeps the last good checkpoint. metrics.jsonl always holds the checkpoint's log history and the
+// steps after it: a resumed run rewrites it to the checkpoint's, so each step appears once.
 import { appendFileSync, mkdirSync } from 'node:fs';
+import { RunFolderError, writeError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Module } from '../nn/module.js';
@@ -96,8 +99,16 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
   if (opts.outputDir) mkdirSync(opts.outputDir, { recursive: true });
   const record = (entry: Record<string, number>) => {
     state.logHistory.push(entry);
-    if (metricsPath) appendFileSync(metricsPath, JSON.stringify(entry) + '\n');
     opts.onLog?.(entry);
+    if (!metricsPath) return;
+    try {
+      appendFileSync(metricsPath, JSON.stringify(entry) + '\n');
+    } catch (e) {
+      throw writeError(e, metricsPath);
+    }
+  };
+  const rewriteMetrics = () => {
+    if (metricsPath) writeFileAtomic(metricsPath, state.logHistory.map((e) => JSON.stringify(e) + '\n').join(''));
   };
 
   let state: TrainerState = {
@@ -106,16 +117,17 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
   };
   let lastCheckpoint: string | null = null;
   if (opts.resume) {
-    if (!opts.outputDir && opts.resume === true) throw new Error('train: resume needs an output directory with checkpoints');
+    if (!opts.outputDir && opts.resume === true) throw new RunFolderError('train: resume needs an output directory with checkpoints');
     const dir = typeof opts.resume === 'string' ? opts.resume : (() => {
       const all = listCheckpoints(opts.outputDir!);
-      if (!all.length) throw new Error(`train: --resume found no checkpoint in ${opts.outputDir}; start without --resume`);
+      if (!all.length) throw new RunFolderError(`--resume found no checkpoint in ${opts.outputDir} (the run was stopped before its first one); start it again with --overwrite`);
       return join(opts.outputDir!, all[all.length - 1]!);
     })();
     state = loadCheckpoint(dir, model, optimizer);
     lastCheckpoint = dir;
     log(`resumed from ${dir} (epoch ${state.epoch + 1}, step ${state.globalStep})`);
   }
+  rewriteMetrics();
   const save = () => {
     if (!opts.outputDir) return;
     lastCheckpoint = saveCheckpoint(opts.outputDir, model, optimizer, state, opts.keepCheckpoints ?? 2);
@@ -128,6 +140,15 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
     log('\ninterrupted: saving a checkpoint before exiting (press Ctrl-C again to quit at once)');
   };
   process.on('SIGINT', onSigint);
+  const diverged = (what: string, t0: number): TrainResult => {
+    state.trainSeconds += (performance.now() - t0) / 1000;
+    // The step being computed is the one after the last completed (globalStep counts completed steps).
+    const clipping = (opts.maxGradNorm ?? 0) > 0 ? `gradient clipping is on (train.maxGradNorm ${opts.maxGradNorm})` : 'gradient clipping is off (set train.maxGradNorm, e.g. 1)';
+    const message = `training stopped: ${what} at epoch ${state.epoch + 1}, step ${state.globalStep + 1}. ` +
+      `Lower the learning rate (now ${opts.lr}); ${clipping}.` + (lastCheckpoint ? ` The last good checkpoint is ${lastCheckpoint}.` : '');
+    log(message);
+    return { state, stoppedBy: 'diverged', lastCheckpoint, message };
+  };
   const metric = opts.metricForBest ?? 'accuracy';
   const hooks = opts.hooks ?? {};
   const ctx = (): TrainingContext => ({ step: state.globalStep, totalSteps, epoch: state.epoch, totalEpochs: opts.epochs });
@@ -150,13 +171,7 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
         });
         batch.x.dispose();
         batch.y.dispose();
-        if (!Number.isFinite(loss)) {
-          state.trainSeconds += (performance.now() - t0) / 1000;
-          const message = `training stopped: the loss became ${loss} at epoch ${state.epoch + 1}, step ${state.globalStep}. ` +
-            `Lower the learning rate (now ${opts.lr}) or enable gradient clipping.` + (lastCheckpoint ? ` The last good checkpoint is ${lastCheckpoint}.` : '');
-          log(message);
-          return { state, stoppedBy: 'diverged', lastCheckpoint, message };
-        }
+        if (!Number.isFinite(loss)) return diverged(`the loss became ${loss}`, t0);
         lossSum += loss;
         lossCount++;
         micro++;
@@ -164,6 +179,8 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
         const lastOfEpoch = state.batchInEpoch === data.batchesPerEpoch();
         if (micro % accum === 0 || lastOfEpoch) {
           const gradNorm = clipGradNorm(params, opts.maxGradNorm ?? 0);
+          // A non-finite norm would turn every parameter into NaN at this step.
+          if (!Number.isFinite(gradNorm)) return diverged(`the gradient norm became ${gradNorm}`, t0);
           optimizer.lr = opts.lr * lrMultiplier(opts.schedule ?? 'cosine', state.globalStep, totalSteps, warmup);
           optimizer.step();
           state.globalStep++;
@@ -177,7 +194,8 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
           lossSum = 0;
           lossCount = 0;
         }
-        if (interrupted) {
+        // Only at an optimizer step: a checkpoint holds no half-accumulated gradient.
+        if (interrupted && (micro % accum === 0 || lastOfEpoch)) {
           state.trainSeconds += (performance.now() - t0) / 1000;
           save();
           return { state, stoppedBy: 'interrupted', lastCheckpoint };
