@@ -66,14 +66,14 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
   const trainable = describeTrainable(model);
   log(`${c.model} · ${c.method} · ${data.train.samples.length} training / ${data.val.samples.length} validation / ${data.test.samples.length} test images, ${numClasses} classes`);
   log(trainable.line);
-  const best = new BestCheckpoint(model);
+  const best = new BestCheckpoint(model, outputDir);
+  if (opts.resume) best.resume();
   const validate = valSource ? async () => {
     const r = await evaluate(model, valSource, numClasses);
     return { accuracy: r.report.accuracy, f1: r.report.weightedF1, loss: meanNll(r.predictions.labels, r.predictions.scores, numClasses) };
   } : null;
   const warmupSteps = Math.round(c.train.warmupRatio * plan.steps);
   const watch = new LearningWatch({ numClasses, totalSteps: plan.steps, warmupSteps, lr: c.train.lr, method: c.method, log: (l) => { bar.done(); log(l); } });
-  let epochsSeen = 0;
   allowInterrupt();
   const result = await train(model, trainSource, validate, {
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
@@ -84,8 +84,7 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
       // An epoch's eval_ entry is written right after validation, with the model as validated.
       const accuracy = entry['eval_accuracy'];
       if (accuracy !== undefined) {
-        epochsSeen++;
-        best.offer({ epoch: entry['epoch'] ?? epochsSeen, step: entry['step'] ?? 0, accuracy, loss: entry['eval_loss'] ?? 0 });
+        best.offer({ epoch: Math.round(entry['epoch'] ?? 0), step: entry['step'] ?? 0, accuracy, loss: entry['eval_loss'] ?? 0 });
       }
       watch.observe(entry);
     },
@@ -102,7 +101,7 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
   // Training is over and checkpointed: a Ctrl-C from here on keeps that checkpoint to resume from.
   allowInterrupt = exitOnInterrupt(folder, () => `interrupted after training, before the results were written; the trained state is in ${result.lastCheckpoint}: ${resumeHint(outputDir)} to evaluate it`);
   const chosen = best.best;
-  if (best.restore() && chosen) log(`kept the best validation checkpoint: epoch ${chosen.epoch} of ${epochsSeen} (step ${chosen.step}, validation accuracy ${(100 * chosen.accuracy).toFixed(1)}%)`);
+  if (best.restore() && chosen) log(`kept the best validation checkpoint: epoch ${chosen.epoch} of ${plan.epochs} (step ${chosen.step}, validation accuracy ${(100 * chosen.accuracy).toFixed(1)}%)`);
   best.dispose();
   if (c.train.recalibrateBatchNorm && trainableStatsBatchNorms(model).length > 0) {
     const calib = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: c.train.batchSize });
@@ -140,6 +139,7 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
     ...(selection ? { 'rank (chosen)': selection.chosen, 'validation accuracy per rank': perRankLine(selection) } : {}),
     'training time (s)': summary.trainSeconds.toFixed(1), 'latency, batch 1 (ms)': speed.latencyMs.toFixed(1), [`throughput, batch ${speed.bestBatch} (img/s)`]: speed.throughput.toFixed(1),
   }));
+  best.removeSaved();
   allowInterrupt();
   return summary;
 }

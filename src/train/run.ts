@@ -40,7 +40,7 @@ export const LOCK_FILE = '.graft.lock';
 
 /** Whether `name` is an entry graft writes in a run folder (what --overwrite clears). */
 export function isRunEntry(name: string): boolean {
-  return [RUN_FILE, ADAPTER_DIR, MODEL_FILE, METRICS_FILE, LOCK_FILE, 'report.json', 'report.md', 'eval.md', 'eval.json', 'lr_find.json', 'lr_find.svg'].includes(name) || /^adapter-r\d+$/.test(name) ||
+  return [RUN_FILE, ADAPTER_DIR, MODEL_FILE, METRICS_FILE, LOCK_FILE, 'report.json', 'report.md', 'eval.md', 'eval.json', 'lr_find.json', 'lr_find.svg', 'best.safetensors'].includes(name) || /^adapter-r\d+$/.test(name) ||
     /^checkpoint-\d+$/.test(name) || /^\.checkpoint-\d+\.tmp$/.test(name) || /^\..+\.\d+\.tmp$/.test(name);
 }
 
