@@ -68,6 +68,7 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
   log(trainable.line);
   const best = new BestCheckpoint(model, outputDir);
   if (opts.resume) best.resume();
+  let restored = false;
   const validate = valSource ? async () => {
     const r = await evaluate(model, valSource, numClasses);
     return { accuracy: r.report.accuracy, f1: r.report.weightedF1, loss: meanNll(r.predictions.labels, r.predictions.scores, numClasses) };
@@ -88,6 +89,10 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
       }
       watch.observe(entry);
     },
+    onTrainingEnd: () => {
+      restored = best.restore();
+      best.dispose();
+    },
   });
   bar.done();
   if (result.stoppedBy === 'interrupted') {
@@ -101,7 +106,7 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
   // Training is over and checkpointed: a Ctrl-C from here on keeps that checkpoint to resume from.
   allowInterrupt = exitOnInterrupt(folder, () => `interrupted after training, before the results were written; the trained state is in ${result.lastCheckpoint}: ${resumeHint(outputDir)} to evaluate it`);
   const chosen = best.best;
-  if (best.restore() && chosen) log(`kept the best validation checkpoint: epoch ${chosen.epoch} of ${plan.epochs} (step ${chosen.step}, validation accuracy ${(100 * chosen.accuracy).toFixed(1)}%)`);
+  if (restored && chosen) log(`kept the best validation checkpoint: epoch ${chosen.epoch} of ${plan.epochs} (step ${chosen.step}, validation accuracy ${(100 * chosen.accuracy).toFixed(1)}%)`);
   best.dispose();
   if (c.train.recalibrateBatchNorm && trainableStatsBatchNorms(model).length > 0) {
     const calib = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: c.train.batchSize });

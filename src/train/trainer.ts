@@ -52,6 +52,12 @@ export interface TrainOptions {
   hooks?: TrainingHooks;
   /** Called with every entry written to metrics.jsonl (a step's loss, an epoch's eval_ metrics). */
   onLog?: (entry: Record<string, number>) => void;
+  /**
+   * Called once when training has ended (completed or stopped early), before the method's
+   * afterTraining hook: where the caller puts back a chosen checkpoint, so that the method's last
+   * step (AdaLoRA cutting its tensors to the kept ranks) works on the state that is kept.
+   */
+  onTrainingEnd?: () => void;
 }
 
 export interface TrainResult {
@@ -222,10 +228,12 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
       save();
       if (opts.earlyStoppingPatience !== undefined && state.epochsWithoutImprovement >= opts.earlyStoppingPatience && state.epoch < opts.epochs) {
         log(`early stopping: no improvement of ${metric} for ${state.epochsWithoutImprovement} evaluations`);
+        opts.onTrainingEnd?.();
         hooks.afterTraining?.(ctx());
         return { state, stoppedBy: 'early-stopping', lastCheckpoint };
       }
     }
+    opts.onTrainingEnd?.();
     hooks.afterTraining?.(ctx());
     record({ train_runtime: state.trainSeconds, train_samples_per_second: (data.size * opts.epochs) / Math.max(state.trainSeconds, 1e-9), step: state.globalStep });
     return { state, stoppedBy: 'completed', lastCheckpoint };
