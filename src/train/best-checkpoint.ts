@@ -21,6 +21,13 @@ export class BestCheckpoint {
 
   /** Keeps the model's current state when it is the best so far; returns whether it was. */
   offer(info: BestCheckpointInfo): boolean {
+    // After a change of the model's structure (DRA's re-allocation) an earlier best cannot be
+    // written back: the choice starts again among the epochs since.
+    if (this.snapshot && !this.snapshot.matches(this.model)) {
+      this.snapshot.dispose();
+      this.snapshot = null;
+      this.best = null;
+    }
     const b = this.best;
     const better = b === null || info.accuracy > b.accuracy || (info.accuracy === b.accuracy && info.loss <= b.loss);
     if (!better) return false;
@@ -32,7 +39,7 @@ export class BestCheckpoint {
 
   /** Writes the best state back into the model; false when nothing was offered. */
   restore(): boolean {
-    if (!this.snapshot) return false;
+    if (!this.snapshot || !this.snapshot.matches(this.model)) return false;
     this.snapshot.restore();
     return true;
   }
