@@ -259,3 +259,47 @@ test('dra run: trained through two re-allocations, it reloads to the trained log
   loaded.model.dispose();
   again.model.dispose();
 });
+
+test('dra cli: graft train --method dra on an imported Keras MobileNetV2 with --rank-min, --rank-max, --dra-weights; flags checked', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { mkdirSync } = await import('node:fs');
+  const sharp = (await import('sharp')).default;
+  const root = mkdtempSync(join(tmpdir(), 'graft-dra-cli-'));
+  const data = join(root, 'images');
+  for (const c of ['dark', 'light']) mkdirSync(join(data, c), { recursive: true });
+  for (let i = 0; i < 4; i++) {
+    for (const [c, v] of [['dark', 30], ['light', 220]] as const) {
+      const px = Buffer.alloc(32 * 32 * 3);
+      for (let k = 0; k < px.length; k++) px[k] = Math.max(0, Math.min(255, v + ((k * 7 + i * 13) % 40) - 20));
+      await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(join(data, c, `${i}.png`));
+    }
+  }
+  const graft = (...args: string[]) => spawnSync(process.execPath, ['dist/src/cli/main.js', ...args], { encoding: 'utf8', timeout: 240_000 });
+  const run = join(root, 'run');
+  const t = graft('train', '--model', 'nsfwjs_mobilenet_v2', '--data', data, '--per-class', '3', '--method', 'dra', '--rank-min', '2', '--rank-max', '5',
+    '--dra-weights', '0.5,0.5', '--epochs', '3', '--batch-size', '3', '--output', run);
+  assert.equal(t.status, 0, t.stderr + t.stdout);
+  assert.match(t.stdout, /dra: calibration on 6 training images: ranks [2-5]–[2-5]/);
+  const manifest = JSON.parse(readFileSync(join(run, 'run.json'), 'utf8')) as { config: { dra: { rMin: number; rMax: number; wImp: number; wBias: number } } };
+  assert.deepEqual([manifest.config.dra.rMin, manifest.config.dra.rMax, manifest.config.dra.wImp, manifest.config.dra.wBias], [2, 5, 0.5, 0.5]);
+  const saved = JSON.parse(readFileSync(join(run, 'adapter', 'adapter_config.json'), 'utf8')) as { rank_pattern: Record<string, number> };
+  for (const r of Object.values(saved.rank_pattern)) assert.ok(r >= 2 && r <= 5);
+  const lines = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  assert.equal(lines.filter((l) => l['trainable_params'] !== undefined).length, 3);
+  assert.ok(lines.some((l) => l['avg_trainable_params'] !== undefined));
+  const md = readFileSync(join(run, 'report.md'), 'utf8');
+  assert.match(md, /## DRA/);
+  assert.match(md, /Avg_Parm [\d,]+ \(\d+\.\d{4} M\)/);
+  assert.match(md, /\| block_16_project \| \d \| \d \| \d \|/);
+  const report = JSON.parse(readFileSync(join(run, 'report.json'), 'utf8')) as { summary: { avgTrainableParams: number }; dra: { trainableParamsPerEpoch: number[] } };
+  assert.equal(report.dra.trainableParamsPerEpoch.length, 3);
+  assert.ok(report.summary.avgTrainableParams > 0);
+  const e = graft('eval', run, '--data', data);
+  assert.equal(e.status, 0, e.stderr);
+  const notDra = graft('train', '--model', 'nsfwjs_mobilenet_v2', '--data', data, '--per-class', '3', '--method', 'lora', '--rank-min', '3', '--output', join(root, 'x'));
+  assert.equal(notDra.status, 2);
+  assert.match(notDra.stderr, /--rank-min set DRA's options, but the method is lora/);
+  const badWeights = graft('train', '--model', 'nsfwjs_mobilenet_v2', '--data', data, '--per-class', '3', '--method', 'dra', '--dra-weights', '0.5', '--output', join(root, 'y'));
+  assert.equal(badWeights.status, 2);
+  assert.match(badWeights.stderr, /--dra-weights takes two numbers/);
+});

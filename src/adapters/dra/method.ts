@@ -110,7 +110,10 @@ export const dra: AdapterMethod<DraConfig> = {
       baseline = new Map(pairTensors().map((t) => [t, Float64Array.from(t.toArray() as Float32Array)]));
       trainableThisEpoch = trainableCount(model);
     };
-    /** Mean over the trained factors of ‖θ_e − θ_{e−1}‖ / ‖θ_{e−1}‖, leaving out those whose previous norm is 0 (B right after initialisation). */
+    /**
+     * Mean over the trained factors of ‖θ_e − θ_{e−1}‖ / ‖θ_{e−1}‖. A factor that was 0 (B after
+     * initialisation) and is not now changed by all of itself: 1 (0 when it is still 0).
+     */
     const relativeChange = (): number => {
       let sum = 0;
       let count = 0;
@@ -124,8 +127,7 @@ export const dra: AdapterMethod<DraConfig> = {
           d += (now[i]! - prev[i]!) ** 2;
           p += prev[i]! ** 2;
         }
-        if (p === 0) continue;
-        sum += Math.sqrt(d) / Math.sqrt(p);
+        sum += p > 0 ? Math.sqrt(d) / Math.sqrt(p) : d > 0 ? 1 : 0;
         count++;
       }
       return count ? sum / count : 0;
