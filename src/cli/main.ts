@@ -5,6 +5,7 @@ import { isMethodName, methodNames } from '../adapters/apply.js';
 import '../backends/all.js';
 import '../models/all.js';
 import { ConfigError, loadRunConfig } from './config.js';
+import { PERTURBATIONS, PERTURBATION_DEFAULTS, type PerturbationKind } from '../data/perturb.js';
 import { exitCodeOf } from '../errors.js';
 import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
@@ -128,9 +129,23 @@ program
   .requiredOption('--data <source>', "image folder, .csv/.jsonl manifest, or 'fashion-mnist'")
   .option('--test-per-class <n>', 'cap on images per class (a stratified sample, seed 0)', positiveInt('--test-per-class'))
   .option('--rank <b>', 'evaluate at rank b (methods trained for several ranks: dylora); default: the rank chosen after training', positiveInt('--rank'))
-  .action(async (run: string, o: { data: string; rank?: number; testPerClass?: number }) => {
+  .option('--perturb <kinds>', `robustness: also evaluate under each of these test-time perturbations, comma-separated (${PERTURBATIONS.join(', ')})`, (v) => {
+    const kinds = v.split(',').map((k) => k.trim());
+    for (const k of kinds) if (!(PERTURBATIONS as readonly string[]).includes(k)) throw new InvalidArgumentError(`unknown perturbation '${k}'; one of ${PERTURBATIONS.join(', ')}`);
+    return kinds as PerturbationKind[];
+  })
+  .option('--noise-std <s>', `noise: std of the Gaussian noise on [0, 1] pixel values (default ${PERTURBATION_DEFAULTS.noise})`, number('--noise-std'))
+  .option('--crop-fraction <f>', `crop: side of the random crop box as a fraction of the image side (default ${PERTURBATION_DEFAULTS.crop})`, number('--crop-fraction'))
+  .option('--jitter <j>', `jitter: brightness, contrast and saturation factors uniform in [1 - j, 1 + j] (default ${PERTURBATION_DEFAULTS.jitter})`, number('--jitter'))
+  .option('--rotation <deg>', `rotation: angle uniform in [-deg, deg] (default ${PERTURBATION_DEFAULTS.rotation})`, number('--rotation'))
+  .option('--perturb-seed <n>', 'seed of the perturbations (default 0)', number('--perturb-seed'))
+  .action(async (run: string, o: { data: string; rank?: number; testPerClass?: number; perturb?: PerturbationKind[]; noiseStd?: number; cropFraction?: number; jitter?: number; rotation?: number; perturbSeed?: number }) => {
     try {
-      await evalCommand(run, o.data, console.log, { rank: o.rank, testPerClass: o.testPerClass });
+      const given: Record<PerturbationKind, number | undefined> = { noise: o.noiseStd, crop: o.cropFraction, jitter: o.jitter, rotation: o.rotation };
+      const flagOf: Record<PerturbationKind, string> = { noise: '--noise-std', crop: '--crop-fraction', jitter: '--jitter', rotation: '--rotation' };
+      for (const k of PERTURBATIONS) if (given[k] !== undefined && !o.perturb?.includes(k)) throw new ConfigError(`${flagOf[k]} sets the ${k} perturbation's severity; add ${k} to --perturb`);
+      const perturb = o.perturb?.map((kind) => ({ kind, severity: given[kind] ?? PERTURBATION_DEFAULTS[kind] }));
+      await evalCommand(run, o.data, console.log, { rank: o.rank, testPerClass: o.testPerClass, perturb, perturbSeed: o.perturbSeed });
     } catch (e) {
       fail(e);
     }
