@@ -2,8 +2,8 @@
 // space, on row-major (n examples × C features) matrices in float64:
 //   CKA(X, Y) = ‖Yᵀ X‖_F² / (‖Xᵀ X‖_F · ‖Yᵀ Y‖_F)        (X, Y column-centred)
 // and the debiased form, which replaces each HSIC term by its U-statistic (Song et al. 2007):
-//   hsic_u(a, b) = tr(ãᵀb̃) − n/(n−2) · Σ_i ‖a_i‖²‖b_i‖² + ‖A‖_F²‖B‖_F² / ((n−1)(n−2))
-// (‖a_i‖² the squared row norms of the centred matrices). The biased estimate of two unrelated
+//   hsic_u(A, B) = ‖Bᵀ A‖_F² − n/(n−2) · Σ_i ‖a_i‖²‖b_i‖² + ‖A‖_F²‖B‖_F² / ((n−1)(n−2))
+// (a_i, b_i the rows of the centred matrices), in the numerator and both normalisers. The biased estimate of two unrelated
 // representations grows with C/n; the debiased one stays near 0, so it is used when n < 4·C.
 // Layer features are pooled per example first (`poolFeatures`: the mean over spatial positions
 // or tokens), as graft compares layers.
