@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as g from '../src/index.js';
 import { Module } from '../src/nn/module.js';
 import { BatchNorm2d, Conv2d, Linear, Sequential } from '../src/nn/layers.js';
-import { defaultEstimator, featureMatrix, linearCka, poolFeatures, type FeatureMatrix } from '../src/nn/cka.js';
+import { centredGram, ckaOfGrams, defaultEstimator, featureMatrix, linearCka, poolFeatures, type FeatureMatrix } from '../src/nn/cka.js';
 import { captureFeatures } from '../src/nn/capture.js';
 import { layerSimilarity } from '../src/nn/similarity.js';
 import { similarityHeatmapSvg, writeSimilarity } from '../src/report/heatmap.js';
@@ -52,6 +52,13 @@ test('CKA: linear and debiased values equal NumPy’s (the notebook vector gives
     assert.ok(Math.abs(linearCka(x, y, 'debiased') - c.debiased) < 1e-10, `${c.name} debiased: ${linearCka(x, y, 'debiased')} vs ${c.debiased}`);
     // Symmetric in its arguments.
     assert.ok(Math.abs(linearCka(y, x, 'debiased') - c.debiased) < 1e-10);
+  }
+  // The Gram form (centred Grams, one per layer: how the similarity matrix is computed) gives the same values.
+  for (const c of fixture.cases) {
+    const x = featureMatrix(c.x, c.n, c.cx);
+    const y = featureMatrix(c.y, c.n, c.cy);
+    assert.ok(Math.abs(ckaOfGrams(centredGram(x, 'biased'), centredGram(y, 'biased')) - c.linear) < 1e-10, `${c.name} linear (Gram)`);
+    assert.ok(Math.abs(ckaOfGrams(centredGram(x, 'debiased'), centredGram(y, 'debiased')) - c.debiased) < 1e-10, `${c.name} debiased (Gram)`);
   }
   const nb = fixture.cases.find((c) => c.name === 'notebook')!;
   assert.equal(nb.linear.toFixed(5), '0.55761');
@@ -160,8 +167,10 @@ test('layerSimilarity: a symmetric matrix with a unit diagonal, written as JSON 
     assert.ok(Math.abs(s.matrix[i]![i]! - 1) < 1e-9);
     for (let j = 0; j < 3; j++) assert.equal(s.matrix[i]![j], s.matrix[j]![i]);
   }
-  // n = 12 < 4·6: the debiased estimator.
+  // n = 12 < 4·6: the debiased estimator; the matrix (Gram form) equals pairwise CKA (feature form).
   assert.equal(s.estimators[0]![1], 'debiased');
+  const pairwise = await layerSimilarity(net, ['body.0', 'body.2', 'fc'], batches, { limit: 12, pairs: [[0, 1], [0, 2], [1, 2]] });
+  for (const [i, j] of [[0, 1], [0, 2], [1, 2]] as const) assert.ok(Math.abs(pairwise.matrix[i]![j]! - s.matrix[i]![j]!) < 1e-9);
   const dir = mkdtempSync(join(tmpdir(), 'graft-cka-'));
   const files = writeSimilarity(dir, s);
   const json = JSON.parse(readFileSync(files.json, 'utf8')) as { layers: string[]; matrix: (number | null)[][] };

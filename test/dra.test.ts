@@ -294,6 +294,10 @@ test('dra cli: graft train --method dra on an imported Keras MobileNetV2 with --
   const report = JSON.parse(readFileSync(join(run, 'report.json'), 'utf8')) as { summary: { avgTrainableParams: number }; dra: { trainableParamsPerEpoch: number[] } };
   assert.equal(report.dra.trainableParamsPerEpoch.length, 3);
   assert.ok(report.summary.avgTrainableParams > 0);
+  const heat = JSON.parse(readFileSync(join(run, 'similarity.json'), 'utf8')) as { layers: string[]; matrix: (number | null)[][] };
+  assert.equal(heat.layers.length, Object.keys(saved.rank_pattern).length);
+  assert.ok(Math.abs(heat.matrix[0]![0]! - 1) < 1e-9);
+  assert.match(readFileSync(join(run, 'similarity.svg'), 'utf8'), /^<svg /);
   const e = graft('eval', run, '--data', data);
   assert.equal(e.status, 0, e.stderr);
   const notDra = graft('train', '--model', 'nsfwjs_mobilenet_v2', '--data', data, '--per-class', '3', '--method', 'lora', '--rank-min', '3', '--output', join(root, 'x'));

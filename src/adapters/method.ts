@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { SimilarityMatrix } from '../nn/similarity.js';
 import type { Generator } from '../tensor/random.js';
 import type { AdapterLayer } from './layer.js';
 import type { TargetSpec } from './targets.js';
@@ -77,8 +78,11 @@ export interface TrainingHooks {
    */
   saveState?(): unknown;
   restoreState?(state: unknown): void;
-  /** What the run report shows of the method's training (report.json), and its Markdown section. */
-  report?(): { json: Record<string, unknown>; markdown: string };
+  /**
+   * What the run report shows of the method's training (report.json), its Markdown section, and
+   * a layer-similarity matrix to write beside the report (similarity.json / similarity.svg).
+   */
+  report?(): { json: Record<string, unknown>; markdown: string; similarity?: SimilarityMatrix };
   /**
    * Once training has ended (completed or stopped early), before the model is evaluated and
    * saved: a method whose structure training decides fixes it here (AdaLoRA truncates the

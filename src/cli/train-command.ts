@@ -8,6 +8,7 @@ import { evaluate, measureSpeed } from '../eval/evaluate.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { describeTrainable } from '../nn/module.js';
 import { reportMarkdown } from '../report/tables.js';
+import { writeSimilarity } from '../report/heatmap.js';
 import { memory } from '../tensor/memory.js';
 import { train } from '../train/trainer.js';
 import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchnorm.js';
@@ -150,6 +151,7 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
     ...(selection ? { 'rank (chosen)': selection.chosen, 'validation accuracy per rank': perRankLine(selection) } : {}),
     'training time (s)': summary.trainSeconds.toFixed(1), 'latency, batch 1 (ms)': speed.latencyMs.toFixed(1), [`throughput, batch ${speed.bestBatch} (img/s)`]: speed.throughput.toFixed(1),
   }) + (methodReport ? `\n${methodReport.markdown}` : ''));
+  if (methodReport?.similarity) writeSimilarity(outputDir, methodReport.similarity);
   allowInterrupt();
   return summary;
 }

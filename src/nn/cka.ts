@@ -124,6 +124,47 @@ export function linearCka(X: FeatureMatrix, Y: FeatureMatrix, estimator: CkaEsti
 }
 
 /**
+ * The centred Gram matrix (n × n) of a representation for Gram-form CKA: H (X Xᵀ) H for the
+ * biased estimator; for the debiased one the U-centring (diagonal zeroed, row means over n − 2
+ * corrected by the grand mean over 2(n − 1), diagonal zeroed again). CKA of two layers is then the
+ * cosine of their centred Grams (`ckaOfGrams`), which is how a whole similarity matrix is
+ * computed: one Gram per layer, one n² dot product per pair.
+ */
+export function centredGram(m: FeatureMatrix, estimator: CkaEstimator): Float64Array {
+  const { n } = m;
+  if (estimator === 'debiased' && n < 4) throw new Error(`the debiased CKA estimator needs at least 4 examples; got ${n}`);
+  const g = gram(estimator === 'biased' ? centred(m) : m.data, n, m.c);
+  if (estimator === 'biased') return g;
+  for (let i = 0; i < n; i++) g[i * n + i] = 0;
+  const means = new Float64Array(n);
+  let total = 0;
+  for (let j = 0; j < n; j++) {
+    let s = 0;
+    for (let i = 0; i < n; i++) s += g[i * n + j]!;
+    means[j] = s / (n - 2);
+    total += means[j]!;
+  }
+  const shift = total / (2 * (n - 1));
+  for (let j = 0; j < n; j++) means[j]! -= shift;
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) g[i * n + j] = i === j ? 0 : g[i * n + j]! - means[i]! - means[j]!;
+  return g;
+}
+
+/** CKA from two centred Grams of the same estimator (centredGram). */
+export function ckaOfGrams(a: Float64Array, b: Float64Array): number {
+  if (a.length !== b.length) throw new Error('CKA: the two Gram matrices are of different example counts');
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i]! * b[i]!;
+    aa += a[i]! * a[i]!;
+    bb += b[i]! * b[i]!;
+  }
+  return ab / Math.sqrt(aa * bb);
+}
+
+/**
  * Per-example features of a layer output: the mean over every axis but the batch and the channel
  * axis. `channelAxis` 1 for NCHW convolution outputs, -1 (the last) for Linear outputs ((N, T, D)
  * tokens, (N, H, W, C) channels-last maps, or plain (N, D)).

@@ -8,7 +8,7 @@ import { noGrad } from '../tensor/autograd.js';
 import { tidy } from '../tensor/memory.js';
 import { contiguous, slice } from '../ops/layout.js';
 import { captureFeatures } from './capture.js';
-import { defaultEstimator, linearCka, type CkaEstimator, type FeatureMatrix } from './cka.js';
+import { centredGram, ckaOfGrams, defaultEstimator, linearCka, type CkaEstimator, type FeatureMatrix } from './cka.js';
 
 export interface SimilarityOptions {
   /** 'auto' (default): debiased when n < 4·C for the pair, else biased. */
@@ -70,11 +70,29 @@ export function similarityOfFeatures(paths: readonly string[], n: number, featur
   const L = paths.length;
   const matrix = Array.from({ length: L }, () => new Array<number>(L).fill(Number.NaN));
   const estimators = Array.from({ length: L }, () => new Array<CkaEstimator>(L).fill('biased'));
-  const pairs = opts.pairs ?? paths.flatMap((_, i) => paths.map((__, j) => [i, j] as const)).filter(([i, j]) => i <= j);
-  for (const [i, j] of pairs) {
-    const r = ckaOf(features.get(paths[i]!)!, features.get(paths[j]!)!, opts.estimator ?? 'auto');
-    matrix[i]![j] = matrix[j]![i] = r.value;
-    estimators[i]![j] = estimators[j]![i] = r.estimator;
+  const feats = paths.map((p) => features.get(p)!);
+  if (opts.pairs) {
+    for (const [i, j] of opts.pairs) {
+      const r = ckaOf(feats[i]!, feats[j]!, opts.estimator ?? 'auto');
+      matrix[i]![j] = matrix[j]![i] = r.value;
+      estimators[i]![j] = estimators[j]![i] = r.estimator;
+    }
+  } else {
+    // Every pair: one centred Gram per layer and estimator, then an n² dot product per pair.
+    const grams = new Map<string, Float64Array>();
+    const gramOf = (i: number, e: CkaEstimator) => {
+      const key = `${i}:${e}`;
+      let g = grams.get(key);
+      if (!g) grams.set(key, (g = centredGram(feats[i]!, e)));
+      return g;
+    };
+    for (let i = 0; i < L; i++) {
+      for (let j = i; j < L; j++) {
+        const e = !opts.estimator || opts.estimator === 'auto' ? defaultEstimator(n, feats[i]!.c, feats[j]!.c) : opts.estimator;
+        matrix[i]![j] = matrix[j]![i] = i === j ? ckaOfGrams(gramOf(i, e), gramOf(i, e)) : ckaOfGrams(gramOf(i, e), gramOf(j, e));
+        estimators[i]![j] = estimators[j]![i] = e;
+      }
+    }
   }
   return { layers: [...paths], n, channels: paths.map((p) => features.get(p)!.c), matrix, estimators };
 }

@@ -6,7 +6,7 @@
 //   r_l = round(r_min + (r_max − r_min) · s_l), clipped to [r_min, r_max].
 import type { Module } from '../../nn/module.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { layerFeatures, ckaOf } from '../../nn/similarity.js';
+import { layerFeatures, similarityOfFeatures, type SimilarityMatrix } from '../../nn/similarity.js';
 import type { CkaEstimator } from '../../nn/cka.js';
 import type { DraEstimator } from './config.js';
 
@@ -25,6 +25,8 @@ export interface Allocation extends AllocationInput {
   /** Calibration images and the estimator per pair (absent for an allocation from given similarities). */
   n?: number;
   estimators?: CkaEstimator[];
+  /** CKA between every pair of target layers on the calibration images. */
+  matrix?: SimilarityMatrix;
 }
 
 function minMax(v: readonly number[]): number[] {
@@ -49,12 +51,16 @@ export function allocateRanks(input: AllocationInput, o: { wImp: number; wBias: 
   return { ...input, scores, ranks };
 }
 
-/** c_l for each target layer from the model's outputs on calibration images (the model as it is now). */
-export async function measureSimilarity(model: Module, layers: string[], images: AsyncIterable<Tensor> | Iterable<Tensor>, n: number, estimator: DraEstimator): Promise<{ similarity: number[]; n: number; estimators: CkaEstimator[] }> {
+/**
+ * c_l for each target layer from the model's outputs on calibration images (the model as it is
+ * now), with the whole similarity matrix between the target layers (for the run's heatmap).
+ */
+export async function measureSimilarity(model: Module, layers: string[], images: AsyncIterable<Tensor> | Iterable<Tensor>, n: number, estimator: DraEstimator): Promise<{ similarity: number[]; n: number; estimators: CkaEstimator[]; matrix: SimilarityMatrix }> {
   const { n: seen, features } = await layerFeatures(model, layers, images, n);
   if (seen < 4) throw new Error(`DRA calibration needs at least 4 training images; got ${seen}`);
-  if (layers.length === 1) return { similarity: [Number.NaN], n: seen, estimators: ['biased'] };
-  const pairs = layers.slice(0, -1).map((l, i) => ckaOf(features.get(l)!, features.get(layers[i + 1]!)!, estimator));
+  const matrix = similarityOfFeatures(layers, seen, features, { estimator });
+  if (layers.length === 1) return { similarity: [Number.NaN], n: seen, estimators: ['biased'], matrix };
+  const pairs = layers.slice(0, -1).map((_, i) => ({ value: matrix.matrix[i]![i + 1]!, estimator: matrix.estimators[i]![i + 1]! }));
   pairs.push(pairs[pairs.length - 1]!);
-  return { similarity: pairs.map((p) => p.value), n: seen, estimators: pairs.map((p) => p.estimator) };
+  return { similarity: pairs.map((p) => p.value), n: seen, estimators: pairs.map((p) => p.estimator), matrix };
 }

@@ -9,6 +9,7 @@
 import type { Module } from '../../nn/module.js';
 import { Conv2d, Linear } from '../../nn/layers.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import type { SimilarityMatrix } from '../../nn/similarity.js';
 import { defaultGenerator } from '../../tensor/random.js';
 import type { AdapterMethod, TrainingContext, TrainingHooks } from '../method.js';
 import { draConfig, draConfigFromRun, DraOptionsSchema, fromPeftJson, toPeftJson, type DraConfig } from './config.js';
@@ -40,6 +41,8 @@ interface DraState {
   epochs: { epoch: number; delta: number | null; trainableParams: number; ranks: Record<string, number>; reallocated: boolean }[];
   rankPattern: Record<string, number>;
   historyPattern: Record<string, number[]>;
+  /** CKA between every pair of target layers at the first calibration. */
+  calibration: SimilarityMatrix | null;
 }
 
 const record = (epoch: number, a: Allocation, extra: Partial<DraAllocationRecord> = {}): DraAllocationRecord => ({
@@ -92,7 +95,7 @@ export const dra: AdapterMethod<DraConfig> = {
   },
   trainingHooks(model, name, config): TrainingHooks {
     const layers = () => draLayers(model, name);
-    const state: DraState = { threshold: null, reallocations: 0, allocations: [], epochs: [], rankPattern: {}, historyPattern: {} };
+    const state: DraState = { threshold: null, reallocations: 0, allocations: [], epochs: [], rankPattern: {}, historyPattern: {}, calibration: null };
     let restored = false;
     let baseline: Map<Tensor, Float64Array> = new Map();
     let lastDelta: number | null = null;
@@ -137,7 +140,7 @@ export const dra: AdapterMethod<DraConfig> = {
       const ls = layers();
       const m = await measureSimilarity(model, ls.map(([p]) => p), ctx.calibrationImages(), config.calibrationImages, config.estimator);
       const a = allocateRanks({ layers: ls.map(([p]) => p), similarity: m.similarity, params: ls.map(([, l]) => l.baseParams()) }, config);
-      return { ...a, n: m.n, estimators: m.estimators };
+      return { ...a, n: m.n, estimators: m.estimators, matrix: m.matrix };
     };
     const rankLine = (ranks: Record<string, number>) => {
       const v = Object.values(ranks);
@@ -158,6 +161,7 @@ export const dra: AdapterMethod<DraConfig> = {
         for (const [p, l] of layers()) l.resize(name, a.ranks[p]!, defaultGenerator);
         syncPattern();
         state.allocations.push(record(0, a));
+        state.calibration = a.matrix ?? null;
         ctx.parametersChanged?.();
         ctx.log?.(`dra: calibration on ${a.n} training images: ${rankLine(a.ranks)}`);
         snapshot();
@@ -224,7 +228,11 @@ export const dra: AdapterMethod<DraConfig> = {
           ranksTable(state, paths),
           '',
         ].join('\n');
-        return { json: { avgTrainableParams: avg, trainableParamsPerEpoch: counts, reallocations: state.reallocations, allocations: state.allocations, epochs: state.epochs }, markdown: md };
+        return {
+          json: { avgTrainableParams: avg, trainableParamsPerEpoch: counts, reallocations: state.reallocations, allocations: state.allocations, epochs: state.epochs },
+          markdown: md + (state.calibration ? '\nCKA between the target layers on the calibration images: similarity.json, similarity.svg.\n' : ''),
+          ...(state.calibration ? { similarity: state.calibration } : {}),
+        };
       },
     };
   },
