@@ -306,4 +306,7 @@ test('dra cli: graft train --method dra on an imported Keras MobileNetV2 with --
   const badWeights = graft('train', '--model', 'nsfwjs_mobilenet_v2', '--data', data, '--per-class', '3', '--method', 'dra', '--dra-weights', '0.5', '--output', join(root, 'y'));
   assert.equal(badWeights.status, 2);
   assert.match(badWeights.stderr, /--dra-weights takes two numbers/);
+  const crossed = graft('train', '--model', 'nsfwjs_mobilenet_v2', '--data', data, '--per-class', '3', '--method', 'dra', '--rank-min', '8', '--rank-max', '4', '--output', join(root, 'z'));
+  assert.equal(crossed.status, 2);
+  assert.match(crossed.stderr, /dra\.rMin: 8 \(--rank-min\) is above dra\.rMax 4/);
 });
