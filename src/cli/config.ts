@@ -1,7 +1,7 @@
 // The run configuration read from a JSON file, with command-line flags overriding its fields.
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
-import { runConfigSchema, type RunConfig } from '../train/run-config.js';
+import { methodSection, runConfigSchema, type RunConfig } from '../train/run-config.js';
 
 import { ConfigError } from '../errors.js';
 
@@ -65,6 +65,10 @@ function checkRunConfig(c: RunConfig): void {
   if (c.method === 'scratch' && c.weights !== undefined) bad('weights', "method 'scratch' trains from a random initialisation and would ignore the weights; drop --weights or choose another method");
   if (c.data.imageSize !== undefined && c.data.imageSize > 2048) bad('data.imageSize', `${c.data.imageSize} is far beyond what the models are trained at (up to 518); give at most 2048`);
   if (c.data.imageSize !== undefined && c.data.imageSize < 8) bad('data.imageSize', `${c.data.imageSize} is too small for any backbone; give at least 8 (32 for the CNNs)`);
+  if (c.method === 'dra') {
+    const d = methodSection(c, 'dra') as { rMin?: number; rMax?: number };
+    if (d.rMin !== undefined && d.rMax !== undefined && d.rMin > d.rMax) bad('dra.rMin', `${d.rMin} (--rank-min) is above dra.rMax ${d.rMax} (--rank-max); give rMin ≤ rMax`);
+  }
   const scaling = c.adapter.alpha / c.adapter.r;
   if (!Number.isFinite(scaling) || scaling > 1e4) bad('adapter.alpha', `${c.adapter.alpha} with rank ${c.adapter.r} scales the adapter by ${scaling.toPrecision(3)}, which overflows training; the usual alpha is 1–4 × the rank (--alpha 16 with --rank 8)`);
   const patterns: [string, string][] = [];

@@ -4,7 +4,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { isMethodName, methodNames } from '../adapters/apply.js';
 import '../backends/all.js';
 import '../models/all.js';
-import { loadRunConfig } from './config.js';
+import { ConfigError, loadRunConfig } from './config.js';
+import { PERTURBATIONS, PERTURBATION_DEFAULTS, type PerturbationKind } from '../data/perturb.js';
 import { exitCodeOf } from '../errors.js';
 import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
@@ -70,6 +71,13 @@ program
   .option('--output <dir>', 'run folder (checkpoints, metrics.jsonl, report, adapter)')
   .option('--resume', 'continue the run in the --output folder from its newest checkpoint (same configuration)')
   .option('--overwrite', 'replace the run held in the --output folder')
+  .option('--rank-min <r>', 'DRA: the lowest rank a layer is given (dra.rMin, default 2)', positiveInt('--rank-min'))
+  .option('--rank-max <r>', 'DRA: the highest rank a layer is given (dra.rMax, default 16)', positiveInt('--rank-max'))
+  .option('--dra-weights <w_imp,w_bias>', 'DRA: the weights of layer dissimilarity and parameter share in the score (dra.wImp, dra.wBias; default 0.15,0.85)', (v) => {
+    const parts = v.split(',').map((x) => Number(x.trim()));
+    if (parts.length !== 2 || parts.some((x) => !Number.isFinite(x) || x < 0)) throw new InvalidArgumentError(`--dra-weights takes two numbers ≥ 0, w_imp,w_bias (such as 0.15,0.85); got '${v}'`);
+    return parts;
+  })
   .action(async (o: Record<string, unknown>) => {
     try {
       // The kernels read these when they first run, so they are set before any tensor exists.
@@ -80,7 +88,12 @@ program
         'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'adapter.r': o['rank'], 'adapter.alpha': o['alpha'],
         'adapter.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
         'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
+        'dra.rMin': o['rankMin'], 'dra.rMax': o['rankMax'], 'dra.wImp': (o['draWeights'] as number[] | undefined)?.[0], 'dra.wBias': (o['draWeights'] as number[] | undefined)?.[1],
       });
+      const draFlags = ['rankMin', 'rankMax', 'draWeights'].filter((k) => o[k] !== undefined);
+      if (draFlags.length && config.method !== 'dra') {
+        throw new ConfigError(`${draFlags.map((k) => `--${k.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)}`).join(', ')} set DRA's options, but the method is ${config.method}; add --method dra or drop them`);
+      }
       const s = await runTraining(config, console.log, { resume: o['resume'] === true, overwrite: o['overwrite'] === true });
       console.log(`test accuracy ${(100 * s.accuracy).toFixed(2)}%, weighted F1 ${(100 * s.weightedF1).toFixed(2)}%, mAP ${(100 * s.mAP).toFixed(2)}% — report in ${s.outputDir}/report.md`);
     } catch (e) {
@@ -116,9 +129,23 @@ program
   .requiredOption('--data <source>', "image folder, .csv/.jsonl manifest, or 'fashion-mnist'")
   .option('--test-per-class <n>', 'cap on images per class (a stratified sample, seed 0)', positiveInt('--test-per-class'))
   .option('--rank <b>', 'evaluate at rank b (methods trained for several ranks: dylora); default: the rank chosen after training', positiveInt('--rank'))
-  .action(async (run: string, o: { data: string; rank?: number; testPerClass?: number }) => {
+  .option('--perturb <kinds>', `robustness: also evaluate under each of these test-time perturbations, comma-separated (${PERTURBATIONS.join(', ')})`, (v) => {
+    const kinds = v.split(',').map((k) => k.trim());
+    for (const k of kinds) if (!(PERTURBATIONS as readonly string[]).includes(k)) throw new InvalidArgumentError(`unknown perturbation '${k}'; one of ${PERTURBATIONS.join(', ')}`);
+    return kinds as PerturbationKind[];
+  })
+  .option('--noise-std <s>', `noise: std of the Gaussian noise on [0, 1] pixel values (default ${PERTURBATION_DEFAULTS.noise})`, number('--noise-std'))
+  .option('--crop-fraction <f>', `crop: side of the random crop box as a fraction of the image side (default ${PERTURBATION_DEFAULTS.crop})`, number('--crop-fraction'))
+  .option('--jitter <j>', `jitter: brightness, contrast and saturation factors uniform in [1 - j, 1 + j] (default ${PERTURBATION_DEFAULTS.jitter})`, number('--jitter'))
+  .option('--rotation <deg>', `rotation: angle uniform in [-deg, deg] (default ${PERTURBATION_DEFAULTS.rotation})`, number('--rotation'))
+  .option('--perturb-seed <n>', 'seed of the perturbations (default 0)', number('--perturb-seed'))
+  .action(async (run: string, o: { data: string; rank?: number; testPerClass?: number; perturb?: PerturbationKind[]; noiseStd?: number; cropFraction?: number; jitter?: number; rotation?: number; perturbSeed?: number }) => {
     try {
-      await evalCommand(run, o.data, console.log, { rank: o.rank, testPerClass: o.testPerClass });
+      const given: Record<PerturbationKind, number | undefined> = { noise: o.noiseStd, crop: o.cropFraction, jitter: o.jitter, rotation: o.rotation };
+      const flagOf: Record<PerturbationKind, string> = { noise: '--noise-std', crop: '--crop-fraction', jitter: '--jitter', rotation: '--rotation' };
+      for (const k of PERTURBATIONS) if (given[k] !== undefined && !o.perturb?.includes(k)) throw new ConfigError(`${flagOf[k]} sets the ${k} perturbation's severity; add ${k} to --perturb`);
+      const perturb = o.perturb?.map((kind) => ({ kind, severity: given[kind] ?? PERTURBATION_DEFAULTS[kind] }));
+      await evalCommand(run, o.data, console.log, { rank: o.rank, testPerClass: o.testPerClass, perturb, perturbSeed: o.perturbSeed });
     } catch (e) {
       fail(e);
     }

@@ -8,6 +8,7 @@ import { evaluate, measureSpeed } from '../eval/evaluate.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { describeTrainable } from '../nn/module.js';
 import { reportMarkdown } from '../report/tables.js';
+import { writeSimilarity } from '../report/heatmap.js';
 import { memory } from '../tensor/memory.js';
 import { train } from '../train/trainer.js';
 import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchnorm.js';
@@ -26,6 +27,8 @@ export interface RunSummary {
   target: string;
   rank: number | null;
   trainableParams: number;
+  /** Trainable parameters averaged over the epochs (Avg_Parm; equal to trainableParams unless a method changes them, DRA). */
+  avgTrainableParams: number;
   totalParams: number;
   trainablePercent: number;
   trainSeconds: number;
@@ -75,12 +78,15 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
   } : null;
   const warmupSteps = Math.round(c.train.warmupRatio * plan.steps);
   const watch = new LearningWatch({ numClasses, totalSteps: plan.steps, warmupSteps, lr: c.train.lr, method: c.method, log: (l) => { bar.done(); log(l); } });
+  const hooks = model instanceof PeftModel ? model.trainingHooks() : undefined;
+  // Training images without augmentation, shuffled once by the run's seed: what DRA calibrates on.
+  const calibration = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: c.train.batchSize, shuffle: true, seed: c.train.seed });
   allowInterrupt();
   const result = await train(model, trainSource, validate, {
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
     warmupRatio: c.train.warmupRatio, gradAccumulation: c.train.gradAccumulation, maxGradNorm: c.train.maxGradNorm,
     labelSmoothing: c.train.labelSmoothing, earlyStoppingPatience: c.train.earlyStopping, outputDir, log, resume: opts.resume, onProgress: (s) => bar.update(s),
-    hooks: model instanceof PeftModel ? model.trainingHooks() : undefined,
+    hooks, calibration,
     onLog: (entry) => {
       // An epoch's eval_ entry is written right after validation, with the model as validated.
       const accuracy = entry['eval_accuracy'];
@@ -129,21 +135,27 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
     log(`adapter at rank ${selection.chosen} alone (a plain LoRA adapter): ${join(outputDir, `adapter-r${selection.chosen}`)}`);
   }
   const adapterConfig = runAdapterConfig(c);
+  const methodReport = hooks?.report?.() ?? null;
+  const finalTrainable = describeTrainable(model);
+  const avgEntry = [...result.state.logHistory].reverse().find((e) => e['avg_trainable_params'] !== undefined);
+  const avgTrainable = avgEntry?.['avg_trainable_params'] ?? finalTrainable.trainable;
   const targets = adapterConfig?.targetModules;
   const summary: RunSummary = {
     model: c.model, method: c.method, target: targets !== undefined ? (Array.isArray(targets) ? (targets.length > 4 ? `${targets.length} layers` : targets.join(',')) : targets) : c.method === 'linear-probe' ? 'head' : 'all',
     // The trained adapter's own configuration: what training decided (a chosen rank) is there.
-    rank: model instanceof PeftModel ? model.adapter().method.rank(model.adapter().config) : adapterConfig && isAdapterMethod(c.method) ? getAdapterMethod(c.method).rank(adapterConfig) : null, trainableParams: trainable.trainable, totalParams: trainable.total, trainablePercent: trainable.percent,
+    rank: model instanceof PeftModel ? model.adapter().method.rank(model.adapter().config) : adapterConfig && isAdapterMethod(c.method) ? getAdapterMethod(c.method).rank(adapterConfig) : null, trainableParams: finalTrainable.trainable, avgTrainableParams: avgTrainable, totalParams: finalTrainable.total, trainablePercent: finalTrainable.percent,
     trainSeconds: result.state.trainSeconds, accuracy: r.accuracy, weightedF1: r.weightedF1, macroF1: r.macroF1, mAP: r.mAP,
     latencyMs: speed.latencyMs, throughput: speed.throughput, peakMemoryMB: memory().peakBytes / 2 ** 20, outputDir,
   };
   const training = { steps: plan.steps, epochs: plan.epochs, lr: c.train.lr, bestCheckpoint: chosen, warnings: watch.warnings };
-  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds, training, ...(selection ? { rankSelection: selection } : {}) }, null, 2));
+  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds, training, ...(selection ? { rankSelection: selection } : {}), ...(methodReport ? { [c.method]: methodReport.json } : {}) }, null, 2));
   writeFileAtomic(join(outputDir, 'report.md'), reportMarkdown(`${c.model} · ${c.method}`, data.classes, r, {
-    'trainable params': `${trainable.trainable.toLocaleString('en-US')} (${trainable.percent.toFixed(4)}%)`,
+    'trainable params': `${finalTrainable.trainable.toLocaleString('en-US')} (${finalTrainable.percent.toFixed(4)}%)`,
+    ...(avgTrainable !== finalTrainable.trainable ? { 'Avg_Parm (trainable params averaged over epochs)': `${Math.round(avgTrainable).toLocaleString('en-US')} (${(avgTrainable / 1e6).toFixed(4)} M)` } : {}),
     ...(selection ? { 'rank (chosen)': selection.chosen, 'validation accuracy per rank': perRankLine(selection) } : {}),
     'training time (s)': summary.trainSeconds.toFixed(1), 'latency, batch 1 (ms)': speed.latencyMs.toFixed(1), [`throughput, batch ${speed.bestBatch} (img/s)`]: speed.throughput.toFixed(1),
-  }));
+  }) + (methodReport ? `\n${methodReport.markdown}` : ''));
+  if (methodReport?.similarity) writeSimilarity(outputDir, methodReport.similarity);
   best.removeSaved();
   allowInterrupt();
   return summary;

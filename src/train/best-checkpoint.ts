@@ -48,7 +48,13 @@ export class BestCheckpoint {
     }
     const current = new ModelSnapshot(this.model);
     try {
-      loadTensorsInto(checkpointTensors(this.model), file, 'best validation checkpoint');
+      try {
+        loadTensorsInto(checkpointTensors(this.model), file, 'best validation checkpoint');
+      } catch {
+        // Saved under another structure of the model (before a DRA re-allocation): the choice
+        // starts again among the epochs to come, as it would have in the uninterrupted run.
+        return false;
+      }
       this.snapshot?.dispose();
       this.snapshot = new ModelSnapshot(this.model);
       this.best = info;
@@ -61,6 +67,13 @@ export class BestCheckpoint {
 
   /** Keeps the model's current state when it is the best so far; returns whether it was. */
   offer(info: BestCheckpointInfo): boolean {
+    // After a change of the model's structure (DRA's re-allocation) an earlier best cannot be
+    // written back: the choice starts again among the epochs since.
+    if (this.snapshot && !this.snapshot.matches(this.model)) {
+      this.snapshot.dispose();
+      this.snapshot = null;
+      this.best = null;
+    }
     const b = this.best;
     const better = b === null || info.accuracy > b.accuracy || (info.accuracy === b.accuracy && info.loss <= b.loss);
     if (!better) return false;
@@ -78,7 +91,7 @@ export class BestCheckpoint {
 
   /** Writes the best state back into the model; false when nothing was offered. */
   restore(): boolean {
-    if (!this.snapshot) return false;
+    if (!this.snapshot || !this.snapshot.matches(this.model)) return false;
     this.snapshot.restore();
     return true;
   }
