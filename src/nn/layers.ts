@@ -24,10 +24,11 @@ function fanInUniform(shape: number[], fanIn: number, gen: Generator): Tensor {
 export class Linear extends Module {
   weight: Tensor;
   bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: { bias?: boolean; generator?: Generator } = {}) {
+  /** `weight: false` leaves the weight out (a subclass that stores it otherwise: Linear4bit). */
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: { bias?: boolean; weight?: boolean; generator?: Generator } = {}) {
     super();
     const gen = opts.generator ?? defaultGenerator;
-    this.weight = this.param('weight', fanInUniform([outFeatures, inFeatures], inFeatures, gen));
+    this.weight = opts.weight === false ? (undefined as unknown as Tensor) : this.param('weight', fanInUniform([outFeatures, inFeatures], inFeatures, gen));
     this.bias = opts.bias === false ? null : this.param('bias', fanInUniform([outFeatures], inFeatures, gen));
   }
   forward(x: Tensor): Tensor {
@@ -44,7 +45,7 @@ export class Conv2d extends Module {
   readonly dilation: [number, number];
   readonly groups: number;
   constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: Pair,
-    opts: { stride?: Pair; padding?: Pair; dilation?: Pair; groups?: number; bias?: boolean; generator?: Generator } = {}) {
+    opts: { stride?: Pair; padding?: Pair; dilation?: Pair; groups?: number; bias?: boolean; weight?: boolean; generator?: Generator } = {}) {
     super();
     this.kernelSize = pair(kernelSize);
     this.stride = pair(opts.stride ?? 1);
@@ -54,7 +55,7 @@ export class Conv2d extends Module {
     if (inChannels % this.groups || outChannels % this.groups) throw new Error(`Conv2d: channels ${inChannels}→${outChannels} are not divisible by groups=${this.groups}`);
     const gen = opts.generator ?? defaultGenerator;
     const fanIn = (inChannels / this.groups) * this.kernelSize[0] * this.kernelSize[1];
-    this.weight = this.param('weight', fanInUniform([outChannels, inChannels / this.groups, ...this.kernelSize], fanIn, gen));
+    this.weight = opts.weight === false ? (undefined as unknown as Tensor) : this.param('weight', fanInUniform([outChannels, inChannels / this.groups, ...this.kernelSize], fanIn, gen));
     this.bias = opts.bias === false ? null : this.param('bias', fanInUniform([outChannels], fanIn, gen));
   }
   get convOptions(): Conv2dOptions {

@@ -1,0 +1,308 @@
+// Frozen 4-bit base layers (bitsandbytes' Linear4bit, and a Conv2d of the same kind, which
+// bitsandbytes and PEFT lack). They are Linear / Conv2d to the rest of graft, so every adapter
+// method wraps them; forward and the gradient to the input run the 4-bit kernels (src/ops/quant4.ts),
+// which dequantise a chunk at a time. `weight` reads as a float tensor dequantised on demand (for
+// methods that compute with W itself: DoRA's norm, OFT, LoHa/LoKr, merging), a fresh tensor each
+// read. The state dict uses bitsandbytes' names (Linear4bit's `<prefix>weight.<key>`):
+// weight (packed uint8, (ceil(n/2), 1)), weight.absmax, weight.quant_map, weight.nested_absmax,
+// weight.nested_quant_map and weight.quant_state.bitsandbytes__<nf4|fp4> (the JSON of the rest).
+import { ConfigError, WeightsError } from '../errors.js';
+import { Module } from './module.js';
+import { Conv2d, Linear } from './layers.js';
+import { Tensor } from '../tensor/tensor.js';
+import { keep } from '../tensor/memory.js';
+import { noGrad } from '../tensor/autograd.js';
+import { tensor } from '../ops/creation.js';
+import { conv2d4bit, linear4bit, type Q4Tensors } from '../ops/quant4.js';
+import { linear } from '../ops/matmul.js';
+import { conv2d } from '../ops/conv.js';
+import {
+  blockScales, checkBlocksize, codeOf, dequantize4, quantize4, DEFAULT_BLOCKSIZE, NESTED_BLOCKSIZE,
+  type QuantState4, type QuantType, type Quantized4,
+} from '../tensor/quant4.js';
+
+export interface QuantizeOptions {
+  quantType?: QuantType;
+  blocksize?: number;
+  doubleQuant?: boolean;
+}
+
+/** The JSON bitsandbytes packs under weight.quant_state.bitsandbytes__<type> (QuantState.as_dict(packed=True)). */
+interface PackedQuantState {
+  quant_type: QuantType;
+  blocksize: number;
+  dtype: string;
+  shape: number[];
+  nested_blocksize?: number;
+  nested_dtype?: string;
+  nested_offset?: number;
+}
+
+const STATE_KEYS = ['weight', 'weight.absmax', 'weight.quant_map', 'weight.nested_absmax', 'weight.nested_quant_map'] as const;
+
+/** What one quantised layer holds, as tensors (the module's buffers). */
+class Q4Store {
+  q: Quantized4;
+  /** A float weight while merged adapters are folded in (merge dequantises first); null otherwise. */
+  float: Tensor | null = null;
+  constructor(q: Quantized4) {
+    this.q = q;
+  }
+}
+
+interface Quant4Layer {
+  readonly store: Q4Store;
+}
+
+function jsonOf(state: QuantState4): PackedQuantState {
+  const j: PackedQuantState = { quant_type: state.quantType, blocksize: state.blocksize, dtype: 'float32', shape: [...state.shape] };
+  if (state.nested) Object.assign(j, { nested_blocksize: state.nested.blocksize, nested_dtype: 'float32', nested_offset: state.nested.offset });
+  return j;
+}
+
+function bufferTensors(q: Quantized4): Map<string, Tensor> {
+  const m = new Map<string, Tensor>();
+  m.set('weight', tensor(q.packed, [q.packed.length, 1], { dtype: 'uint8' }));
+  const a = q.state.absmax;
+  m.set('weight.absmax', tensor(a, [a.length], { dtype: a instanceof Uint8Array ? 'uint8' : 'float32' }));
+  m.set('weight.quant_map', tensor(Float32Array.from(codeOf(q.state.quantType)), [16]));
+  if (q.state.nested) {
+    m.set('weight.nested_absmax', tensor(q.state.nested.absmax, [q.state.nested.absmax.length]));
+    m.set('weight.nested_quant_map', tensor(q.state.nested.code, [q.state.nested.code.length]));
+  }
+  const json = new TextEncoder().encode(JSON.stringify(jsonOf(q.state)));
+  m.set(`weight.quant_state.bitsandbytes__${q.state.quantType}`, tensor(json, [json.length], { dtype: 'uint8' }));
+  return m;
+}
+
+/** Registers the store's tensors as the module's buffers under bitsandbytes' names. */
+function registerBuffers(m: Module, q: Quantized4, register: (name: string, t: Tensor | null) => void, previous: Map<string, Tensor> | null): Map<string, Tensor> {
+  const next = noGrad(() => bufferTensors(q));
+  if (previous) for (const [k, t] of previous) if (!next.has(k)) {
+    register(k, null);
+    t.dispose();
+  } else t.dispose();
+  for (const [k, t] of next) register(k, t);
+  void m;
+  return next;
+}
+
+/** The float weight, dequantised (a fresh tensor; the float weight while adapters are merged). */
+function floatWeight(store: Q4Store): Tensor {
+  if (store.float) return store.float;
+  return tensor(dequantize4(store.q), store.q.state.shape);
+}
+
+/** The kernels' view of the weight: packed codes, per-block float scales (decoded when nested), code. */
+function q4Tensors(store: Q4Store, buffers: Map<string, Tensor>): { w: Q4Tensors; scratch: Tensor | null } {
+  const st = store.q.state;
+  const scratch = st.nested ? tensor(blockScales(st), [st.absmax.length]) : null;
+  return {
+    w: { packed: buffers.get('weight')!, scales: scratch ?? buffers.get('weight.absmax')!, code: buffers.get('weight.quant_map')!, blocksize: st.blocksize, shape: st.shape },
+    scratch,
+  };
+}
+
+function readQuantized(buffers: Map<string, Tensor>, shape: readonly number[]): Quantized4 {
+  const key = [...buffers.keys()].find((k) => k.startsWith('weight.quant_state.bitsandbytes__'))!;
+  const json = JSON.parse(new TextDecoder().decode(buffers.get(key)!.toArray() as Uint8Array)) as PackedQuantState;
+  const absmax = buffers.get('weight.absmax')!.toArray().slice() as Float32Array | Uint8Array;
+  return {
+    packed: (buffers.get('weight')!.toArray() as Uint8Array).slice(),
+    state: {
+      quantType: json.quant_type, blocksize: json.blocksize, shape: [...shape], absmax,
+      nested: json.nested_offset !== undefined
+        ? { absmax: (buffers.get('weight.nested_absmax')!.toArray() as Float32Array).slice(), code: (buffers.get('weight.nested_quant_map')!.toArray() as Float32Array).slice(), blocksize: json.nested_blocksize ?? NESTED_BLOCKSIZE, offset: json.nested_offset }
+        : null,
+    },
+  };
+}
+
+function quantizeFrom(w: Tensor, opts: QuantizeOptions): Quantized4 {
+  return quantize4(w.toArray() as Float32Array, w.shape, { quantType: opts.quantType ?? 'nf4', blocksize: opts.blocksize ?? DEFAULT_BLOCKSIZE, doubleQuant: opts.doubleQuant ?? false });
+}
+
+/** Rounding error of re-quantising: the largest and the root-mean-square difference. */
+export interface RequantizeReport {
+  maxAbsError: number;
+  rmsError: number;
+}
+
+function requantizeStore(store: Q4Store, opts: QuantizeOptions): RequantizeReport {
+  const f = store.float;
+  if (!f) return { maxAbsError: 0, rmsError: 0 };
+  const values = f.toArray() as Float32Array;
+  store.q = quantize4(values, store.q.state.shape, { quantType: opts.quantType ?? store.q.state.quantType, blocksize: opts.blocksize ?? store.q.state.blocksize, doubleQuant: opts.doubleQuant ?? store.q.state.nested !== null });
+  const back = dequantize4(store.q);
+  let max = 0;
+  let sq = 0;
+  for (let i = 0; i < values.length; i++) {
+    const d = Math.abs(values[i]! - back[i]!);
+    if (d > max) max = d;
+    sq += d * d;
+  }
+  f.dispose();
+  store.float = null;
+  return { maxAbsError: max, rmsError: Math.sqrt(sq / Math.max(values.length, 1)) };
+}
+
+function defineWeight(layer: Module & Quant4Layer): void {
+  Object.defineProperty(layer, 'weight', {
+    get: () => floatWeight(layer.store),
+    set: () => {
+      throw new Error('a 4-bit layer\'s weight is frozen; call dequantizeForMerge() first to edit it as float');
+    },
+    configurable: true,
+    enumerable: false,
+  });
+}
+
+/** bitsandbytes' Linear4bit: a frozen 4-bit (out, in) weight, the bias as in Linear. */
+export class Linear4bit extends Linear implements Quant4Layer {
+  readonly store: Q4Store;
+  private buffers: Map<string, Tensor>;
+  constructor(inFeatures: number, outFeatures: number, q: Quantized4, bias: Tensor | null) {
+    super(inFeatures, outFeatures, { bias: false, weight: false });
+    if (q.state.shape.length !== 2 || q.state.shape[0] !== outFeatures || q.state.shape[1] !== inFeatures) throw new WeightsError(`Linear4bit: a quantised weight of shape [${q.state.shape.join(', ')}] does not fit (${outFeatures}, ${inFeatures})`);
+    this.store = new Q4Store(q);
+    this.buffers = registerBuffers(this, q, (n, t) => this.buffer(n, t), null);
+    defineWeight(this);
+    if (bias) this.bias = this.param('bias', bias);
+  }
+  /** A Linear4bit from a float Linear (its weight quantised, its bias kept). */
+  static fromLinear(l: Linear, opts: QuantizeOptions = {}): Linear4bit {
+    const q = quantizeFrom(l.weight, opts);
+    const b = l.bias ? noGrad(() => l.bias!.clone()) : null;
+    const m = new Linear4bit(l.inFeatures, l.outFeatures, q, b);
+    if (b) m.bias!.requiresGrad = l.bias!.requiresGrad;
+    return m;
+  }
+  get quantized(): Quantized4 {
+    return this.store.q;
+  }
+  override forward(x: Tensor): Tensor {
+    if (this.store.float) return linear(x, this.store.float, this.bias);
+    const { w, scratch } = q4Tensors(this.store, this.buffers);
+    const y = linear4bit(x, w, this.bias);
+    scratch?.dispose();
+    return y;
+  }
+  /** Keeps a float copy of the weight that edits (merging adapters) write into; forward then uses it. */
+  dequantizeForMerge(): Tensor {
+    if (!this.store.float) this.store.float = keep(floatWeight(this.store));
+    return this.store.float;
+  }
+  /** Quantises the float copy again (after merging) and reports the rounding error. */
+  requantize(opts: QuantizeOptions = {}): RequantizeReport {
+    const r = requantizeStore(this.store, opts);
+    this.buffers = registerBuffers(this, this.store.q, (n, t) => this.buffer(n, t), this.buffers);
+    return r;
+  }
+  /** Replaces the quantised state by the one in `state` (bitsandbytes' keys relative to this layer). */
+  loadQuantized(state: Map<string, Tensor>): void {
+    this.store.q = readQuantized(state, this.store.q.state.shape);
+    this.buffers = registerBuffers(this, this.store.q, (n, t) => this.buffer(n, t), this.buffers);
+  }
+}
+
+/** A frozen 4-bit Conv2d (groups = 1): conv2d forward and backward-to-input dequantise by chunks of output channels. */
+export class Conv2d4bit extends Conv2d implements Quant4Layer {
+  readonly store: Q4Store;
+  private buffers: Map<string, Tensor>;
+  constructor(c: Conv2d, q: Quantized4, bias: Tensor | null) {
+    super(c.inChannels, c.outChannels, c.kernelSize, { stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups, bias: false, weight: false });
+    if (c.groups !== 1) throw new ConfigError(`Conv2d4bit: 4-bit convolutions take groups = 1; this one has groups = ${c.groups} (grouped and depthwise convolutions stay in float)`);
+    this.store = new Q4Store(q);
+    this.buffers = registerBuffers(this, q, (n, t) => this.buffer(n, t), null);
+    defineWeight(this);
+    if (bias) this.bias = this.param('bias', bias);
+  }
+  static fromConv(c: Conv2d, opts: QuantizeOptions = {}): Conv2d4bit {
+    const q = quantizeFrom(c.weight, opts);
+    const b = c.bias ? noGrad(() => c.bias!.clone()) : null;
+    const m = new Conv2d4bit(c, q, b);
+    if (b) m.bias!.requiresGrad = c.bias!.requiresGrad;
+    return m;
+  }
+  get quantized(): Quantized4 {
+    return this.store.q;
+  }
+  override forward(x: Tensor): Tensor {
+    if (this.store.float) return conv2d(x, this.store.float, this.bias, this.convOptions);
+    const { w, scratch } = q4Tensors(this.store, this.buffers);
+    const y = conv2d4bit(x, w, this.bias, this.convOptions);
+    scratch?.dispose();
+    return y;
+  }
+  dequantizeForMerge(): Tensor {
+    if (!this.store.float) this.store.float = keep(floatWeight(this.store));
+    return this.store.float;
+  }
+  requantize(opts: QuantizeOptions = {}): RequantizeReport {
+    const r = requantizeStore(this.store, opts);
+    this.buffers = registerBuffers(this, this.store.q, (n, t) => this.buffer(n, t), this.buffers);
+    return r;
+  }
+  loadQuantized(state: Map<string, Tensor>): void {
+    this.store.q = readQuantized(state, this.store.q.state.shape);
+    this.buffers = registerBuffers(this, this.store.q, (n, t) => this.buffer(n, t), this.buffers);
+  }
+}
+
+export type Quant4Module = Linear4bit | Conv2d4bit;
+
+export function isQuantized(m: Module | null | undefined): m is Quant4Module {
+  return m instanceof Linear4bit || m instanceof Conv2d4bit;
+}
+
+/** The 4-bit form of a float layer, or null for layers that stay float (grouped convolutions, tiny layers). */
+export function quantizeLayer(m: Module, opts: QuantizeOptions = {}): Quant4Module | null {
+  if (isQuantized(m)) return null;
+  if (opts.blocksize !== undefined) checkBlocksize(opts.blocksize, 'quantisation block size');
+  if (m instanceof Linear) return Linear4bit.fromLinear(m, opts);
+  if (m instanceof Conv2d && m.groups === 1) return Conv2d4bit.fromConv(m, opts);
+  return null;
+}
+
+/** Whether a state-dict key relative to a layer is one of the 4-bit layer's own (bitsandbytes' names). */
+export function isQuantStateKey(localKey: string): boolean {
+  return (STATE_KEYS as readonly string[]).includes(localKey) || localKey.startsWith('weight.quant_state.bitsandbytes__');
+}
+
+export { Tensor };
+
+/** What quantising a model changed: layers, parameter counts and base-weight bytes before and after. */
+export interface QuantizeSummary {
+  layers: string[];
+  quantizedParams: number;
+  floatBytesBefore: number;
+  bytesAfter: number;
+}
+
+/**
+ * Replaces every Linear and groups = 1 Conv2d of `model` (but those `skip` names, e.g. the
+ * classifier) by its 4-bit form, one layer at a time (each float weight is dropped as soon as its
+ * layer is quantised).
+ */
+export function quantizeModule(model: Module, opts: QuantizeOptions = {}, skip: (path: string) => boolean = () => false): QuantizeSummary {
+  const summary: QuantizeSummary = { layers: [], quantizedParams: 0, floatBytesBefore: 0, bytesAfter: 0 };
+  for (const [path, m] of model.namedModules()) {
+    if (!path || skip(path) || !(m instanceof Linear || m instanceof Conv2d) || isQuantized(m)) continue;
+    const q = quantizeLayer(m, opts);
+    if (!q) continue;
+    summary.layers.push(path);
+    summary.quantizedParams += m.weight.size;
+    summary.floatBytesBefore += m.weight.size * 4;
+    summary.bytesAfter += quantStateBytes(q);
+    model.setModule(path, q);
+    m.weight.dispose();
+  }
+  return summary;
+}
+
+/** Bytes of a 4-bit layer's stored weight state (codes, scales, maps, the JSON). */
+export function quantStateBytes(m: Quant4Module): number {
+  let b = 0;
+  for (const [k, t] of m.stateDict()) if (isQuantStateKey(k)) b += t.size * (t.dtype === 'uint8' ? 1 : 4);
+  return b;
+}

@@ -1,0 +1,158 @@
+// Frozen 4-bit Linear and Conv2d against dequantise-then-float-op (values and input gradients,
+// with weights large enough to be dequantised in several chunks), the memory rule (no float copy
+// of the weight as a tensor), LoRA on a 4-bit base against LoRA on the dequantised base, merging
+// with re-quantisation, and the bitsandbytes state-dict names.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as g from '../src/index.js';
+import { Conv2d, Linear } from '../src/nn/layers.js';
+import { Conv2d4bit, Linear4bit, quantizeLayer } from '../src/nn/quant4.js';
+import { dequantize4 } from '../src/tensor/quant4.js';
+import { PeftModel } from '../src/adapters/peft-model.js';
+import { getAdapterMethod } from '../src/adapters/registry.js';
+import { SharedAdapterOptionsSchema } from '../src/adapters/method.js';
+import { Module } from '../src/nn/module.js';
+
+function maxDiff(a: g.Tensor, b: g.Tensor): number {
+  const x = a.toArray();
+  const y = b.toArray();
+  assert.equal(x.length, y.length);
+  let worst = 0;
+  for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+  return worst;
+}
+const scaleOf = (t: g.Tensor) => Math.max(...Array.from(t.toArray(), Math.abs));
+
+for (const [label, opts] of [['nf4', { quantType: 'nf4' }], ['fp4 double-quant block 128', { quantType: 'fp4', doubleQuant: true, blocksize: 128 }]] as const) {
+  test(`Linear4bit (${label}): output and input gradient equal dequantise-then-linear, over several chunks`, () => {
+    const gen = new g.Generator(5);
+    const fl = new Linear(3000, 100, { generator: gen }); // 300 000 weights: two chunks of 2^18 floats at most
+    const q = Linear4bit.fromLinear(fl, opts);
+    const wDeq = g.tensor(dequantize4(q.quantized), [100, 3000]);
+    const x = g.randn([2, 3, 3000], { generator: gen });
+    x.requiresGrad = true;
+    const y = q.forward(x);
+    const gy = g.randn(y.shape, { generator: gen });
+    y.backward(gy);
+    const gxQ = x.grad!;
+    x.grad = null;
+    const yRef = g.linear(x, wDeq, fl.bias);
+    yRef.backward(gy);
+    assert.ok(maxDiff(y, yRef) <= 1e-4 * scaleOf(yRef), `values: ${maxDiff(y, yRef)}`);
+    assert.ok(maxDiff(gxQ, x.grad!) <= 1e-4 * scaleOf(x.grad!), `input gradient: ${maxDiff(gxQ, x.grad!)}`);
+    assert.ok(q.bias!.grad, 'the bias (a float parameter) gets its gradient');
+  });
+
+  test(`Conv2d4bit (${label}): output and input gradient equal dequantise-then-conv2d, over several chunks`, () => {
+    const gen = new g.Generator(6);
+    const fc = new Conv2d(128, 300, 3, { padding: 1, stride: 2, generator: gen }); // 345 600 weights
+    const q = Conv2d4bit.fromConv(fc, opts);
+    const wDeq = g.tensor(dequantize4(q.quantized), fc.weight.shape);
+    const x = g.randn([2, 128, 6, 5], { generator: gen });
+    x.requiresGrad = true;
+    const y = q.forward(x);
+    const gy = g.randn(y.shape, { generator: gen });
+    y.backward(gy);
+    const gxQ = x.grad!;
+    x.grad = null;
+    const yRef = g.conv2d(x, wDeq, fc.bias, fc.convOptions);
+    yRef.backward(gy);
+    assert.ok(maxDiff(y, yRef) <= 1e-4 * scaleOf(yRef), `values: ${maxDiff(y, yRef)}`);
+    assert.ok(maxDiff(gxQ, x.grad!) <= 1e-4 * scaleOf(x.grad!), `input gradient: ${maxDiff(gxQ, x.grad!)}`);
+  });
+}
+
+test('4-bit layers: forward and backward allocate no tensor the size of the float weight', () => {
+  const gen = new g.Generator(7);
+  const q = Linear4bit.fromLinear(new Linear(2048, 1024, { generator: gen }), { doubleQuant: true }); // float weight: 8 MiB
+  const floatBytes = 2048 * 1024 * 4;
+  const x = g.randn([4, 2048], { generator: gen });
+  x.requiresGrad = true;
+  g.resetPeakMemory();
+  const before = g.memory().liveBytes;
+  g.tidy(() => g.sum(q.forward(x)).backward());
+  const peak = g.memory().peakBytes - before;
+  assert.ok(peak < floatBytes / 8, `peak tensor memory during forward + backward: ${peak} bytes (float weight: ${floatBytes})`);
+  // reading .weight (for methods that compute with W) does build it, as a fresh tensor
+  g.resetPeakMemory();
+  const b2 = g.memory().liveBytes;
+  g.tidy(() => q.weight.size);
+  assert.ok(g.memory().peakBytes - b2 >= floatBytes, 'the float weight exists only when asked for');
+});
+
+class Two extends Module {
+  fc: Linear;
+  conv: Conv2d;
+  constructor(gen: g.Generator) {
+    super();
+    this.conv = this.module('conv', new Conv2d(4, 6, 3, { padding: 1, generator: gen }));
+    this.fc = this.module('fc', new Linear(6, 5, { generator: gen }));
+  }
+  forward(x: g.Tensor): g.Tensor {
+    return this.fc.forward(g.mean(g.relu(this.conv.forward(x)), [2, 3]));
+  }
+}
+
+test('LoRA on a 4-bit base equals LoRA on the dequantised float base (outputs and adapter gradients); merge re-quantises and reports the error', () => {
+  const lora = getAdapterMethod('lora');
+  const config = lora.configFromRun(SharedAdapterOptionsSchema.parse({ r: 2, alpha: 4, targets: ['conv', 'fc'] }), lora.optionsSchema.parse({}));
+  const quantised = new Two(new g.Generator(8));
+  const dequantised = new Two(new g.Generator(8));
+  for (const name of ['conv', 'fc'] as const) {
+    const q = quantizeLayer(quantised[name])!;
+    quantised.setModule(name, q);
+    g.assign(dequantised[name].weight, g.tensor(dequantize4(q.quantized), q.quantized.state.shape));
+  }
+  const pq = new PeftModel(quantised, lora, config, 'default', { generator: new g.Generator(9) });
+  const pf = new PeftModel(dequantised, lora, config, 'default', { generator: new g.Generator(9) });
+  for (const p of [pq, pf]) g.noGrad(() => { for (const t of p.model.trainableParameters()) g.assign(t, g.add(t, g.randn(t.shape, { std: 0.1, generator: new g.Generator(t.size) }))); });
+  const x = g.randn([2, 4, 5, 5], { generator: new g.Generator(10) });
+  const yq = pq.forward(x);
+  const yf = pf.forward(x);
+  assert.ok(maxDiff(yq, yf) <= 1e-5, `outputs: ${maxDiff(yq, yf)}`);
+  g.sum(yq).backward();
+  g.sum(yf).backward();
+  const gf = new Map(pf.model.namedParameters());
+  let n = 0;
+  for (const [k, t] of pq.model.namedParameters()) if (t.requiresGrad) {
+    assert.ok(t.grad, `${k} has a gradient`);
+    assert.ok(maxDiff(t.grad, gf.get(k)!.grad!) <= 1e-5, `${k} gradient`);
+    n++;
+  }
+  assert.ok(n >= 4, 'the LoRA A/B of both layers train');
+  // merging: dequantise, add ΔW, re-quantise, with the rounding error reported
+  const before = g.noGrad(() => pq.forward(x));
+  const merged = pq.mergeAndUnload();
+  assert.ok(maxDiff(g.noGrad(() => merged.forward(x)), before) <= 1e-5, 'merged into the dequantised weights: the same output');
+  const reports = ['conv', 'fc'].map((k) => (merged.getModule(k) as Linear4bit | Conv2d4bit).requantize());
+  for (const r of reports) assert.ok(r.maxAbsError > 0 && r.rmsError > 0 && r.rmsError <= r.maxAbsError, JSON.stringify(r));
+  assert.ok(merged.getModule('fc') instanceof Linear4bit && merged.getModule('conv') instanceof Conv2d4bit, 'the merged layers are 4-bit');
+  const after = g.noGrad(() => merged.forward(x));
+  assert.ok(maxDiff(after, before) > 0 && maxDiff(after, before) < 0.2 * scaleOf(before), `re-quantised merge output moves by the rounding: ${maxDiff(after, before)}`);
+  // mergeAndUnload({ requantize: true }) does both and keeps the reports by path
+  const base = new Two(new g.Generator(8));
+  for (const name of ['conv', 'fc']) base.setModule(name, quantizeLayer(base.getModule(name))!);
+  const again = new PeftModel(base, lora, config, 'default', { generator: new g.Generator(9) });
+  again.mergeAndUnload({ requantize: true });
+  assert.deepEqual([...again.lastRequantize.keys()].sort(), ['conv', 'fc']);
+});
+
+test('a 4-bit layer saves under bitsandbytes\' names and reloads exactly', () => {
+  const q = Linear4bit.fromLinear(new Linear(40, 8, { generator: new g.Generator(11) }), { doubleQuant: true });
+  const keys = [...q.stateDict().keys()].sort();
+  assert.deepEqual(keys, ['bias', 'weight', 'weight.absmax', 'weight.nested_absmax', 'weight.nested_quant_map', 'weight.quant_map', 'weight.quant_state.bitsandbytes__nf4']);
+  const sd = q.stateDict();
+  assert.deepEqual([...sd.get('weight')!.shape], [160, 1]);
+  assert.equal(sd.get('weight')!.dtype, 'uint8');
+  assert.equal(sd.get('weight.absmax')!.dtype, 'uint8');
+  const json = JSON.parse(new TextDecoder().decode(sd.get('weight.quant_state.bitsandbytes__nf4')!.toArray() as Uint8Array));
+  assert.deepEqual(Object.keys(json).sort(), ['blocksize', 'dtype', 'nested_blocksize', 'nested_dtype', 'nested_offset', 'quant_type', 'shape']);
+  assert.equal(json.quant_type, 'nf4');
+  assert.deepEqual(json.shape, [8, 40]);
+  const other = Linear4bit.fromLinear(new Linear(40, 8, { generator: new g.Generator(12) }), { quantType: 'fp4' });
+  const state = new Map([...sd].filter(([k]) => k !== 'bias'));
+  other.loadQuantized(state);
+  const x = g.randn([3, 40], { generator: new g.Generator(13) });
+  g.assign(other.bias!, q.bias!);
+  assert.equal(maxDiff(g.noGrad(() => other.forward(x)), g.noGrad(() => q.forward(x))), 0);
+});
