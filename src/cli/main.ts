@@ -58,6 +58,9 @@ program
   .option('--rank <r>', 'adapter rank r (methods with a rank; DyLoRA: the highest rank; AdaLoRA uses adalora.initR/targetR instead, as PEFT)', positiveInt('--rank'))
   .option('--alpha <a>', 'adapter alpha (scaling alpha / r; DyLoRA: alpha / b; AdaLoRA: alpha / init_r)', number('--alpha'))
   .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear'")
+  .option('--quantize <type>', "4-bit base weights (QLoRA): 'nf4' or 'fp4' (bitsandbytes' formats; adapter methods only)")
+  .option('--double-quant', 'with --quantize: quantise the block scales too (8 bits, blocks of 256)')
+  .option('--quant-block <n>', 'with --quantize: elements per scale block, a power of two from 32 to 4096 (default 64)', positiveInt('--quant-block'))
   .option('--head-from <where>', "new head replaces 'classifier' (the last Linear) or everything after the pooled 'features'")
   .option('--image-size <n>', 'input size (square); default: the model\'s own', positiveInt('--image-size'))
   .option('--epochs <n>', 'epochs (or --steps)', positiveInt('--epochs'))
@@ -80,6 +83,7 @@ program
         'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'adapter.r': o['rank'], 'adapter.alpha': o['alpha'],
         'adapter.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
         'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
+        'quantize.type': o['quantize'], 'quantize.doubleQuant': o['doubleQuant'], 'quantize.blocksize': o['quantBlock'],
       });
       const s = await runTraining(config, console.log, { resume: o['resume'] === true, overwrite: o['overwrite'] === true });
       console.log(`test accuracy ${(100 * s.accuracy).toFixed(2)}%, weighted F1 ${(100 * s.weightedF1).toFixed(2)}%, mAP ${(100 * s.mAP).toFixed(2)}% — report in ${s.outputDir}/report.md`);
