@@ -7,7 +7,14 @@ import assert from 'node:assert/strict';
 import * as g from '../src/index.js';
 import { Conv2d, Linear } from '../src/nn/layers.js';
 import { Conv2d4bit, Linear4bit, quantizeLayer } from '../src/nn/quant4.js';
-import { dequantize4 } from '../src/tensor/quant4.js';
+import { dequantize4, NF4_CODE, quantize4 } from '../src/tensor/quant4.js';
+import { splitQuantizedCheckpoint } from '../src/nn/quant4.js';
+import { buildModel } from '../src/models/build-model.js';
+import { saveSafetensors } from '../src/io/safetensors.js';
+import { detStateDict } from './helpers/det-weights.js';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PeftModel } from '../src/adapters/peft-model.js';
 import { getAdapterMethod } from '../src/adapters/registry.js';
 import { SharedAdapterOptionsSchema } from '../src/adapters/method.js';
@@ -155,4 +162,53 @@ test('a 4-bit layer saves under bitsandbytes\' names and reloads exactly', () =>
   const x = g.randn([3, 40], { generator: new g.Generator(13) });
   g.assign(other.bias!, q.bias!);
   assert.equal(maxDiff(g.noGrad(() => other.forward(x)), g.noGrad(() => q.forward(x))), 0);
+});
+
+test('a bitsandbytes 4-bit checkpoint (HF DINOv2 names) loads into 4-bit layers with the file\'s own codes, and computes as its dequantised float checkpoint', async () => {
+  const c = JSON.parse(readFileSync(new URL('../../fixtures/models/dinov2.json', import.meta.url), 'utf8')) as { model: string; overrides: Record<string, unknown>; imageSize: [number, number]; numClasses: number; keys: [string, number[]][] };
+  const float = detStateDict(c.keys);
+  const bnb = new Map<string, g.Tensor>();
+  const dequantised = new Map<string, g.Tensor>();
+  const quantisedKeys: string[] = [];
+  for (const [k, t] of float) {
+    if (k.includes('encoder.layer') && k.endsWith('.weight') && t.rank === 2) {
+      // bitsandbytes' Linear4bit state: QuantState.as_dict(packed=True) under <prefix>weight.
+      const q = quantize4(t.toArray() as Float32Array, t.shape, { quantType: 'nf4', doubleQuant: true });
+      const json = new TextEncoder().encode(JSON.stringify({ quant_type: 'nf4', blocksize: 64, dtype: 'float32', shape: [...t.shape], nested_blocksize: 256, nested_dtype: 'float32', nested_offset: q.state.nested!.offset }));
+      bnb.set(k, g.tensor(q.packed, [q.packed.length, 1], { dtype: 'uint8' }));
+      bnb.set(`${k}.absmax`, g.tensor(q.state.absmax as Uint8Array, [q.state.absmax.length], { dtype: 'uint8' }));
+      bnb.set(`${k}.quant_map`, g.tensor(Float32Array.from(NF4_CODE), [16]));
+      bnb.set(`${k}.nested_absmax`, g.tensor(q.state.nested!.absmax, [q.state.nested!.absmax.length]));
+      bnb.set(`${k}.nested_quant_map`, g.tensor(q.state.nested!.code, [256]));
+      bnb.set(`${k}.quant_state.bitsandbytes__nf4`, g.tensor(json, [json.length], { dtype: 'uint8' }));
+      dequantised.set(k, g.tensor(dequantize4(q), t.shape));
+      quantisedKeys.push(k);
+    } else {
+      bnb.set(k, t);
+      dequantised.set(k, t);
+    }
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'graft-bnb-'));
+  saveSafetensors(join(dir, 'bnb.safetensors'), bnb);
+  saveSafetensors(join(dir, 'float.safetensors'), dequantised);
+  const req = { name: c.model, overrides: c.overrides, imageSize: c.imageSize[0], numClasses: c.numClasses };
+  const q = (await buildModel({ ...req, weights: join(dir, 'bnb.safetensors') })).eval();
+  const f = (await buildModel({ ...req, weights: join(dir, 'float.safetensors') })).eval();
+  const layers = q.namedModules().filter(([, m]) => m instanceof Linear4bit);
+  assert.equal(layers.length, quantisedKeys.length, 'every 4-bit layer of the file is 4-bit in the model');
+  const first = layers[0]![1] as Linear4bit;
+  const state = first.stateDict();
+  const fileKey = quantisedKeys.find((k) => bnb.get(k)!.size === state.get('weight')!.size)!;
+  assert.deepEqual(Array.from(state.get('weight')!.toArray()), Array.from(bnb.get(fileKey)!.toArray()), 'the packed codes are the file\'s');
+  const x = g.randn([2, 3, ...c.imageSize], { generator: new g.Generator(14) });
+  const yq = g.noGrad(() => q.forward(x));
+  const yf = g.noGrad(() => f.forward(x));
+  assert.ok(maxDiff(yq, yf) <= 1e-4 * Math.max(1, scaleOf(yf)), `outputs: ${maxDiff(yq, yf)}`);
+});
+
+test('a 4-bit checkpoint whose quant state is incomplete or inconsistent is refused, naming the layer', () => {
+  const packed = g.tensor(new Uint8Array(8), [8, 1], { dtype: 'uint8' });
+  const json = (shape: number[]) => { const b = new TextEncoder().encode(JSON.stringify({ quant_type: 'nf4', blocksize: 64, dtype: 'float32', shape })); return g.tensor(b, [b.length], { dtype: 'uint8' }); };
+  assert.throws(() => splitQuantizedCheckpoint(new Map([['fc.weight', packed], ['fc.weight.quant_state.bitsandbytes__nf4', json([4, 4])]]), 'x.safetensors'), /x\.safetensors: the 4-bit layer fc has .* but no fc\.weight\.absmax/);
+  assert.throws(() => splitQuantizedCheckpoint(new Map([['fc.weight', packed], ['fc.weight.absmax', g.tensor([1])], ['fc.weight.quant_state.bitsandbytes__nf4', json([8, 8])]]), 'x.safetensors'), /fc\.weight holds 8 bytes, but its quant_state shape \[8, 8\] needs 32/);
 });

@@ -103,16 +103,23 @@ function q4Tensors(store: Q4Store, buffers: Map<string, Tensor>): { w: Q4Tensors
   };
 }
 
-function readQuantized(buffers: Map<string, Tensor>, shape: readonly number[]): Quantized4 {
+function readQuantized(buffers: Map<string, Tensor>, shape: readonly number[] | null): Quantized4 {
   const key = [...buffers.keys()].find((k) => k.startsWith('weight.quant_state.bitsandbytes__'))!;
-  const json = JSON.parse(new TextDecoder().decode(buffers.get(key)!.toArray() as Uint8Array)) as PackedQuantState;
-  const absmax = buffers.get('weight.absmax')!.toArray().slice() as Float32Array | Uint8Array;
+  // uint8 tensors may arrive widened to float32 by a loader: their values are the bytes
+  const bytes = (t: Tensor) => Uint8Array.from(t.toArray() as ArrayLike<number>);
+  const json = JSON.parse(new TextDecoder().decode(bytes(buffers.get(key)!))) as PackedQuantState;
+  if (json.quant_type !== 'nf4' && json.quant_type !== 'fp4') throw new Error(`quant_type ${String(json.quant_type)} (graft reads nf4 and fp4)`);
+  checkBlocksize(json.blocksize);
+  if (!Array.isArray(json.shape)) throw new Error('quant_state has no shape');
+  const nested = json.nested_offset !== undefined;
+  const absmaxValues = buffers.get('weight.absmax')!.toArray() as ArrayLike<number>;
+  const absmax = nested ? Uint8Array.from(absmaxValues) : Float32Array.from(absmaxValues);
   return {
-    packed: (buffers.get('weight')!.toArray() as Uint8Array).slice(),
+    packed: bytes(buffers.get('weight')!),
     state: {
-      quantType: json.quant_type, blocksize: json.blocksize, shape: [...shape], absmax,
-      nested: json.nested_offset !== undefined
-        ? { absmax: (buffers.get('weight.nested_absmax')!.toArray() as Float32Array).slice(), code: (buffers.get('weight.nested_quant_map')!.toArray() as Float32Array).slice(), blocksize: json.nested_blocksize ?? NESTED_BLOCKSIZE, offset: json.nested_offset }
+      quantType: json.quant_type, blocksize: json.blocksize, shape: [...(shape ?? json.shape)], absmax,
+      nested: nested
+        ? { absmax: Float32Array.from(buffers.get('weight.nested_absmax')!.toArray() as ArrayLike<number>), code: Float32Array.from(buffers.get('weight.nested_quant_map')!.toArray() as ArrayLike<number>), blocksize: json.nested_blocksize ?? NESTED_BLOCKSIZE, offset: json.nested_offset! }
         : null,
     },
   };
@@ -305,4 +312,62 @@ export function quantStateBytes(m: Quant4Module): number {
   let b = 0;
   for (const [k, t] of m.stateDict()) if (isQuantStateKey(k)) b += t.size * (t.dtype === 'uint8' ? 1 : 4);
   return b;
+}
+
+/** A float layer's 4-bit form built from a stored quantised state (no float weight made). */
+export function fromQuantized(m: Linear | Conv2d, q: Quantized4): Quant4Module {
+  const bias = m.bias ? noGrad(() => m.bias!.clone()) : null;
+  const out = m instanceof Conv2d ? new Conv2d4bit(m, q, bias) : new Linear4bit(m.inFeatures, m.outFeatures, q, bias);
+  if (bias) out.bias!.requiresGrad = m.bias!.requiresGrad;
+  return out;
+}
+
+const QUANT_STATE_RE = /^(.*)\.weight\.quant_state\.bitsandbytes__(nf4|fp4)$/;
+
+/**
+ * The 4-bit layers of a bitsandbytes checkpoint (keys `<P>.weight`, `<P>.weight.absmax`, …,
+ * `<P>.weight.quant_state.bitsandbytes__<type>`): each layer's quantised state by its prefix P in
+ * the file. In `checkpoint` those keys are replaced by `<P>.weight` dequantised to float32, so the
+ * family loaders read the file under their usual names; the layers are then made 4-bit again
+ * from the stored state by `attachQuantized` (bit for bit the file's codes and scales).
+ */
+export function splitQuantizedCheckpoint(checkpoint: Map<string, Tensor>, what = 'the checkpoint'): Map<string, Quantized4> {
+  const out = new Map<string, Quantized4>();
+  for (const key of [...checkpoint.keys()]) {
+    const m = QUANT_STATE_RE.exec(key);
+    if (!m) continue;
+    const prefix = m[1]!;
+    const local = new Map<string, Tensor>();
+    for (const k of [...checkpoint.keys()]) if (k === `${prefix}.weight` || k.startsWith(`${prefix}.weight.`)) local.set(k.slice(prefix.length + 1), checkpoint.get(k)!);
+    for (const need of ['weight', 'weight.absmax']) if (!local.has(need)) throw new WeightsError(`${what}: the 4-bit layer ${prefix} has ${key} but no ${prefix}.${need}; the checkpoint is incomplete`);
+    let q: Quantized4;
+    try {
+      q = readQuantized(local, null);
+    } catch (e) {
+      throw new WeightsError(`${what}: the 4-bit state of ${prefix} cannot be read (${(e as Error).message})`);
+    }
+    const n = q.state.shape.reduce((a, b) => a * b, 1);
+    if (q.packed.length !== Math.ceil(n / 2)) throw new WeightsError(`${what}: ${prefix}.weight holds ${q.packed.length} bytes, but its quant_state shape [${q.state.shape.join(', ')}] needs ${Math.ceil(n / 2)}`);
+    for (const k of local.keys()) checkpoint.delete(`${prefix}.${k}`);
+    checkpoint.set(`${prefix}.weight`, tensor(dequantize4(q), q.state.shape));
+    out.set(prefix, q);
+  }
+  return out;
+}
+
+/** Makes the layers named by `pathOf(filePrefix)` 4-bit with the stored states of splitQuantizedCheckpoint. */
+export function attachQuantized(model: Module, states: Map<string, Quantized4>, pathOf: (filePrefix: string) => string | null, what = 'the checkpoint'): string[] {
+  const done: string[] = [];
+  for (const [prefix, q] of states) {
+    const path = pathOf(prefix);
+    const m = path === null ? null : model.getModule(path);
+    if (!(m instanceof Linear || m instanceof Conv2d)) throw new WeightsError(`${what}: the 4-bit layer ${prefix} is not a Linear or Conv2d of this model`);
+    const shape = m instanceof Conv2d ? [m.outChannels, m.inChannels / m.groups, ...m.kernelSize] : [m.outFeatures, m.inFeatures];
+    if (shape.join() !== q.state.shape.join()) throw new WeightsError(`${what}: the 4-bit layer ${prefix} has shape [${q.state.shape.join(', ')}]; the model's ${path} has [${shape.join(', ')}]`);
+    const qm = fromQuantized(m, q);
+    model.setModule(path!, qm);
+    m.dispose();
+    done.push(path!);
+  }
+  return done;
 }
