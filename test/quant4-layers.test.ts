@@ -13,6 +13,7 @@ import { buildModel } from '../src/models/build-model.js';
 import { saveSafetensors } from '../src/io/safetensors.js';
 import { detStateDict } from './helpers/det-weights.js';
 import { mkdtempSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PeftModel } from '../src/adapters/peft-model.js';
@@ -33,9 +34,9 @@ const scaleOf = (t: g.Tensor) => Math.max(...Array.from(t.toArray(), Math.abs));
 for (const [label, opts] of [['nf4', { quantType: 'nf4' }], ['fp4 double-quant block 128', { quantType: 'fp4', doubleQuant: true, blocksize: 128 }]] as const) {
   test(`Linear4bit (${label}): output and input gradient equal dequantise-then-linear, over several chunks`, () => {
     const gen = new g.Generator(5);
-    const fl = new Linear(3000, 100, { generator: gen }); // 300 000 weights: two chunks of 2^18 floats at most
+    const fl = new Linear(3000, 400, { generator: gen }); // 1 200 000 weights: two chunks of at most 2^20 floats
     const q = Linear4bit.fromLinear(fl, opts);
-    const wDeq = g.tensor(dequantize4(q.quantized), [100, 3000]);
+    const wDeq = g.tensor(dequantize4(q.quantized), [400, 3000]);
     const x = g.randn([2, 3, 3000], { generator: gen });
     x.requiresGrad = true;
     const y = q.forward(x);
@@ -52,10 +53,10 @@ for (const [label, opts] of [['nf4', { quantType: 'nf4' }], ['fp4 double-quant b
 
   test(`Conv2d4bit (${label}): output and input gradient equal dequantise-then-conv2d, over several chunks`, () => {
     const gen = new g.Generator(6);
-    const fc = new Conv2d(128, 300, 3, { padding: 1, stride: 2, generator: gen }); // 345 600 weights
+    const fc = new Conv2d(256, 500, 3, { padding: 1, stride: 2, generator: gen }); // 1 152 000 weights: two chunks
     const q = Conv2d4bit.fromConv(fc, opts);
     const wDeq = g.tensor(dequantize4(q.quantized), fc.weight.shape);
-    const x = g.randn([2, 128, 6, 5], { generator: gen });
+    const x = g.randn([2, 256, 6, 5], { generator: gen });
     x.requiresGrad = true;
     const y = q.forward(x);
     const gy = g.randn(y.shape, { generator: gen });
@@ -71,15 +72,24 @@ for (const [label, opts] of [['nf4', { quantType: 'nf4' }], ['fp4 double-quant b
 
 test('4-bit layers: forward and backward allocate no tensor the size of the float weight', () => {
   const gen = new g.Generator(7);
-  const q = Linear4bit.fromLinear(new Linear(2048, 1024, { generator: gen }), { doubleQuant: true }); // float weight: 8 MiB
-  const floatBytes = 2048 * 1024 * 4;
-  const x = g.randn([4, 2048], { generator: gen });
+  const q = Linear4bit.fromLinear(new Linear(4096, 1024, { generator: gen }), { doubleQuant: true }); // float weight: 16 MiB
+  const floatBytes = 4096 * 1024 * 4;
+  const x = g.randn([4, 4096], { generator: gen });
   x.requiresGrad = true;
   g.resetPeakMemory();
   const before = g.memory().liveBytes;
   g.tidy(() => g.sum(q.forward(x)).backward());
   const peak = g.memory().peakBytes - before;
   assert.ok(peak < floatBytes / 8, `peak tensor memory during forward + backward: ${peak} bytes (float weight: ${floatBytes})`);
+  if (g.currentBackend().name === 'native') {
+    // the kernels' own buffer: the addon reports the most weight floats it held dequantised at once
+    const addon = createRequire(import.meta.url)(join(process.cwd(), 'build', 'Release', 'graft_native.node')) as { q4Stats(out: Float64Array, reset: boolean): void };
+    const stats = new Float64Array(1);
+    addon.q4Stats(stats, true);
+    g.tidy(() => g.sum(q.forward(x)).backward());
+    addon.q4Stats(stats, false);
+    assert.ok(stats[0]! > 0 && stats[0]! <= (1 << 20) && stats[0]! < 4096 * 1024 / 2, `the kernels held ${stats[0]} weight floats at once (the weight has ${4096 * 1024})`);
+  }
   // reading .weight (for methods that compute with W) does build it, as a fresh tensor
   g.resetPeakMemory();
   const b2 = g.memory().liveBytes;

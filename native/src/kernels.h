@@ -72,7 +72,7 @@ void conv2d_backward_weight(float* gw, float* gb, const float* x, const float* g
 
 // ---- 4-bit block-quantised weights (quant4.cc): bitsandbytes' packing, one scale per block ----
 // The largest number of weight floats one call holds dequantised at a time.
-constexpr int64_t kQ4ChunkFloats = 1 << 18;
+constexpr int64_t kQ4ChunkFloats = 1 << 20;
 // out (count) = code[nibble(start + j)] · scales[(start + j) / blocksize]
 void q4_dequantize(float* out, const uint8_t* packed, const float* scales, const float* code, int64_t start, int64_t count, int64_t blocksize);
 // trans = false: y (m, rows) = x (m, cols) · Wᵀ; true: y (m, cols) = x (m, rows) · W; W (rows, cols) 4-bit

@@ -32,7 +32,8 @@ function q4Of(op: string, w: Q4Tensors): Q4Weight<unknown> {
   if (w.packed.dtype !== 'uint8' || w.packed.size !== Math.ceil(n / 2)) throw new ShapeError(`${op}: packed codes must be ${Math.ceil(n / 2)} uint8 values for a weight ${fmt(w.shape)}; got ${w.packed.size} ${w.packed.dtype}`);
   if (w.scales.dtype !== 'float32' || w.scales.size !== Math.ceil(n / w.blocksize)) throw new ShapeError(`${op}: ${Math.ceil(n / w.blocksize)} float32 block scales expected for blocksize ${w.blocksize}; got ${w.scales.size} ${w.scales.dtype}`);
   if (w.code.dtype !== 'float32' || w.code.size !== 16) throw new ShapeError(`${op}: the code must be 16 float32 values`);
-  return { packed: denseData(w.packed).buf(), scales: denseData(w.scales).buf(), code: denseData(w.code).buf(), blocksize: w.blocksize };
+  for (const t of [w.packed, w.scales, w.code]) if (!t.isDense()) throw new ShapeError(`${op}: the 4-bit weight's tensors must be dense`);
+  return { packed: w.packed.buf(), scales: w.scales.buf(), code: w.code.buf(), blocksize: w.blocksize };
 }
 
 /** x Wᵀ + b with W (out, in) 4-bit (the bias added by `add`, which gives its gradient). */
@@ -49,11 +50,12 @@ export function linear4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null): 
   const out = alloc(backend, [...x.shape.slice(0, -1), n], x.dtype);
   backend.q4Linear(xd.buf(), w, out.buf(), x.dtype, { m: rows, rows: n, cols: k, trans: false });
   if (xd !== x) xd.dispose();
-  record(out, 'linear4bit', [x], [], (gy) => {
+  // The weight's tensors are saved, so they outlive the caller's handles (decoded scales) until backward.
+  record(out, 'linear4bit', [x], [weight.packed, weight.scales, weight.code], (gy, [packed, scales, code]) => {
     if (!x.requiresGrad) return [null];
     const g = denseData(gy);
     const gx = alloc(backend, x.shape, x.dtype);
-    backend.q4Linear(g.buf(), w, gx.buf(), x.dtype, { m: rows, rows: n, cols: k, trans: true });
+    backend.q4Linear(g.buf(), { packed: packed!.buf(), scales: scales!.buf(), code: code!.buf(), blocksize: w.blocksize }, gx.buf(), x.dtype, { m: rows, rows: n, cols: k, trans: true });
     return [gx];
   });
   return bias ? add(out, bias) : out;
@@ -84,12 +86,12 @@ export function conv2d4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null, o
   if (xd !== x) xd.dispose();
   if (bd && bd !== bias) bd.dispose();
   const inputs = bias ? [x, bias] : [x];
-  record(out, 'conv2d4bit', inputs, [], (gy) => {
+  record(out, 'conv2d4bit', inputs, [weight.packed, weight.scales, weight.code], (gy, [packed, scales, code]) => {
     const g = denseData(gy);
     let gx: Tensor | null = null;
     if (x.requiresGrad) {
       gx = alloc(backend, x.shape, x.dtype);
-      backend.q4Conv2dBackwardData(g.buf(), w, gx.buf(), x.dtype, p);
+      backend.q4Conv2dBackwardData(g.buf(), { packed: packed!.buf(), scales: scales!.buf(), code: code!.buf(), blocksize: w.blocksize }, gx.buf(), x.dtype, p);
     }
     const gb = bias?.requiresGrad ? sumAxes(g, [0, 2, 3]) : null;
     return bias ? [gx, gb] : [gx];

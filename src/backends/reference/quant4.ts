@@ -7,7 +7,7 @@ import { conv2d, conv2dBackwardData } from './conv.js';
 import { matmul } from './linalg.js';
 
 /** As kQ4ChunkFloats in native/src/kernels.h. */
-export const Q4_CHUNK_FLOATS = 1 << 18;
+export const Q4_CHUNK_FLOATS = 1 << 20;
 
 function rowsPerChunk(rows: number, cols: number): number {
   return Math.min(Math.max(1, Math.floor(Q4_CHUNK_FLOATS / Math.max(cols, 1))), Math.max(rows, 1));
