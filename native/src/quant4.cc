@@ -30,12 +30,23 @@ int64_t rows_per_chunk(int64_t rows, int64_t cols) {
 }  // namespace
 
 void q4_dequantize(float* out, const uint8_t* packed, const float* scales, const float* code, int64_t start, int64_t count, int64_t blocksize) {
-  parallel_chunks(count, count, [&](int64_t lo, int64_t hi) {
-    for (int64_t j = lo; j < hi; j++) {
-      const int64_t i = start + j;
-      const uint8_t byte = packed[i >> 1];
-      const int q = (i & 1) ? (byte & 15) : (byte >> 4);
-      out[j] = code[q] * scales[i / blocksize];
+  // By whole blocks: one scale per block, the nibbles of each byte in turn.
+  const int64_t first = start / blocksize, last = (start + count - 1) / blocksize;
+  parallel_chunks(last - first + 1, count, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = first + lo; b < first + hi; b++) {
+      const float s = scales[b];
+      const int64_t i0 = std::max(start, b * blocksize), i1 = std::min(start + count, (b + 1) * blocksize);
+      int64_t i = i0;
+      if (i & 1) {
+        out[i - start] = code[packed[i >> 1] & 15] * s;
+        i++;
+      }
+      for (; i + 1 < i1; i += 2) {
+        const uint8_t byte = packed[i >> 1];
+        out[i - start] = code[byte >> 4] * s;
+        out[i + 1 - start] = code[byte & 15] * s;
+      }
+      if (i < i1) out[i - start] = code[packed[i >> 1] >> 4] * s;
     }
   });
 }
