@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as g from '../src/index.js';
-import { Conv2d, Linear } from '../src/nn/layers.js';
+import { BatchNorm2d, Conv2d, Linear, convBatchNormFolded, convBn, withFoldedWeights } from '../src/nn/layers.js';
 import { Conv2d4bit, Linear4bit, quantizeLayer } from '../src/nn/quant4.js';
 import { dequantize4, NF4_CODE, quantize4 } from '../src/tensor/quant4.js';
 import { splitQuantizedCheckpoint } from '../src/nn/quant4.js';
@@ -221,4 +221,16 @@ test('a 4-bit checkpoint whose quant state is incomplete or inconsistent is refu
   const json = (shape: number[]) => { const b = new TextEncoder().encode(JSON.stringify({ quant_type: 'nf4', blocksize: 64, dtype: 'float32', shape })); return g.tensor(b, [b.length], { dtype: 'uint8' }); };
   assert.throws(() => splitQuantizedCheckpoint(new Map([['fc.weight', packed], ['fc.weight.quant_state.bitsandbytes__nf4', json([4, 4])]]), 'x.safetensors'), /x\.safetensors: the 4-bit layer fc has .* but no fc\.weight\.absmax/);
   assert.throws(() => splitQuantizedCheckpoint(new Map([['fc.weight', packed], ['fc.weight.absmax', g.tensor([1])], ['fc.weight.quant_state.bitsandbytes__nf4', json([8, 8])]]), 'x.safetensors'), /fc\.weight holds 8 bytes, but its quant_state shape \[8, 8\] needs 32/);
+});
+
+test('a 4-bit convolution followed by a BatchNorm is not folded (folding would build its float weight), and computes conv then BN', () => {
+  const gen = new g.Generator(15);
+  const conv = Conv2d4bit.fromConv(new Conv2d(4, 6, 3, { padding: 1, generator: gen }));
+  const bn = new BatchNorm2d(6).eval();
+  g.noGrad(() => { g.assign(bn.runningMean!, g.randn([6], { generator: gen })); g.assign(bn.runningVar!, g.add(g.abs(g.randn([6], { generator: gen })), 0.5)); });
+  const x = g.randn([2, 4, 5, 5], { generator: gen });
+  assert.equal(convBatchNormFolded(conv, bn, x), null);
+  const y = g.noGrad(() => withFoldedWeights(() => convBn(conv, bn, x)));
+  const want = g.noGrad(() => bn.forward(conv.forward(x)));
+  assert.equal(maxDiff(y, want), 0);
 });

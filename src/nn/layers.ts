@@ -224,7 +224,8 @@ export function usesRunningStats(bn: Module | null): bn is BatchNorm2d {
 export function convBatchNormFolded(convModule: Module | null, bn: Module | null, input: Tensor): Tensor | null {
   if (!usesRunningStats(bn)) return null;
   const conv = plainConvOf(convModule);
-  if (!conv) return null;
+  // A 4-bit convolution (Conv2d4bit) is not folded: folding would build its whole float weight.
+  if (!conv || (conv as Partial<{ isQuantized4: boolean }>).isQuantized4) return null;
   const cache = foldCache && !isGradEnabled() ? foldCache : null;
   let folded = cache?.get(conv);
   if (!folded || folded.bn !== bn) {

@@ -214,6 +214,8 @@ export class Linear4bit extends Linear implements Quant4Layer {
 
 /** A frozen 4-bit Conv2d (groups = 1): conv2d forward and backward-to-input dequantise by chunks of output channels. */
 export class Conv2d4bit extends Conv2d implements Quant4Layer {
+  /** Read by convBatchNormFolded, which leaves 4-bit convolutions unfolded. */
+  readonly isQuantized4 = true;
   readonly store: Q4Store;
   private buffers: Map<string, Tensor>;
   constructor(c: Conv2d, q: Quantized4, bias: Tensor | null) {
