@@ -59,6 +59,8 @@ const BaseRunConfigSchema = z.object({
     augment: z.boolean().default(true),
     /** After training, replace BatchNorm running statistics by their average over the training images (precise BN). */
     recalibrateBatchNorm: z.boolean().default(true),
+    /** Recompute each transformer block's activations in the backward pass instead of keeping them (ViT families). */
+    gradientCheckpointing: z.boolean().default(false),
     /** The same metrics on every supported x86-64 CPU: AVX2 kernels in graft and oneDNN (docs/reproducibility.md). */
     deterministic: z.boolean().default(false),
   }).strict().prefault({}),

@@ -102,6 +102,7 @@ const builders: { [C in OpCaseName]: () => Case } = {
   'matmul vector': () => [g.matmul, [T([4]), T([2, 4, 3])]],
   'linear': () => [g.linear, [T([2, 3, 4]), T([5, 4]), T([5])]],
   'linear no bias': () => [(x, w) => g.linear(x!, w!), [T([3, 4]), T([2, 4])]],
+  'checkpoint': () => [(x) => g.checkpoint((h) => g.tanh(g.mul(h, h)), x!, []), [T([3, 4])]],
   'linear4bit': () => {
     const w = q4Weight([5, 77], 64, 'nf4', true);
     return [(x, b) => g.linear4bit(x!, w, b!), [T([2, 3, 77]), T([5])]];
