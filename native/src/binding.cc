@@ -95,8 +95,11 @@ void Matmul(const Napi::CallbackInfo& a) {
 void Conv2d(const Napi::CallbackInfo& a) { conv2d_forward(F(a[3]), F(a[0]), F(a[1]), F(a[2]), Conv(a[4])); }
 // conv2dBackwardData(gy, w, gx, geometry)
 void Conv2dBackwardData(const Napi::CallbackInfo& a) { conv2d_backward_data(F(a[2]), F(a[0]), F(a[1]), Conv(a[3])); }
-// q4Linear(x, packed, scales, code, y, m, rows, cols, blocksize, trans)
-void Q4Linear(const Napi::CallbackInfo& a) { q4_linear(F(a[4]), F(a[0]), U8(a[1]), F(a[2]), F(a[3]), N(a[5]), N(a[6]), N(a[7]), N(a[8]), B(a[9])); }
+// q4Linear(x, packed, scales, code, bias | null, y, m, rows, cols, blocksize, trans)
+void Q4Linear(const Napi::CallbackInfo& a) {
+  if (B(a[10]) && !a[4].IsNull()) throw std::invalid_argument("the gradient to the input takes no bias");
+  q4_linear(F(a[5]), F(a[0]), U8(a[1]), F(a[2]), F(a[3]), F(a[4]), N(a[6]), N(a[7]), N(a[8]), N(a[9]), B(a[10]));
+}
 // q4Conv2d(x, packed, scales, code, bias, y, geometry, blocksize)
 void Q4Conv2d(const Napi::CallbackInfo& a) { q4_conv2d(F(a[5]), F(a[0]), U8(a[1]), F(a[2]), F(a[3]), F(a[4]), Conv(a[6]), N(a[7])); }
 // q4Conv2dBackwardData(gy, packed, scales, code, gx, geometry, blocksize)
@@ -213,7 +216,7 @@ constexpr EntryPoint kKernels[] = {
     Kernel<Conv2d, 5>("conv2d"),
     Kernel<Conv2dBackwardData, 4>("conv2dBackwardData"),
     Kernel<Conv2dBackwardWeight, 5>("conv2dBackwardWeight"),
-    Kernel<Q4Linear, 10>("q4Linear"),
+    Kernel<Q4Linear, 11>("q4Linear"),
     Kernel<Q4Conv2d, 8>("q4Conv2d"),
     Kernel<Q4Conv2dBwd, 7>("q4Conv2dBackwardData"),
     Kernel<Q4Stats, 2>("q4Stats"),

@@ -52,8 +52,8 @@ void q4_dequantize(float* out, const uint8_t* packed, const float* scales, const
 }
 
 // trans = false: y (m, rows) = x (m, cols) · Wᵀ; trans = true: y (m, cols) = x (m, rows) · W.
-void q4_linear(float* y, const float* x, const uint8_t* packed, const float* scales, const float* code, int64_t m, int64_t rows, int64_t cols,
-               int64_t blocksize, bool trans) {
+void q4_linear(float* y, const float* x, const uint8_t* packed, const float* scales, const float* code, const float* bias, int64_t m, int64_t rows,
+               int64_t cols, int64_t blocksize, bool trans) {
   if (m <= 0 || rows <= 0 || cols <= 0) return;
   const int64_t rc = rows_per_chunk(rows, cols);
   float* w = chunk_buffer(g_chunk, static_cast<size_t>(rc * cols));
@@ -62,12 +62,13 @@ void q4_linear(float* y, const float* x, const uint8_t* packed, const float* sca
     const int64_t n = std::min(rc, rows - r0);
     q4_dequantize(w, packed, scales, code, r0 * cols, n * cols, blocksize);
     if (!trans) {
+      const float* b = bias ? bias + r0 : nullptr;
       if (n == rows) {
-        matmul(y, x, w, 1, m, n, cols, false, true, 0, 0, 0, 0);
+        matmul(y, x, w, 1, m, n, cols, false, true, 0, 0, 0, 0, b);
         continue;
       }
       float* t = chunk_buffer(g_stage, static_cast<size_t>(m * n));
-      matmul(t, x, w, 1, m, n, cols, false, true, 0, 0, 0, 0);
+      matmul(t, x, w, 1, m, n, cols, false, true, 0, 0, 0, 0, b);
       parallel_items(m, m * n, [&](int64_t i) { std::copy(t + i * n, t + (i + 1) * n, y + i * rows + r0); });
     } else {
       const float* xs = x;

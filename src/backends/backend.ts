@@ -147,8 +147,8 @@ export interface Backend<B = TypedArray> {
   // ---- convolution and pooling (NCHW, contiguous) --------------------------------------------
   conv2d(x: B, w: B, bias: B | null, y: B, dtype: DType, p: ConvParams): void;
   conv2dBackwardData(gy: B, w: B, gx: B, dtype: DType, p: ConvParams): void;
-  /** Products with a 4-bit weight (Q4Weight), dequantised chunk by chunk; y is overwritten. */
-  q4Linear(x: B, w: Q4Weight<B>, y: B, dtype: DType, p: Q4LinearParams): void;
+  /** Products with a 4-bit weight (Q4Weight), dequantised chunk by chunk; y is overwritten; `bias` (rows) only with trans = false. */
+  q4Linear(x: B, w: Q4Weight<B>, bias: B | null, y: B, dtype: DType, p: Q4LinearParams): void;
   /** conv2d with a 4-bit weight of groups = 1 (p.groups must be 1). */
   q4Conv2d(x: B, w: Q4Weight<B>, bias: B | null, y: B, dtype: DType, p: ConvParams): void;
   q4Conv2dBackwardData(gy: B, w: Q4Weight<B>, gx: B, dtype: DType, p: ConvParams): void;

@@ -4,8 +4,7 @@
 import type { ConvParams, Q4Weight } from '../backends/backend.js';
 import { fmt, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { denseData, sumAxes } from './layout.js';
-import { add } from './elementwise.js';
+import { denseData, reshape, sumAxes } from './layout.js';
 import { record } from './table.js';
 import { alloc, backendOf, expectFloat } from './util.js';
 import type { Conv2dOptions } from './conv.js';
@@ -36,7 +35,7 @@ function q4Of(op: string, w: Q4Tensors): Q4Weight<unknown> {
   return { packed: w.packed.buf(), scales: w.scales.buf(), code: w.code.buf(), blocksize: w.blocksize };
 }
 
-/** x Wᵀ + b with W (out, in) 4-bit (the bias added by `add`, which gives its gradient). */
+/** x Wᵀ + b with W (out, in) 4-bit, the bias added in the kernel. */
 export function linear4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null): Tensor {
   expectFloat('linear4bit', x, 'x');
   if (weight.shape.length !== 2) throw new ShapeError(`linear4bit: weight must be (out_features, in_features); got ${fmt(weight.shape)}`);
@@ -47,18 +46,24 @@ export function linear4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null): 
   const w = q4Of('linear4bit', weight);
   const rows = x.size / k;
   const xd = denseData(x);
+  const bd = bias ? denseData(bias) : null;
   const out = alloc(backend, [...x.shape.slice(0, -1), n], x.dtype);
-  backend.q4Linear(xd.buf(), w, out.buf(), x.dtype, { m: rows, rows: n, cols: k, trans: false });
+  backend.q4Linear(xd.buf(), w, bd?.buf() ?? null, out.buf(), x.dtype, { m: rows, rows: n, cols: k, trans: false });
   if (xd !== x) xd.dispose();
+  if (bd && bd !== bias) bd.dispose();
   // The weight's tensors are saved, so they outlive the caller's handles (decoded scales) until backward.
-  record(out, 'linear4bit', [x], [weight.packed, weight.scales, weight.code], (gy, [packed, scales, code]) => {
-    if (!x.requiresGrad) return [null];
+  const inputs = bias ? [x, bias] : [x];
+  record(out, 'linear4bit', inputs, [weight.packed, weight.scales, weight.code], (gy, [packed, scales, code]) => {
     const g = denseData(gy);
-    const gx = alloc(backend, x.shape, x.dtype);
-    backend.q4Linear(g.buf(), { packed: packed!.buf(), scales: scales!.buf(), code: code!.buf(), blocksize: w.blocksize }, gx.buf(), x.dtype, { m: rows, rows: n, cols: k, trans: true });
-    return [gx];
+    let gx: Tensor | null = null;
+    if (x.requiresGrad) {
+      gx = alloc(backend, x.shape, x.dtype);
+      backend.q4Linear(g.buf(), { packed: packed!.buf(), scales: scales!.buf(), code: code!.buf(), blocksize: w.blocksize }, null, gx.buf(), x.dtype, { m: rows, rows: n, cols: k, trans: true });
+    }
+    const gb = bias?.requiresGrad ? sumAxes(reshape(g, [rows, n]), [0]) : null;
+    return bias ? [gx, gb] : [gx];
   });
-  return bias ? add(out, bias) : out;
+  return out;
 }
 
 /** conv2d with a 4-bit weight (Cout, Cin, KH, KW), groups = 1. */

@@ -23,7 +23,7 @@ export const KERNELS = {
   conv2d: ['x', 'w', 'bias', 'y', 'geometry'],
   conv2dBackwardData: ['gy', 'w', 'gx', 'geometry'],
   conv2dBackwardWeight: ['x', 'gy', 'gw', 'gb', 'geometry'],
-  q4Linear: ['x', 'packed', 'scales', 'code', 'y', 'm', 'rows', 'cols', 'blocksize', 'trans'],
+  q4Linear: ['x', 'packed', 'scales', 'code', 'bias', 'y', 'm', 'rows', 'cols', 'blocksize', 'trans'],
   q4Conv2d: ['x', 'packed', 'scales', 'code', 'bias', 'y', 'geometry', 'blocksize'],
   q4Conv2dBackwardData: ['gy', 'packed', 'scales', 'code', 'gx', 'geometry', 'blocksize'],
   q4Stats: ['out', 'reset'],

@@ -90,8 +90,8 @@ function makeBackend(addon: Addon): Backend<TypedArray> {
     conv2d: (x, w, bias, y, dtype, p) => (isF32(dtype) ? conv2d(x, w, bias, y, convGeometry(p)) : ref.conv2d(x, w, bias, y, dtype, p)),
     conv2dBackwardData: (gy, w, gx, dtype, p) =>
       isF32(dtype) ? conv2dBackwardData(gy, w, gx, convGeometry(p)) : ref.conv2dBackwardData(gy, w, gx, dtype, p),
-    q4Linear: (x, w, y, dtype, p) =>
-      isF32(dtype) ? q4Linear(x, w.packed, w.scales, w.code, y, p.m, p.rows, p.cols, w.blocksize, p.trans) : ref.q4Linear(x, w, y, dtype, p),
+    q4Linear: (x, w, bias, y, dtype, p) =>
+      isF32(dtype) ? q4Linear(x, w.packed, w.scales, w.code, bias, y, p.m, p.rows, p.cols, w.blocksize, p.trans) : ref.q4Linear(x, w, bias, y, dtype, p),
     q4Conv2d: (x, w, bias, y, dtype, p) =>
       isF32(dtype) ? q4Conv2d(x, w.packed, w.scales, w.code, bias, y, convGeometry(p), w.blocksize) : ref.q4Conv2d(x, w, bias, y, dtype, p),
     q4Conv2dBackwardData: (gy, w, gx, dtype, p) =>

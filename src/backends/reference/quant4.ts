@@ -25,7 +25,8 @@ function dequantize(w: Q4Weight<TypedArray>, start: number, count: number, like:
   return out;
 }
 
-export function q4Linear(x: TypedArray, w: Q4Weight<TypedArray>, y: TypedArray, _dtype: unknown, p: Q4LinearParams): void {
+export function q4Linear(x: TypedArray, w: Q4Weight<TypedArray>, bias: TypedArray | null, y: TypedArray, _dtype: unknown, p: Q4LinearParams): void {
+  if (bias && p.trans) throw new RangeError('q4Linear: the gradient to the input takes no bias');
   const { m, rows, cols, trans } = p;
   const rc = rowsPerChunk(rows, cols);
   for (let r0 = 0; r0 < rows; r0 += rc) {
@@ -33,7 +34,7 @@ export function q4Linear(x: TypedArray, w: Q4Weight<TypedArray>, y: TypedArray, 
     const wc = dequantize(w, r0 * cols, n * cols, x);
     if (!trans) {
       const t = new (x.constructor as new (n: number) => TypedArray)(m * n);
-      matmul(x, wc, t, { batch: 1, m, n, k: cols, transA: false, transB: true, strideA: 0, strideB: 0, strideC: 0, beta: 0 });
+      matmul(x, wc, t, { batch: 1, m, n, k: cols, transA: false, transB: true, strideA: 0, strideB: 0, strideC: 0, beta: 0 }, bias ? bias.subarray(r0, r0 + n) : null);
       for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) y[i * rows + r0 + j] = t[i * n + j]!;
     } else {
       const xs = new (x.constructor as new (n: number) => TypedArray)(m * n);
