@@ -8,7 +8,9 @@ import * as g from '../src/index.js';
 import { BatchNorm2d, Conv2d, Linear, convBatchNormFolded, convBn, withFoldedWeights } from '../src/nn/layers.js';
 import { Conv2d4bit, Linear4bit, quantizeLayer } from '../src/nn/quant4.js';
 import { dequantize4, NF4_CODE, quantize4 } from '../src/tensor/quant4.js';
-import { splitQuantizedCheckpoint } from '../src/nn/quant4.js';
+import { quantizeModule, splitQuantizedCheckpoint, withQuantizedLayers } from '../src/nn/quant4.js';
+import { createModel } from '../src/models/registry.js';
+import '../src/models/all.js';
 import { buildModel } from '../src/models/build-model.js';
 import { saveSafetensors } from '../src/io/safetensors.js';
 import { detStateDict } from './helpers/det-weights.js';
@@ -233,4 +235,21 @@ test('a 4-bit convolution followed by a BatchNorm is not folded (folding would b
   const y = g.noGrad(() => withFoldedWeights(() => convBn(conv, bn, x)));
   const want = g.noGrad(() => bn.forward(conv.forward(x)));
   assert.equal(maxDiff(y, want), 0);
+});
+
+test('withQuantizedLayers: a model built with each layer quantised as it is made equals the model built in float and quantised after', () => {
+  const overrides = { hiddenSize: 32, numHiddenLayers: 2, numAttentionHeads: 4, patchSize: 4 };
+  g.manualSeed(21);
+  const built = withQuantizedLayers({ quantType: 'nf4', doubleQuant: true }, () => createModel('dinov3_vits16', { overrides, imageSize: 32, numClasses: 3 }));
+  g.manualSeed(21);
+  const after = createModel('dinov3_vits16', { overrides, imageSize: 32, numClasses: 3 });
+  quantizeModule(after, { quantType: 'nf4', doubleQuant: true });
+  const a = built.namedModules().filter(([, m]) => m instanceof Linear4bit || m instanceof Conv2d4bit).map(([p]) => p);
+  const b = after.namedModules().filter(([, m]) => m instanceof Linear4bit || m instanceof Conv2d4bit).map(([p]) => p);
+  assert.deepEqual(a, b);
+  assert.ok(a.length > 8);
+  const x = g.randn([2, 3, 32, 32], { generator: new g.Generator(22) });
+  built.eval();
+  after.eval();
+  assert.equal(maxDiff(g.noGrad(() => built.forward(x)), g.noGrad(() => after.forward(x))), 0);
 });

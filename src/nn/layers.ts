@@ -21,6 +21,36 @@ function fanInUniform(shape: number[], fanIn: number, gen: Generator): Tensor {
   return rand(shape, { low: -bound, high: bound, generator: gen });
 }
 
+/**
+ * A hook run at the end of every Linear / Conv2d constructor that builds its own weight: a module
+ * it returns is constructed instead (quantising layer by layer while a model is built:
+ * `withQuantizedLayers` in nn/quant4.ts). Null: none.
+ */
+let layerHook: ((layer: Linear | Conv2d) => Module | null) | null = null;
+
+/** Runs `fn` with `hook` applied to each Linear and Conv2d constructed (not nested). */
+export function withLayerHook<T>(hook: (layer: Linear | Conv2d) => Module | null, fn: () => T): T {
+  if (layerHook) throw new Error('withLayerHook: a layer hook is already active');
+  layerHook = hook;
+  try {
+    return fn();
+  } finally {
+    layerHook = null;
+  }
+}
+
+/** The module a hook puts in place of `layer` (the hook is off while it runs), or null. */
+function hooked(layer: Linear | Conv2d): Module | null {
+  const hook = layerHook;
+  if (!hook) return null;
+  layerHook = null;
+  try {
+    return hook(layer);
+  } finally {
+    layerHook = hook;
+  }
+}
+
 export class Linear extends Module {
   weight: Tensor;
   bias: Tensor | null;
@@ -30,6 +60,8 @@ export class Linear extends Module {
     const gen = opts.generator ?? defaultGenerator;
     this.weight = opts.weight === false ? (undefined as unknown as Tensor) : this.param('weight', fanInUniform([outFeatures, inFeatures], inFeatures, gen));
     this.bias = opts.bias === false ? null : this.param('bias', fanInUniform([outFeatures], inFeatures, gen));
+    const replaced = opts.weight === false ? null : hooked(this);
+    if (replaced) return replaced as unknown as Linear;
   }
   forward(x: Tensor): Tensor {
     return linear(x, this.weight, this.bias);
@@ -57,6 +89,8 @@ export class Conv2d extends Module {
     const fanIn = (inChannels / this.groups) * this.kernelSize[0] * this.kernelSize[1];
     this.weight = opts.weight === false ? (undefined as unknown as Tensor) : this.param('weight', fanInUniform([outChannels, inChannels / this.groups, ...this.kernelSize], fanIn, gen));
     this.bias = opts.bias === false ? null : this.param('bias', fanInUniform([outChannels], fanIn, gen));
+    const replaced = opts.weight === false ? null : hooked(this);
+    if (replaced) return replaced as unknown as Conv2d;
   }
   get convOptions(): Conv2dOptions {
     return { stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups };

@@ -8,7 +8,7 @@
 // weight.nested_quant_map and weight.quant_state.bitsandbytes__<nf4|fp4> (the JSON of the rest).
 import { ConfigError, WeightsError } from '../errors.js';
 import { Module } from './module.js';
-import { Conv2d, Linear } from './layers.js';
+import { Conv2d, Linear, withLayerHook } from './layers.js';
 import { Tensor } from '../tensor/tensor.js';
 import { keep } from '../tensor/memory.js';
 import { noGrad } from '../tensor/autograd.js';
@@ -372,4 +372,21 @@ export function attachQuantized(model: Module, states: Map<string, Quantized4>, 
     done.push(path!);
   }
   return done;
+}
+
+/**
+ * Runs `fn` (building a model) with every Linear and groups = 1 Conv2d quantised as soon as it is
+ * constructed, its float weight freed at once: a model of random weights is never whole in float
+ * (peak: the 4-bit model plus one float layer). For a model built to load a float checkpoint, load
+ * first and use quantizeModule.
+ */
+export function withQuantizedLayers<T>(opts: QuantizeOptions, fn: () => T): T {
+  return withLayerHook((layer) => {
+    const q = quantizeLayer(layer, opts);
+    if (q) {
+      layer.weight.dispose();
+      layer.bias?.dispose();
+    }
+    return q;
+  }, fn);
 }
