@@ -84,6 +84,14 @@ function registerBuffers(m: Module, q: Quantized4, register: (name: string, t: T
   } else t.dispose();
   for (const [k, t] of next) register(k, t);
   void m;
+  // The state's arrays become views of the buffers, so the codes and scales are held once.
+  const view = (t: Tensor) => t.backend.read(t.buf(), t.dtype, 0, t.size);
+  q.packed = view(next.get('weight')!) as Uint8Array;
+  q.state.absmax = view(next.get('weight.absmax')!) as Float32Array | Uint8Array;
+  if (q.state.nested) {
+    q.state.nested.absmax = view(next.get('weight.nested_absmax')!) as Float32Array;
+    q.state.nested.code = view(next.get('weight.nested_quant_map')!) as Float32Array;
+  }
   return next;
 }
 
