@@ -64,6 +64,9 @@ const train = (out: string, ...more: string[]) => ['train', ...lora(), '--output
 const cases: Case[] = [
   // Flags
   { name: 'a non-numeric --lr', args: () => train('o1', '--lr', 'fast'), status: 2, words: /--lr must be a number; got 'fast'/ },
+  { name: '--quantize with a method that trains the base', args: () => train('oq1', '--quantize', 'nf4', '--method', 'full'), status: 2, words: /quantize: a 4-bit base is frozen, so it needs an adapter method/ },
+  { name: '--quant-block not a power of two', args: () => train('oq2', '--quantize', 'nf4', '--quant-block', '48'), status: 2, words: /quantize\.blocksize.*power of two from 32 to 4096/ },
+  { name: 'an unknown --quantize type', args: () => train('oq3', '--quantize', 'int3'), status: 2, words: /quantize\.type.*nf4.*fp4/ },
   { name: '--epochs 0', args: () => train('o2', '--epochs', '0'), status: 2, words: /--epochs must be a positive integer/ },
   { name: 'a malformed --ratio', args: () => ['train', '--ratio', '3'], status: 2, words: /--ratio must look like 98:1/ },
   { name: 'an unknown command', args: () => ['frobnicate'], status: 2, words: /unknown command/ },

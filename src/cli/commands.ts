@@ -113,7 +113,14 @@ export async function mergeCommand(runDir: string, output: string, log: (l: stri
   if (!(run.model instanceof PeftModel)) throw new ConfigError(`run ${runDir} used method '${run.config.method}', which has no adapter to merge; its model.safetensors is already a full model file`);
   const unmergeable = run.model.adapterLayers().filter(([, l]) => !l.canMerge()).map(([p]) => p);
   if (unmergeable.length) throw new ConfigError(`run ${runDir}: the ${run.config.method} adapter on ${unmergeable.slice(0, 3).join(', ')}${unmergeable.length > 3 ? ` and ${unmergeable.length - 3} more` : ''} cannot be merged into its base layer (e.g. LoRA on a grouped convolution); use the run folder with graft eval/predict instead`);
-  const merged = run.model.mergeAndUnload();
+  // A 4-bit base is dequantised, gets ΔW and is quantised again (bitsandbytes' names in the file).
+  const merged = run.model.mergeAndUnload({ requantize: run.config.quantize !== undefined });
+  if (run.model.lastRequantize.size) {
+    const errs = [...run.model.lastRequantize.values()];
+    const max = Math.max(...errs.map((e) => e.maxAbsError));
+    const rms = Math.sqrt(errs.reduce((a, e) => a + e.rmsError ** 2, 0) / errs.length);
+    log(`re-quantised ${errs.length} 4-bit layers after merging: rounding error max ${max.toExponential(2)}, rms ${rms.toExponential(2)}`);
+  }
   try {
     mkdirSync(dirname(output), { recursive: true });
   } catch (e) {

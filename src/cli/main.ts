@@ -59,6 +59,10 @@ program
   .option('--rank <r>', 'adapter rank r (methods with a rank; DyLoRA: the highest rank; AdaLoRA uses adalora.initR/targetR instead, as PEFT)', positiveInt('--rank'))
   .option('--alpha <a>', 'adapter alpha (scaling alpha / r; DyLoRA: alpha / b; AdaLoRA: alpha / init_r)', number('--alpha'))
   .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear'")
+  .option('--quantize <type>', "4-bit base weights (QLoRA): 'nf4' or 'fp4' (bitsandbytes' formats; adapter methods only)")
+  .option('--double-quant', 'with --quantize: quantise the block scales too (8 bits, blocks of 256)')
+  .option('--quant-block <n>', 'with --quantize: elements per scale block, a power of two from 32 to 4096 (default 64)', positiveInt('--quant-block'))
+  .option('--gradient-checkpointing', 'recompute each transformer block in the backward pass instead of keeping its activations (ViT families: less memory, one more forward)')
   .option('--head-from <where>', "new head replaces 'classifier' (the last Linear) or everything after the pooled 'features'")
   .option('--image-size <n>', 'input size (square); default: the model\'s own', positiveInt('--image-size'))
   .option('--epochs <n>', 'epochs (or --steps)', positiveInt('--epochs'))
@@ -89,6 +93,8 @@ program
         'adapter.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
         'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
         'dra.rMin': o['rankMin'], 'dra.rMax': o['rankMax'], 'dra.wImp': (o['draWeights'] as number[] | undefined)?.[0], 'dra.wBias': (o['draWeights'] as number[] | undefined)?.[1],
+        'train.gradientCheckpointing': o['gradientCheckpointing'],
+        'quantize.type': o['quantize'], 'quantize.doubleQuant': o['doubleQuant'], 'quantize.blocksize': o['quantBlock'],
       });
       const draFlags = ['rankMin', 'rankMax', 'draWeights'].filter((k) => o[k] !== undefined);
       if (draFlags.length && config.method !== 'dra') {

@@ -1,4 +1,7 @@
 // `graft train`: data → backbone → method → training → test report and a small adapter file.
+import type { Module } from '../nn/module.js';
+import { isQuantized, quantStateBytes } from '../nn/quant4.js';
+import { bytesPerElement } from '../tensor/dtype.js';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PeftModel } from '../adapters/peft-model.js';
@@ -148,11 +151,17 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
     latencyMs: speed.latencyMs, throughput: speed.throughput, peakMemoryMB: memory().peakBytes / 2 ** 20, outputDir,
   };
   const training = { steps: plan.steps, epochs: plan.epochs, lr: c.train.lr, bestCheckpoint: chosen, warnings: watch.warnings };
-  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds, training, ...(selection ? { rankSelection: selection } : {}), ...(methodReport ? { [c.method]: methodReport.json } : {}) }, null, 2));
+  const mem = memorySection(model, c.quantize ?? null);
+  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds, training, memory: mem, ...(selection ? { rankSelection: selection } : {}), ...(methodReport ? { [c.method]: methodReport.json } : {}) }, null, 2));
   writeFileAtomic(join(outputDir, 'report.md'), reportMarkdown(`${c.model} · ${c.method}`, data.classes, r, {
     'trainable params': `${finalTrainable.trainable.toLocaleString('en-US')} (${finalTrainable.percent.toFixed(4)}%)`,
     ...(avgTrainable !== finalTrainable.trainable ? { 'Avg_Parm (trainable params averaged over epochs)': `${Math.round(avgTrainable).toLocaleString('en-US')} (${(avgTrainable / 1e6).toFixed(4)} M)` } : {}),
     ...(selection ? { 'rank (chosen)': selection.chosen, 'validation accuracy per rank': perRankLine(selection) } : {}),
+    'quantisation': mem.quantization ? `${mem.quantization.type}${mem.quantization.doubleQuant ? ' + double quant' : ''}, block ${mem.quantization.blocksize}, ${mem.quantizedLayers} layers` : 'none (fp32 base)',
+    'base-weight bytes (fp32 → stored)': `${mib(mem.baseWeightBytesFp32)} → ${mib(mem.baseWeightBytes)} MiB`,
+    'bits per quantised parameter': mem.bitsPerQuantizedParam === null ? '–' : mem.bitsPerQuantizedParam.toFixed(3),
+    'trainable bytes (MiB)': mib(mem.trainableBytes),
+    'peak resident memory (MiB)': mib(mem.peakRssBytes),
     'training time (s)': summary.trainSeconds.toFixed(1), 'latency, batch 1 (ms)': speed.latencyMs.toFixed(1), [`throughput, batch ${speed.bestBatch} (img/s)`]: speed.throughput.toFixed(1),
   }) + (methodReport ? `\n${methodReport.markdown}` : ''));
   if (methodReport?.similarity) writeSimilarity(outputDir, methodReport.similarity);
@@ -166,4 +175,46 @@ function meanNll(labels: readonly number[], scores: Float32Array, numClasses: nu
   let sum = 0;
   labels.forEach((y, i) => { sum -= Math.log(Math.max(scores[i * numClasses + y]!, 1e-12)); });
   return labels.length ? sum / labels.length : 0;
+}
+
+const mib = (b: number) => (b / 2 ** 20).toFixed(2);
+
+/**
+ * The memory section of report.json / report.md: the frozen base's weights in fp32 and as stored
+ * (4-bit layers: codes, scales and maps), bits per quantised parameter, the trainable parameters'
+ * bytes, and the process's peak resident memory.
+ */
+function memorySection(model: Module, quantization: RunConfig['quantize'] | null) {
+  let fp32 = 0;
+  let stored = 0;
+  let quantizedParams = 0;
+  let quantizedBytes = 0;
+  let quantizedLayers = 0;
+  let trainable = 0;
+  for (const [, m] of model.namedModules()) {
+    if (isQuantized(m)) {
+      const n = m.quantized.state.shape.reduce((a, b) => a * b, 1);
+      const b = quantStateBytes(m);
+      quantizedParams += n;
+      quantizedBytes += b;
+      quantizedLayers++;
+      fp32 += n * 4;
+      stored += b;
+    }
+  }
+  for (const [, p] of model.namedParameters()) {
+    const bytes = p.size * bytesPerElement(p.dtype);
+    if (p.requiresGrad) trainable += bytes;
+    else {
+      fp32 += bytes;
+      stored += bytes;
+    }
+  }
+  return {
+    quantization, quantizedLayers, quantizedParams,
+    baseWeightBytesFp32: fp32, baseWeightBytes: stored,
+    bitsPerQuantizedParam: quantizedParams ? (8 * quantizedBytes) / quantizedParams : null,
+    trainableBytes: trainable,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+  };
 }

@@ -30,6 +30,12 @@ const BaseRunConfigSchema = z.object({
   method: z.string().refine(isMethodName, { error: () => `Invalid option: expected one of ${methodNames().join(', ')}` }).default('lora'),
   /** Left out, `targets` follow the model (train/defaults.ts: every dense conv of a CNN, every Linear of a ViT). */
   adapter: SharedAdapterOptionsSchema.extend({ targets: z.union([z.array(z.string()), z.string()]).optional() }).prefault({}),
+  /** A 4-bit base (QLoRA): every Linear and groups = 1 Conv2d but the classifier quantised, bitsandbytes' NF4/FP4 (docs/quantization.md). */
+  quantize: z.object({
+    type: z.enum(['nf4', 'fp4']),
+    doubleQuant: z.boolean().default(false),
+    blocksize: z.number().int().refine((b) => b >= 32 && b <= 4096 && (b & (b - 1)) === 0, { error: () => 'must be a power of two from 32 to 4096' }).default(64),
+  }).strict().optional(),
   head: z.enum(['linear', 'mlp']).default('linear'),
   /** 'features': the new head replaces everything after the pooled features; 'classifier': only the last Linear. */
   /** Left out: 'features' for imported Keras models (their head is a task MLP), else 'classifier'. */
@@ -53,6 +59,8 @@ const BaseRunConfigSchema = z.object({
     augment: z.boolean().default(true),
     /** After training, replace BatchNorm running statistics by their average over the training images (precise BN). */
     recalibrateBatchNorm: z.boolean().default(true),
+    /** Recompute each transformer block's activations in the backward pass instead of keeping them (ViT families). */
+    gradientCheckpointing: z.boolean().default(false),
     /** The same metrics on every supported x86-64 CPU: AVX2 kernels in graft and oneDNN (docs/reproducibility.md). */
     deterministic: z.boolean().default(false),
   }).strict().prefault({}),

@@ -14,10 +14,12 @@
 //
 // One folder holds one run: `train` takes the lock, then claims the folder (claimRunFolder): an
 // empty folder, or the same run for --resume, or any graft run cleared by --overwrite.
+import { quantizeModule } from '../nn/quant4.js';
+import { classifierPath } from '../models/head.js';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { OutputPathError, RunFolderError } from '../errors.js';
+import { ConfigError, OutputPathError, RunFolderError } from '../errors.js';
 import { applyMethod } from '../adapters/apply.js';
 import { PeftModel } from '../adapters/peft-model.js';
 import { getAdapterMethod, isAdapterMethod } from '../adapters/registry.js';
@@ -101,6 +103,11 @@ export async function buildRunModel(config: RunConfig, classes: string[], opts: 
   }
   c = resolveModelDefaults(c, backbone, isAdapterMethod(c.method));
   const adapterConfig = opts.adapterConfig ?? runAdapterConfig(c) ?? undefined;
+  if (c.quantize) {
+    if (!isAdapterMethod(c.method)) throw new ConfigError(`quantize: a 4-bit base is frozen, so it needs an adapter method; '${c.method}' trains the base weights (use --method lora, or leave quantize out)`);
+    const head = classifierPath(backbone);
+    quantizeModule(backbone, { quantType: c.quantize.type, doubleQuant: c.quantize.doubleQuant, blocksize: c.quantize.blocksize }, (path) => path === head);
+  }
   const generator = new Generator(c.train.seed);
   const model = applyMethod(backbone, c.method, { numClasses: classes.length, head: c.head, headFrom: c.headFrom, generator, adapterConfig });
   return { model, preprocess: backbone.preprocess, config: c };

@@ -21,7 +21,7 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { VisionModel, type PreprocessConfig } from '../model.js';
 import type { Dinov2Config } from './configs.js';
 import { resamplePosEmbed, type PosEmbedResize } from './pos-embed.js';
-import { blockList, blocksOf, patchTokens, poolTokens } from './tokens.js';
+import { blockList, blocksOf, patchTokens, poolTokens, runBlock, type CheckpointsBlocks } from './tokens.js';
 import type { CheckpointLayout, LoadsCheckpoints } from './checkpoint.js';
 
 class Dinov2PatchEmbeddings extends Module {
@@ -131,7 +131,9 @@ export class Dinov2Layer extends Module {
   }
 }
 
-class Dinov2Encoder extends Module {
+class Dinov2Encoder extends Module implements CheckpointsBlocks {
+  /** Recompute each layer's activations in the backward pass instead of keeping them. */
+  gradientCheckpointing = false;
   layer: ModuleDict<Dinov2Layer>;
   constructor(c: Dinov2Config, dropPathRate: number) {
     super();
@@ -139,7 +141,7 @@ class Dinov2Encoder extends Module {
   }
   forward(x: Tensor): Tensor {
     let h = x;
-    for (const layer of blocksOf(this.layer)) h = layer.forward(h);
+    for (const layer of blocksOf(this.layer)) h = runBlock(this, layer, h, (t) => layer.forward(t));
     return h;
   }
 }
