@@ -8,6 +8,7 @@ import { ConfigError, loadRunConfig } from './config.js';
 import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
 import { evalCommand, inspectCommand, mergeCommand, predictCommand } from './commands.js';
+import { registerExportCommand } from './export-command.js';
 
 function positiveInt(name: string) {
   return (v: string) => {
@@ -156,5 +157,7 @@ program
       fail(e);
     }
   });
+
+registerExportCommand(program, fail);
 
 await program.parseAsync();
