@@ -98,7 +98,7 @@ test('export onnx: preprocessing, classes and opset are in the metadata', async 
 test('export onnx: an adapter that cannot merge (LoRA on depthwise convolutions) is refused, naming the layer', async () => {
   const run = await makeTinyRun({ ...TINY_BACKBONES['mobilenet']!, targets: 'features\\.1\\.conv\\.0\\.0', adapter: { r: 16, alpha: 16 } }, 'lora');
   await assert.rejects(exportCommand(run, { format: 'onnx', output: join(mkdtempSync(join(tmpdir(), 'graft-onnx-')), 'model.onnx') }, () => {}),
-    /features\.1\.conv\.0\.0 \(LoraConv2d\).*cannot be merged.*ONNX export writes merged models only/);
+    /features\.1\.conv\.0\.0 \(LoraLayer\).*cannot be merged.*ONNX export writes merged models only/);
 });
 
 test('export onnx: score differences', () => {
