@@ -9,6 +9,7 @@ import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
 import { evalCommand, inspectCommand, mergeCommand, predictCommand } from './commands.js';
 import { registerExportCommand } from './export-command.js';
+import { registerImportAdapterCommand } from './import-adapter-command.js';
 
 function positiveInt(name: string) {
   return (v: string) => {
@@ -159,5 +160,6 @@ program
   });
 
 registerExportCommand(program, fail);
+registerImportAdapterCommand(program, fail);
 
 await program.parseAsync();
