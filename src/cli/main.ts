@@ -10,6 +10,8 @@ import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
 import { useDeterministicKernels } from '../train/deterministic.js';
 import { evalCommand, inspectCommand, mergeCommand, predictCommand } from './commands.js';
+import { registerExportCommand } from './export-command.js';
+import { registerImportAdapterCommand } from './import-adapter-command.js';
 
 function positiveInt(name: string) {
   return (v: string) => {
@@ -166,5 +168,8 @@ program
       fail(e);
     }
   });
+
+registerExportCommand(program, fail);
+registerImportAdapterCommand(program, fail);
 
 await program.parseAsync();
