@@ -10,6 +10,7 @@ import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
 import { useDeterministicKernels } from '../train/deterministic.js';
 import { evalCommand, inspectCommand, mergeCommand, predictCommand } from './commands.js';
+import { registerServeCommand } from './serve-command.js';
 import { registerExportCommand } from './export-command.js';
 import { registerImportAdapterCommand } from './import-adapter-command.js';
 
@@ -171,5 +172,6 @@ program
 
 registerExportCommand(program, fail);
 registerImportAdapterCommand(program, fail);
+registerServeCommand(program, fail);
 
 await program.parseAsync();
