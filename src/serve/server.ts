@@ -94,6 +94,11 @@ export class GraftServer {
       if (given.length !== want.length || !timingSafeEqual(given, want)) throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token: send Authorization: Bearer <token>');
     });
 
+    // While draining, each answer closes its connection, so keep-alive sockets do not hold the close.
+    app.addHook('onSend', async (_req, reply) => {
+      if (this.draining) reply.header('connection', 'close');
+    });
+
     app.get('/healthz', async () => ({ status: this.draining ? 'draining' : 'ok', adapters: this.host.list().map((a) => a.name) }));
     app.get('/metrics', async (_req, reply) => {
       reply.type('text/plain; version=0.0.4; charset=utf-8');
