@@ -8,7 +8,7 @@
 // in a plain loop: decode + preprocess + session.run of one image, with as many loops in flight as
 // clients. The server's RSS is sampled through the run (/proc/PID/status).
 //
-//   npm run bench:serve [-- --seconds 8] [-- --only mobilenet|vit]
+//   npm run bench:serve [-- --seconds 6] [-- --only mobilenet|vit] [-- --max-batch N]
 // Prints a table and writes bench/results/serve-<date>.json.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -30,12 +30,12 @@ const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const CLIENTS = [1, 8, 32];
 const TARGET = 0.8;
 
-interface Case { id: string; label: string; weightsNote: string; config: Record<string, unknown>; targets: string }
+interface Case { id: string; label: string; weightsNote: string; config: Record<string, unknown>; targets: string | string[] }
 const CASES: Case[] = [
   // nsfwjs' Keras MobileNetV2 has no ONNX exporter (graft export refuses KerasModel), so the
   // comparison uses the torchvision MobileNetV2 of the same layout, random weights.
   { id: 'mobilenet', label: 'MobileNetV2 (torchvision layout)', weightsNote: 'random weights', config: { model: 'mobilenet_v2', data: { source: 'unused', perClass: 1 } }, targets: 'features\\.([2-9]|1\\d)\\.conv\\.2' },
-  { id: 'vit', label: 'ViT-S/16', weightsNote: 'random weights', config: { model: 'vit_small_patch16_224', data: { source: 'unused', perClass: 1 } }, targets: 'qkv' },
+  { id: 'vit', label: 'ViT-S/16', weightsNote: 'random weights', config: { model: 'vit_small_patch16_224', data: { source: 'unused', perClass: 1 } }, targets: ['qkv'] },
 ];
 const CLASSES = ['drawing', 'hentai', 'neutral', 'porn', 'sexy'];
 
@@ -43,6 +43,7 @@ const args = process.argv.slice(2);
 const arg = (k: string) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : undefined; };
 const SECONDS = Number(arg('--seconds') ?? 6);
 const only = arg('--only');
+const maxBatch = arg('--max-batch');
 
 async function makeRun(c: Case, seed: number): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), `graft-bench-serve-${c.id}-`));
@@ -69,7 +70,7 @@ function rssMb(pid: number): number {
 }
 
 async function startServer(a: string, b: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--adapter', `a=${a}`, '--adapter', `b=${b}`, '--port', '0', '--max-queue', '256'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [CLI, 'serve', '--adapter', `a=${a}`, '--adapter', `b=${b}`, '--port', '0', '--max-queue', '256', ...(maxBatch ? ['--max-batch', maxBatch] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout!.on('data', (d) => { out += d; const m = /listening on (\S+)/.exec(out); if (m) resolve(m[1]!); });
@@ -89,7 +90,7 @@ async function served(url: string, pid: number, body: Buffer, clients: number): 
     requests: [{ method: 'POST', path: '/v1/predict?adapter=a', headers, body }, { method: 'POST', path: '/v1/predict?adapter=b', headers, body }],
   });
   clearInterval(timer);
-  return { model: '', system: 'graft serve (2 adapters)', clients, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.non2xx + r.errors, rssMb: [Math.min(...samples), Math.max(...samples)], samples };
+  return { model: '', system: 'graft serve (2 adapters)', clients, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.non2xx + r.errors + r.timeouts, rssMb: [Math.min(...samples), Math.max(...samples)], samples };
 }
 
 interface OrtModule {
@@ -147,15 +148,15 @@ for (const c of CASES.filter((x) => !only || x.id === only)) {
   for (const n of CLIENTS) rows.push({ ...(await ortLoop(onnx, pre, body, n)), model: `${c.label}, ${c.weightsNote}` });
 }
 
-const lines = ['| model | system | clients | req/s | p50 ms | p99 ms | non-2xx+errors | server RSS MB (min–max) | served / ORT |', '|---|---|---:|---:|---:|---:|---:|---|---:|'];
+const lines = ['| model | system | clients | req/s | p50 ms | p99 ms | non-2xx, errors, timeouts | server RSS MB (min–max) | served / ORT |', '|---|---|---:|---:|---:|---:|---:|---|---:|'];
 const ratio = (r: Row) => {
   if (!r.system.startsWith('graft')) return '';
   const o = rows.find((x) => x.model === r.model && x.clients === r.clients && !x.system.startsWith('graft'));
   return o ? `${(r.rps / o.rps).toFixed(2)}×${r.rps / o.rps >= TARGET ? '' : ' (below ' + TARGET + '×)'}` : '';
 };
 for (const r of rows) lines.push(`| ${r.model} | ${r.system} | ${r.clients} | ${r.rps.toFixed(1)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.errors} | ${r.rssMb ? `${r.rssMb[0].toFixed(0)}–${r.rssMb[1].toFixed(0)}` : ''} | ${ratio(r)} |`);
-lines.push('', `${SECONDS} s per row, one 320×240 JPEG, 127.0.0.1; machine: ${cpus().length}× ${cpus()[0]?.model}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end; target: served ≥ ${TARGET}× the onnxruntime loop`);
+lines.push('', `graft serve --max-batch ${maxBatch ?? 16} (default 16); ${SECONDS} s per row, one 320×240 JPEG, 127.0.0.1; machine: ${cpus().length}× ${cpus()[0]?.model}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end; target: served ≥ ${TARGET}× the onnxruntime loop`);
 process.stdout.write(lines.join('\n') + '\n');
 const path = resultsPath('serve', started);
-writeFileSync(path, JSON.stringify({ date: started.toISOString(), commit: gitCommit(), seconds: SECONDS, machine: { cpus: cpus().length, cpu: cpus()[0]?.model, loadavgEnd: loadavg() }, rows, rssSamplesMb: rss, target: TARGET }, null, 2) + '\n');
+writeFileSync(path, JSON.stringify({ date: started.toISOString(), commit: gitCommit(), seconds: SECONDS, maxBatch: maxBatch ? Number(maxBatch) : 16, machine: { cpus: cpus().length, cpu: cpus()[0]?.model, loadavgEnd: loadavg() }, rows, rssSamplesMb: rss, target: TARGET }, null, 2) + '\n');
 process.stdout.write(`wrote ${path}\n`);

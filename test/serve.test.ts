@@ -163,6 +163,13 @@ test('runs on another base or of a baseline method are refused with a clear mess
     assert.throws(() => host.add('v', vit), (e: Error) => e instanceof ConfigError && /another base \(model "vit_small_patch16_224".*one graft serve holds one base/.test(e.message));
     assert.throws(() => host.add('f', full), (e: Error) => e instanceof ConfigError && /method 'full'.*no adapter over a frozen base/.test(e.message));
     assert.deepEqual(host.list().map((x) => x.name), ['a']);
+    // A second run adds its adapter tensors only: the base is held once.
+    const size = () => host.model.model.namedParameters().reduce((n, [, t]) => n + t.size, 0) + host.model.model.namedBuffers().reduce((n, [, t]) => n + t.size, 0);
+    const before = size();
+    host.add('c', runC);
+    const added = [...host.model.adapterStateDict('served0').values()].reduce((n, t) => n + t.size, 0);
+    assert.equal(size() - before, added);
+    assert.ok(added < before / 4, `adapter ${added} vs base ${before}`);
   } finally {
     host.dispose();
   }
