@@ -20,6 +20,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['src/train'],
   ['src/eval'],
   ['src/report'],
+  ['src/export'],
+  ['src/serve'],
   ['src/cli'],
   ['src/index.ts'],
 ];

@@ -199,10 +199,12 @@ export class PeftModel<M extends Module = Module> extends Module {
   private adapterState(name: string): [string, Tensor, string][] {
     const out: [string, Tensor, string][] = [];
     const owners: [string, { peftKey(k: string, n: string): string | null } & Module][] = [...this.adapterLayers(), ...this.wrappers()];
+    // Python PEFT's module path on the model's checkpoint class (models/model.ts peftModulePath).
+    const peftPath = (p: string) => (this.model as Partial<{ peftModulePath(p: string): string }>).peftModulePath?.(p) ?? p;
     for (const [path, owner] of owners) {
       for (const [key, t] of [...owner.namedParameters(), ...owner.namedBuffers()]) {
         const disk = owner.peftKey(key, name);
-        if (disk !== null) out.push([`${path}.${key}`, t, `${path}.${disk}`]);
+        if (disk !== null) out.push([`${path}.${key}`, t, `${peftPath(path)}.${disk}`]);
       }
     }
     return out;

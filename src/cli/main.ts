@@ -11,6 +11,9 @@ import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
 import { useDeterministicKernels } from '../train/deterministic.js';
 import { evalCommand, inspectCommand, mergeCommand, predictCommand } from './commands.js';
+import { registerServeCommand } from './serve-command.js';
+import { registerExportCommand } from './export-command.js';
+import { registerImportAdapterCommand } from './import-adapter-command.js';
 
 function positiveInt(name: string) {
   return (v: string) => {
@@ -199,5 +202,9 @@ program
       fail(e);
     }
   });
+
+registerExportCommand(program, fail);
+registerImportAdapterCommand(program, fail);
+registerServeCommand(program, fail);
 
 await program.parseAsync();

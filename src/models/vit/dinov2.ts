@@ -189,6 +189,11 @@ export class Dinov2 extends VisionModel implements LoadsCheckpoints {
     return preLogits || !this.classifier ? pooled : this.classifier.forward(dropout(pooled, this.dropRate, this.training));
   }
 
+  /** Dinov2ForImageClassification (…WithRegisters…) holds the backbone as `dinov2` (`dinov2_with_registers`) beside `classifier`. */
+  override peftModulePath(path: string): string {
+    return path === 'classifier' || path.startsWith('classifier.') ? path : `${this.family}.${path}`;
+  }
+
   checkpointLayout(): CheckpointLayout {
     return {
       family: this.family,
