@@ -204,7 +204,7 @@ export const dra: AdapterMethod<DraConfig> = {
           const r = s.rankPattern[p];
           const h = s.historyPattern[p] ?? [];
           if (r === undefined) throw new Error(`DRA: the checkpoint has no rank for layer ${p}; start again with --overwrite`);
-          // Rebuild the structure with placeholder values; the checkpoint's tensors are loaded next.
+          // Rebuild each layer at the checkpoint's ranks and history; loading the checkpoint then fills every tensor.
           l.deleteAdapter(name);
           l.addDra(name, { r, alpha: config.loraAlpha, dropout: config.loraDropout, history: h });
         }
