@@ -16,6 +16,7 @@ import { DataError } from '../errors.js';
 import { decodeIndexedPng } from '../io/png.js';
 import { decodeImage, type RgbImage } from './image.js';
 import { IMAGE_EXTENSIONS } from './dataset.js';
+import { Generator } from '../tensor/random.js';
 
 export const IGNORE_INDEX = 255;
 
@@ -217,4 +218,47 @@ export async function checkedPairs(ds: SegmentationDataset, samples: readonly Se
     });
   }
   return ok;
+}
+
+export interface SegmentationSplit {
+  train: SegmentationSample[];
+  val: SegmentationSample[];
+  test: SegmentationSample[];
+  /** Where the test pairs came from, for the run's log. */
+  testFrom: string;
+}
+
+/**
+ * Train / validation / test pairs: the test pairs are `test` when given, else the layout's own
+ * validation split (VOC's val.txt, ADE20K's validation/), else `testFraction` of the pairs drawn by
+ * the seed; validation is `valFraction` of what is left for training, drawn by the seed.
+ */
+export function splitSegmentation(pairs: readonly SegmentationSample[], o: { seed: number; valFraction: number; testFraction?: number; test?: readonly SegmentationSample[]; layoutSplit?: SegmentationDataset['splits'] }): SegmentationSplit {
+  const shuffle = <T>(xs: readonly T[], salt: number): T[] => {
+    const out = [...xs];
+    const gen = new Generator((o.seed * 7919 + salt) >>> 0);
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = gen.int(i + 1);
+      [out[i], out[j]] = [out[j]!, out[i]!];
+    }
+    return out;
+  };
+  let rest: SegmentationSample[];
+  let test: SegmentationSample[];
+  let testFrom: string;
+  const usable = new Set(pairs);
+  if (o.test) {
+    [rest, test, testFrom] = [[...pairs], [...o.test], 'the test folder'];
+  } else if (o.layoutSplit && o.layoutSplit.val.some((s) => usable.has(s))) {
+    [rest, test, testFrom] = [o.layoutSplit.train.filter((s) => usable.has(s)), o.layoutSplit.val.filter((s) => usable.has(s)), "the layout's validation split"];
+  } else {
+    const all = shuffle(pairs, 1);
+    const nTest = Math.max(1, Math.round((o.testFraction ?? 0.2) * all.length));
+    if (all.length < 2) throw new DataError(`a segmentation set needs at least 2 usable pairs to split into training and test; it has ${all.length}`);
+    [test, rest, testFrom] = [all.slice(0, nTest), all.slice(nTest), `${nTest} of ${all.length} pairs drawn by the seed`];
+  }
+  if (rest.length === 0) throw new DataError('no segmentation pairs are left for training after the test split');
+  const shuffled = shuffle(rest, 2);
+  const nVal = Math.min(rest.length - 1, Math.round(o.valFraction * rest.length));
+  return { train: shuffled.slice(nVal), val: shuffled.slice(0, nVal), test, testFrom };
 }

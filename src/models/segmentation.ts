@@ -124,9 +124,18 @@ export class SegmentationModel extends Module {
       ? new LinearDecodeHead(spec.channels[0]!, opts.numClasses, opts.generator)
       : new UperDecodeHead(spec, opts.channels ?? 64, opts.numClasses, opts.generator));
   }
+  /**
+   * The head computing now: the decode head, or, when an adapter method trains it as a module to
+   * save (a wrapper keeping the original and a copy per adapter), the wrapper's current one.
+   */
+  head(): DecodeHead {
+    const m = this.decode_head as Module & { current?: () => Module };
+    return (typeof m.current === 'function' ? m.current() : m) as DecodeHead;
+  }
   /** The head's logits at its own resolution (the first feature map's). */
   forwardLogits(x: Tensor): Tensor {
-    return this.decode_head.forwardMaps(this.backbone.forwardFeatureMaps(x, this.decode_head.levels));
+    const head = this.head();
+    return head.forwardMaps(this.backbone.forwardFeatureMaps(x, head.levels));
   }
   forward(x: Tensor): Tensor {
     const logits = this.forwardLogits(x);

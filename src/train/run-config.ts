@@ -9,13 +9,21 @@ import { adapterMethods } from '../adapters/registry.js';
 const positiveInt = z.number().int().positive();
 
 const BaseRunConfigSchema = z.object({
+  /** Left out: classification. 'segmentation': a decode head over the backbone's feature maps, trained per pixel (docs/segmentation.md). */
+  task: z.enum(['classification', 'segmentation']).optional(),
+  /** The segmentation head (task 'segmentation'): 'uper' (light UPerNet over four levels) or 'linear' (DINOv2's BN + 1×1 head on the last map). */
+  segmentation: z.object({
+    head: z.enum(['linear', 'uper']).default('uper'),
+    /** Width of the uper head's convolutions. */
+    channels: positiveInt.default(64),
+  }).strict().optional(),
   model: z.string().min(1),
   /** Overrides of the named model configuration's fields (configs are data), e.g. { depth: 6 }. */
   modelOverrides: z.record(z.string(), z.unknown()).optional(),
   /** A checkpoint: .safetensors file, a folder holding model.safetensors, or hf:ORG/NAME. */
   weights: z.string().optional(),
   data: z.object({
-    /** An image folder, a CSV/JSONL manifest, or 'fashion-mnist'. */
+    /** An image folder, a CSV/JSONL manifest, or 'fashion-mnist'; for segmentation a folder of images and masks (graft, VOC or ADE20K layout). */
     source: z.string().min(1),
     /** A separate test source; otherwise the test split comes from `source`. */
     test: z.string().optional(),
