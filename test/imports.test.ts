@@ -20,6 +20,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['src/train'],
   ['src/eval'],
   ['src/report'],
+  ['src/study'],
   ['src/cli'],
   ['src/index.ts'],
 ];

@@ -8,6 +8,7 @@ import { loadRunConfig } from './config.js';
 import { exitCodeOf } from '../errors.js';
 import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
+import { studyCommand } from './study-command.js';
 import { useDeterministicKernels } from '../train/deterministic.js';
 import { evalCommand, inspectCommand, mergeCommand, predictCommand } from './commands.js';
 
@@ -104,6 +105,19 @@ program
   .action(async (o: { perClass: number; testPerClass?: number; steps?: number; methods: string[]; output: string; seed: number }) => {
     try {
       await runDemo(o);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('study')
+  .description('train every cell of a study file (a grid of run configurations × seeds) and write its tables, pictures and report.html')
+  .argument('<file>', 'the study file (JSON: base, grid, baselines, seeds; see docs/studies.md)')
+  .option('--output <dir>', "the study's folder (default: the file's \"output\", else runs/<name>)")
+  .action(async (file: string, o: { output?: string }) => {
+    try {
+      await studyCommand(file, o);
     } catch (e) {
       fail(e);
     }

@@ -1,0 +1,36 @@
+// `graft study FILE`: every cell of a study trained as a normal run folder (finished ones skipped,
+// unfinished ones resumed), then the table, the pictures and report.html of the whole study.
+import { join } from 'node:path';
+import { loadStudyFile } from '../study/study-file.js';
+import { prepareStudyFolder, readStudyPlan, runStudy, type StudyPlan } from '../study/runner.js';
+import { readStudyResults, writeStudyTables } from '../report/study-output.js';
+import { tableMarkdown } from '../report/study-table.js';
+import { runTraining } from './train-command.js';
+
+export interface StudyCommandOptions {
+  output?: string;
+}
+
+/** The study's folder: --output, else the file's "output", else runs/<name>. */
+export function studyOutput(file: string, o: StudyCommandOptions): { plan: StudyPlan; output: string } {
+  const study = loadStudyFile(file);
+  const output = o.output ?? study.output ?? join('runs', study.name);
+  return { plan: prepareStudyFolder(study, output), output };
+}
+
+/** Writes the table (and what else the study's results give) from the finished cells. */
+export function writeStudyResults(output: string, log: (line: string) => void = console.log): void {
+  const plan = readStudyPlan(output);
+  const results = readStudyResults(output, plan);
+  const files = writeStudyTables(output, results.table);
+  log(`\n${tableMarkdown(results.table)}`);
+  if (results.missing.length) log(`${results.missing.length} cell${results.missing.length > 1 ? 's' : ''} not finished: ${results.missing.join(', ')}`);
+  log(`tables: ${files.join(', ')}`);
+}
+
+export async function studyCommand(file: string, o: StudyCommandOptions, log: (line: string) => void = console.log): Promise<void> {
+  const { plan, output } = studyOutput(file, o);
+  const outcome = await runStudy(plan, output, (config, claim) => runTraining(config, log, claim), log);
+  writeStudyResults(output, log);
+  if (outcome.failed.length) throw new Error(`${outcome.failed.length} of ${plan.cells.length} cells failed (${outcome.failed.map((f) => f.id).join(', ')}); run the study again to retry them`);
+}

@@ -1,0 +1,49 @@
+// A study folder's results: the finished cells read back and the table written in its four forms.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../io/atomic.js';
+import { readRunResult, type RunResult } from './results.js';
+import { studyTable, tableCsv, tableJson, tableMarkdown, tableTex, type StudyTable, type TableInput } from './study-table.js';
+
+/** The parts of a study's plan (study.json) the reports read. */
+export interface StudyPlanLike {
+  name: string;
+  description?: string;
+  axes: string[];
+  columns: string[];
+  seeds: number[];
+  rows: { id: string; label: string; baseline: boolean }[];
+  cells: { id: string; row: string; seed: number; dir: string }[];
+}
+
+export interface StudyResults {
+  table: StudyTable;
+  /** Finished cells' results by row id, in seed order. */
+  byRow: Map<string, RunResult[]>;
+  missing: string[];
+}
+
+export function readStudyResults(output: string, plan: StudyPlanLike): StudyResults {
+  const byRow = new Map<string, RunResult[]>(plan.rows.map((r) => [r.id, []]));
+  const missing: string[] = [];
+  for (const cell of plan.cells) {
+    const dir = join(output, cell.dir);
+    if (!existsSync(join(dir, 'report.json'))) {
+      missing.push(cell.id);
+      continue;
+    }
+    byRow.get(cell.row)?.push(readRunResult(dir));
+  }
+  const input: TableInput = {
+    name: plan.name, axes: plan.axes, columns: plan.columns,
+    rows: plan.rows.map((r) => ({ id: r.id, label: r.label, baseline: r.baseline, results: byRow.get(r.id) ?? [], expected: plan.cells.filter((c) => c.row === r.id).length })),
+  };
+  return { table: studyTable(input), byRow, missing };
+}
+
+/** table.md, table.csv, table.json and table.tex in the study folder. */
+export function writeStudyTables(output: string, table: StudyTable): string[] {
+  const files: [string, string][] = [['table.md', `# ${table.name}\n\n${tableMarkdown(table)}`], ['table.csv', tableCsv(table)], ['table.json', tableJson(table)], ['table.tex', tableTex(table)]];
+  for (const [name, text] of files) writeFileAtomic(join(output, name), text);
+  return files.map(([n]) => join(output, n));
+}
