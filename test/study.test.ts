@@ -100,7 +100,7 @@ test('graft study: killed with SIGKILL twice mid-cell, it continues to the unint
   }));
   const ref = await study([p('study.json'), '--output', p('ref')]);
   assert.equal(ref.status, 0, ref.out);
-  for (const f of ['table.md', 'table.csv', 'table.json', 'table.tex']) assert.ok(existsSync(p('ref', f)), f);
+  for (const f of ['table.md', 'table.csv', 'table.json', 'table.tex', 'report.html', 'figures/pareto.svg', 'figures/pareto.png', 'cells/frozen-s2/report.html', 'cells/lora_4-s1/figures/loss.png']) assert.ok(existsSync(p('ref', f)), f);
 
   const cells = ['lora_4-s1', 'lora_4-s2', 'dora_8-s1', 'dora_8-s2', 'frozen-s1', 'frozen-s2'];
   const first = await study([p('study.json'), '--output', p('cut')], () => hasCheckpoint(p('cut', 'cells', cells[2]!)));

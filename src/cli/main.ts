@@ -8,7 +8,7 @@ import { loadRunConfig } from './config.js';
 import { exitCodeOf } from '../errors.js';
 import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
-import { studyCommand } from './study-command.js';
+import { reportCommand, studyCommand } from './study-command.js';
 import { useDeterministicKernels } from '../train/deterministic.js';
 import { evalCommand, inspectCommand, mergeCommand, predictCommand } from './commands.js';
 
@@ -118,6 +118,18 @@ program
   .action(async (file: string, o: { output?: string }) => {
     try {
       await studyCommand(file, o);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('report')
+  .description('write report.html (tables, pictures, configuration, machine) and figures/ for a run folder or a study folder')
+  .argument('<dir>', 'a run folder of graft train or a study folder of graft study')
+  .action(async (dir: string) => {
+    try {
+      await reportCommand(dir);
     } catch (e) {
       fail(e);
     }

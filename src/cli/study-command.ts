@@ -2,8 +2,10 @@
 // unfinished ones resumed), then the table, the pictures and report.html of the whole study.
 import { join } from 'node:path';
 import { loadStudyFile } from '../study/study-file.js';
-import { prepareStudyFolder, readStudyPlan, runStudy, type StudyPlan } from '../study/runner.js';
-import { readStudyResults, writeStudyTables } from '../report/study-output.js';
+import { STUDY_FILE, prepareStudyFolder, readStudyPlan, runStudy, type StudyPlan } from '../study/runner.js';
+import { writeRunReport, writeStudyReport } from '../report/study-output.js';
+import { existsSync } from 'node:fs';
+import { RunFolderError } from '../errors.js';
 import { tableMarkdown } from '../report/study-table.js';
 import { runTraining } from './train-command.js';
 
@@ -19,18 +21,29 @@ export function studyOutput(file: string, o: StudyCommandOptions): { plan: Study
 }
 
 /** Writes the table (and what else the study's results give) from the finished cells. */
-export function writeStudyResults(output: string, log: (line: string) => void = console.log): void {
+export async function writeStudyResults(output: string, log: (line: string) => void = console.log): Promise<void> {
   const plan = readStudyPlan(output);
-  const results = readStudyResults(output, plan);
-  const files = writeStudyTables(output, results.table);
+  const { results } = await writeStudyReport(output, plan);
   log(`\n${tableMarkdown(results.table)}`);
   if (results.missing.length) log(`${results.missing.length} cell${results.missing.length > 1 ? 's' : ''} not finished: ${results.missing.join(', ')}`);
-  log(`tables: ${files.join(', ')}`);
+  log(`table.md / .csv / .json / .tex, figures/ and report.html in ${output}`);
 }
 
 export async function studyCommand(file: string, o: StudyCommandOptions, log: (line: string) => void = console.log): Promise<void> {
   const { plan, output } = studyOutput(file, o);
   const outcome = await runStudy(plan, output, (config, claim) => runTraining(config, log, claim), log);
-  writeStudyResults(output, log);
+  await writeStudyResults(output, log);
   if (outcome.failed.length) throw new Error(`${outcome.failed.length} of ${plan.cells.length} cells failed (${outcome.failed.map((f) => f.id).join(', ')}); run the study again to retry them`);
+}
+
+/** `graft report DIR`: the page of a study folder or of a run folder. */
+export async function reportCommand(dir: string, log: (line: string) => void = console.log): Promise<void> {
+  if (existsSync(join(dir, STUDY_FILE))) {
+    await writeStudyResults(dir, log);
+    return;
+  }
+  if (!existsSync(join(dir, 'report.json'))) {
+    throw new RunFolderError(`${dir} is neither a finished run folder (no report.json) nor a study folder (no ${STUDY_FILE}); pass the --output folder of graft train or graft study`);
+  }
+  log(`report: ${await writeRunReport(dir)}`);
 }

@@ -8,6 +8,8 @@ import { evaluate, measureSpeed } from '../eval/evaluate.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { describeTrainable } from '../nn/module.js';
 import { reportMarkdown } from '../report/tables.js';
+import { machineInfo } from '../report/html.js';
+import { writeRunReport } from '../report/study-output.js';
 import { memory } from '../tensor/memory.js';
 import { train } from '../train/trainer.js';
 import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchnorm.js';
@@ -134,12 +136,13 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
     latencyMs: speed.latencyMs, throughput: speed.throughput, peakMemoryMB: memory().peakBytes / 2 ** 20, outputDir,
   };
   const training = { steps: plan.steps, epochs: plan.epochs, lr: c.train.lr, bestCheckpoint: chosen, warnings: watch.warnings };
-  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds, training, ...(selection ? { rankSelection: selection } : {}) }, null, 2));
+  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds, training, ...(selection ? { rankSelection: selection } : {}), machine: machineInfo() }, null, 2));
   writeFileAtomic(join(outputDir, 'report.md'), reportMarkdown(`${c.model} · ${c.method}`, data.classes, r, {
     'trainable params': `${trainable.trainable.toLocaleString('en-US')} (${trainable.percent.toFixed(4)}%)`,
     ...(selection ? { 'rank (chosen)': selection.chosen, 'validation accuracy per rank': perRankLine(selection) } : {}),
     'training time (s)': summary.trainSeconds.toFixed(1), 'latency, batch 1 (ms)': speed.latencyMs.toFixed(1), [`throughput, batch ${speed.bestBatch} (img/s)`]: speed.throughput.toFixed(1),
   }));
+  await writeRunReport(outputDir);
   allowInterrupt();
   return summary;
 }

@@ -9,6 +9,8 @@
 //   model.safetensors    trained parameters and every buffer (scratch, linear-probe, full)
 //   checkpoint-<step>/   training checkpoints (train/checkpoint.ts)
 //   metrics.jsonl, report.json, report.md, eval.md, eval.json
+//   report.html, figures/  the run's page and its pictures (src/report)
+//   tensorboard/         TensorBoard event files (--report-to tensorboard)
 //   .graft.lock          { pid, host } of the process writing the folder, while it writes
 //
 // One folder holds one run: `train` takes the lock, then claims the folder (claimRunFolder): an
@@ -40,7 +42,7 @@ export const LOCK_FILE = '.graft.lock';
 
 /** Whether `name` is an entry graft writes in a run folder (what --overwrite clears). */
 export function isRunEntry(name: string): boolean {
-  return [RUN_FILE, ADAPTER_DIR, MODEL_FILE, METRICS_FILE, LOCK_FILE, 'report.json', 'report.md', 'eval.md', 'eval.json', 'lr_find.json', 'lr_find.svg'].includes(name) || /^adapter-r\d+$/.test(name) ||
+  return [RUN_FILE, ADAPTER_DIR, MODEL_FILE, METRICS_FILE, LOCK_FILE, 'report.json', 'report.md', 'eval.md', 'eval.json', 'lr_find.json', 'lr_find.svg', 'report.html', 'figures', 'tensorboard'].includes(name) || /^adapter-r\d+$/.test(name) ||
     /^checkpoint-\d+$/.test(name) || /^\.checkpoint-\d+\.tmp$/.test(name) || /^\..+\.\d+\.tmp$/.test(name);
 }
 
