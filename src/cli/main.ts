@@ -69,6 +69,11 @@ program
   .option('--deterministic', 'the same metrics on every x86-64 CPU (AVX2 kernels; docs/reproducibility.md)')
   .option('--seed <n>', 'random seed', number('--seed'))
   .option('--output <dir>', 'run folder (checkpoints, metrics.jsonl, report, adapter)')
+  .option('--report-to <list>', "where logs go besides metrics.jsonl: 'tensorboard' (event files in <output>/tensorboard) or 'none'", (v) => {
+    const list = v.split(',').filter((x) => x && x !== 'none');
+    for (const x of list) if (x !== 'tensorboard') throw new InvalidArgumentError(`--report-to: '${x}' is not supported; give 'tensorboard' or 'none'`);
+    return list;
+  })
   .option('--resume', 'continue the run in the --output folder from its newest checkpoint (same configuration)')
   .option('--overwrite', 'replace the run held in the --output folder')
   .action(async (o: Record<string, unknown>) => {
@@ -80,7 +85,7 @@ program
         model: o['model'], weights: o['weights'], 'data.source': o['data'], 'data.test': o['testData'], 'data.perClass': o['perClass'], 'data.testPerClass': o['testPerClass'],
         'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'adapter.r': o['rank'], 'adapter.alpha': o['alpha'],
         'adapter.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
-        'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
+        'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'], reportTo: o['reportTo'],
       });
       const s = await runTraining(config, console.log, { resume: o['resume'] === true, overwrite: o['overwrite'] === true });
       console.log(`test accuracy ${(100 * s.accuracy).toFixed(2)}%, weighted F1 ${(100 * s.weightedF1).toFixed(2)}%, mAP ${(100 * s.mAP).toFixed(2)}% — report in ${s.outputDir}/report.md`);

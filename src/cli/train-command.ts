@@ -6,6 +6,7 @@ import { getAdapterMethod, isAdapterMethod } from '../adapters/registry.js';
 import { ImageBatchSource } from '../data/loader.js';
 import { evaluate, measureSpeed } from '../eval/evaluate.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { TensorBoardWriter } from '../io/tensorboard.js';
 import { describeTrainable } from '../nn/module.js';
 import { reportMarkdown } from '../report/tables.js';
 import { machineInfo } from '../report/html.js';
@@ -46,7 +47,7 @@ export async function runTraining(config: RunConfig, log: (line: string) => void
   try {
     // A resumed run continues with its own resolved configuration (run.json): the settings left
     // to graft were decided when it started, and claiming the folder checked the given ones.
-    const c = folder.previous ? { ...folder.previous.config, output: config.output } : config;
+    const c = folder.previous ? { ...folder.previous.config, output: config.output, reportTo: config.reportTo } : config;
     return await trainInFolder(c, folder, log, opts);
   } finally {
     folder.release();
@@ -76,6 +77,9 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
   const warmupSteps = Math.round(c.train.warmupRatio * plan.steps);
   const watch = new LearningWatch({ numClasses, totalSteps: plan.steps, warmupSteps, lr: c.train.lr, method: c.method, log: (l) => { bar.done(); log(l); } });
   let epochsSeen = 0;
+  // TensorBoard: the Trainer's scalars, appended as they are logged (a resumed run adds a file).
+  const board = c.reportTo.includes('tensorboard') ? new TensorBoardWriter(join(outputDir, 'tensorboard')) : null;
+  if (board) log(`TensorBoard event file: ${board.file} (tensorboard --logdir ${join(outputDir, 'tensorboard')})`);
   allowInterrupt();
   const result = await train(model, trainSource, validate, {
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
@@ -90,8 +94,9 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
         best.offer({ epoch: entry['epoch'] ?? epochsSeen, step: entry['step'] ?? 0, accuracy, loss: entry['eval_loss'] ?? 0 });
       }
       watch.observe(entry);
+      board?.log(entry);
     },
-  });
+  }).finally(() => board?.close());
   bar.done();
   if (result.stoppedBy === 'interrupted') {
     best.dispose();

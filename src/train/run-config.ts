@@ -58,6 +58,8 @@ const BaseRunConfigSchema = z.object({
     deterministic: z.boolean().default(false),
   }).strict().prefault({}),
   output: z.string().optional(),
+  /** Where training logs go besides metrics.jsonl, as the Trainer's report_to: 'tensorboard' writes event files under tensorboard/. */
+  reportTo: z.array(z.enum(['tensorboard'])).default([]),
 });
 
 /** The sections of the registered adapter methods, each with its defaults. */

@@ -190,7 +190,8 @@ export function configDifferences(a: RunConfig, b: RunConfig): string[] {
       // Left out now (or 'auto'): the run's own value, decided when it started, stands.
     } else if (JSON.stringify(x) !== JSON.stringify(y)) out.push(`${path} (${JSON.stringify(x) ?? 'unset'} in the run, ${JSON.stringify(y) ?? 'unset'} now)`);
   };
-  walk({ ...a, output: undefined }, { ...b, output: undefined }, '');
+  // Where logs go is not part of what the run computes.
+  walk({ ...a, output: undefined, reportTo: undefined }, { ...b, output: undefined, reportTo: undefined }, '');
   return out;
 }
 
