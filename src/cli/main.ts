@@ -8,7 +8,7 @@ import { loadRunConfig } from './config.js';
 import { exitCodeOf } from '../errors.js';
 import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
-import { reportCommand, studyCommand } from './study-command.js';
+import { reportCommand, studyCommand, workerCommand } from './study-command.js';
 import { useDeterministicKernels } from '../train/deterministic.js';
 import { evalCommand, inspectCommand, mergeCommand, predictCommand } from './commands.js';
 
@@ -120,9 +120,28 @@ program
   .description('train every cell of a study file (a grid of run configurations × seeds) and write its tables, pictures and report.html')
   .argument('<file>', 'the study file (JSON: base, grid, baselines, seeds; see docs/studies.md)')
   .option('--output <dir>', "the study's folder (default: the file's \"output\", else runs/<name>)")
-  .action(async (file: string, o: { output?: string }) => {
+  .option('--queue <url>', 'redis://HOST:PORT: put the cells on a BullMQ queue for graft worker processes (the study folder shared by all machines) and wait for them')
+  .option('--queue-name <name>', 'the BullMQ queue (default graft-studies)')
+  .option('--status', 'show each cell: done, running (on which worker), waiting or failed')
+  .action(async (file: string, o: { output?: string; queue?: string; queueName?: string; status?: boolean }) => {
     try {
       await studyCommand(file, o);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('worker')
+  .description("take study cells from a BullMQ queue and train them into the study's shared folder")
+  .requiredOption('--queue <url>', 'redis://HOST:PORT of the queue graft study --queue fills')
+  .option('--queue-name <name>', 'the BullMQ queue (default graft-studies)')
+  .option('--lock-seconds <s>', "how long a cell's job lock lasts unrenewed: a killed worker's cell goes to another worker after this (default 300)", positiveInt('--lock-seconds'))
+  .option('--until-empty', 'exit once no cell is waiting or running (default: wait for more cells)')
+  .action(async (o: { queue: string; queueName?: string; lockSeconds?: number; untilEmpty?: boolean }) => {
+    try {
+      await workerCommand(o);
+      process.exit(0);
     } catch (e) {
       fail(e);
     }

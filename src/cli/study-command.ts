@@ -8,9 +8,15 @@ import { existsSync } from 'node:fs';
 import { RunFolderError } from '../errors.js';
 import { tableMarkdown } from '../report/study-table.js';
 import { runTraining } from './train-command.js';
+import { runStudyOnQueue, runWorker, studyStatus } from '../study/queue.js';
 
 export interface StudyCommandOptions {
   output?: string;
+  /** redis://HOST:PORT: put the cells on a BullMQ queue for `graft worker`s instead of training them here. */
+  queue?: string;
+  queueName?: string;
+  /** Print each cell's state and stop. */
+  status?: boolean;
 }
 
 /** The study's folder: --output, else the file's "output", else runs/<name>. */
@@ -30,10 +36,28 @@ export async function writeStudyResults(output: string, log: (line: string) => v
 }
 
 export async function studyCommand(file: string, o: StudyCommandOptions, log: (line: string) => void = console.log): Promise<void> {
+  if (o.status) {
+    const study = loadStudyFile(file);
+    const output = o.output ?? study.output ?? join('runs', study.name);
+    const plan = readStudyPlan(output);
+    const status = await studyStatus(plan, output, o.queue ? { url: o.queue, name: o.queueName } : undefined);
+    const width = Math.max(...status.map((s) => s.id.length));
+    for (const s of status) log(`${s.id.padEnd(width)}  ${s.state}${s.detail ? `  ${s.detail}` : ''}`);
+    const n = (st: string) => status.filter((s) => s.state === st).length;
+    log(`${n('done')} done · ${n('running')} running · ${n('waiting') + n('not queued')} waiting · ${n('failed')} failed (of ${status.length})`);
+    return;
+  }
   const { plan, output } = studyOutput(file, o);
-  const outcome = await runStudy(plan, output, (config, claim) => runTraining(config, log, claim), log);
+  const outcome = o.queue
+    ? await runStudyOnQueue(plan, output, { url: o.queue, name: o.queueName }, log)
+    : await runStudy(plan, output, (config, claim) => runTraining(config, log, claim), log);
   await writeStudyResults(output, log);
   if (outcome.failed.length) throw new Error(`${outcome.failed.length} of ${plan.cells.length} cells failed (${outcome.failed.map((f) => f.id).join(', ')}); run the study again to retry them`);
+}
+
+/** `graft worker --queue URL`: trains cells from the queue into their study folders. */
+export async function workerCommand(o: { queue: string; queueName?: string; lockSeconds?: number; untilEmpty?: boolean }, log: (line: string) => void = console.log): Promise<void> {
+  await runWorker({ url: o.queue, name: o.queueName, lockSeconds: o.lockSeconds, untilEmpty: o.untilEmpty }, (config, claim) => runTraining(config, log, claim), log);
 }
 
 /** `graft report DIR`: the page of a study folder or of a run folder. */
