@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import '../src/backends/all.js';
 import '../src/models/all.js';
-import { parseStudy } from '../src/study/study-file.js';
+import { loadStudyFile, parseStudy } from '../src/study/study-file.js';
+import { demoStudy } from '../src/cli/demo.js';
 import { ConfigError } from '../src/errors.js';
 
 const root = mkdtempSync(join(tmpdir(), 'graft-study-'));
@@ -57,6 +58,30 @@ test('study file: errors name the field', () => {
   bad({ base, baselines: { s: { method: 'scratch', weights: 'w.safetensors' } } }, /baselines\.s → weights: method 'scratch'/);
   bad({ base, colums: [] }, /\(study\): Unrecognized key: "colums"/);
   bad({ base, columns: ['accuracy', 'not a path'] }, /columns: 'not a path' is neither a result/);
+});
+
+test('examples: the first paper\'s QLoRA/DoRA table and the demo as study files', () => {
+  const paper = loadStudyFile('examples/qlora-dora-table.json');
+  assert.deepEqual(paper.rows.map((r) => r.label), [
+    'lora q_proj 8', 'lora q_proj 16', 'lora all-linear 16', 'lora all-linear 64', 'dora q_proj 8', 'dora q_proj 16', 'dora all-linear 16', 'dora all-linear 64',
+    'resnet18-scratch', 'vit-small-scratch', 'frozen', 'full',
+  ]);
+  const cell = (id: string) => paper.cells.find((c) => c.id === id)!.config;
+  assert.deepEqual(cell('dora_all-linear_64-s0').adapter.targets, 'all-linear');
+  assert.equal(cell('dora_all-linear_64-s0').adapter.r, 64);
+  assert.deepEqual(cell('lora_q_proj_8-s0').adapter.targets, ['q_proj']);
+  assert.equal(cell('lora_q_proj_8-s0').train.lr, 1e-4);
+  assert.equal(cell('lora_q_proj_8-s0').train.gradAccumulation, 8);
+  assert.deepEqual(cell('lora_q_proj_8-s0').data.ratio, [98, 1]);
+  // null removes a base field: the scratch rows have no weights and graft's default learning rate.
+  assert.equal(cell('resnet18-scratch-s0').weights, undefined);
+  assert.equal(cell('resnet18-scratch-s0').train.lr, undefined);
+  assert.equal(cell('resnet18-scratch-s0').model, 'resnet18');
+  assert.equal(cell('full-s0').weights, 'hf:facebook/dinov2-small');
+  // The demo builds the same study as its file.
+  const file = loadStudyFile('examples/demo-comparison.json');
+  const built = demoStudy({ perClass: 10, methods: ['linear-probe', 'lora', 'dora', 'full', 'scratch'], output: 'x', seed: 0 });
+  assert.deepEqual(file.cells.map((c) => [c.id, c.config]), built.cells.map((c) => [c.id, c.config]));
 });
 
 interface Done { status: number | null; signal: NodeJS.Signals | null; out: string }

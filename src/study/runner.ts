@@ -6,14 +6,14 @@
 //   <output>/study.json          the expanded plan: rows, cells and their configurations
 //   <output>/cells/<row>-s<seed>/ one normal run folder per cell (src/train/run.ts)
 //   <output>/table.*, figures/, report.html   written from the cells' results (src/report)
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ConfigError, OutputPathError, RunFolderError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { listCheckpoints } from '../train/checkpoint.js';
-import { LOCK_FILE, RUN_FILE } from '../train/run.js';
+import { isRunEntry, LOCK_FILE, RUN_FILE } from '../train/run.js';
 import type { RunConfig } from '../train/run-config.js';
 import type { Study, StudyCell } from './study-file.js';
 
@@ -74,7 +74,7 @@ export function claimFor(state: CellState): { resume: boolean; overwrite: boolea
  * Writes (or checks) the study folder's plan. A folder holding another study's plan is refused
  * where a cell of the same id has another configuration; cells added to the study are fine.
  */
-export function prepareStudyFolder(study: Study, output: string): StudyPlan {
+export function prepareStudyFolder(study: Study, output: string, opts: { replaceChanged?: boolean } = {}): StudyPlan {
   const plan: StudyPlan = {
     name: study.name, description: study.description, file: study.file ? resolve(study.file) : null, seeds: study.seeds, columns: study.columns, axes: study.axes, rows: study.rows,
     cells: study.cells.map((c) => ({ ...c, config: { ...c.config, output: cellDir(output, c) }, dir: join(CELLS_DIR, c.id) })),
@@ -86,7 +86,13 @@ export function prepareStudyFolder(study: Study, output: string): StudyPlan {
       const old = before.cells.find((o) => o.id === c.id);
       return old && JSON.stringify({ ...old.config, output: undefined }) !== JSON.stringify({ ...c.config, output: undefined });
     });
-    if (changed.length) {
+    if (changed.length && opts.replaceChanged) {
+      // The caller owns the folder (graft demo): a cell trained under another configuration is cleared.
+      for (const c of changed) {
+        const dir = join(output, c.dir);
+        if (existsSync(dir) && readdirSync(dir).every(isRunEntry)) rmSync(dir, { recursive: true, force: true });
+      }
+    } else if (changed.length) {
       throw new RunFolderError(`${output} holds a study whose cell${changed.length > 1 ? 's' : ''} ${changed.slice(0, 3).map((c) => c.id).join(', ')}${changed.length > 3 ? ', …' : ''} had another configuration; give the study another --output (or delete ${join(output, CELLS_DIR, changed[0]!.id)} to train it again)`);
     }
   } else if (existsSync(output) && readdirSync(output).length > 0) {

@@ -17,7 +17,8 @@
 // A grid key is a dotted path into the run configuration, or several joined by '+' whose values
 // are rows of paired values (one per path). The grid is the product of its keys, in file order;
 // each baseline row is the base configuration with its fields set (dotted paths too), not crossed
-// with the grid. Every cell runs under every seed (train.seed).
+// with the grid; a value of null removes the field from the base (a scratch baseline dropping the
+// base's weights). Every cell runs under every seed (train.seed).
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { z } from 'zod';
@@ -77,6 +78,7 @@ export interface Study {
 
 const KNOWN_TOP = new Set(['model', 'modelOverrides', 'weights', 'data', 'method', 'adapter', 'head', 'headFrom', 'train', 'output', 'reportTo']);
 
+/** Sets a dotted path; null removes the field (a baseline dropping the base's weights). */
 function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
   const parts = path.split('.');
   let cur = obj;
@@ -84,7 +86,8 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
     if (typeof cur[p] !== 'object' || cur[p] === null || Array.isArray(cur[p])) cur[p] = {};
     cur = cur[p] as Record<string, unknown>;
   }
-  cur[parts[parts.length - 1]!] = value;
+  if (value === null) delete cur[parts[parts.length - 1]!];
+  else cur[parts[parts.length - 1]!] = value;
 }
 
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
