@@ -13,7 +13,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { ConfigError, InputError } from '../errors.js';
+import { ConfigError, InputError, InterruptedError } from '../errors.js';
 import { LOCK_FILE } from '../train/run.js';
 import type { RunConfig } from '../train/run-config.js';
 import { cellState, claimFor, duration, lockHolder, type CellRunner, type StudyPlan } from './runner.js';
@@ -229,13 +229,18 @@ export async function runWorker(o: WorkerOptions, runCell: CellRunner, log: (lin
   worker.on('failed', (job, err) => { if (job) log(`cell ${job.data.cell} failed (attempt ${job.attemptsMade} of ${job.opts.attempts ?? 1}): ${err.message}`); });
   worker.on('error', (err) => log(`worker: ${err.message}`));
   let stopping = false;
+  let interrupted = false;
   const stop = () => {
     if (stopping) return;
     stopping = true;
     void worker.close();
   };
+  const onInt = () => {
+    interrupted = true;
+    stop();
+  };
   process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  process.once('SIGINT', onInt);
   log(`worker ${me} taking cells from '${o.name ?? QUEUE_NAME}' at ${o.url}${o.untilEmpty ? ' until the queue is empty' : ' (Ctrl-C to stop)'}`);
   const running = worker.run();
   if (o.untilEmpty) {
@@ -252,7 +257,8 @@ export async function runWorker(o: WorkerOptions, runCell: CellRunner, log: (lin
   }
   await running;
   process.off('SIGTERM', stop);
-  process.off('SIGINT', stop);
+  process.off('SIGINT', onInt);
   log(`worker ${me}: ${trained} cell${trained === 1 ? '' : 's'} trained`);
+  if (interrupted) throw new InterruptedError(`worker ${me} interrupted; its cell was checkpointed and handed back to the queue`);
   return trained;
 }

@@ -300,8 +300,10 @@ export function claimRunFolder(dir: string, config: RunConfig, opts: ClaimOption
     // Temporary files of a killed writer (an atomic write or checkpoint cut short) are garbage.
     const isTemp = (n: string) => /^\..+\.tmp$/.test(n) && isRunEntry(n);
     for (const n of entries.filter(isTemp)) rmSync(join(dir, n), { recursive: true, force: true });
-    const adapterDir = join(dir, ADAPTER_DIR);
-    if (existsSync(adapterDir)) for (const n of readdirSync(adapterDir).filter(isTemp)) rmSync(join(adapterDir, n), { force: true });
+    for (const sub of [ADAPTER_DIR, 'figures']) {
+      const d = join(dir, sub);
+      if (existsSync(d)) for (const n of readdirSync(d).filter(isTemp)) rmSync(join(d, n), { force: true });
+    }
     return manifest;
   }
   if (entries.length === 0) return null;
