@@ -111,6 +111,10 @@ export interface AdapterMethod<C extends AdapterConfig = AdapterConfig> {
   validate(config: C): C;
   /** Whether `m` is a base layer this method can wrap. */
   canWrap(m: Module): boolean;
+  /** What canWrap accepts, for errors (default: Linear and Conv2d layers). */
+  readonly wraps?: string;
+  /** The targets of a run that names none (default: graft's rule for the backbone, train/defaults.ts). */
+  readonly defaultTargets?: TargetSpec;
   /** Whether `m` is this method's adapter layer (a target already grafted by it). */
   isLayer(m: Module): boolean;
   /** Adds adapter `name` to the module at a target: wraps a plain layer, or extends an existing wrapper of this method. */

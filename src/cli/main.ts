@@ -57,7 +57,8 @@ program
   .option('--method <name>', `one of ${methodNames().join(', ')}`)
   .option('--rank <r>', 'adapter rank r (methods with a rank; DyLoRA: the highest rank; AdaLoRA uses adalora.initR/targetR instead, as PEFT)', positiveInt('--rank'))
   .option('--alpha <a>', 'adapter alpha (scaling alpha / r; DyLoRA: alpha / b; AdaLoRA: alpha / init_r)', number('--alpha'))
-  .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear'")
+  .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear' ('all-blocks' for mona, its default)")
+  .option('--mona-dim <d>', "Mona's inner width (default 64, as the reference)", positiveInt('--mona-dim'))
   .option('--head-from <where>', "new head replaces 'classifier' (the last Linear) or everything after the pooled 'features'")
   .option('--image-size <n>', 'input size (square); default: the model\'s own', positiveInt('--image-size'))
   .option('--epochs <n>', 'epochs (or --steps)', positiveInt('--epochs'))
@@ -78,7 +79,7 @@ program
       const config = loadRunConfig(o['config'] as string | undefined, {
         model: o['model'], weights: o['weights'], 'data.source': o['data'], 'data.test': o['testData'], 'data.perClass': o['perClass'], 'data.testPerClass': o['testPerClass'],
         'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'adapter.r': o['rank'], 'adapter.alpha': o['alpha'],
-        'adapter.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
+        'adapter.targets': targets, 'mona.dim': o['monaDim'], headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
         'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
       });
       const s = await runTraining(config, console.log, { resume: o['resume'] === true, overwrite: o['overwrite'] === true });

@@ -5,6 +5,7 @@
 import type { Module } from '../nn/module.js';
 import { Conv2d, Linear } from '../nn/layers.js';
 import { classifierPath } from '../models/head.js';
+import { getAdapterMethod } from '../adapters/registry.js';
 import type { RunConfig } from './run-config.js';
 
 /** Peak learning rates (AdamW, warmup + cosine) per method; adapter methods without an entry take ADAPTER_LR. */
@@ -129,6 +130,6 @@ export function settingsLine(c: RunConfig, plan: StepPlan, trainImages: number):
  */
 export function resolveModelDefaults(c: RunConfig, backbone: Module, isAdapter: boolean): RunConfig {
   const headFrom = c.headFrom ?? defaultHeadFrom(backbone);
-  const targets = c.adapter.targets ?? (isAdapter ? defaultTargets(backbone, headFrom) : undefined);
+  const targets = c.adapter.targets ?? (isAdapter ? getAdapterMethod(c.method).defaultTargets ?? defaultTargets(backbone, headFrom) : undefined);
   return { ...c, headFrom, adapter: { ...c.adapter, ...(targets !== undefined ? { targets } : {}) } };
 }
