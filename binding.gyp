@@ -18,6 +18,7 @@
         "native/src/attention.cc",
         "native/src/index.cc",
         "native/src/resample.cc",
+        "native/src/quant4.cc",
         "native/src/simd_avx2.cc",
         "native/src/simd_avx512.cc"
       ],

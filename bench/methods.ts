@@ -67,12 +67,13 @@ async function runCase(s: CaseSpec): Promise<CaseResult> {
   const gen = new Generator(3);
   const x = randn([BATCH, 3, 224, 224], { generator: gen });
   const y = randint(0, 10, [BATCH], { generator: gen });
-  const optimizer = new AdamW(decayGroups(model, 0.01), { lr: 1e-4 });
   const hooks = model.trainingHooks();
   const totalSteps = s.policy.warmup + s.policy.maxRuns;
   let step = 0;
-  const ctx = () => ({ step, totalSteps, epoch: 0, totalEpochs: 1 });
-  hooks.beforeTraining?.(ctx());
+  // DRA calibrates on the step's batch and then replaces its factors: the optimizer is built after.
+  const ctx = () => ({ step, totalSteps, epoch: 0, totalEpochs: 1, calibrationImages: async function* () { yield x; } });
+  await hooks.beforeTraining?.(ctx());
+  const optimizer = new AdamW(decayGroups(model, 0.01), { lr: 1e-4 });
   const losses: number[] = [];
   const sample = await measure(() => {
     const t0 = performance.now();

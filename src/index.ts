@@ -21,3 +21,8 @@ export { classifierPath } from './models/head.js';
 export { CheckpointFormatError } from './models/checkpoint-error.js';
 export { resolveCheckpoint, checkpointFile, hubSnapshot, hubCheckpoint, HUB_FILES, type ResolvedCheckpoint, type CheckpointSourceOptions } from './io/checkpoint-source.js';
 export { hubCacheDir, type DownloadProgress } from './io/hub.js';
+export { linearCka, defaultEstimator, featureMatrix, poolFeatures, type FeatureMatrix, type CkaEstimator } from './nn/cka.js';
+export { captureFeatures } from './nn/capture.js';
+export { layerSimilarity, layerFeatures, type SimilarityMatrix, type SimilarityOptions } from './nn/similarity.js';
+export { datasetSimilarity } from './eval/similarity.js';
+export { similarityHeatmapSvg, similarityJson, writeSimilarity } from './report/heatmap.js';

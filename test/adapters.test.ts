@@ -18,6 +18,8 @@ import { LoraLayer } from '../src/adapters/lora/layer.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { CNBlock } from '../src/models/cnn/convnext.js';
 import { SwinTransformerBlock } from '../src/models/swin.js';
+import { quantizeLayer } from '../src/nn/quant4.js';
+import { dequantize4 } from '../src/tensor/quant4.js';
 
 /** A small network with a conv stem, a depthwise conv, a BatchNorm and two linear layers. */
 class TinyNet extends Module {
@@ -362,3 +364,44 @@ test('adapters: DoRA on a layer with a dead (all-zero) output channel stays fini
   peft.unmerge();
   close(stemWeight, g.tensor(stem, stemWeight.shape), 1e-5, 'unmerge restores the stem weight');
 });
+
+// Every registered method on a 4-bit base (stem and fc1 quantised to NF4): it trains (gradients
+// on the adapter alone) and computes what it computes on the dequantised float base.
+for (const method of adapterMethods()) {
+  test(`adapters ${method.name} on a 4-bit base: trains, and equals the method on the dequantised base`, () => {
+    const c: Case = { label: method.name, method, own: {}, targets: ['stem', 'fc1'] };
+    const quantised = new TinyNet(new g.Generator(21));
+    const dequantised = new TinyNet(new g.Generator(21));
+    for (const name of ['stem', 'fc1'] as const) {
+      const q = quantizeLayer(quantised[name])!;
+      quantised.setModule(name, q);
+      g.assign(dequantised[name].weight, g.tensor(dequantize4(q.quantized), q.quantized.state.shape));
+    }
+    const pq = new PeftModel(quantised, method, configOf(c), 'default', { generator: new g.Generator(22) });
+    const pf = new PeftModel(dequantised, method, configOf(c), 'default', { generator: new g.Generator(22) });
+    perturb(pq.model, new g.Generator(23));
+    perturb(pf.model, new g.Generator(23));
+    const x = g.randn([2, 3, 9, 9], { generator: new g.Generator(24) });
+    const yq = pq.forward(x);
+    const yf = pf.forward(x);
+    close(yq, yf, 1e-5, 'output');
+    g.sum(yq).backward();
+    g.sum(yf).backward();
+    const ref = new Map(pf.model.namedParameters());
+    let trained = 0;
+    for (const [key, p] of pq.model.namedParameters()) {
+      if (!p.requiresGrad) {
+        assert.equal(p.grad, null, `${key} got a gradient`);
+        continue;
+      }
+      if (!isAdapterKey(key)) continue;
+      const r = ref.get(key)!;
+      assert.equal(p.grad === null, r.grad === null, `${key}: gradient on one base only`);
+      if (p.grad) {
+        close(p.grad, r.grad!, 1e-4, `${key} gradient`);
+        if (key.includes('fc1.') || key.includes('stem.')) trained++;
+      }
+    }
+    assert.ok(trained > 0, 'the adapters on the 4-bit layers receive gradients');
+  });
+}

@@ -64,6 +64,9 @@ const train = (out: string, ...more: string[]) => ['train', ...lora(), '--output
 const cases: Case[] = [
   // Flags
   { name: 'a non-numeric --lr', args: () => train('o1', '--lr', 'fast'), status: 2, words: /--lr must be a number; got 'fast'/ },
+  { name: '--quantize with a method that trains the base', args: () => train('oq1', '--quantize', 'nf4', '--method', 'full'), status: 2, words: /quantize: a 4-bit base is frozen, so it needs an adapter method/ },
+  { name: '--quant-block not a power of two', args: () => train('oq2', '--quantize', 'nf4', '--quant-block', '48'), status: 2, words: /quantize\.blocksize.*power of two from 32 to 4096/ },
+  { name: 'an unknown --quantize type', args: () => train('oq3', '--quantize', 'int3'), status: 2, words: /quantize\.type.*nf4.*fp4/ },
   { name: '--epochs 0', args: () => train('o2', '--epochs', '0'), status: 2, words: /--epochs must be a positive integer/ },
   { name: 'a malformed --ratio', args: () => ['train', '--ratio', '3'], status: 2, words: /--ratio must look like 98:1/ },
   { name: 'an unknown command', args: () => ['frobnicate'], status: 2, words: /unknown command/ },
@@ -79,7 +82,7 @@ const cases: Case[] = [
   { name: '--resume with --overwrite', args: () => train('o10', '--resume', '--overwrite'), status: 2, words: /pass one of them/ },
   { name: 'an unknown --head-from', args: () => train('o11', '--head-from', 'middle'), status: 2, words: /headFrom: Invalid option/ },
   { name: '--val-fraction 0.95', args: () => train('o12', '--val-fraction', '0.95'), status: 2, words: /data\.valFraction: Too big/ },
-  { name: 'default targets on a CNN', args: () => ['train', '-c', p('base.json'), '--method', 'lora', '--output', p('o13')], status: 2, words: /adapter\.targets: no module matches "all-linear".*a CNN.*conv1.*downsample\.0/ },
+  { name: 'all-linear targets on a CNN', args: () => ['train', '-c', p('base.json'), '--method', 'lora', '--targets', 'all-linear', '--output', p('o13')], status: 2, words: /adapter\.targets: no module matches "all-linear".*a CNN.*conv1.*downsample\.0/ },
   { name: 'an unknown --format', args: () => ['predict', p('run'), p('img', 'a', '0.png'), '--format', 'xml'], status: 2, words: /--format must be json or csv/ },
   // Configuration files
   { name: 'a config holding null', setup: () => writeFileSync(p('null.json'), 'null'), args: () => ['train', '-c', p('null.json')], status: 2, words: /null\.json must hold a JSON object .*it holds null/ },
@@ -151,7 +154,7 @@ const cases: Case[] = [
   { name: 'a corrupt run.json', setup: () => { cpSync(p('run'), p('r-corrupt'), { recursive: true }); writeFileSync(p('r-corrupt', 'run.json'), '{"config": '); }, args: () => ['eval', p('r-corrupt'), '--data', p('img')], status: 2, words: /r-corrupt\/run\.json is not valid JSON .*damaged/ },
   { name: 'a run.json holding null', setup: () => { cpSync(p('run'), p('r-null'), { recursive: true }); writeFileSync(p('r-null', 'run.json'), 'null'); }, args: () => ['predict', p('r-null'), p('img', 'a', '0.png')], status: 2, words: /r-null\/run\.json is not valid JSON \(expected an object/ },
   { name: 'a run.json with one class', setup: () => { cpSync(p('run'), p('r-one'), { recursive: true }); const m = JSON.parse(readFileSync(p('run', 'run.json'), 'utf8')); writeFileSync(p('r-one', 'run.json'), JSON.stringify({ ...m, classes: ['a'] })); }, args: () => ['predict', p('r-one'), p('img', 'a', '0.png')], status: 2, words: /'classes' must be a list of at least two class names/ },
-  { name: 'an adapter of another rank (predict)', setup: () => { cpSync(p('run'), p('r-rank'), { recursive: true }); cpSync(p('run4', 'adapter'), p('r-rank', 'adapter'), { recursive: true }); }, args: () => ['predict', p('r-rank'), p('img', 'a', '0.png')], status: 2, words: /adapter .*adapter_model\.safetensors does not fit the model .*shape mismatch for .*lora_A.*the model has \[8, .*the file has \[4,/s },
+  { name: 'an adapter of another rank (predict)', setup: () => { cpSync(p('run'), p('r-rank'), { recursive: true }); cpSync(p('run4', 'adapter', 'adapter_model.safetensors'), p('r-rank', 'adapter', 'adapter_model.safetensors')); }, args: () => ['predict', p('r-rank'), p('img', 'a', '0.png')], status: 2, words: /adapter .*adapter_model\.safetensors does not fit the model .*shape mismatch for .*lora_A.*the model has \[8, .*the file has \[4,/s },
   { name: 'an adapter of another rank (eval ends)', args: () => ['eval', p('r-rank'), '--data', p('img')], status: 2, words: /shape mismatch/ },
   {
     name: 'an adapter tensor of another dtype',
@@ -190,7 +193,7 @@ const cases: Case[] = [
   { name: 'merge of a linear-probe run', args: () => ['merge', p('probe'), '--output', p('m.safetensors')], status: 2, words: /used method 'linear-probe', which has no adapter to merge/ },
   // inspect
   { name: 'inspect a missing folder', args: () => ['inspect', p('nothing-here')], status: 2, words: /unknown model '.*nothing-here'.*graft inspect --list/ },
-  { name: 'inspect a safetensors file', args: () => ['inspect', p('other.safetensors')], status: 2, words: /give a model name \(graft inspect --list\) or an adapter folder .*a \.safetensors file is neither/ },
+  { name: 'inspect a safetensors file', args: () => ['inspect', p('other.safetensors')], status: 2, words: /give a model name \(graft inspect --list\), a run folder or an adapter folder .*a \.safetensors file is none of them/ },
   { name: 'inspect a folder without adapter_config.json', args: () => ['inspect', p('img')], status: 2, words: /img: the folder holds no adapter_config\.json/ },
   { name: 'inspect a corrupt adapter_config.json', setup: () => { cpSync(p('run', 'adapter'), p('bad-adapter'), { recursive: true }); writeFileSync(p('bad-adapter', 'adapter_config.json'), '{'); }, args: () => ['inspect', p('bad-adapter')], status: 2, words: /bad-adapter\/adapter_config\.json is not a valid adapter configuration/ },
   // predict / eval inputs
@@ -199,6 +202,7 @@ const cases: Case[] = [
   { name: 'predict with an unreadable image', setup: () => writeFileSync(p('broken.png'), 'junk'), args: () => ['predict', p('run'), p('img', 'a', '0.png'), p('broken.png')], status: 2, words: /1 of 2 images could not be read \(.*broken\.png\)/ },
   { name: 'eval on data of other classes', args: () => ['eval', p('run'), '--data', p('digits')], status: 2, words: /not among them \(classes are matched by name\)/ },
   // Inputs that used to give wrong results now train right (status 0).
+  { name: 'default targets on a CNN are its convolutions', args: () => ['train', '-c', p('base.json'), '--method', 'lora', '--output', p('o13b')], status: 0, words: /settings: method lora .*targets \d+ layers \(conv1, /s },
   { name: 'manifest labels 0 and 5 make two classes', setup: () => writeFileSync(p('labels.csv'), ['path,label', ...[0, 1, 2, 3].map((i) => `img/a/${i}.png,0`), ...[0, 1, 2, 3].map((i) => `img/b/${i}.png,5`)].join('\n')), args: () => train('ok1', '--data', p('labels.csv')), status: 0, words: /4 training \/ 0 validation \/ 4 test images, 2 classes/ },
   { name: 'a label of 99999999 allocates nothing', setup: () => writeFileSync(p('huge.csv'), ['path,label', ...[0, 1, 2, 3].map((i) => `img/a/${i}.png,0`), ...[0, 1, 2, 3].map((i) => `img/b/${i}.png,99999999`)].join('\n')), args: () => train('ok2', '--data', p('huge.csv')), status: 0, words: /2 classes/ },
   {

@@ -67,8 +67,10 @@ test('cli: an adalora run trains, eval reloads its truncated adapter, inspect sh
   const cfg = join(root, 'adalora.json');
   writeFileSync(cfg, JSON.stringify({ adalora: { initR: 4, targetR: 2 } }));
   const t = graft('train', '-c', cfg, '--model', 'nsfwjs_mobilenet_v2', '--data', data, '--per-class', '4', '--method', 'adalora',
-    '--targets', '.*project', '--epochs', '2', '--batch-size', '4', '--output', run);
+    '--targets', '.*project', '--epochs', '2', '--batch-size', '4', '--val-fraction', '0.5', '--output', run);
   assert.equal(t.status, 0, t.err + t.out);
+  // The best validation epoch is put back before AdaLoRA cuts its tensors to the kept ranks.
+  assert.match(t.out, /kept the best validation checkpoint: epoch [12] of 2/);
   const acc = /test accuracy (\d+\.\d+)%/.exec(t.out)![1];
   const json = JSON.parse(readFileSync(join(run, 'adapter', 'adapter_config.json'), 'utf8')) as { rank_pattern: Record<string, boolean[]> };
   const kept = Object.values(json.rank_pattern).map((v) => v.filter(Boolean).length);

@@ -101,3 +101,23 @@ test('--deterministic: the metrics an AVX2-only CPU gives, on a CPU with AVX-512
   assert.equal(clash.status, 1);
   assert.match(clash.err, /--deterministic needs GRAFT_SIMD=avx2/);
 });
+
+test('--lr auto: the range test runs on the training split, its choice trains the run and is saved with its curve', { skip }, async () => {
+  await iconFolder();
+  const run = join(root, 'run-lr-auto');
+  const t = graft(['train', '--model', 'nsfwjs_mobilenet_v2', '--data', icons, '--per-class', '10', '--test-per-class', '4', '--method', 'lora', '--lr', 'auto', '--steps', '20', '--output', run]);
+  assert.equal(t.status, 0, t.err + t.out);
+  const found = JSON.parse(readFileSync(join(run, 'lr_find.json'), 'utf8')) as { suggestion: number; rule: string; curve: { lr: number; loss: number }[] };
+  assert.ok(found.curve.length >= 20, `${found.curve.length} points on the curve`);
+  assert.ok(found.suggestion > 1e-7 && found.suggestion < 1, `suggested ${found.suggestion}`);
+  assert.match(t.out, new RegExp(`lr auto: ${String(found.suggestion).replace('.', '\\.')} \\(${found.rule}`));
+  assert.match(t.out, new RegExp(`^settings: method lora · lr ${String(found.suggestion).replace('.', '\\.')} · `, 'm'));
+  const saved = JSON.parse(readFileSync(join(run, 'run.json'), 'utf8')) as { config: { train: { lr: number } } };
+  assert.equal(saved.config.train.lr, found.suggestion);
+  const svg = readFileSync(join(run, 'lr_find.svg'), 'utf8');
+  assert.match(svg, /^<svg[^>]* viewBox=/);
+  assert.match(svg, /<polyline [^>]*stroke-width="2" points="[\d., ]+"/);
+  assert.match(svg, /learning rate \(log\)/);
+  const logged = steps(run).filter((e) => e['learning_rate'] !== undefined).map((e) => e['learning_rate']!);
+  assert.ok(Math.max(...logged) <= found.suggestion * (1 + 1e-6) && Math.max(...logged) > found.suggestion / 2, `learning rates ${logged.slice(0, 3).join(', ')}…`);
+});

@@ -172,3 +172,46 @@ test('faults: a read-only folder is refused at once, nothing written', { skip: c
     spawnSync('umount', [ro]);
   }
 });
+
+test('faults: a run with validation resumed after Ctrl-C keeps the best checkpoint an uninterrupted run keeps', async () => {
+  for (const [k, c] of ['a', 'b'].entries()) {
+    mkdirSync(p('img10', c), { recursive: true });
+    for (let i = 0; i < 10; i++) {
+      const px = Buffer.alloc(16 * 16 * 3);
+      for (let j = 0; j < px.length; j++) px[j] = (j * (5 + i) + k * 70 + ((j * i) % 13) * 9) % 256;
+      await sharp(px, { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(p('img10', c, `${i}.png`));
+    }
+  }
+  writeFileSync(p('config-val.json'), JSON.stringify({
+    model: 'resnet18', modelOverrides: { layers: [1, 1, 1, 1] }, method: 'lora', adapter: { targets: 'conv1', dropout: 0.3 },
+    data: { source: p('img10'), perClass: 8, valFraction: 0.25, imageSize: 32 }, train: { epochs: 5, batchSize: 4, seed: 5, lr: 0.01 },
+  }));
+  const args = (out: string, ...more: string[]) => ['train', '-c', p('config-val.json'), '--output', out, ...more];
+  const best = (dir: string) => (JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { training: { bestCheckpoint: unknown } }).training.bestCheckpoint;
+  const whole = await graft(args(p('val-ref')));
+  assert.equal(whole.status, 0, whole.err);
+  assert.ok(best(p('val-ref')), 'the uninterrupted run kept a best checkpoint');
+  // Ctrl-C once the third epoch's checkpoint is written (3 steps an epoch: 12 training images, batch 4).
+  let sent = false;
+  let polling = false;
+  const cut = await graft(args(p('val-int')), (_text, child) => {
+    if (polling) return;
+    polling = true;
+    const poll = setInterval(() => {
+      if (sent || child.exitCode !== null) return clearInterval(poll);
+      if (existsSync(p('val-int', 'checkpoint-9'))) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    }, 5);
+  });
+  assert.ok(sent, 'interrupted during training');
+  assert.equal(cut.status, 130, cut.err);
+  assert.ok(existsSync(p('val-int', 'best.safetensors')), 'the best choice so far is on disk');
+  const done = await graft(args(p('val-int'), '--resume'));
+  assert.equal(done.status, 0, done.err);
+  assert.deepEqual(best(p('val-int')), best(p('val-ref')));
+  assert.deepEqual(outcome(p('val-int')), outcome(p('val-ref')));
+  assert.ok(!existsSync(p('val-int', 'best.safetensors')), 'removed once the results are saved');
+  checkFolder(p('val-int'));
+});

@@ -20,6 +20,9 @@ const LAYERS: readonly (readonly string[])[] = [
   ['src/train'],
   ['src/eval'],
   ['src/report'],
+  ['src/export'],
+  ['src/serve'],
+  ['src/study'],
   ['src/cli'],
   ['src/index.ts'],
 ];

@@ -14,6 +14,7 @@ import * as g from '../src/index.js';
 import { saveSafetensors } from '../src/io/safetensors.js';
 import { StateDictError } from '../src/nn/module.js';
 import { createModel } from '../src/models/registry.js';
+import { DINOV3_MODELS } from '../src/models/vit/configs.js';
 import type { VisionModel } from '../src/models/model.js';
 import { loadVitSafetensors, resolveCheckpointNames, type CheckpointReport, type LoadsCheckpoints } from '../src/models/vit/index.js';
 import { CheckpointFormatError } from '../src/models/checkpoint-error.js';
@@ -176,4 +177,32 @@ test('another number of classes keeps the new head and loads the backbone', () =
 test('unknown override fields and bad values name the valid fields', () => {
   assert.throws(() => createModel('dinov2_small', { overrides: { hidden_size: 32 } }), /unknown config field 'hidden_size'.*hiddenSize/s);
   assert.throws(() => createModel('vit_small_patch16_224', { overrides: { globalPool: 'max' } }), /'token', 'avg'/);
+});
+
+test('dinov3_vit7b16: the Hugging Face configuration (4096 wide, 40 layers, 32 heads, SwiGLU, no qkv bias, 4 registers, patch 16), 6.7 billion parameters', () => {
+  const c = DINOV3_MODELS['dinov3_vit7b16']!.config;
+  assert.deepEqual(
+    [c.hiddenSize, c.numHiddenLayers, c.numAttentionHeads, c.intermediateSize, c.useGatedMlp, c.hiddenAct, c.queryBias, c.keyBias, c.valueBias, c.numRegisterTokens, c.patchSize, c.ropeTheta],
+    [4096, 40, 32, 8192, true, 'silu', false, false, false, 4, 16, 100],
+  );
+  // Building blocks 4096 wide would take gigabytes; the count comes from narrow models of the same
+  // layout (ffn = 2 × width, as 8192 = 2 × 4096): a block's and the embeddings' parameters are a
+  // quadratic in the width, fitted through widths 8, 16, 32 and evaluated at 4096.
+  const count = (hidden: number, ffn: number, layers: number) =>
+    createModel('dinov3_vit7b16', { overrides: { hiddenSize: hidden, intermediateSize: ffn, numHiddenLayers: layers, numAttentionHeads: 1 }, numClasses: 0 }).parameters().reduce((a, p) => a + p.size, 0);
+  const perBlock = (h: number) => count(h, 2 * h, 2) - count(h, 2 * h, 1);
+  const embed = (h: number) => count(h, 2 * h, 1) - perBlock(h);
+  // fit a·h² + b·h (+ c) through h = 8, 16, 32 and evaluate at 4096
+  const fit = (f: (h: number) => number) => {
+    const [y1, y2, y3] = [f(8), f(16), f(32)];
+    // the 3×3 system by Cramer's rule
+    const A = [[64, 8, 1], [256, 16, 1], [1024, 32, 1]];
+    const det = (m: number[][]) => m[0]![0]! * (m[1]![1]! * m[2]![2]! - m[1]![2]! * m[2]![1]!) - m[0]![1]! * (m[1]![0]! * m[2]![2]! - m[1]![2]! * m[2]![0]!) + m[0]![2]! * (m[1]![0]! * m[2]![1]! - m[1]![1]! * m[2]![0]!);
+    const y = [y1, y2, y3];
+    const d = det(A);
+    const col = (j: number) => det(A.map((r, i) => r.map((v, k) => (k === j ? y[i]! : v))));
+    return (h: number) => (col(0) / d) * h * h + (col(1) / d) * h + col(2) / d;
+  };
+  const total = fit(embed)(4096) + 40 * fit(perBlock)(4096);
+  assert.equal(Math.round(total), 6_716_035_072);
 });

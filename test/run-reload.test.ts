@@ -121,3 +121,11 @@ test('run reload: defaults left to graft (targets, head) resolve to the same mod
   assert.equal(c.adapter.targets, undefined);
   await assertReloadsExactly(c, b.input, 'ResNet lora with default targets');
 });
+
+for (const b of BACKBONES) {
+  for (const method of ['lora', 'dora', 'ia3']) {
+    test(`run reload: ${b.label} ${method} on an NF4 double-quantised base rebuilds the trained model exactly`, async () => {
+      await assertReloadsExactly(runConfig(b, method, { quantize: { type: 'nf4', doubleQuant: true } }), b.input, `${b.label} ${method} nf4`);
+    });
+  }
+}

@@ -5,6 +5,10 @@ import assert from 'node:assert/strict';
 import * as g from '../src/index.js';
 import { Module } from '../src/nn/module.js';
 import { BatchNorm2d, Conv2d, LayerNorm, Linear } from '../src/nn/layers.js';
+import { quantizeModule } from '../src/nn/quant4.js';
+import { PeftModel } from '../src/adapters/peft-model.js';
+import { getAdapterMethod } from '../src/adapters/registry.js';
+import { SharedAdapterOptionsSchema } from '../src/adapters/method.js';
 
 const SIZE = 16;
 
@@ -112,4 +116,16 @@ test(`training smoke (${g.currentBackend().name}): a tiny CNN learns the quadran
 test(`training smoke (${g.currentBackend().name}): a tiny ViT learns the quadrant task to ≥ 95%`, () => {
   const acc = trainAndTest(new TinyVit(new g.Generator(2)), 150, 2e-3);
   assert.ok(acc >= 0.95, `ViT test accuracy ${acc}`);
+});
+
+test(`training smoke (${g.currentBackend().name}): LoRA on a 4-bit (NF4, double-quantised) tiny CNN learns the quadrant task to ≥ 95%`, () => {
+  const base = new TinyCnn(new g.Generator(1));
+  const summary = quantizeModule(base, { quantType: 'nf4', doubleQuant: true, blocksize: 32 }, (p) => p === 'fc');
+  assert.deepEqual(summary.layers, ['conv1', 'conv2']);
+  const lora = getAdapterMethod('lora');
+  const config = lora.configFromRun(SharedAdapterOptionsSchema.parse({ r: 4, alpha: 8, targets: ['conv1', 'conv2'], modulesToSave: ['fc'] }), lora.optionsSchema.parse({}));
+  const peft = new PeftModel(base, lora, config, 'default', { generator: new g.Generator(3) });
+  const acc = trainAndTest(peft, 60, 3e-3);
+  assert.ok(acc >= 0.95, `QLoRA CNN test accuracy ${acc}`);
+  for (const [k, p] of peft.model.namedParameters()) if (k.includes('base_layer') && k.endsWith('weight')) assert.equal(p.requiresGrad, false, k);
 });

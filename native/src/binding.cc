@@ -22,6 +22,10 @@ T* data(const Napi::Value& v, const char* what) {
   return v.As<Napi::TypedArrayOf<T>>().Data();
 }
 float* F(const Napi::Value& v) { return data<float, napi_float32_array>(v, "a buffer"); }
+uint8_t* U8(const Napi::Value& v) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) throw std::invalid_argument("packed codes must be a Uint8Array");
+  return v.As<Napi::TypedArrayOf<uint8_t>>().Data();
+}
 int32_t* I(const Napi::Value& v) { return data<int32_t, napi_int32_array>(v, "an index buffer"); }
 bool IsF32(const Napi::Value& v) { return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array; }
 int64_t N(const Napi::Value& v) { return v.As<Napi::Number>().Int64Value(); }
@@ -91,6 +95,20 @@ void Matmul(const Napi::CallbackInfo& a) {
 void Conv2d(const Napi::CallbackInfo& a) { conv2d_forward(F(a[3]), F(a[0]), F(a[1]), F(a[2]), Conv(a[4])); }
 // conv2dBackwardData(gy, w, gx, geometry)
 void Conv2dBackwardData(const Napi::CallbackInfo& a) { conv2d_backward_data(F(a[2]), F(a[0]), F(a[1]), Conv(a[3])); }
+// q4Linear(x, packed, scales, code, bias | null, y, m, rows, cols, blocksize, trans)
+void Q4Linear(const Napi::CallbackInfo& a) {
+  if (B(a[10]) && !a[4].IsNull()) throw std::invalid_argument("the gradient to the input takes no bias");
+  q4_linear(F(a[5]), F(a[0]), U8(a[1]), F(a[2]), F(a[3]), F(a[4]), N(a[6]), N(a[7]), N(a[8]), N(a[9]), B(a[10]));
+}
+// q4Conv2d(x, packed, scales, code, bias, y, geometry, blocksize)
+void Q4Conv2d(const Napi::CallbackInfo& a) { q4_conv2d(F(a[5]), F(a[0]), U8(a[1]), F(a[2]), F(a[3]), F(a[4]), Conv(a[6]), N(a[7])); }
+// q4Conv2dBackwardData(gy, packed, scales, code, gx, geometry, blocksize)
+void Q4Conv2dBwd(const Napi::CallbackInfo& a) { q4_conv2d_backward_data(F(a[4]), F(a[0]), U8(a[1]), F(a[2]), F(a[3]), Conv(a[5]), N(a[6])); }
+// q4Stats(out (Float64Array, 1), reset): out[0] = the most weight floats held dequantised at once
+void Q4Stats(const Napi::CallbackInfo& a) {
+  auto out = a[0].As<Napi::TypedArrayOf<double>>();
+  out[0] = q4_peak_chunk_floats(B(a[1]));
+}
 // conv2dBackwardWeight(x, gy, gw, gb, geometry)
 void Conv2dBackwardWeight(const Napi::CallbackInfo& a) { conv2d_backward_weight(F(a[2]), F(a[3]), F(a[0]), F(a[1]), Conv(a[4])); }
 // unary(op, x, out, n, p0, p1)
@@ -198,6 +216,10 @@ constexpr EntryPoint kKernels[] = {
     Kernel<Conv2d, 5>("conv2d"),
     Kernel<Conv2dBackwardData, 4>("conv2dBackwardData"),
     Kernel<Conv2dBackwardWeight, 5>("conv2dBackwardWeight"),
+    Kernel<Q4Linear, 11>("q4Linear"),
+    Kernel<Q4Conv2d, 8>("q4Conv2d"),
+    Kernel<Q4Conv2dBwd, 7>("q4Conv2dBackwardData"),
+    Kernel<Q4Stats, 2>("q4Stats"),
     Kernel<UnaryFwd, 6>("unary"),
     Kernel<UnaryBwd, 7>("unaryGrad"),
     Kernel<BinaryFwd, 9>("binary"),

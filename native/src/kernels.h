@@ -70,6 +70,22 @@ void conv2d_backward_data(float* gx, const float* gy, const float* w, const Conv
 // gw (Cout, Cin/G, KH, KW) and gb (Cout, may be null), overwritten
 void conv2d_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s);
 
+// ---- 4-bit block-quantised weights (quant4.cc): bitsandbytes' packing, one scale per block ----
+// The largest number of weight floats one call holds dequantised at a time.
+constexpr int64_t kQ4ChunkFloats = 1 << 20;
+// out (count) = code[nibble(start + j)] · scales[(start + j) / blocksize]
+void q4_dequantize(float* out, const uint8_t* packed, const float* scales, const float* code, int64_t start, int64_t count, int64_t blocksize);
+// trans = false: y (m, rows) = x (m, cols) · Wᵀ (+ bias (rows) on every row); true: y (m, cols) = x (m, rows) · W
+// (bias must be null); W (rows, cols) 4-bit
+void q4_linear(float* y, const float* x, const uint8_t* packed, const float* scales, const float* code, const float* bias, int64_t m, int64_t rows,
+               int64_t cols, int64_t blocksize, bool trans);
+void q4_conv2d(float* y, const float* x, const uint8_t* packed, const float* scales, const float* code, const float* bias, const ConvShape& s,
+               int64_t blocksize);
+void q4_conv2d_backward_data(float* gx, const float* gy, const uint8_t* packed, const float* scales, const float* code, const ConvShape& s,
+                             int64_t blocksize);
+// The most weight floats held dequantised at once since the last reset.
+double q4_peak_chunk_floats(bool reset);
+
 bool is_depthwise(const ConvShape& s);  // groups = Cin = Cout > 1
 void depthwise_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s);
 void depthwise_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s);

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { SimilarityMatrix } from '../nn/similarity.js';
 import type { Generator } from '../tensor/random.js';
 import type { AdapterLayer } from './layer.js';
 import type { TargetSpec } from './targets.js';
@@ -42,20 +43,46 @@ export interface TrainingContext {
   totalSteps: number;
   epoch: number;
   totalEpochs: number;
+  /**
+   * The training images without augmentation, in a fixed (seeded, shuffled) order, as batches;
+   * absent when the trainer was given none (TrainOptions.calibration). DRA calibrates on them.
+   */
+  calibrationImages?: () => AsyncIterable<Tensor>;
+  /**
+   * Tells the trainer that the set of trainable tensors changed (a hook replaced some): it builds
+   * a fresh optimizer over the new ones once the hook returns, so their optimizer state starts at zero.
+   */
+  parametersChanged?: () => void;
+  /** The trainer's log. */
+  log?: (line: string) => void;
 }
 
 /** Optional hooks a method gives the trainer. All run outside autograd except extraLoss. */
 export interface TrainingHooks {
-  /** Before the first step (also on resume), with the total step count. */
-  beforeTraining?(ctx: TrainingContext): void;
+  /** Before the first step (also on resume, after the checkpoint is loaded), with the total step count; a returned promise is awaited. */
+  beforeTraining?(ctx: TrainingContext): unknown;
   /** Before each forward pass of a training batch. */
   beforeStep?(ctx: TrainingContext): void;
   /** A term added to the loss of each batch (e.g. an orthogonality regulariser), or null. */
   extraLoss?(ctx: TrainingContext): Tensor | null;
   /** After each optimizer step; the gradients are still present. */
   afterStep?(ctx: TrainingContext): void;
-  /** After each epoch's validation. */
-  afterEpoch?(ctx: TrainingContext): void;
+  /** After each epoch's validation (ctx.epoch: epochs done); a returned promise is awaited. */
+  afterEpoch?(ctx: TrainingContext): unknown;
+  /** Numbers for metrics.jsonl's entry of the epoch just ended (after afterEpoch), e.g. DRA's parameter change. */
+  epochMetrics?(ctx: TrainingContext): Record<string, number>;
+  /**
+   * What a checkpoint must hold beyond tensors for a method whose structure training changes
+   * (JSON): saved in trainer_state.json; on resume restoreState rebuilds that structure before
+   * the checkpoint's tensors and optimizer state are loaded.
+   */
+  saveState?(): unknown;
+  restoreState?(state: unknown): void;
+  /**
+   * What the run report shows of the method's training (report.json), its Markdown section, and
+   * a layer-similarity matrix to write beside the report (similarity.json / similarity.svg).
+   */
+  report?(): { json: Record<string, unknown>; markdown: string; similarity?: SimilarityMatrix };
   /**
    * Once training has ended (completed or stopped early), before the model is evaluated and
    * saved: a method whose structure training decides fixes it here (AdaLoRA truncates the

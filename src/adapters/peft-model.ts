@@ -1,6 +1,7 @@
 // A base model with named adapters grafted on, one active, each of any registered method; saving
 // and loading in the Hugging Face PEFT layout (adapter_config.json + adapter_model.safetensors
 // with keys `base_model.model.<module path>.<adapter tensor>`, the adapter name left out).
+import { isQuantized, type Quant4Module, type RequantizeReport } from '../nn/quant4.js';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Module, describeTrainable } from '../nn/module.js';
@@ -136,8 +137,23 @@ export class PeftModel<M extends Module = Module> extends Module {
     return method.rankChoice?.(this.model, this.activeAdapter, config) ?? null;
   }
 
-  merge(): void {
-    for (const [, l] of this.adapterLayers()) l.merge(this.activeAdapter);
+  /**
+   * Folds the active adapter into the base weights. A 4-bit base layer is dequantised first (it
+   * then holds a float weight); `requantize` quantises it again afterwards, and the rounding error
+   * of each such layer is returned by path.
+   */
+  /** The rounding errors of the last mergeAndUnload with requantize (path → error). */
+  lastRequantize = new Map<string, RequantizeReport>();
+
+  merge(opts: { requantize?: boolean } = {}): Map<string, RequantizeReport> {
+    const reports = new Map<string, RequantizeReport>();
+    for (const [path, l] of this.adapterLayers()) {
+      const base = l.base_layer as unknown;
+      if (isQuantized(base as Module)) (base as Quant4Module).dequantizeForMerge();
+      l.merge(this.activeAdapter);
+      if (opts.requantize && isQuantized(base as Module)) reports.set(path, (base as Quant4Module).requantize());
+    }
+    return reports;
   }
 
   /**
@@ -146,7 +162,8 @@ export class PeftModel<M extends Module = Module> extends Module {
    * merge keep their separate path.
    */
   async withMerged<T>(fn: () => Promise<T>): Promise<T> {
-    const layers = this.adapterLayers().map(([, l]) => l).filter((l) => l.canMerge() && l.activeAdapter !== null && l.mergedAdapters.length === 0);
+    // 4-bit bases keep their adapter path (merging would need their float weight).
+    const layers = this.adapterLayers().map(([, l]) => l).filter((l) => l.canMerge() && l.activeAdapter !== null && l.mergedAdapters.length === 0 && !isQuantized(l.base_layer));
     const saved = layers.map((l) => keep(l.base_layer.weight.clone()));
     try {
       for (const l of layers) l.merge(l.activeAdapter);
@@ -166,8 +183,8 @@ export class PeftModel<M extends Module = Module> extends Module {
   }
 
   /** Merges the active adapter and returns the plain model (adapter layers replaced by their merged base layers). */
-  mergeAndUnload(): M {
-    this.merge();
+  mergeAndUnload(opts: { requantize?: boolean } = {}): M {
+    this.lastRequantize = this.merge(opts);
     for (const [path, l] of this.adapterLayers()) this.model.setModule(path, l.base_layer);
     for (const [path, w] of this.wrappers()) this.model.setModule(path, w.current());
     this.model.requiresGrad_(true);
@@ -182,10 +199,12 @@ export class PeftModel<M extends Module = Module> extends Module {
   private adapterState(name: string): [string, Tensor, string][] {
     const out: [string, Tensor, string][] = [];
     const owners: [string, { peftKey(k: string, n: string): string | null } & Module][] = [...this.adapterLayers(), ...this.wrappers()];
+    // Python PEFT's module path on the model's checkpoint class (models/model.ts peftModulePath).
+    const peftPath = (p: string) => (this.model as Partial<{ peftModulePath(p: string): string }>).peftModulePath?.(p) ?? p;
     for (const [path, owner] of owners) {
       for (const [key, t] of [...owner.namedParameters(), ...owner.namedBuffers()]) {
         const disk = owner.peftKey(key, name);
-        if (disk !== null) out.push([`${path}.${key}`, t, `${path}.${disk}`]);
+        if (disk !== null) out.push([`${path}.${key}`, t, `${peftPath(path)}.${disk}`]);
       }
     }
     return out;

@@ -9,6 +9,7 @@ import { oft } from './oft/method.js';
 import { adalora } from './adalora/method.js';
 import { dylora } from './dylora/method.js';
 import { mona } from './mona/method.js';
+import { dra } from './dra/method.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyMethod = AdapterMethod<any>;
@@ -32,6 +33,7 @@ registerAdapterMethod(oft);
 registerAdapterMethod(adalora);
 registerAdapterMethod(dylora);
 registerAdapterMethod(mona);
+registerAdapterMethod(dra);
 
 export function adapterMethods(): AnyMethod[] {
   return [...methods.values()];

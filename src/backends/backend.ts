@@ -47,6 +47,27 @@ export interface MatmulParams {
   beta: 0 | 1; // 1 accumulates into C (gradient accumulation)
 }
 
+/**
+ * A frozen 4-bit weight in bitsandbytes' layout (src/tensor/quant4.ts): `packed` holds two codes
+ * per byte (Uint8Array on the CPU backends, the first element in the high nibble), `scales` one
+ * float32 absmax per block of `blocksize` elements of the flattened weight, `code` the 16 float32
+ * code values. Kernels dequantise it a chunk at a time and never hold the whole float weight.
+ */
+export interface Q4Weight<B> {
+  packed: B;
+  scales: B;
+  code: B;
+  blocksize: number;
+}
+
+/** W (rows, cols) 4-bit; trans = false: y (m, rows) = x (m, cols) · Wᵀ; true: y (m, cols) = x (m, rows) · W. */
+export interface Q4LinearParams {
+  m: number;
+  rows: number;
+  cols: number;
+  trans: boolean;
+}
+
 /** NCHW convolution geometry; weight (Cout, Cin/groups, KH, KW). */
 export interface ConvParams {
   n: number; cIn: number; h: number; w: number;
@@ -126,6 +147,11 @@ export interface Backend<B = TypedArray> {
   // ---- convolution and pooling (NCHW, contiguous) --------------------------------------------
   conv2d(x: B, w: B, bias: B | null, y: B, dtype: DType, p: ConvParams): void;
   conv2dBackwardData(gy: B, w: B, gx: B, dtype: DType, p: ConvParams): void;
+  /** Products with a 4-bit weight (Q4Weight), dequantised chunk by chunk; y is overwritten; `bias` (rows) only with trans = false. */
+  q4Linear(x: B, w: Q4Weight<B>, bias: B | null, y: B, dtype: DType, p: Q4LinearParams): void;
+  /** conv2d with a 4-bit weight of groups = 1 (p.groups must be 1). */
+  q4Conv2d(x: B, w: Q4Weight<B>, bias: B | null, y: B, dtype: DType, p: ConvParams): void;
+  q4Conv2dBackwardData(gy: B, w: Q4Weight<B>, gx: B, dtype: DType, p: ConvParams): void;
   /** gw (and gb when given) are overwritten. */
   conv2dBackwardWeight(x: B, gy: B, gw: B, gb: B | null, dtype: DType, p: ConvParams): void;
   /** `arg` receives the flat input index (h·W + w within its plane) of each max. */

@@ -14,6 +14,8 @@ import { describeTrainable, type Module } from '../nn/module.js';
 import { Conv2d, Linear } from '../nn/layers.js';
 import { createModel, listModels } from '../models/registry.js';
 import { reportMarkdown } from '../report/tables.js';
+import { robustnessMarkdown, type RobustnessRow } from '../report/robustness.js';
+import { checkSeverity, type Perturbation } from '../data/perturb.js';
 import { softmax } from '../ops/norm.js';
 import { tensor } from '../ops/creation.js';
 import { noGrad } from '../tensor/autograd.js';
@@ -24,24 +26,40 @@ import { stratifiedSplit } from '../data/splits.js';
 import { isInsideRun, loadRun } from '../train/run.js';
 import { describeAdapter } from './inspect-adapter.js';
 
-/** `graft eval RUN --data SOURCE`: every metric of a finished run on a labelled dataset. */
-export async function evalCommand(runDir: string, source: string, log: (l: string) => void = console.log, opts: { rank?: number; testPerClass?: number } = {}): Promise<void> {
+/** `graft eval RUN --data SOURCE [--perturb KINDS]`: every metric of a finished run on a labelled dataset, clean and under each perturbation. */
+export async function evalCommand(runDir: string, source: string, log: (l: string) => void = console.log, opts: { rank?: number; testPerClass?: number; perturb?: Perturbation[]; perturbSeed?: number } = {}): Promise<void> {
   const run = await loadRun(runDir);
   const choice = run.model instanceof PeftModel ? run.model.rankChoice() : null;
   if (opts.rank !== undefined) {
     if (!choice) throw new ConfigError(`--rank: run ${runDir} used method '${run.config.method}', whose adapter has one rank; --rank is for methods trained for several ranks (dylora)`);
     choice.set(opts.rank);
   }
+  const perturbations = (opts.perturb ?? []).map((p) => {
+    try {
+      return checkSeverity(p);
+    } catch (e) {
+      throw new ConfigError((e as Error).message);
+    }
+  });
+  const seed = opts.perturbSeed ?? 0;
   const warn = (f: string, r: string) => log(`warning: skipped ${f}: ${r}`);
   const checked = await openCheckedDataset(source, 'test', warn, '--data');
   const all = matchClasses(checked, run.classes, source);
   const samples = opts.testPerClass !== undefined ? stratifiedSplit(all, { seed: 0, perClass: 0, testPerClass: opts.testPerClass }).test : all;
   const src = new ImageBatchSource(checked.dataset, samples, { batchSize: 16, preprocess: run.preprocess, report: (f, r) => warn(f, `unreadable image (${r})`) });
   const { report } = await evaluate(run.model, src, run.classes.length);
+  const rows: RobustnessRow[] = [{ condition: 'clean', severity: null, report }];
+  for (const p of perturbations) {
+    log(`evaluating under ${p.kind} (severity ${p.severity}, seed ${seed})…`);
+    const perturbed = new ImageBatchSource(checked.dataset, samples, { batchSize: 16, preprocess: run.preprocess, perturb: p, seed, report: () => undefined });
+    rows.push({ condition: p.kind, severity: p.severity, report: (await evaluate(run.model, perturbed, run.classes.length)).report });
+  }
   const rank = choice?.current();
-  const md = reportMarkdown(`${run.config.model} · ${run.config.method}${rank !== undefined ? ` at rank ${rank}` : ''} on ${source}`, run.classes, report);
+  let md = reportMarkdown(`${run.config.model} · ${run.config.method}${rank !== undefined ? ` at rank ${rank}` : ''} on ${source}`, run.classes, report);
+  if (perturbations.length) md += `\n${robustnessMarkdown(run.classes, rows, seed)}`;
   writeFileAtomic(join(runDir, 'eval.md'), md);
-  writeFileAtomic(join(runDir, 'eval.json'), JSON.stringify({ source, ...(rank !== undefined ? { rank } : {}), metrics: report }, null, 2));
+  const robustness = perturbations.length ? { robustness: { seed, conditions: rows.slice(1).map((r) => ({ perturbation: r.condition, severity: r.severity, metrics: r.report })) } } : {};
+  writeFileAtomic(join(runDir, 'eval.json'), JSON.stringify({ source, ...(rank !== undefined ? { rank } : {}), metrics: report, ...robustness }, null, 2));
   log(md);
 }
 
@@ -95,7 +113,14 @@ export async function mergeCommand(runDir: string, output: string, log: (l: stri
   if (!(run.model instanceof PeftModel)) throw new ConfigError(`run ${runDir} used method '${run.config.method}', which has no adapter to merge; its model.safetensors is already a full model file`);
   const unmergeable = run.model.adapterLayers().filter(([, l]) => !l.canMerge()).map(([p]) => p);
   if (unmergeable.length) throw new ConfigError(`run ${runDir}: the ${run.config.method} adapter on ${unmergeable.slice(0, 3).join(', ')}${unmergeable.length > 3 ? ` and ${unmergeable.length - 3} more` : ''} cannot be merged into its base layer (e.g. LoRA on a grouped convolution); use the run folder with graft eval/predict instead`);
-  const merged = run.model.mergeAndUnload();
+  // A 4-bit base is dequantised, gets ΔW and is quantised again (bitsandbytes' names in the file).
+  const merged = run.model.mergeAndUnload({ requantize: run.config.quantize !== undefined });
+  if (run.model.lastRequantize.size) {
+    const errs = [...run.model.lastRequantize.values()];
+    const max = Math.max(...errs.map((e) => e.maxAbsError));
+    const rms = Math.sqrt(errs.reduce((a, e) => a + e.rmsError ** 2, 0) / errs.length);
+    log(`re-quantised ${errs.length} 4-bit layers after merging: rounding error max ${max.toExponential(2)}, rms ${rms.toExponential(2)}`);
+  }
   try {
     mkdirSync(dirname(output), { recursive: true });
   } catch (e) {

@@ -4,12 +4,17 @@ import { Command, InvalidArgumentError } from 'commander';
 import { isMethodName, methodNames } from '../adapters/apply.js';
 import '../backends/all.js';
 import '../models/all.js';
-import { loadRunConfig } from './config.js';
+import { ConfigError, loadRunConfig } from './config.js';
+import { PERTURBATIONS, PERTURBATION_DEFAULTS, type PerturbationKind } from '../data/perturb.js';
 import { exitCodeOf } from '../errors.js';
 import { runDemo } from './demo.js';
 import { runTraining } from './train-command.js';
+import { reportCommand, studyCommand, workerCommand } from './study-command.js';
 import { useDeterministicKernels } from '../train/deterministic.js';
 import { evalCommand, inspectCommand, mergeCommand, predictCommand } from './commands.js';
+import { registerServeCommand } from './serve-command.js';
+import { registerExportCommand } from './export-command.js';
+import { registerImportAdapterCommand } from './import-adapter-command.js';
 
 function positiveInt(name: string) {
   return (v: string) => {
@@ -59,6 +64,10 @@ program
   .option('--alpha <a>', 'adapter alpha (scaling alpha / r; DyLoRA: alpha / b; AdaLoRA: alpha / init_r)', number('--alpha'))
   .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear' ('all-blocks' for mona, its default)")
   .option('--mona-dim <d>', "Mona's inner width (default 64, as the reference)", positiveInt('--mona-dim'))
+  .option('--quantize <type>', "4-bit base weights (QLoRA): 'nf4' or 'fp4' (bitsandbytes' formats; adapter methods only)")
+  .option('--double-quant', 'with --quantize: quantise the block scales too (8 bits, blocks of 256)')
+  .option('--quant-block <n>', 'with --quantize: elements per scale block, a power of two from 32 to 4096 (default 64)', positiveInt('--quant-block'))
+  .option('--gradient-checkpointing', 'recompute each transformer block in the backward pass instead of keeping its activations (ViT families: less memory, one more forward)')
   .option('--head-from <where>', "new head replaces 'classifier' (the last Linear) or everything after the pooled 'features'")
   .option('--image-size <n>', 'input size (square); default: the model\'s own', positiveInt('--image-size'))
   .option('--epochs <n>', 'epochs (or --steps)', positiveInt('--epochs'))
@@ -69,8 +78,20 @@ program
   .option('--deterministic', 'the same metrics on every x86-64 CPU (AVX2 kernels; docs/reproducibility.md)')
   .option('--seed <n>', 'random seed', number('--seed'))
   .option('--output <dir>', 'run folder (checkpoints, metrics.jsonl, report, adapter)')
+  .option('--report-to <list>', "where logs go besides metrics.jsonl: 'tensorboard' (event files in <output>/tensorboard) or 'none'", (v) => {
+    const list = v.split(',').filter((x) => x && x !== 'none');
+    for (const x of list) if (x !== 'tensorboard') throw new InvalidArgumentError(`--report-to: '${x}' is not supported; give 'tensorboard' or 'none'`);
+    return list;
+  })
   .option('--resume', 'continue the run in the --output folder from its newest checkpoint (same configuration)')
   .option('--overwrite', 'replace the run held in the --output folder')
+  .option('--rank-min <r>', 'DRA: the lowest rank a layer is given (dra.rMin, default 2)', positiveInt('--rank-min'))
+  .option('--rank-max <r>', 'DRA: the highest rank a layer is given (dra.rMax, default 16)', positiveInt('--rank-max'))
+  .option('--dra-weights <w_imp,w_bias>', 'DRA: the weights of layer dissimilarity and parameter share in the score (dra.wImp, dra.wBias; default 0.15,0.85)', (v) => {
+    const parts = v.split(',').map((x) => Number(x.trim()));
+    if (parts.length !== 2 || parts.some((x) => !Number.isFinite(x) || x < 0)) throw new InvalidArgumentError(`--dra-weights takes two numbers ≥ 0, w_imp,w_bias (such as 0.15,0.85); got '${v}'`);
+    return parts;
+  })
   .action(async (o: Record<string, unknown>) => {
     try {
       // The kernels read these when they first run, so they are set before any tensor exists.
@@ -80,8 +101,15 @@ program
         model: o['model'], weights: o['weights'], 'data.source': o['data'], 'data.test': o['testData'], 'data.perClass': o['perClass'], 'data.testPerClass': o['testPerClass'],
         'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'adapter.r': o['rank'], 'adapter.alpha': o['alpha'],
         'adapter.targets': targets, 'mona.dim': o['monaDim'], headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
-        'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
+        'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'], reportTo: o['reportTo'],
+        'dra.rMin': o['rankMin'], 'dra.rMax': o['rankMax'], 'dra.wImp': (o['draWeights'] as number[] | undefined)?.[0], 'dra.wBias': (o['draWeights'] as number[] | undefined)?.[1],
+        'train.gradientCheckpointing': o['gradientCheckpointing'],
+        'quantize.type': o['quantize'], 'quantize.doubleQuant': o['doubleQuant'], 'quantize.blocksize': o['quantBlock'],
       });
+      const draFlags = ['rankMin', 'rankMax', 'draWeights'].filter((k) => o[k] !== undefined);
+      if (draFlags.length && config.method !== 'dra') {
+        throw new ConfigError(`${draFlags.map((k) => `--${k.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)}`).join(', ')} set DRA's options, but the method is ${config.method}; add --method dra or drop them`);
+      }
       const s = await runTraining(config, console.log, { resume: o['resume'] === true, overwrite: o['overwrite'] === true });
       console.log(`test accuracy ${(100 * s.accuracy).toFixed(2)}%, weighted F1 ${(100 * s.weightedF1).toFixed(2)}%, mAP ${(100 * s.mAP).toFixed(2)}% — report in ${s.outputDir}/report.md`);
     } catch (e) {
@@ -111,15 +139,73 @@ program
   });
 
 program
+  .command('study')
+  .description('train every cell of a study file (a grid of run configurations × seeds) and write its tables, pictures and report.html')
+  .argument('<file>', 'the study file (JSON: base, grid, baselines, seeds; see docs/studies.md)')
+  .option('--output <dir>', "the study's folder (default: the file's \"output\", else runs/<name>)")
+  .option('--queue <url>', 'redis://HOST:PORT: put the cells on a BullMQ queue for graft worker processes (the study folder shared by all machines) and wait for them')
+  .option('--queue-name <name>', 'the BullMQ queue (default graft-studies)')
+  .option('--status', 'show each cell: done, running (on which worker), waiting or failed')
+  .action(async (file: string, o: { output?: string; queue?: string; queueName?: string; status?: boolean }) => {
+    try {
+      await studyCommand(file, o);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('worker')
+  .description("take study cells from a BullMQ queue and train them into the study's shared folder")
+  .requiredOption('--queue <url>', 'redis://HOST:PORT of the queue graft study --queue fills')
+  .option('--queue-name <name>', 'the BullMQ queue (default graft-studies)')
+  .option('--lock-seconds <s>', "how long a cell's job lock lasts unrenewed: a killed worker's cell goes to another worker after this (default 300)", positiveInt('--lock-seconds'))
+  .option('--until-empty', 'exit once no cell is waiting or running (default: wait for more cells)')
+  .action(async (o: { queue: string; queueName?: string; lockSeconds?: number; untilEmpty?: boolean }) => {
+    try {
+      await workerCommand(o);
+      process.exit(0);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('report')
+  .description('write report.html (tables, pictures, configuration, machine) and figures/ for a run folder or a study folder')
+  .argument('<dir>', 'a run folder of graft train or a study folder of graft study')
+  .action(async (dir: string) => {
+    try {
+      await reportCommand(dir);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
   .command('eval')
   .description('evaluate a finished run on a labelled dataset (every metric, written as eval.md / eval.json in the run folder)')
   .argument('<run>', 'the run folder of graft train')
   .requiredOption('--data <source>', "image folder, .csv/.jsonl manifest, or 'fashion-mnist'")
   .option('--test-per-class <n>', 'cap on images per class (a stratified sample, seed 0)', positiveInt('--test-per-class'))
   .option('--rank <b>', 'evaluate at rank b (methods trained for several ranks: dylora); default: the rank chosen after training', positiveInt('--rank'))
-  .action(async (run: string, o: { data: string; rank?: number; testPerClass?: number }) => {
+  .option('--perturb <kinds>', `robustness: also evaluate under each of these test-time perturbations, comma-separated (${PERTURBATIONS.join(', ')})`, (v) => {
+    const kinds = v.split(',').map((k) => k.trim());
+    for (const k of kinds) if (!(PERTURBATIONS as readonly string[]).includes(k)) throw new InvalidArgumentError(`unknown perturbation '${k}'; one of ${PERTURBATIONS.join(', ')}`);
+    return kinds as PerturbationKind[];
+  })
+  .option('--noise-std <s>', `noise: std of the Gaussian noise on [0, 1] pixel values (default ${PERTURBATION_DEFAULTS.noise})`, number('--noise-std'))
+  .option('--crop-fraction <f>', `crop: side of the random crop box as a fraction of the image side (default ${PERTURBATION_DEFAULTS.crop})`, number('--crop-fraction'))
+  .option('--jitter <j>', `jitter: brightness, contrast and saturation factors uniform in [1 - j, 1 + j] (default ${PERTURBATION_DEFAULTS.jitter})`, number('--jitter'))
+  .option('--rotation <deg>', `rotation: angle uniform in [-deg, deg] (default ${PERTURBATION_DEFAULTS.rotation})`, number('--rotation'))
+  .option('--perturb-seed <n>', 'seed of the perturbations (default 0)', number('--perturb-seed'))
+  .action(async (run: string, o: { data: string; rank?: number; testPerClass?: number; perturb?: PerturbationKind[]; noiseStd?: number; cropFraction?: number; jitter?: number; rotation?: number; perturbSeed?: number }) => {
     try {
-      await evalCommand(run, o.data, console.log, { rank: o.rank, testPerClass: o.testPerClass });
+      const given: Record<PerturbationKind, number | undefined> = { noise: o.noiseStd, crop: o.cropFraction, jitter: o.jitter, rotation: o.rotation };
+      const flagOf: Record<PerturbationKind, string> = { noise: '--noise-std', crop: '--crop-fraction', jitter: '--jitter', rotation: '--rotation' };
+      for (const k of PERTURBATIONS) if (given[k] !== undefined && !o.perturb?.includes(k)) throw new ConfigError(`${flagOf[k]} sets the ${k} perturbation's severity; add ${k} to --perturb`);
+      const perturb = o.perturb?.map((kind) => ({ kind, severity: given[kind] ?? PERTURBATION_DEFAULTS[kind] }));
+      await evalCommand(run, o.data, console.log, { rank: o.rank, testPerClass: o.testPerClass, perturb, perturbSeed: o.perturbSeed });
     } catch (e) {
       fail(e);
     }
@@ -167,5 +253,9 @@ program
       fail(e);
     }
   });
+
+registerExportCommand(program, fail);
+registerImportAdapterCommand(program, fail);
+registerServeCommand(program, fail);
 
 await program.parseAsync();

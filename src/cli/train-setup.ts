@@ -1,6 +1,7 @@
 // Everything `graft train` settles before its first step: the data splits, the model, the
 // defaults left to graft (train/defaults.ts) and, with --lr auto, the range test. The result is
 // the resolved configuration that run.json holds and the one-line summary printed.
+import { setGradientCheckpointing } from '../models/vit/tokens.js';
 import { join } from 'node:path';
 import { ImageBatchSource } from '../data/loader.js';
 import { DEFAULT_AUGMENT } from '../data/transforms.js';
@@ -58,6 +59,10 @@ export async function prepareRun(c: RunConfig, outputDir: string, log: (line: st
   const sides = c.data.imageSize === undefined ? await imageSides(data.train.dataset, data.train.samples) : undefined;
   const built = await buildRunModel({ ...c, data: { ...c.data, valFraction: data.valFraction } }, data.classes, { onProgress: downloadProgressPrinter(), imageSides: sides });
   const { model, preprocess } = built;
+  if (built.config.train.gradientCheckpointing) {
+    const n = setGradientCheckpointing(model, true);
+    log(n ? 'gradient checkpointing: each transformer block is recomputed in the backward pass' : `gradient checkpointing: ${c.model} has no blocks graft checkpoints (ViT families only); training keeps every activation`);
+  }
   const plan = planSteps(built.config.train, data.train.samples.length);
   const t = built.config.train;
   const loaderOpts = { preprocess, onBadImage: c.data.onBadImage, report };

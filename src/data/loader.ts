@@ -11,6 +11,7 @@ import type { LabeledDataset, Sample } from './dataset.js';
 import { ImageDecodeError } from './image.js';
 import { shuffled } from './splits.js';
 import { prepareImage, type AugmentConfig } from './transforms.js';
+import { preparePerturbed, type Perturbation } from './perturb.js';
 
 export interface LoaderOptions {
   batchSize: number;
@@ -20,6 +21,8 @@ export interface LoaderOptions {
   seed?: number;
   /** Batches prepared ahead (default 3). */
   prefetch?: number;
+  /** A test-time perturbation applied to every image (robustness evaluation, data/perturb.ts), drawn per image from the seeded generator. */
+  perturb?: Perturbation | null;
   /** What an unreadable image does: skipped and reported (default), or fatal. */
   onBadImage?: 'skip' | 'fatal';
   report?: (file: string, reason: string) => void;
@@ -43,7 +46,8 @@ export class ImageBatchSource implements BatchSource {
   private async prepare(sample: Sample, gen: Generator, out: Float32Array, offset: number): Promise<boolean> {
     try {
       const img = await this.dataset.load(sample);
-      await prepareImage(img, this.opts.preprocess, this.opts.augment ?? null, gen, out, offset);
+      if (this.opts.perturb) await preparePerturbed(img, this.opts.preprocess, this.opts.perturb, gen, out, offset);
+      else await prepareImage(img, this.opts.preprocess, this.opts.augment ?? null, gen, out, offset);
       return true;
     } catch (e) {
       const file = String(sample.source);

@@ -87,23 +87,37 @@ export async function prepareImage(img: RgbImage, pre: PreprocessConfig, augment
   if (augment?.hflip && gen.uniform() < augment.hflip) ops.flip = true;
   if (augment?.rotation) ops.rotate = (2 * gen.uniform() - 1) * augment.rotation;
   const res = await transformImage(img, ops);
-  const plane = h * w;
-  let brightness = 1;
-  let contrast = 1;
-  let saturation = 1;
+  let jitter: JitterFactors | null = null;
   if (augment?.colorJitter) {
     const j = augment.colorJitter;
-    brightness = 1 + j.brightness * (2 * gen.uniform() - 1);
-    contrast = 1 + j.contrast * (2 * gen.uniform() - 1);
-    saturation = 1 + j.saturation * (2 * gen.uniform() - 1);
+    jitter = { brightness: 1 + j.brightness * (2 * gen.uniform() - 1), contrast: 1 + j.contrast * (2 * gen.uniform() - 1), saturation: 1 + j.saturation * (2 * gen.uniform() - 1) };
   }
+  writeNormalised(res, pre, jitter, augment?.gaussianNoise ?? 0, gen, out, offset);
+}
+
+/** Colour jitter factors: brightness, contrast and saturation multipliers (1 = unchanged). */
+export interface JitterFactors {
+  brightness: number;
+  contrast: number;
+  saturation: number;
+}
+
+/**
+ * RGB bytes of the model's input size → normalised float (3, H, W) at `offset`, with colour
+ * jitter (brightness, then contrast about the mean gray, then saturation, clipped to [0, 1]) and
+ * Gaussian noise of std `noise` on [0, 1] values (drawn from `gen`, not clipped) applied first.
+ */
+export function writeNormalised(res: RgbImage, pre: PreprocessConfig, jitterFactors: JitterFactors | null, noise: number, gen: Generator, out: Float32Array, offset: number): void {
+  const plane = res.width * res.height;
+  const brightness = jitterFactors?.brightness ?? 1;
+  const contrast = jitterFactors?.contrast ?? 1;
+  const saturation = jitterFactors?.saturation ?? 1;
   const jitter = brightness !== 1 || contrast !== 1 || saturation !== 1;
   let meanGray = 0;
   if (jitter) {
     for (let i = 0; i < plane; i++) meanGray += 0.299 * res.data[3 * i]! + 0.587 * res.data[3 * i + 1]! + 0.114 * res.data[3 * i + 2]!;
     meanGray = (meanGray / plane / 255) * brightness;
   }
-  const noise = augment?.gaussianNoise ?? 0;
   // Colour jitter and noise work on [0, 1] values; rescaleFactor (default 1/255) then sets the scale mean/std see.
   const rescale = (pre.rescaleFactor ?? 1 / 255) * 255;
   for (let i = 0; i < plane; i++) {

@@ -10,6 +10,7 @@ import { classifierPath } from './head.js';
 import { loadVitCheckpoint, resolveCheckpointNames, type LoadsCheckpoints } from './vit/checkpoint.js';
 import { cnnCheckpointClasses, loadCnnCheckpoint } from './cnn/checkpoint.js';
 import { loadSafetensors } from '../io/safetensors.js';
+import { attachQuantized, splitQuantizedCheckpoint } from '../nn/quant4.js';
 import { resolveCheckpoint } from '../io/checkpoint-source.js';
 import type { DownloadProgress } from '../io/hub.js';
 import { readPreprocessorConfig, type PreprocessConfig } from '../data/preprocess.js';
@@ -76,8 +77,25 @@ export async function buildModel(req: ModelRequest): Promise<VisionModel> {
         );
       }
     }
+    // A bitsandbytes 4-bit checkpoint: its layers load as float under their usual names, then
+    // become 4-bit again from the file's own codes and scales.
+    const quantized = splitQuantizedCheckpoint(tensors, ckpt.file);
+    const fileKeys = [...tensors.keys()];
     if (loadsCheckpoints(model)) loadVitCheckpoint(model, tensors);
     else loadCnnCheckpoint(model, tensors, { name: req.name, what: ckpt.file, reinitHead: req.reinitHead });
+    if (quantized.size) {
+      const names = loadsCheckpoints(model) ? resolveCheckpointNames(model.checkpointLayout(), fileKeys).names : null;
+      const paths = new Set(model.namedModules().map(([p]) => p));
+      attachQuantized(model, quantized, (prefix) => {
+        const renamed = names ? names.get(`${prefix}.weight`) : null;
+        if (renamed) return renamed.replace(/\.weight$/, '');
+        // CNN checkpoints: the module path, possibly under a prefix (module., model., backbone.)
+        for (let p = prefix; ; p = p.slice(p.indexOf('.') + 1)) {
+          if (paths.has(p)) return p;
+          if (!p.includes('.')) return null;
+        }
+      }, ckpt.file);
+    }
     return model;
   } catch (e) {
     model.dispose();

@@ -33,4 +33,13 @@ export abstract class VisionModel extends Module {
   forward(x: Tensor): Tensor {
     return this.forwardHead(this.forwardFeatures(x));
   }
+
+  /**
+   * The module path Python PEFT sees for graft's `path` on this family's checkpoint class, which
+   * PEFT adapter files name (graft's paths are the checkpoint's own unless a class nests the
+   * backbone, as Dinov2ForImageClassification does under `dinov2.`).
+   */
+  peftModulePath(path: string): string {
+    return path;
+  }
 }

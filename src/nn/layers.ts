@@ -21,14 +21,47 @@ function fanInUniform(shape: number[], fanIn: number, gen: Generator): Tensor {
   return rand(shape, { low: -bound, high: bound, generator: gen });
 }
 
+/**
+ * A hook run at the end of every Linear / Conv2d constructor that builds its own weight: a module
+ * it returns is constructed instead (quantising layer by layer while a model is built:
+ * `withQuantizedLayers` in nn/quant4.ts). Null: none.
+ */
+let layerHook: ((layer: Linear | Conv2d) => Module | null) | null = null;
+
+/** Runs `fn` with `hook` applied to each Linear and Conv2d constructed (not nested). */
+export function withLayerHook<T>(hook: (layer: Linear | Conv2d) => Module | null, fn: () => T): T {
+  if (layerHook) throw new Error('withLayerHook: a layer hook is already active');
+  layerHook = hook;
+  try {
+    return fn();
+  } finally {
+    layerHook = null;
+  }
+}
+
+/** The module a hook puts in place of `layer` (the hook is off while it runs), or null. */
+function hooked(layer: Linear | Conv2d): Module | null {
+  const hook = layerHook;
+  if (!hook) return null;
+  layerHook = null;
+  try {
+    return hook(layer);
+  } finally {
+    layerHook = hook;
+  }
+}
+
 export class Linear extends Module {
   weight: Tensor;
   bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: { bias?: boolean; generator?: Generator } = {}) {
+  /** `weight: false` leaves the weight out (a subclass that stores it otherwise: Linear4bit). */
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: { bias?: boolean; weight?: boolean; generator?: Generator } = {}) {
     super();
     const gen = opts.generator ?? defaultGenerator;
-    this.weight = this.param('weight', fanInUniform([outFeatures, inFeatures], inFeatures, gen));
+    this.weight = opts.weight === false ? (undefined as unknown as Tensor) : this.param('weight', fanInUniform([outFeatures, inFeatures], inFeatures, gen));
     this.bias = opts.bias === false ? null : this.param('bias', fanInUniform([outFeatures], inFeatures, gen));
+    const replaced = opts.weight === false ? null : hooked(this);
+    if (replaced) return replaced as unknown as Linear;
   }
   forward(x: Tensor): Tensor {
     return linear(x, this.weight, this.bias);
@@ -44,7 +77,7 @@ export class Conv2d extends Module {
   readonly dilation: [number, number];
   readonly groups: number;
   constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: Pair,
-    opts: { stride?: Pair; padding?: Pair; dilation?: Pair; groups?: number; bias?: boolean; generator?: Generator } = {}) {
+    opts: { stride?: Pair; padding?: Pair; dilation?: Pair; groups?: number; bias?: boolean; weight?: boolean; generator?: Generator } = {}) {
     super();
     this.kernelSize = pair(kernelSize);
     this.stride = pair(opts.stride ?? 1);
@@ -54,8 +87,10 @@ export class Conv2d extends Module {
     if (inChannels % this.groups || outChannels % this.groups) throw new Error(`Conv2d: channels ${inChannels}→${outChannels} are not divisible by groups=${this.groups}`);
     const gen = opts.generator ?? defaultGenerator;
     const fanIn = (inChannels / this.groups) * this.kernelSize[0] * this.kernelSize[1];
-    this.weight = this.param('weight', fanInUniform([outChannels, inChannels / this.groups, ...this.kernelSize], fanIn, gen));
+    this.weight = opts.weight === false ? (undefined as unknown as Tensor) : this.param('weight', fanInUniform([outChannels, inChannels / this.groups, ...this.kernelSize], fanIn, gen));
     this.bias = opts.bias === false ? null : this.param('bias', fanInUniform([outChannels], fanIn, gen));
+    const replaced = opts.weight === false ? null : hooked(this);
+    if (replaced) return replaced as unknown as Conv2d;
   }
   get convOptions(): Conv2dOptions {
     return { stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups };
@@ -223,7 +258,8 @@ export function usesRunningStats(bn: Module | null): bn is BatchNorm2d {
 export function convBatchNormFolded(convModule: Module | null, bn: Module | null, input: Tensor): Tensor | null {
   if (!usesRunningStats(bn)) return null;
   const conv = plainConvOf(convModule);
-  if (!conv) return null;
+  // A 4-bit convolution (Conv2d4bit) is not folded: folding would build its whole float weight.
+  if (!conv || (conv as Partial<{ isQuantized4: boolean }>).isQuantized4) return null;
   const cache = foldCache && !isGradEnabled() ? foldCache : null;
   let folded = cache?.get(conv);
   if (!folded || folded.bn !== bn) {

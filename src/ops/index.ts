@@ -8,3 +8,4 @@ export * from './norm.js';
 export * from './attention.js';
 export * from './nn.js';
 export { toBackend } from './transfer.js';
+export * from './quant4.js';

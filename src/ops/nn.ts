@@ -12,6 +12,7 @@ import { logSoftmax } from './norm.js';
 import { record } from './table.js';
 import { alloc, backendOf, expectFloat, expectRank } from './util.js';
 import { dtypeArray } from '../tensor/dtype.js';
+import { enableGrad, isGradEnabled, noGrad } from '../tensor/autograd.js';
 
 function bernoulliMask(shape: readonly number[], keep: number, like: Tensor, generator: Generator): Tensor {
   const data = new dtypeArray[like.dtype === 'float64' ? 'float64' : 'float32'](numel(shape));
@@ -145,4 +146,34 @@ export function kron(a: Tensor, b: Tensor): Tensor {
   const [a1, a2] = a.shape as [number, number];
   const [b1, b2] = b.shape as [number, number];
   return reshape(mul(reshape(a, [a1, 1, a2, 1]), reshape(b, [1, b1, 1, b2])), [a1 * b1, a2 * b2]);
+}
+
+/**
+ * Gradient checkpointing: y = fn(x) computed without keeping its intermediate tensors; the
+ * backward pass runs fn again with gradients on (the default generator set back to its state at
+ * the forward pass, so dropout and drop-path draw the same masks) and back-propagates gy through
+ * it, giving gx and accumulating into the `params` (the trainable tensors fn reads) what they
+ * would get without checkpointing. fn must be a function of x and those tensors alone, and must
+ * not change state (BatchNorm in training mode would update its statistics twice).
+ */
+export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: readonly Tensor[], generator: Generator = defaultGenerator): Tensor {
+  const trainable = params.filter((p) => p.requiresGrad);
+  if (!isGradEnabled() || (!x.requiresGrad && trainable.length === 0)) return fn(x);
+  const rng = generator.getState();
+  const out = noGrad(() => fn(x));
+  return record(out, 'checkpoint', [x, ...trainable], [x], (gy, [xs]) => {
+    const after = generator.getState();
+    generator.setState(rng);
+    try {
+      const xi = xs!.detach();
+      xi.requiresGrad = x.requiresGrad;
+      const y = enableGrad(() => fn(xi));
+      if (y.requiresGrad) y.backward(gy);
+      const gx = xi.grad;
+      xi.grad = null;
+      return [gx, ...trainable.map(() => null)];
+    } finally {
+      generator.setState(after);
+    }
+  });
 }

@@ -120,6 +120,9 @@ export const opTable = {
   // matrix products
   matmul: { gradient: rule('ga = gy bᵀ, gb = aᵀ gy, batch axes summed to shape'), cases: ['matmul 2d', 'matmul batched broadcast', 'matmul transposed view', 'matmul vector'] },
   linear: { gradient: rule('gx = gy W, gW = gyᵀ x over all rows, gb = Σ_rows gy'), cases: ['linear', 'linear no bias'] },
+  checkpoint: { gradient: rule('recomputes fn with gradients on and back-propagates gy through it: gx, and the parameters fn reads accumulate their gradients directly'), cases: ['checkpoint'] },
+  linear4bit: { gradient: rule('gx = gy W with W dequantised chunk by chunk, gb = Σ_rows gy; the 4-bit weight is frozen (no gradient)'), cases: ['linear4bit'] },
+  conv2d4bit: { gradient: rule('gx = conv2d\'s backward-data with W dequantised chunk by chunk, gb = Σ gy over batch and space; the 4-bit weight is frozen'), cases: ['conv2d4bit'] },
 
   // convolution and pooling
   conv2d: {

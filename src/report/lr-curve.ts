@@ -13,7 +13,7 @@ const PAD = 40;
 
 export function lrCurveSvg(curve: readonly CurvePoint[], chosen: number): string {
   const pts = curve.filter((p) => Number.isFinite(p.loss) && Number.isFinite(p.smoothed));
-  if (pts.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"><text x="${PAD}" y="${H / 2}">no finite loss</text></svg>\n`;
+  if (pts.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}"><text x="${PAD}" y="${H / 2}">no finite loss</text></svg>\n`;
   const lx = pts.map((p) => Math.log10(p.lr));
   const x0 = Math.min(...lx);
   const x1 = Math.max(...lx, x0 + 1e-9);
@@ -28,7 +28,7 @@ export function lrCurveSvg(curve: readonly CurvePoint[], chosen: number): string
   const ticks = [];
   for (let e = Math.ceil(x0); e <= Math.floor(x1); e++) ticks.push(`<text x="${sx(e).toFixed(1)}" y="${H - PAD + 16}" font-size="11" text-anchor="middle">1e${e}</text>`);
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<polyline fill="none" stroke="#bbb" points="${line((p) => p.loss)}"/>`,
     `<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="${line((p) => p.smoothed)}"/>`,

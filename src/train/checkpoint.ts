@@ -27,6 +27,8 @@ export interface TrainerState {
   logHistory: Record<string, number>[];
   /** Random states at the checkpoint (Generator.getState()). */
   rng?: { default: number[] };
+  /** An adapter method's own training state (TrainingHooks.saveState: DRA's ranks and history). */
+  hookState?: unknown;
 }
 
 /** The tensors a checkpoint saves: trainable parameters plus every buffer (BatchNorm statistics). */
@@ -67,7 +69,7 @@ export function listCheckpoints(outputDir: string): string[] {
     .sort((a, b) => Number(a.split('-')[1]) - Number(b.split('-')[1]));
 }
 
-function readTrainerState(dir: string): TrainerState {
+export function readTrainerState(dir: string): TrainerState {
   const file = join(dir, 'trainer_state.json');
   let state: TrainerState;
   try {

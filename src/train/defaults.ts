@@ -15,6 +15,11 @@ export const METHOD_LR: Readonly<Record<string, number>> = {
   dora: 3e-3,
   full: 1e-3,
   scratch: 3e-3,
+  // OFT's Cayley–Neumann series (5 terms, PEFT's default) holds only while the skew blocks stay
+  // small: at 3e-3 they grow past it within 20 steps and the features collapse to chance.
+  oft: 3e-4,
+  // Each step trains the prefix of a random rank b at scale alpha / b, up to r times LoRA's.
+  dylora: 1e-3,
 };
 export const ADAPTER_LR = 3e-3;
 

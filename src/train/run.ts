@@ -9,14 +9,19 @@
 //   model.safetensors    trained parameters and every buffer (scratch, linear-probe, full)
 //   checkpoint-<step>/   training checkpoints (train/checkpoint.ts)
 //   metrics.jsonl, report.json, report.md, eval.md, eval.json
+//   similarity.json/.svg CKA between the target layers on the calibration images (DRA)
+//   report.html, figures/  the run's page and its pictures (src/report)
+//   tensorboard/         TensorBoard event files (--report-to tensorboard)
 //   .graft.lock          { pid, host } of the process writing the folder, while it writes
 //
 // One folder holds one run: `train` takes the lock, then claims the folder (claimRunFolder): an
 // empty folder, or the same run for --resume, or any graft run cleared by --overwrite.
+import { quantizeModule } from '../nn/quant4.js';
+import { classifierPath } from '../models/head.js';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { OutputPathError, RunFolderError } from '../errors.js';
+import { ConfigError, OutputPathError, RunFolderError } from '../errors.js';
 import { applyMethod } from '../adapters/apply.js';
 import { PeftModel } from '../adapters/peft-model.js';
 import { getAdapterMethod, isAdapterMethod } from '../adapters/registry.js';
@@ -40,7 +45,7 @@ export const LOCK_FILE = '.graft.lock';
 
 /** Whether `name` is an entry graft writes in a run folder (what --overwrite clears). */
 export function isRunEntry(name: string): boolean {
-  return [RUN_FILE, ADAPTER_DIR, MODEL_FILE, METRICS_FILE, LOCK_FILE, 'report.json', 'report.md', 'eval.md', 'eval.json', 'lr_find.json', 'lr_find.svg'].includes(name) || /^adapter-r\d+$/.test(name) ||
+  return [RUN_FILE, ADAPTER_DIR, MODEL_FILE, METRICS_FILE, LOCK_FILE, 'report.json', 'report.md', 'eval.md', 'eval.json', 'lr_find.json', 'lr_find.svg', 'best.safetensors', 'similarity.json', 'similarity.svg', 'report.html', 'figures', 'tensorboard'].includes(name) || /^adapter-r\d+$/.test(name) ||
     /^checkpoint-\d+$/.test(name) || /^\.checkpoint-\d+\.tmp$/.test(name) || /^\..+\.\d+\.tmp$/.test(name);
 }
 
@@ -100,6 +105,11 @@ export async function buildRunModel(config: RunConfig, classes: string[], opts: 
   }
   c = resolveModelDefaults(c, backbone, isAdapterMethod(c.method));
   const adapterConfig = opts.adapterConfig ?? runAdapterConfig(c) ?? undefined;
+  if (c.quantize) {
+    if (!isAdapterMethod(c.method)) throw new ConfigError(`quantize: a 4-bit base is frozen, so it needs an adapter method; '${c.method}' trains the base weights (use --method lora, or leave quantize out)`);
+    const head = classifierPath(backbone);
+    quantizeModule(backbone, { quantType: c.quantize.type, doubleQuant: c.quantize.doubleQuant, blocksize: c.quantize.blocksize }, (path) => path === head);
+  }
   const generator = new Generator(c.train.seed);
   const model = applyMethod(backbone, c.method, { numClasses: classes.length, head: c.head, headFrom: c.headFrom, generator, adapterConfig });
   return { model, preprocess: backbone.preprocess, config: c };
@@ -188,7 +198,8 @@ export function configDifferences(a: RunConfig, b: RunConfig): string[] {
       // Left out now (or 'auto'): the run's own value, decided when it started, stands.
     } else if (JSON.stringify(x) !== JSON.stringify(y)) out.push(`${path} (${JSON.stringify(x) ?? 'unset'} in the run, ${JSON.stringify(y) ?? 'unset'} now)`);
   };
-  walk({ ...a, output: undefined }, { ...b, output: undefined }, '');
+  // Where logs go is not part of what the run computes.
+  walk({ ...a, output: undefined, reportTo: undefined }, { ...b, output: undefined, reportTo: undefined }, '');
   return out;
 }
 
@@ -297,8 +308,10 @@ export function claimRunFolder(dir: string, config: RunConfig, opts: ClaimOption
     // Temporary files of a killed writer (an atomic write or checkpoint cut short) are garbage.
     const isTemp = (n: string) => /^\..+\.tmp$/.test(n) && isRunEntry(n);
     for (const n of entries.filter(isTemp)) rmSync(join(dir, n), { recursive: true, force: true });
-    const adapterDir = join(dir, ADAPTER_DIR);
-    if (existsSync(adapterDir)) for (const n of readdirSync(adapterDir).filter(isTemp)) rmSync(join(adapterDir, n), { force: true });
+    for (const sub of [ADAPTER_DIR, 'figures']) {
+      const d = join(dir, sub);
+      if (existsSync(d)) for (const n of readdirSync(d).filter(isTemp)) rmSync(join(d, n), { force: true });
+    }
     return manifest;
   }
   if (entries.length === 0) return null;

@@ -8,8 +8,17 @@ export class ModelSnapshot {
   private readonly copies: [Tensor, Tensor][];
 
   constructor(model: Module) {
-    const live = [...model.trainableParameters(), ...model.namedBuffers().map(([, t]) => t)];
-    this.copies = [...new Set(live)].map((t) => [t, t.clone()]);
+    this.copies = ModelSnapshot.live(model).map((t) => [t, t.clone()]);
+  }
+
+  private static live(model: Module): Tensor[] {
+    return [...new Set([...model.trainableParameters(), ...model.namedBuffers().map(([, t]) => t)])];
+  }
+
+  /** Whether the model still holds the tensors this snapshot copied (a method may have replaced them: DRA's re-allocation). */
+  matches(model: Module): boolean {
+    const live = ModelSnapshot.live(model);
+    return live.length === this.copies.length && live.every((t, i) => this.copies[i]![0] === t);
   }
 
   /** Writes the saved values back into the model's tensors. */

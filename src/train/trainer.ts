@@ -19,7 +19,7 @@ import { affine, square } from '../ops/elementwise.js';
 import { sum } from '../ops/reduce.js';
 import { AdamW, SGD, assign, type Optimizer, type ParamGroup } from './optim.js';
 import { lrMultiplier, type ScheduleKind } from './schedule.js';
-import { listCheckpoints, loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
+import { listCheckpoints, loadCheckpoint, readTrainerState, saveCheckpoint, type TrainerState } from './checkpoint.js';
 import type { TrainingContext, TrainingHooks } from '../adapters/method.js';
 import { add } from '../ops/elementwise.js';
 
@@ -52,6 +52,14 @@ export interface TrainOptions {
   hooks?: TrainingHooks;
   /** Called with every entry written to metrics.jsonl (a step's loss, an epoch's eval_ metrics). */
   onLog?: (entry: Record<string, number>) => void;
+  /**
+   * Called once when training has ended (completed or stopped early), before the method's
+   * afterTraining hook: where the caller puts back a chosen checkpoint, so that the method's last
+   * step (AdaLoRA cutting its tensors to the kept ranks) works on the state that is kept.
+   */
+  onTrainingEnd?: () => void;
+  /** Training images without augmentation in a fixed order, for hooks that calibrate on them (DRA). */
+  calibration?: BatchSource;
 }
 
 export interface TrainResult {
@@ -88,10 +96,16 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
   const log = opts.log ?? ((l: string) => console.log(l));
   const accum = opts.gradAccumulation ?? 1;
   const wd = opts.weightDecay ?? (opts.optimizer === 'sgd' ? 0 : 0.01);
-  const groups = decayGroups(model, wd);
-  const params = groups.flatMap((g) => g.params);
-  if (params.length === 0) throw new Error('train: the model has no trainable parameters; choose a method or unfreeze something');
-  const optimizer: Optimizer = opts.optimizer === 'sgd' ? new SGD(groups, { lr: opts.lr, momentum: opts.momentum ?? 0.9 }) : new AdamW(groups, { lr: opts.lr });
+  const hooks = opts.hooks ?? {};
+  let params: Tensor[] = [];
+  let optimizer!: Optimizer;
+  // A fresh optimizer over the trainable tensors now: at the start, and whenever a hook replaced them (its state starts at zero).
+  const buildOptimizer = () => {
+    const groups = decayGroups(model, wd);
+    params = groups.flatMap((g) => g.params);
+    if (params.length === 0) throw new Error('train: the model has no trainable parameters; choose a method or unfreeze something');
+    optimizer = opts.optimizer === 'sgd' ? new SGD(groups, { lr: opts.lr, momentum: opts.momentum ?? 0.9 }) : new AdamW(groups, { lr: opts.lr });
+  };
   const stepsPerEpoch = Math.ceil(data.batchesPerEpoch() / accum);
   const totalSteps = stepsPerEpoch * opts.epochs;
   const warmup = Math.round((opts.warmupRatio ?? 0) * totalSteps);
@@ -123,13 +137,18 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
       if (!all.length) throw new RunFolderError(`--resume found no checkpoint in ${opts.outputDir} (the run was stopped before its first one); start it again with --overwrite`);
       return join(opts.outputDir!, all[all.length - 1]!);
     })();
+    // A method whose structure training changed rebuilds it before the tensors load.
+    if (hooks.restoreState) hooks.restoreState(readTrainerState(dir).hookState);
+    buildOptimizer();
     state = loadCheckpoint(dir, model, optimizer);
     lastCheckpoint = dir;
     log(`resumed from ${dir} (epoch ${state.epoch + 1}, step ${state.globalStep})`);
   }
+  else buildOptimizer();
   rewriteMetrics();
   const save = () => {
     if (!opts.outputDir) return;
+    if (hooks.saveState) state.hookState = hooks.saveState();
     lastCheckpoint = saveCheckpoint(opts.outputDir, model, optimizer, state, opts.keepCheckpoints ?? 2);
   };
 
@@ -150,9 +169,30 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
     return { state, stoppedBy: 'diverged', lastCheckpoint, message };
   };
   const metric = opts.metricForBest ?? 'accuracy';
-  const hooks = opts.hooks ?? {};
-  const ctx = (): TrainingContext => ({ step: state.globalStep, totalSteps, epoch: state.epoch, totalEpochs: opts.epochs });
-  hooks.beforeTraining?.(ctx());
+  let changed = false;
+  const calibration = opts.calibration;
+  const calibrationImages = calibration ? async function* () {
+    for await (const b of calibration.epoch(0, 0)) {
+      b.y.dispose();
+      try {
+        yield b.x;
+      } finally {
+        b.x.dispose();
+      }
+    }
+  } : undefined;
+  const ctx = (): TrainingContext => ({
+    step: state.globalStep, totalSteps, epoch: state.epoch, totalEpochs: opts.epochs, calibrationImages, log, parametersChanged: () => { changed = true; },
+  });
+  const afterHook = () => {
+    if (!changed) return;
+    changed = false;
+    buildOptimizer();
+  };
+  const trainableCount = () => model.trainableParameters().reduce((a, t) => a + t.size, 0);
+  const trainableHistory = () => state.logHistory.filter((e) => e['trainable_params'] !== undefined && e['loss'] === undefined).map((e) => e['trainable_params']!);
+  await hooks.beforeTraining?.(ctx());
+  afterHook();
   try {
     while (state.epoch < opts.epochs) {
       model.train();
@@ -218,16 +258,24 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
       // The saved state points at the start of the next epoch.
       state.epoch++;
       state.batchInEpoch = 0;
-      hooks.afterEpoch?.(ctx());
+      // Trainable parameters during this epoch (before a hook may change them for the next).
+      const trainable = trainableCount();
+      await hooks.afterEpoch?.(ctx());
+      afterHook();
+      record({ trainable_params: trainable, ...(hooks.epochMetrics?.(ctx()) ?? {}), epoch: state.epoch, step: state.globalStep });
       save();
       if (opts.earlyStoppingPatience !== undefined && state.epochsWithoutImprovement >= opts.earlyStoppingPatience && state.epoch < opts.epochs) {
         log(`early stopping: no improvement of ${metric} for ${state.epochsWithoutImprovement} evaluations`);
+        opts.onTrainingEnd?.();
         hooks.afterTraining?.(ctx());
         return { state, stoppedBy: 'early-stopping', lastCheckpoint };
       }
     }
+    opts.onTrainingEnd?.();
     hooks.afterTraining?.(ctx());
-    record({ train_runtime: state.trainSeconds, train_samples_per_second: (data.size * opts.epochs) / Math.max(state.trainSeconds, 1e-9), step: state.globalStep });
+    const perEpoch = trainableHistory();
+    const avg = perEpoch.length ? perEpoch.reduce((a, b) => a + b, 0) / perEpoch.length : trainableCount();
+    record({ train_runtime: state.trainSeconds, train_samples_per_second: (data.size * opts.epochs) / Math.max(state.trainSeconds, 1e-9), avg_trainable_params: avg, step: state.globalStep });
     return { state, stoppedBy: 'completed', lastCheckpoint };
   } finally {
     process.off('SIGINT', onSigint);

@@ -5,6 +5,20 @@
 import * as g from '../../src/index.js';
 import { Generator } from '../../src/tensor/random.js';
 import { opTable, type OpCaseName, type OpName } from '../../src/ops/table.js';
+import { blockScales, codeOf, quantize4, type QuantType } from '../../src/tensor/quant4.js';
+
+/** A fixed 4-bit weight (drawn from its own seed, quantised as bitsandbytes does) on the current backend. */
+export function q4Weight(shape: number[], blocksize: number, quantType: QuantType, doubleQuant = false, seed = 77): g.Q4Tensors {
+  const values = g.randn(shape, { generator: new Generator(seed), std: 0.3 }).toArray() as Float32Array;
+  const q = quantize4(values, shape, { quantType, blocksize, doubleQuant });
+  return {
+    packed: g.tensor(q.packed, [q.packed.length], { dtype: 'uint8' }),
+    scales: g.tensor(blockScales(q.state), [Math.ceil(values.length / blocksize)]),
+    code: g.tensor(Float32Array.from(codeOf(quantType)), [16]),
+    blocksize,
+    shape,
+  };
+}
 
 export type CaseFn = (...xs: g.Tensor[]) => g.Tensor;
 /** The function under test, its inputs, and gradient-check options where the defaults do not fit. */
@@ -88,6 +102,15 @@ const builders: { [C in OpCaseName]: () => Case } = {
   'matmul vector': () => [g.matmul, [T([4]), T([2, 4, 3])]],
   'linear': () => [g.linear, [T([2, 3, 4]), T([5, 4]), T([5])]],
   'linear no bias': () => [(x, w) => g.linear(x!, w!), [T([3, 4]), T([2, 4])]],
+  'checkpoint': () => [(x) => g.checkpoint((h) => g.tanh(g.mul(h, h)), x!, []), [T([3, 4])]],
+  'linear4bit': () => {
+    const w = q4Weight([5, 77], 64, 'nf4', true);
+    return [(x, b) => g.linear4bit(x!, w, b!), [T([2, 3, 77]), T([5])]];
+  },
+  'conv2d4bit': () => {
+    const w = q4Weight([4, 3, 3, 3], 32, 'fp4');
+    return [(x, b) => g.conv2d4bit(x!, w, b!, { stride: 2, padding: 1 }), [T([2, 3, 7, 6]), T([4])]];
+  },
   'conv2d': () => [(x, w, b) => g.conv2d(x!, w!, b!, { stride: 2, padding: 1 }), [T([2, 3, 7, 6]), T([4, 3, 3, 3]), T([4])]],
   'conv2d dilated': () => [(x, w) => g.conv2d(x!, w!, null, { padding: 2, dilation: 2 }), [T([1, 2, 6, 6]), T([3, 2, 3, 3])]],
   'conv2d grouped': () => [(x, w) => g.conv2d(x!, w!, null, { groups: 2, padding: [1, 0] }), [T([2, 4, 5, 5]), T([6, 2, 3, 2])]],

@@ -34,7 +34,7 @@ const convGeometry = (p: ConvParams) =>
 const poolGeometry = (p: PoolParams) => [p.n, p.c, p.h, p.w, p.outH, p.outW, p.kh, p.kw, p.strideH, p.strideW, p.padH, p.padW];
 
 function makeBackend(addon: Addon): Backend<TypedArray> {
-  const { copy, fill, unary, unaryGrad, binary, where, reduce, matmul, conv2d, conv2dBackwardData, conv2dBackwardWeight } = addon;
+  const { copy, fill, unary, unaryGrad, binary, where, reduce, matmul, conv2d, conv2dBackwardData, conv2dBackwardWeight, q4Linear, q4Conv2d, q4Conv2dBackwardData } = addon;
   const { maxPool2d, maxPool2dBackward, avgPool2d, avgPool2dBackward, adaptiveAvgPool2d, adaptiveAvgPool2dBackward } = addon;
   const { layerNorm, layerNormBackward, batchNorm, batchNormBackward, softmax, softmaxBackward, attention, attentionBackward } = addon;
   const { indexSelect, indexAdd, interpolate, interpolateBackward } = addon;
@@ -90,6 +90,12 @@ function makeBackend(addon: Addon): Backend<TypedArray> {
     conv2d: (x, w, bias, y, dtype, p) => (isF32(dtype) ? conv2d(x, w, bias, y, convGeometry(p)) : ref.conv2d(x, w, bias, y, dtype, p)),
     conv2dBackwardData: (gy, w, gx, dtype, p) =>
       isF32(dtype) ? conv2dBackwardData(gy, w, gx, convGeometry(p)) : ref.conv2dBackwardData(gy, w, gx, dtype, p),
+    q4Linear: (x, w, bias, y, dtype, p) =>
+      isF32(dtype) ? q4Linear(x, w.packed, w.scales, w.code, bias, y, p.m, p.rows, p.cols, w.blocksize, p.trans) : ref.q4Linear(x, w, bias, y, dtype, p),
+    q4Conv2d: (x, w, bias, y, dtype, p) =>
+      isF32(dtype) ? q4Conv2d(x, w.packed, w.scales, w.code, bias, y, convGeometry(p), w.blocksize) : ref.q4Conv2d(x, w, bias, y, dtype, p),
+    q4Conv2dBackwardData: (gy, w, gx, dtype, p) =>
+      isF32(dtype) ? q4Conv2dBackwardData(gy, w.packed, w.scales, w.code, gx, convGeometry(p), w.blocksize) : ref.q4Conv2dBackwardData(gy, w, gx, dtype, p),
     conv2dBackwardWeight: (x, gy, gw, gb, dtype, p) =>
       isF32(dtype) ? conv2dBackwardWeight(x, gy, gw, gb, convGeometry(p)) : ref.conv2dBackwardWeight(x, gy, gw, gb, dtype, p),
     maxPool2d: (x, y, arg, dtype, p) =>

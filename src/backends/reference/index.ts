@@ -6,6 +6,7 @@ import { registerBackend } from '../registry.js';
 import type { TypedArray } from '../../tensor/dtype.js';
 import { poolAlloc, poolFree, poolUpload } from '../../tensor/host-pool.js';
 import * as conv from './conv.js';
+import * as q4 from './quant4.js';
 import * as ew from './elementwise.js';
 import * as la from './linalg.js';
 import * as norm from './norm.js';
@@ -27,6 +28,9 @@ export const referenceBackend: Backend<TypedArray> = {
   matmul: (a, b, c, _dtype, p, bias) => la.matmul(a, b, c, p, bias ?? null),
   conv2d: (x, w, bias, y, _dtype, p) => conv.conv2d(x, w, bias, y, p),
   conv2dBackwardData: (gy, w, gx, _dtype, p) => conv.conv2dBackwardData(gy, w, gx, p),
+  q4Linear: q4.q4Linear,
+  q4Conv2d: q4.q4Conv2d,
+  q4Conv2dBackwardData: q4.q4Conv2dBackwardData,
   conv2dBackwardWeight: (x, gy, gw, gb, _dtype, p) => conv.conv2dBackwardWeight(x, gy, gw, gb, p),
   maxPool2d: (x, y, arg, _dtype, p) => conv.maxPool2d(x, y, arg, p),
   maxPool2dBackward: (gy, arg, gx, _dtype, p) => conv.maxPool2dBackward(gy, arg, gx, p),

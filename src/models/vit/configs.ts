@@ -146,6 +146,9 @@ export const DINOV3_MODELS: Record<string, VitEntry<Dinov3Config>> = {
   dinov3_vitb16: dinov3({ hiddenSize: 768, intermediateSize: 3072, numAttentionHeads: 12 }),
   dinov3_vitl16: dinov3({ hiddenSize: 1024, intermediateSize: 4096, numHiddenLayers: 24, numAttentionHeads: 16 }),
   dinov3_vith16plus: dinov3({ hiddenSize: 1280, intermediateSize: 5120, numHiddenLayers: 32, numAttentionHeads: 20, useGatedMlp: true, hiddenAct: 'silu' }),
+  // 6.7 billion parameters: SwiGLU with ffn ratio 3, whose hidden width is 2/3 of 3 × 4096 (as
+  // S+ and H+ give 2/3 of 6 × width), and no query/key/value bias (convert_dinov3_vit_to_hf.py).
+  dinov3_vit7b16: dinov3({ hiddenSize: 4096, intermediateSize: 8192, numHiddenLayers: 40, numAttentionHeads: 32, useGatedMlp: true, hiddenAct: 'silu', queryBias: false, valueBias: false }),
 };
 
 /**

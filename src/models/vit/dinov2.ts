@@ -21,7 +21,7 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { VisionModel, type PreprocessConfig } from '../model.js';
 import type { Dinov2Config } from './configs.js';
 import { resamplePosEmbed, type PosEmbedResize } from './pos-embed.js';
-import { blockList, blocksOf, patchTokens, poolTokens } from './tokens.js';
+import { blockList, blocksOf, patchTokens, poolTokens, runBlock, type CheckpointsBlocks } from './tokens.js';
 import type { CheckpointLayout, LoadsCheckpoints } from './checkpoint.js';
 import { IDENTITY_TAP, TokenGrid, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
 
@@ -140,7 +140,9 @@ export class Dinov2Layer extends Module implements TappedBlock {
   }
 }
 
-class Dinov2Encoder extends Module {
+class Dinov2Encoder extends Module implements CheckpointsBlocks {
+  /** Recompute each layer's activations in the backward pass instead of keeping them. */
+  gradientCheckpointing = false;
   layer: ModuleDict<Dinov2Layer>;
   constructor(c: Dinov2Config, dropPathRate: number, tokens: TokenGrid) {
     super();
@@ -148,7 +150,7 @@ class Dinov2Encoder extends Module {
   }
   forward(x: Tensor): Tensor {
     let h = x;
-    for (const layer of blocksOf(this.layer)) h = layer.forward(h);
+    for (const layer of blocksOf(this.layer)) h = runBlock(this, layer, h, (t) => layer.forward(t));
     return h;
   }
 }
@@ -199,6 +201,11 @@ export class Dinov2 extends VisionModel implements LoadsCheckpoints {
   forwardHead(features: Tensor, preLogits = false): Tensor {
     const pooled = poolTokens(features, this.config.pool, this.numPrefixTokens);
     return preLogits || !this.classifier ? pooled : this.classifier.forward(dropout(pooled, this.dropRate, this.training));
+  }
+
+  /** Dinov2ForImageClassification (…WithRegisters…) holds the backbone as `dinov2` (`dinov2_with_registers`) beside `classifier`. */
+  override peftModulePath(path: string): string {
+    return path === 'classifier' || path.startsWith('classifier.') ? path : `${this.family}.${path}`;
   }
 
   checkpointLayout(): CheckpointLayout {

@@ -19,7 +19,7 @@ import { dropout, dropPath } from '../../ops/nn.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { VisionModel, type PreprocessConfig } from '../model.js';
 import type { Dinov3Config } from './configs.js';
-import { blockList, blocksOf, patchTokens, poolTokens } from './tokens.js';
+import { blockList, blocksOf, patchTokens, poolTokens, runBlock, type CheckpointsBlocks } from './tokens.js';
 import type { CheckpointLayout, CheckpointScheme, LoadsCheckpoints } from './checkpoint.js';
 import { IDENTITY_TAP, TokenGrid, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
 import { DINOV3_EARLIER_SIGNATURE, dinov3CurrentName, isDinov3DerivedBuffer } from './checkpoint-names.js';
@@ -90,7 +90,9 @@ const DINOV3_SCHEMES: CheckpointScheme[] = [
   },
 ];
 
-export class Dinov3 extends VisionModel implements LoadsCheckpoints {
+export class Dinov3 extends VisionModel implements LoadsCheckpoints, CheckpointsBlocks {
+  /** Recompute each layer's activations in the backward pass instead of keeping them. */
+  gradientCheckpointing = false;
   readonly family = 'dinov3';
   readonly numFeatures: number;
   readonly numPrefixTokens: number;
@@ -127,7 +129,7 @@ export class Dinov3 extends VisionModel implements LoadsCheckpoints {
     if (this.training) coords = augmentCoordinates(coords, { shift: c.posEmbedShift, jitter: c.posEmbedJitter, rescale: c.posEmbedRescale });
     const { cos, sin } = ropeTables(coords, this.invFreq, x);
     let hidden = this.embeddings.forward(x);
-    for (const layer of blocksOf(this.layer)) hidden = layer.forward(hidden, cos, sin);
+    for (const layer of blocksOf(this.layer)) hidden = runBlock(this, layer, hidden, (t) => layer.forward(t, cos, sin));
     return this.norm.forward(hidden);
   }
 

@@ -19,7 +19,7 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { VisionModel, type PreprocessConfig } from '../model.js';
 import type { TimmVitConfig } from './configs.js';
 import { resamplePosEmbed } from './pos-embed.js';
-import { blockList, blocksOf, patchTokens, poolTokens } from './tokens.js';
+import { blockList, blocksOf, patchTokens, poolTokens, runBlock, type CheckpointsBlocks } from './tokens.js';
 import type { CheckpointLayout, CheckpointScheme, LoadsCheckpoints } from './checkpoint.js';
 import { torchvisionToTimmName } from './checkpoint-names.js';
 import { IDENTITY_TAP, TokenGrid, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
@@ -77,7 +77,9 @@ const TORCHVISION_SCHEME: CheckpointScheme = {
   rename: torchvisionToTimmName, posEmbedResize: 'bicubic-align-corners',
 };
 
-export class VisionTransformer extends VisionModel implements LoadsCheckpoints {
+export class VisionTransformer extends VisionModel implements LoadsCheckpoints, CheckpointsBlocks {
+  /** Recompute each block's activations in the backward pass instead of keeping them. */
+  gradientCheckpointing = false;
   readonly family = 'vit';
   readonly numFeatures: number;
   readonly numPrefixTokens = 1;
@@ -119,7 +121,7 @@ export class VisionTransformer extends VisionModel implements LoadsCheckpoints {
     const unchanged = grid[0] * grid[1] === this.grid[0] * this.grid[1] && grid[0] === grid[1];
     const pos = unchanged ? this.pos_embed : resamplePosEmbed(this.pos_embed, this.numPrefixTokens, this.grid, grid, 'bicubic-antialias');
     let h = add(concat([expand(this.cls_token, [b, 1, this.numFeatures]), tokens], 1), pos);
-    for (const block of blocksOf(this.blocks)) h = block.forward(h);
+    for (const block of blocksOf(this.blocks)) h = runBlock(this, block, h, (t) => block.forward(t));
     return this.norm ? this.norm.forward(h) : h;
   }
 
