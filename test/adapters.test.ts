@@ -125,7 +125,7 @@ const cases: Case[] = [
 function blockMethodFacts(name: string): Pick<Case, 'notIdentityAtInit' | 'noMerge'> {
   if (name === 'mona') {
     return {
-      notIdentityAtInit: "the reference Mona's project2 has PyTorch's default init (not zero), so its modules change the stream from the start",
+      notIdentityAtInit: "the reference Mona's project2 starts as a 0.02-std normal (not zero), so its modules change the stream from the start",
       noMerge: /cannot be merged/,
     };
   }

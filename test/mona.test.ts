@@ -144,3 +144,46 @@ test('mona: graft train --method mona --mona-dim 16 on a tiny folder; the adapte
   assert.equal(m.status, 2);
   assert.match(m.stderr, /cannot be merged/);
 });
+
+test('mona: the reference initialisation: project1 and project2 a 0.02-std normal with zero biases, gamma 1e-6, gammax 1', () => {
+  const m = new Mona(96, { dim: 64, dropout: 0.1, zeroInitUp: false, generator: new g.Generator(5) });
+  for (const lin of [m.project1, m.project2]) {
+    const w = Array.from(lin.weight.toArray());
+    const mean = w.reduce((a, v) => a + v, 0) / w.length;
+    const std = Math.sqrt(w.reduce((a, v) => a + (v - mean) ** 2, 0) / w.length);
+    assert.ok(Math.abs(mean) < 2e-3 && Math.abs(std - 0.02) < 1.5e-3, `weight mean ${mean}, std ${std}`);
+    assert.ok(lin.bias!.toArray().every((v) => v === 0), 'bias 0');
+  }
+  // The depthwise convolutions keep PyTorch's default init: uniform within 1/sqrt(fan_in) = 1/k.
+  for (const [conv, k] of [[m.adapter_conv.conv1, 3], [m.adapter_conv.conv2, 5], [m.adapter_conv.conv3, 7]] as const) {
+    const w = Array.from(conv.weight.toArray());
+    assert.ok(w.every((v) => Math.abs(v) <= 1 / k) && Math.max(...w.map(Math.abs)) > 0.8 / k, `conv ${k}×${k}`);
+  }
+  const zero = new Mona(96, { dim: 64, dropout: 0.1, zeroInitUp: true, generator: new g.Generator(5) });
+  assert.ok(zero.project2.weight.toArray().every((v) => v === 0));
+});
+
+test('mona: the backbone\'s norms train too when named in modulesToSave, and the adapter folder reloads them', () => {
+  const make = () => {
+    g.manualSeed(3);
+    return createModel('vit_small_patch16_224', { numClasses: 3, imageSize: 32, overrides: { depth: 2, embedDim: 32, numHeads: 2 } });
+  };
+  const peft = new PeftModel(make(), 'mona', monaConfig({ modulesToSave: ['head', 'norm1', 'norm2'] }), 'default', { generator: new g.Generator(1) });
+  const trainable = peft.model.namedParameters().filter(([, p]) => p.requiresGrad).map(([k]) => k);
+  assert.ok(trainable.includes('blocks.0.base_layer.norm1.modules_to_save.default.weight'), trainable.join(', '));
+  assert.ok(trainable.includes('blocks.1.base_layer.norm2.modules_to_save.default.bias'));
+  assert.ok(!trainable.some((k) => /attn|mlp\.fc/.test(k) && !k.includes('mona_')), 'attention and MLP stay frozen');
+  g.noGrad(() => {
+    for (const [k, p] of peft.model.namedParameters()) if (p.requiresGrad && k.includes('norm')) g.assign(p, g.add(p, 0.3));
+  });
+  peft.eval();
+  const x = g.randn([2, 3, 32, 32], { generator: new g.Generator(6) });
+  const want = g.noGrad(() => peft.forward(x));
+  const dir = mkdtempSync(join(tmpdir(), 'graft-mona-norms-'));
+  peft.saveAdapter(dir);
+  const again = new PeftModel(make(), 'mona', monaConfig({ modulesToSave: ['head', 'norm1', 'norm2'] }), 'other', { generator: new g.Generator(9) });
+  again.loadAdapter(dir, 'default');
+  again.setAdapter('default');
+  again.eval();
+  assert.ok(maxDiff(g.noGrad(() => again.forward(x)), want) < 1e-6);
+});

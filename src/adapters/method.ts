@@ -151,6 +151,8 @@ export interface AdapterMethod<C extends AdapterConfig = AdapterConfig> {
   /** Whether an adapter_config.json object is this method's (peft_type, and e.g. use_dora). */
   readsPeftJson(json: Record<string, unknown>): boolean;
   fromPeftJson(json: Record<string, unknown>, source: string): C;
+  /** The size part of the settings line from the method's run-configuration section (default: `r <adapter.r>`). */
+  sizeLine?(own: Record<string, unknown>): string;
   /** Rank for the comparison table (null when the method has none). */
   rank(config: C): number | null;
   /** Hooks for training adapter `name` of `model` (the PeftModel's inner model). */

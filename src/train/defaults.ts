@@ -6,7 +6,7 @@ import type { Module } from '../nn/module.js';
 import { Conv2d, Linear } from '../nn/layers.js';
 import { classifierPath } from '../models/head.js';
 import { getAdapterMethod } from '../adapters/registry.js';
-import type { RunConfig } from './run-config.js';
+import { methodSection, type RunConfig } from './run-config.js';
 
 /** Peak learning rates (AdamW, warmup + cosine) per method; adapter methods without an entry take ADAPTER_LR. */
 export const METHOD_LR: Readonly<Record<string, number>> = {
@@ -124,7 +124,10 @@ export function settingsLine(c: RunConfig, plan: StepPlan, trainImages: number):
     `method ${c.method}`, `lr ${t.lr}`, `${plan.steps} steps (${plan.epochs} epochs × ${plan.stepsPerEpoch}, batch ${t.batchSize}, ${trainImages} images)`,
     `val ${c.data.valFraction ?? 0}`, `head-from ${c.headFrom}`, `input ${c.data.imageSize ?? 'model'}`,
   ];
-  if (c.method !== 'linear-probe' && c.method !== 'full' && c.method !== 'scratch') parts.push(`targets ${shownTargets}`, `r ${c.adapter.r}`);
+  if (c.method !== 'linear-probe' && c.method !== 'full' && c.method !== 'scratch') {
+    const method = getAdapterMethod(c.method);
+    parts.push(`targets ${shownTargets}`, method.sizeLine?.(methodSection(c, method.optionsKey)) ?? `r ${c.adapter.r}`);
+  }
   if (t.deterministic) parts.push('deterministic');
   return `settings: ${parts.join(' · ')}`;
 }

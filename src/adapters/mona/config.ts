@@ -10,7 +10,7 @@ export interface MonaConfig extends AdapterConfig {
   dim: number;
   /** Dropout after the GELU (the reference: 0.1). */
   dropout: number;
-  /** project2 starts at zero (the adapted model is the base at init); the reference uses PyTorch's default init. */
+  /** project2 starts at zero (the adapted model is the base at init); the reference starts it as a 0.02-std normal like project1. */
   zeroInitUp: boolean;
 }
 

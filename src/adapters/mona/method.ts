@@ -32,6 +32,7 @@ export const mona: AdapterMethod<MonaConfig> = {
   toPeftJson: monaToPeftJson,
   readsPeftJson: (json) => json['peft_type'] === MONA_PEFT_TYPE,
   fromPeftJson: monaFromPeftJson,
+  sizeLine: (own) => `d ${MonaOptionsSchema.parse(own).dim}`,
   rank: () => null,
   inspect: { tensors: MONA_TENSORS.flatMap((t) => ['mona_1', 'mona_2'].map((d) => `${d}.${t}`)) },
 };

@@ -11,7 +11,7 @@
 import { Module } from '../../nn/module.js';
 import { Conv2d, LayerNorm, Linear } from '../../nn/layers.js';
 import type { StreamLayout } from '../../nn/residual-taps.js';
-import { full, ones, zeros } from '../../ops/creation.js';
+import { full, ones, randn, zeros } from '../../ops/creation.js';
 import { add, gelu, mul } from '../../ops/elementwise.js';
 import { assign, concat, permute, reshape, slice } from '../../ops/layout.js';
 import { dropout } from '../../ops/nn.js';
@@ -46,7 +46,7 @@ export interface MonaOptions {
   dim: number;
   /** Dropout after the GELU (the reference: 0.1). */
   dropout: number;
-  /** project2 starts at zero, so the module is the identity at init (not the reference, whose project2 has PyTorch's default init). */
+  /** project2 starts at zero, so the module is the identity at init (not the reference, whose project2 starts as a 0.02-std normal). */
   zeroInitUp: boolean;
   generator?: Generator;
 }
@@ -71,12 +71,15 @@ export class Mona extends Module {
     this.norm = this.module('norm', new LayerNorm(channels));
     this.gamma = this.param('gamma', full([channels], 1e-6));
     this.gammax = this.param('gammax', ones([channels]));
-    if (o.zeroInitUp) {
-      noGrad(() => {
-        assign(this.project2.weight, zeros(this.project2.weight.shape));
-        assign(this.project2.bias!, zeros([channels]));
-      });
-    }
+    // The reference backbone's init_weights applies timm's trunc_normal_(std=.02) (bounds ±2,
+    // never reached at that width) and zero biases to every Linear, Mona's two included; the
+    // convolutions keep PyTorch's default init.
+    noGrad(() => {
+      assign(this.project1.weight, randn(this.project1.weight.shape, { std: 0.02, generator: gen }));
+      assign(this.project1.bias!, zeros([o.dim]));
+      assign(this.project2.weight, o.zeroInitUp ? zeros(this.project2.weight.shape) : randn(this.project2.weight.shape, { std: 0.02, generator: gen }));
+      assign(this.project2.bias!, zeros([channels]));
+    });
   }
 
   /** The convolutions on the d-wide stream `z` laid out as `layout` says (channels last in every case). */
