@@ -143,6 +143,10 @@ test('mona: graft train --method mona --mona-dim 16 on a tiny folder; the adapte
   const m = graft('merge', run, '--output', join(root, 'merged.safetensors'));
   assert.equal(m.status, 2);
   assert.match(m.stderr, /cannot be merged/);
+  const wrong = graft('train', '-c', cfg, '--method', 'lora', '--mona-dim', '16', '--epochs', '1', '--output', join(root, 'run-lora'));
+  assert.equal(wrong.status, 2, wrong.stderr);
+  assert.match(wrong.stderr, /--mona-dim sets Mona's inner width, but the method is lora; add --method mona/);
+  assert.match(t.stdout, /targets all-blocks · d 16/);
 });
 
 test('mona: the reference initialisation: project1 and project2 a 0.02-std normal with zero biases, gamma 1e-6, gammax 1', () => {

@@ -110,6 +110,9 @@ program
       if (draFlags.length && config.method !== 'dra') {
         throw new ConfigError(`${draFlags.map((k) => `--${k.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)}`).join(', ')} set DRA's options, but the method is ${config.method}; add --method dra or drop them`);
       }
+      if (o['monaDim'] !== undefined && config.method !== 'mona') {
+        throw new ConfigError(`--mona-dim sets Mona's inner width, but the method is ${config.method}; add --method mona or drop it`);
+      }
       const s = await runTraining(config, console.log, { resume: o['resume'] === true, overwrite: o['overwrite'] === true });
       console.log(`test accuracy ${(100 * s.accuracy).toFixed(2)}%, weighted F1 ${(100 * s.weightedF1).toFixed(2)}%, mAP ${(100 * s.mAP).toFixed(2)}% — report in ${s.outputDir}/report.md`);
     } catch (e) {
