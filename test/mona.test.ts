@@ -103,7 +103,7 @@ test('mona: on tokens, the patch tokens run as the (h, w) map and the prefix tok
 
 test('mona: errors name what to do (a CNN without blocks, all-linear, dropout, merge)', () => {
   const resnet = createModel('resnet18', { numClasses: 3, overrides: { layers: [1, 1, 1, 1] } });
-  assert.throws(() => new PeftModel(resnet, 'mona', monaConfig({})), /'all-blocks' takes every module mona adapts \(blocks with residual taps/);
+  assert.throws(() => new PeftModel(resnet, 'mona', monaConfig({})), /'all-blocks' takes every module mona adapts, blocks with residual taps/);
   assert.throws(() => monaConfig({ targetModules: 'all-linear' }), /inserts modules into blocks, not Linear layers/);
   const vit = createModel('vit_small_patch16_224', { numClasses: 3, imageSize: 32, overrides: { depth: 2, embedDim: 32, numHeads: 2 } });
   assert.throws(() => new PeftModel(vit, 'mona', monaConfig({ targetModules: ['qkv'] })), /target 'blocks\.0\.attn\.qkv' is a Linear; mona adapts blocks with residual taps/);
@@ -147,6 +147,9 @@ test('mona: graft train --method mona --mona-dim 16 on a tiny folder; the adapte
   assert.equal(wrong.status, 2, wrong.stderr);
   assert.match(wrong.stderr, /--mona-dim sets Mona's inner width, but the method is lora; add --method mona/);
   assert.match(t.stdout, /targets all-blocks · d 16/);
+  const linear = graft('train', '-c', cfg, '--method', 'mona', '--targets', 'all-linear', '--epochs', '1', '--output', join(root, 'run-linear'));
+  assert.equal(linear.status, 2, linear.stderr);
+  assert.match(linear.stderr, /Mona inserts modules into blocks, not Linear layers/);
 });
 
 test('mona: the reference initialisation: project1 and project2 a 0.02-std normal with zero biases, gamma 1e-6, gammax 1', () => {

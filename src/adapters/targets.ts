@@ -152,7 +152,7 @@ export function findTargets(model: Module, opts: TargetOptions, can: Adaptabilit
       return /^\d+$/.test(parts[parts.length - 1]!) && parts.length > 1 ? parts.slice(-2).join('.') : parts[parts.length - 1]!;
     }))];
     const why = spec === 'all-linear' ? "'all-linear' takes every Linear but the new head, and this model has no other Linear (a CNN); "
-      : spec === ALL_BLOCKS ? `'${ALL_BLOCKS}' takes every module ${can.name ?? 'the method'} adapts (${can.wraps ?? 'Linear and Conv2d layers'}), and this model has none; ` : '';
+      : spec === ALL_BLOCKS ? `'${ALL_BLOCKS}' takes every module ${can.name ?? 'the method'} adapts, ${can.wraps ?? 'Linear and Conv2d layers'}, and this model has none; ` : '';
     if (names.length === 0) throw new ConfigError(`adapter.targets: no module matches ${JSON.stringify(opts.targetModules)}; ${why}choose another method or backbone ('graft inspect MODEL' lists its layers)`);
     throw new ConfigError(`adapter.targets: no module matches ${JSON.stringify(opts.targetModules)}; ${why}give --targets with layer names such as ${names.slice(0, 8).join(', ')} or a regex over module paths ('graft inspect MODEL' lists them)`);
   }

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { ALL_BLOCKS, type TargetSpec } from '../targets.js';
 import type { AdapterConfig, SharedAdapterOptions } from '../method.js';
+import { ConfigError } from '../../errors.js';
 
 export interface MonaConfig extends AdapterConfig {
   /** Inner width of each module (the reference: 64). */
@@ -26,8 +27,8 @@ export const MonaOptionsSchema = z.object({
 /** MonaConfig from a run's shared adapter options and its `mona` section; the shared rank and alpha do not apply. */
 export function monaConfigFromRun(shared: SharedAdapterOptions, own: Record<string, unknown>): MonaConfig {
   const o = MonaOptionsSchema.parse(own);
-  if (shared.dropout > 0) throw new Error('adapter.dropout: Mona has its own dropout after the GELU; set mona.dropout (default 0.1) instead');
-  if (shared.rankPattern || shared.alphaPattern) throw new Error('adapter.rankPattern/alphaPattern: Mona has no rank or alpha; its width is mona.dim (--mona-dim)');
+  if (shared.dropout > 0) throw new ConfigError('adapter.dropout: Mona has its own dropout after the GELU; set mona.dropout (default 0.1) instead');
+  if (shared.rankPattern || shared.alphaPattern) throw new ConfigError('adapter.rankPattern/alphaPattern: Mona has no rank or alpha; its width is mona.dim (--mona-dim)');
   return monaConfig({
     targetModules: shared.targets, excludeModules: shared.exclude, modulesToSave: shared.modulesToSave, layersToTransform: shared.layersToTransform,
     dim: o.dim, dropout: o.dropout, zeroInitUp: o.zeroInitUp,
@@ -36,10 +37,10 @@ export function monaConfigFromRun(shared: SharedAdapterOptions, own: Record<stri
 
 export function monaConfig(partial: Partial<MonaConfig>): MonaConfig {
   const c: MonaConfig = { targetModules: ALL_BLOCKS, dim: 64, dropout: 0.1, zeroInitUp: false, ...partial };
-  if (!Number.isInteger(c.dim) || c.dim < 1) throw new Error(`MonaConfig.dim must be a positive integer; got ${c.dim}`);
-  if (!(c.dropout >= 0 && c.dropout < 1)) throw new Error(`MonaConfig.dropout must be in [0, 1); got ${c.dropout}`);
+  if (!Number.isInteger(c.dim) || c.dim < 1) throw new ConfigError(`MonaConfig.dim must be a positive integer; got ${c.dim}`);
+  if (!(c.dropout >= 0 && c.dropout < 1)) throw new ConfigError(`MonaConfig.dropout must be in [0, 1); got ${c.dropout}`);
   if (c.targetModules === 'all-linear') {
-    throw new Error(`MonaConfig.targetModules: Mona inserts modules into blocks, not Linear layers; leave the targets out (or give '${ALL_BLOCKS}') for every block, or name blocks such as 'features.1.0' or 'blocks.3'`);
+    throw new ConfigError(`MonaConfig.targetModules: Mona inserts modules into blocks, not Linear layers; leave the targets out (or give '${ALL_BLOCKS}') for every block, or name blocks such as 'features.1.0' or 'blocks.3'`);
   }
   return c;
 }
@@ -66,12 +67,12 @@ export function monaToPeftJson(c: MonaConfig, baseModelClass: string): Record<st
 
 /** Reads an adapter_config.json object of peft_type MONA. */
 export function monaFromPeftJson(json: Record<string, unknown>, source = 'adapter_config.json'): MonaConfig {
-  if (json['peft_type'] !== MONA_PEFT_TYPE) throw new Error(`${source}: peft_type is ${JSON.stringify(json['peft_type'])}; this loader reads ${MONA_PEFT_TYPE}`);
-  if (json['target_modules'] === undefined || json['target_modules'] === null) throw new Error(`${source}: target_modules is missing`);
+  if (json['peft_type'] !== MONA_PEFT_TYPE) throw new ConfigError(`${source}: peft_type is ${JSON.stringify(json['peft_type'])}; this loader reads ${MONA_PEFT_TYPE}`);
+  if (json['target_modules'] === undefined || json['target_modules'] === null) throw new ConfigError(`${source}: target_modules is missing`);
   const num = (key: string, fallback: number) => {
     const v = json[key];
     if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'number') throw new Error(`${source}: ${key} must be a number; got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number') throw new ConfigError(`${source}: ${key} must be a number; got ${JSON.stringify(v)}`);
     return v;
   };
   return monaConfig({
