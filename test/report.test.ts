@@ -12,7 +12,8 @@ import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { barChart, confusionHeatmap, figurePng, lineChart, paretoChart, paretoFront, type Figure } from '../src/report/charts.js';
 import { runFigures, studyFigures } from '../src/report/figures.js';
-import { readRunResult } from '../src/report/results.js';
+import { adapterRanks, readRunResult } from '../src/report/results.js';
+import { draConfig, toPeftJson } from '../src/adapters/dra/config.js';
 import { readStudyResults, type StudyPlanLike } from '../src/report/study-output.js';
 
 const root = mkdtempSync(join(tmpdir(), 'graft-report-'));
@@ -34,7 +35,12 @@ function makeRun(dir: string, seed: number, acc: number, params: number, method 
   };
   const summary = { model: 'vit_tiny', method, target: 'q_proj,v_proj', rank: 4, trainableParams: params, totalParams: 5e6, trainablePercent: (100 * params) / 5e6, trainSeconds: 10 + seed, accuracy: acc, weightedF1: acc - 0.01, macroF1: acc - 0.02, mAP: acc + 0.01, latencyMs: 3, throughput: 300, peakMemoryMB: 100 };
   const machine = { host: 'fixture-host', cpu: 'Fixture CPU', cores: 2, memoryGB: 8, os: 'linux', node: 'v20', backend: 'native', graft: '0.1.0' };
-  writeFileSync(join(dir, 'report.json'), JSON.stringify({ summary, classes, metrics, robustness: { 'gaussian noise σ=0.1': acc - 0.1, 'blur 3px': acc - 0.2 }, machine }));
+  writeFileSync(join(dir, 'report.json'), JSON.stringify({ summary, classes, metrics, machine }));
+  // graft eval --perturb noise,crop (eval.json as it writes it)
+  writeFileSync(join(dir, 'eval.json'), JSON.stringify({ source: 'fixture', metrics, robustness: { seed: 0, conditions: [
+    { perturbation: 'noise', severity: 0.1, metrics: { ...metrics, accuracy: acc - 0.1 } },
+    { perturbation: 'crop', severity: 0.7, metrics: { ...metrics, accuracy: acc - 0.2 } },
+  ] } }));
   writeFileSync(join(dir, 'run.json'), JSON.stringify({ config: { model: 'vit_tiny', method, adapter: { r: 4 }, train: { seed } }, classes }));
   writeFileSync(join(dir, 'adapter', 'adapter_config.json'), JSON.stringify({
     peft_type: 'ADALORA', init_r: 6, target_modules: ['q_proj', 'v_proj'],
@@ -67,6 +73,10 @@ test('figures: curves, confusion heatmap, Pareto, ranks, robustness render as SV
   // Kept ranks from AdaLoRA's boolean rank_pattern.
   assert.deepEqual(r.ranks, [{ layer: 'blocks.0.attn.q_proj', rank: 3, max: 6 }, { layer: 'blocks.0.attn.v_proj', rank: 1, max: 6 }, { layer: 'blocks.1.attn.q_proj', rank: 6, max: 6 }]);
   assert.match(figs.find((f) => f.name === 'ranks')!.svg, />3\/6</);
+  // DRA's rank_pattern (numbers, as its config writer leaves them), each of dra.rMax.
+  mkdirSync(join(root, 'dra', 'adapter'), { recursive: true });
+  writeFileSync(join(root, 'dra', 'adapter', 'adapter_config.json'), JSON.stringify(toPeftJson(draConfig({ r: 8, targetModules: ['q_proj'], rMin: 2, rMax: 12, rankPattern: { 'blocks.0.attn.q_proj': 12, 'blocks.1.attn.q_proj': 3 } }), 'Fixture')));
+  assert.deepEqual(adapterRanks(join(root, 'dra')), [{ layer: 'blocks.0.attn.q_proj', rank: 12, max: 12 }, { layer: 'blocks.1.attn.q_proj', rank: 3, max: 12 }]);
   // Heatmap counts are drawn in the cells.
   const heat = confusionHeatmap('c', 't', ['a', 'b'], [[5, 1], [2, 4]]);
   for (const n of ['5', '1', '2', '4']) assert.match(heat.svg, new RegExp(`>${n}</text>`));

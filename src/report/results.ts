@@ -33,9 +33,9 @@ export interface RunResult {
   config: Record<string, unknown>;
   /** metrics.jsonl, in order. */
   history: Record<string, number>[];
-  /** Kept ranks per adapted layer: AdaLoRA's rank_pattern, a DyLoRA run's chosen rank on every layer. */
+  /** Kept ranks per adapted layer: AdaLoRA's and DRA's rank_pattern, a DyLoRA run's chosen rank on every layer. */
   ranks: { layer: string; rank: number; max: number }[] | null;
-  /** Accuracy per perturbation, where the run evaluated them (report.json's `robustness`). */
+  /** Accuracy per perturbation, where the run was evaluated under them (eval.json's `robustness`, graft eval --perturb). */
   robustness: { name: string; accuracy: number }[] | null;
   /** DyLoRA: validation accuracy per rank. */
   rankSelection: { rank: number; accuracy: number }[] | null;
@@ -62,7 +62,7 @@ export function readHistory(dir: string): Record<string, number>[] {
   });
 }
 
-/** Ranks per layer from a run's adapter_config.json (AdaLoRA's rank_pattern; DyLoRA's chosen rank). */
+/** Ranks per layer from a run's adapter_config.json (AdaLoRA's and DRA's rank_pattern; DyLoRA's chosen rank). */
 export function adapterRanks(dir: string): RunResult['ranks'] {
   const file = join(dir, 'adapter', 'adapter_config.json');
   if (!existsSync(file)) return null;
@@ -74,6 +74,10 @@ export function adapterRanks(dir: string): RunResult['ranks'] {
       const kept = Array.isArray(v) ? v.filter(Boolean).length : typeof v === 'number' ? v : 0;
       return { layer, rank: kept, max: Array.isArray(v) ? v.length : initR };
     });
+  }
+  if (cfg['peft_type'] === 'DRA' && pattern && typeof pattern === 'object') {
+    const rMax = (cfg['graft_dra'] as { r_max?: number } | undefined)?.r_max;
+    return Object.entries(pattern as Record<string, unknown>).filter(([, v]) => typeof v === 'number').map(([layer, v]) => ({ layer, rank: v as number, max: rMax ?? (v as number) }));
   }
   const dy = cfg['graft_dylora'] as { chosen_rank?: number; r_max?: number } | undefined;
   const targets = cfg['target_modules'];
@@ -92,7 +96,9 @@ export function readRunResult(dir: string): RunResult {
   const summary = report['summary'] as RunSummaryFields | undefined;
   const metrics = report['metrics'] as ClassificationReport | undefined;
   if (!summary || !metrics) throw new RunFolderError(`${reportFile} lacks summary or metrics; the run folder is damaged or from another graft version`);
-  const rob = report['robustness'];
+  // Robustness, where `graft eval --perturb` measured it: eval.json's conditions.
+  const evalFile = join(dir, 'eval.json');
+  const conditions = existsSync(evalFile) ? (readJson(evalFile) as { robustness?: { conditions?: { perturbation: string; severity: number; metrics: { accuracy: number } }[] } }).robustness?.conditions : undefined;
   const sel = (report['rankSelection'] as { perRank?: unknown } | undefined)?.perRank;
   return {
     dir, summary, metrics, report,
@@ -100,7 +106,7 @@ export function readRunResult(dir: string): RunResult {
     config: run.config ?? {},
     history: readHistory(dir),
     ranks: adapterRanks(dir),
-    robustness: rob && typeof rob === 'object' ? Object.entries(rob as Record<string, unknown>).filter(([, v]) => typeof v === 'number').map(([name, v]) => ({ name, accuracy: v as number })) : null,
+    robustness: conditions?.length ? conditions.map((c) => ({ name: `${c.perturbation} ${c.severity}`, accuracy: c.metrics.accuracy })) : null,
     rankSelection: Array.isArray(sel) ? (sel as { rank: number; accuracy: number }[]) : null,
   };
 }

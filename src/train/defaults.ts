@@ -78,12 +78,13 @@ export function planSteps(train: { steps?: number; epochs?: number; batchSize: n
  * image of side s carries no detail above s pixels, so upsampling 28² Fashion-MNIST to 224²
  * costs 64× the compute of 28² for nothing the pretrained filters can use beyond the first few
  * doublings: the input is then the smallest multiple of 32 holding 2·s (at least 64), below the
- * model's size. docs/defaults.md has the accuracy at 96² against 224².
+ * model's size, and at least the smallest input the model accepts (`minSize`: InceptionV3's 75
+ * gives 96). docs/defaults.md has the accuracy at 96² against 224².
  */
-export function defaultImageSize(modelSize: number, imageSides: readonly number[]): number | undefined {
+export function defaultImageSize(modelSize: number, imageSides: readonly number[], minSize = 0): number | undefined {
   if (imageSides.length === 0) return undefined;
   const side = Math.max(...imageSides);
-  const size = Math.max(SMALLEST_INPUT, Math.ceil((2 * side) / SIZE_STEP) * SIZE_STEP);
+  const size = Math.max(SMALLEST_INPUT, Math.ceil(Math.max(2 * side, minSize) / SIZE_STEP) * SIZE_STEP);
   return size < modelSize ? size : undefined;
 }
 

@@ -96,7 +96,7 @@ export async function buildRunModel(config: RunConfig, classes: string[], opts: 
   let c = config;
   if (config.data.imageSize === undefined && opts.imageSides) {
     const [, h, w] = backbone.preprocess.inputSize;
-    const size = defaultImageSize(Math.min(h, w), opts.imageSides);
+    const size = defaultImageSize(Math.min(h, w), opts.imageSides, backbone.preprocess.minSize);
     if (size !== undefined) {
       backbone.dispose();
       backbone = await build(size);

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { decodeWeightsManifest, parseTfjsModelJson, TfjsFormatError, type TfjsArtifacts } from '../../io/tfjs.js';
+import { ConfigError } from '../../errors.js';
 import { registerModel } from '../registry.js';
 import type { CreateModelOptions } from '../model.js';
 import { modelFromArtifacts, type LoadKerasOptions } from './load.js';
@@ -19,9 +20,10 @@ import type { TfGraphModel } from './graph-model.js';
 export const NSFWJS_CLASSES = ['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy'] as const;
 
 const NSFWJS_MODELS = {
-  nsfwjs_mobilenet_v2: { folder: 'mobilenet_v2', size: 224 },
-  nsfwjs_mobilenet_v2_mid: { folder: 'mobilenet_v2_mid', size: 224 },
-  nsfwjs_inception_v3: { folder: 'inception_v3', size: 299 },
+  // minSize: the smallest input the graph's windows fit (Keras's documented minimum for each).
+  nsfwjs_mobilenet_v2: { folder: 'mobilenet_v2', size: 224, minSize: 32 },
+  nsfwjs_mobilenet_v2_mid: { folder: 'mobilenet_v2_mid', size: 224, minSize: 32 },
+  nsfwjs_inception_v3: { folder: 'inception_v3', size: 299, minSize: 75 },
 } as const;
 
 export type NsfwjsModelName = keyof typeof NSFWJS_MODELS;
@@ -105,14 +107,15 @@ function poolWholeFeatureMap(topology: Record<string, unknown>, nativeSize: numb
  * NSFWJS_CLASSES; predict() gives nsfwjs's probabilities.
  */
 export function loadNsfwjsModel(name: NsfwjsModelName, opts: LoadKerasOptions = {}): KerasModel | TfGraphModel {
-  const { size } = modelSpec(name);
+  const { size, minSize } = modelSpec(name);
   const [h, w] = opts.imageSize === undefined ? [size, size] : typeof opts.imageSize === 'number' ? [opts.imageSize, opts.imageSize] : opts.imageSize;
+  if (Math.min(h, w) < minSize) throw new ConfigError(`data.imageSize: ${name} needs an input of at least ${minSize}×${minSize} (its windows do not fit ${h}×${w}); give --image-size ${minSize} or more, or leave it out`);
   const artifacts = readNsfwjsBundles(nsfwjsModelFolder(name));
   if (h !== size || w !== size) poolWholeFeatureMap(artifacts.modelJson.modelTopology, size, [h, w]);
   return modelFromArtifacts(artifacts, {
     family: 'nsfwjs',
     ...opts,
-    preprocess: { inputSize: [3, h, w], mean: [0, 0, 0], std: [1, 1, 1], interpolation: 'bilinear', cropPct: 1, ...opts.preprocess },
+    preprocess: { inputSize: [3, h, w], mean: [0, 0, 0], std: [1, 1, 1], interpolation: 'bilinear', cropPct: 1, minSize, ...opts.preprocess },
   });
 }
 
