@@ -62,7 +62,8 @@ program
   .option('--method <name>', `one of ${methodNames().join(', ')}`)
   .option('--rank <r>', 'adapter rank r (methods with a rank; DyLoRA: the highest rank; AdaLoRA uses adalora.initR/targetR instead, as PEFT)', positiveInt('--rank'))
   .option('--alpha <a>', 'adapter alpha (scaling alpha / r; DyLoRA: alpha / b; AdaLoRA: alpha / init_r)', number('--alpha'))
-  .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear'")
+  .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear' ('all-blocks' for mona, its default)")
+  .option('--mona-dim <d>', "Mona's inner width (default 64, as the reference)", positiveInt('--mona-dim'))
   .option('--quantize <type>', "4-bit base weights (QLoRA): 'nf4' or 'fp4' (bitsandbytes' formats; adapter methods only)")
   .option('--double-quant', 'with --quantize: quantise the block scales too (8 bits, blocks of 256)')
   .option('--quant-block <n>', 'with --quantize: elements per scale block, a power of two from 32 to 4096 (default 64)', positiveInt('--quant-block'))
@@ -99,7 +100,7 @@ program
       const config = loadRunConfig(o['config'] as string | undefined, {
         model: o['model'], weights: o['weights'], 'data.source': o['data'], 'data.test': o['testData'], 'data.perClass': o['perClass'], 'data.testPerClass': o['testPerClass'],
         'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'adapter.r': o['rank'], 'adapter.alpha': o['alpha'],
-        'adapter.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
+        'adapter.targets': targets, 'mona.dim': o['monaDim'], headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
         'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'], reportTo: o['reportTo'],
         'dra.rMin': o['rankMin'], 'dra.rMax': o['rankMax'], 'dra.wImp': (o['draWeights'] as number[] | undefined)?.[0], 'dra.wBias': (o['draWeights'] as number[] | undefined)?.[1],
         'train.gradientCheckpointing': o['gradientCheckpointing'],
@@ -108,6 +109,9 @@ program
       const draFlags = ['rankMin', 'rankMax', 'draWeights'].filter((k) => o[k] !== undefined);
       if (draFlags.length && config.method !== 'dra') {
         throw new ConfigError(`${draFlags.map((k) => `--${k.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)}`).join(', ')} set DRA's options, but the method is ${config.method}; add --method dra or drop them`);
+      }
+      if (o['monaDim'] !== undefined && config.method !== 'mona') {
+        throw new ConfigError(`--mona-dim sets Mona's inner width, but the method is ${config.method}; add --method mona or drop it`);
       }
       const s = await runTraining(config, console.log, { resume: o['resume'] === true, overwrite: o['overwrite'] === true });
       console.log(`test accuracy ${(100 * s.accuracy).toFixed(2)}%, weighted F1 ${(100 * s.weightedF1).toFixed(2)}%, mAP ${(100 * s.mAP).toFixed(2)}% — report in ${s.outputDir}/report.md`);
