@@ -9,7 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
+import { writeTwoClassFolder } from './helpers/tiny-runs.js';
 
 const root = mkdtempSync(join(tmpdir(), 'graft-queue-'));
 const p = (...parts: string[]) => join(root, ...parts);
@@ -68,14 +68,7 @@ test('queue: two workers, one killed mid-cell; every cell done once, the same ta
     redis.on('exit', () => fail(new Error(`redis-server exited: ${text}`)));
   });
 
-  for (const [k, c] of ['a', 'b'].entries()) {
-    mkdirSync(p('img', c), { recursive: true });
-    for (let i = 0; i < 5; i++) {
-      const px = Buffer.alloc(16 * 16 * 3);
-      for (let j = 0; j < px.length; j++) px[j] = (j * (7 + i) + k * 90) % 256;
-      await sharp(px, { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(p('img', c, `${i}.png`));
-    }
-  }
+  await writeTwoClassFolder(p('img'));
   writeFileSync(p('study.json'), JSON.stringify({
     name: 'six',
     base: { model: 'resnet18', modelOverrides: { layers: [1, 1, 1, 1] }, adapter: { targets: 'conv1', dropout: 0.3 }, data: { source: p('img'), perClass: 3, imageSize: 32 }, train: { epochs: 4, batchSize: 2 } },

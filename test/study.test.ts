@@ -7,12 +7,12 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import '../src/backends/all.js';
 import '../src/models/all.js';
 import { loadStudyFile, parseStudy } from '../src/study/study-file.js';
 import { demoStudy } from '../src/cli/demo.js';
 import { ConfigError } from '../src/errors.js';
+import { writeTwoClassFolder } from './helpers/tiny-runs.js';
 
 const root = mkdtempSync(join(tmpdir(), 'graft-study-'));
 const p = (...parts: string[]) => join(root, ...parts);
@@ -113,14 +113,7 @@ function table(dir: string): unknown {
 const hasCheckpoint = (dir: string) => existsSync(dir) && readdirSync(dir).some((n) => /^checkpoint-\d+$/.test(n));
 
 test('graft study: killed with SIGKILL twice mid-cell, it continues to the uninterrupted table, each cell trained once', async () => {
-  for (const [k, c] of ['a', 'b'].entries()) {
-    mkdirSync(p('img', c), { recursive: true });
-    for (let i = 0; i < 5; i++) {
-      const px = Buffer.alloc(16 * 16 * 3);
-      for (let j = 0; j < px.length; j++) px[j] = (j * (7 + i) + k * 90) % 256;
-      await sharp(px, { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(p('img', c, `${i}.png`));
-    }
-  }
+  await writeTwoClassFolder(p('img'));
   writeFileSync(p('study.json'), JSON.stringify({
     name: 'tiny', base: { ...base, data: { ...base.data, source: p('img') }, adapter: { targets: 'conv1', dropout: 0.3 } },
     grid: { 'method+adapter.r': [['lora', 4], ['dora', 8]] }, baselines: { frozen: { method: 'linear-probe' } }, seeds: [1, 2],
