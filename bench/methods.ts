@@ -27,8 +27,9 @@ import { measure, type TimingPolicy } from './timing.js';
 
 const BATCH = 8;
 const MODELS = {
-  vit_s16: { name: 'vit_small_patch16_224', targets: 'all-linear' as const, label: 'ViT-S/16, every Linear' },
-  resnet18: { name: 'resnet18', targets: 'conv' as const, label: 'ResNet-18, every Conv2d' },
+  // `blocks`: whether methods that wrap whole blocks (Mona) apply; they take every block.
+  vit_s16: { name: 'vit_small_patch16_224', targets: 'all-linear' as const, label: 'ViT-S/16, every Linear', blocks: true },
+  resnet18: { name: 'resnet18', targets: 'conv' as const, label: 'ResNet-18, every Conv2d', blocks: false },
 };
 type ModelKey = keyof typeof MODELS;
 
@@ -56,8 +57,8 @@ async function runCase(s: CaseSpec): Promise<CaseResult> {
   manualSeed(1);
   const m = MODELS[s.model];
   const backbone = createModel(m.name, { numClasses: 1000 });
-  const targets = m.targets === 'conv' ? backbone.namedModules().filter(([p, x]) => p && x instanceof Conv2d).map(([p]) => p) : m.targets;
   const method = getAdapterMethod(s.method);
+  const targets = method.defaultTargets ?? (m.targets === 'conv' ? backbone.namedModules().filter(([p, x]) => p && x instanceof Conv2d).map(([p]) => p) : m.targets);
   const shared = SharedAdapterOptionsSchema.parse({ r: 8, alpha: 16, targets });
   const model = applyMethod(backbone, s.method, {
     numClasses: 10, generator: new Generator(2),
@@ -131,6 +132,7 @@ async function main(): Promise<void> {
     for (const method of methods) {
       const id = `${model}.${method}`;
       if (args.only && !id.includes(args.only)) continue;
+      if (getAdapterMethod(method).wraps && !MODELS[model].blocks) continue;
       process.stderr.write(`${id}…\n`);
       const spec: CaseSpec = { model, method, policy };
       const r = runChild(process.execPath, [join(repoRoot, 'dist', 'bench', 'methods.js'), '--case', JSON.stringify(spec)], '');

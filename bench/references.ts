@@ -105,7 +105,12 @@ export function runTorch(cases: readonly BenchCase[], policy: TimingPolicy): Sys
   }
   const r = runChild(TORCH_PYTHON, [join(repoRoot, 'bench', 'torch_ops.py')], JSON.stringify({ policy, cases }));
   if (!r.json) return unavailable('torch', r.error!);
-  return { system: 'torch', available: true, note: `PyTorch ${String(r.json['torch_version'])}, ${String(r.json['threads'])} threads`, results: r.json['results'] as Measurement[] };
+  const blas = r.json['blas'] as BlasInfo | undefined;
+  const unfair = unfairBlas(blas);
+  const note = `PyTorch ${String(r.json['torch_version'])}, ${String(r.json['threads'])} threads, BLAS ${blasNote(blas)}`;
+  // On the reference BLAS PyTorch is no reference: its figures are left out, with the reason.
+  if (unfair) return unavailable('torch', `${note}: not a fair reference, no ratios (${unfair})`);
+  return { system: 'torch', available: true, note, results: r.json['results'] as Measurement[] };
 }
 
 // ---- onnxruntime-node ----------------------------------------------------------------------------
@@ -120,3 +125,80 @@ export function runOrt(cases: readonly BenchCase[], policy: TimingPolicy): Syste
   if (!r.json) return unavailable('ort', r.error!);
   return { system: 'ort', available: true, note: `onnxruntime-node ${String(r.json['ort_version'])}, ${String(r.json['threads'])} intra-op threads`, results: r.json['results'] as Measurement[] };
 }
+
+// ---- the machine's arithmetic peak -------------------------------------------------------------
+
+const PEAK_SOURCE = join(repoRoot, 'bench', 'peak', 'peak.cc');
+const PEAK_BINARY = join(repoRoot, 'build', 'bench', 'peak');
+
+export interface PeakRow {
+  isa: string;
+  dtype: 'fp32' | 'bf16';
+  threads: number;
+  gflops?: number;
+  unsupported?: boolean;
+}
+
+export interface Peak {
+  /** The machine's fp32 / bf16 limit in GFLOP/s (see measurePeak), undefined when not measured. */
+  fp32?: number;
+  bf16?: number;
+  rows: PeakRow[];
+  note: string;
+}
+
+/**
+ * The arithmetic peak measured now (bench/peak/peak.cc: an FMA loop per instruction set, one
+ * thread and every thread). Per dtype, the peak is the fastest ISA's rate on every thread, or its
+ * one-thread rate times the threads when that is higher (on a shared machine another process can
+ * hold a core during the all-thread loop; the one-thread loop is the cleaner measurement of one core).
+ */
+export function measurePeak(): Peak {
+  if (!existsSync(PEAK_BINARY) || statSync(PEAK_BINARY).mtimeMs < statSync(PEAK_SOURCE).mtimeMs) {
+    mkdirSync(dirname(PEAK_BINARY), { recursive: true });
+    const args = ['-O3', '-std=c++17', '-fopenmp', PEAK_SOURCE, '-o', PEAK_BINARY];
+    process.stderr.write(`bench: compiling g++ ${args.join(' ')}\n`);
+    const r = spawnSync('g++', args, { encoding: 'utf8' });
+    if (r.error || r.status !== 0) return { rows: [], note: `peak.cc did not compile (${r.error?.message ?? r.stderr.slice(0, 200)}); install g++` };
+  }
+  process.stderr.write('bench: measuring the arithmetic peak (FMA loops)…\n');
+  const r = runChild(PEAK_BINARY, [], '');
+  if (!r.json) return { rows: [], note: `the peak loop failed: ${r.error}` };
+  const threads = r.json['threads'] as number;
+  const rows = r.json['results'] as PeakRow[];
+  const best = (dtype: string): number | undefined => {
+    const v = rows.filter((x) => x.dtype === dtype && x.gflops !== undefined).map((x) => (x.threads === 1 ? x.gflops! * threads : x.gflops!));
+    return v.length ? Math.max(...v) : undefined;
+  };
+  const fp32 = best('fp32');
+  const bf16 = best('bf16');
+  const desc = rows.filter((x) => x.gflops !== undefined).map((x) => `${x.dtype} ${x.isa} ${x.threads}t ${x.gflops!.toFixed(0)}`).join(', ');
+  return { fp32, bf16, rows, note: `peak GFLOP/s: fp32 ${fp32?.toFixed(0) ?? '—'}, bf16 ${bf16?.toFixed(0) ?? '—'} (FMA loops: ${desc})` };
+}
+
+// ---- PyTorch's BLAS ----------------------------------------------------------------------------
+
+export interface BlasInfo {
+  kind: 'openblas' | 'blis' | 'mkl' | 'reference' | 'none';
+  libraries: string[];
+  threads: number | null;
+}
+
+/**
+ * Why PyTorch's matrix products are not a fair reference, or undefined when they are: Debian's
+ * python3-torch calls whatever libblas.so.3 is installed, and netlib's reference BLAS runs them
+ * at a few GFLOP/s. `blas` is what torch_models.py / torch_ops.py found mapped in their process.
+ */
+export function unfairBlas(blas: BlasInfo | undefined): string | undefined {
+  const pkg = spawnSync('dpkg-query', ['-W', '-f=${Status}', 'libopenblas0-pthread'], { encoding: 'utf8' });
+  const installed = pkg.status === 0 && pkg.stdout.includes('install ok installed');
+  const fix = 'apt-get install -y libopenblas0-pthread (update-alternatives then points libblas.so.3 at OpenBLAS)';
+  if (!blas) return `PyTorch did not say which BLAS it loaded${installed ? '' : `; ${fix}`}`;
+  if (blas.kind === 'reference' || blas.kind === 'none') {
+    return `PyTorch runs on ${blas.kind === 'none' ? 'no BLAS it could name' : "netlib's reference BLAS"} (${blas.libraries.join(', ') || 'nothing mapped'}): ${installed ? 'libopenblas0-pthread is installed but not selected; update-alternatives --config libblas.so.3-x86_64-linux-gnu' : fix}`;
+  }
+  return undefined;
+}
+
+export const blasNote = (blas: BlasInfo | undefined) =>
+  blas ? `${blas.kind}${blas.threads !== null ? ` (${blas.threads} threads)` : ''}, ${blas.libraries.map((l) => l.split('/').pop()).join(' + ')}` : 'unknown';

@@ -10,7 +10,7 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { getBackend, nativeLoadError, setBackend, type BackendName } from '../src/index.js';
 import { copySizes, selectCases, type BenchCase } from './cases.js';
 import { measureGraft } from './graft_ops.js';
-import { gitCommit, resultsPath, runOrt, runRaw, runTorch, type SystemName, type SystemRun } from './references.js';
+import { gitCommit, measurePeak, resultsPath, runOrt, runRaw, runTorch, type SystemName, type SystemRun } from './references.js';
 import { buildRows, formatTable, TARGET_COPY, TARGET_LATENCY_US, TARGET_RAW, type Row } from './table.js';
 import { timingPolicy, type Measurement, type TimingPolicy } from './timing.js';
 
@@ -120,13 +120,15 @@ async function main(): Promise<void> {
     torch: args.skip.has('torch') ? skipped('torch') : runTorch(cases, policy),
     ort: args.skip.has('ort') ? skipped('ort') : runOrt(cases, policy),
   };
-  const rows = buildRows(cases, runs);
+  const peak = measurePeak();
+  const rows = buildRows(cases, runs, peak.fp32);
 
   const header = [
     `graft op benchmarks, ${started.toISOString()}, commit ${gitCommit()}`,
     `machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${threads} threads, load average ${startLoad.map((l) => l.toFixed(2)).join(' ')} at start, ${loadavg().map((l) => l.toFixed(2)).join(' ')} at end`,
     `timing: median of ${policy.minRuns}–${policy.maxRuns} runs after ${policy.warmup} warm-up, ~${policy.budgetMs} ms per pass${args.quick ? ' (--quick)' : ''}; graft and raw oneDNN alternate case by case, ${rounds} round${rounds > 1 ? 's' : ''}, PyTorch and ORT run once`,
     ...Object.values(runs).map((r) => `${r.system.padEnd(5)}: ${r.note}`),
+    `${peak.note}; % peak = graft's GFLOP/s ÷ the fp32 peak`,
     '× = graft speed ÷ reference speed (> 1: graft faster); "dnnl any" lets oneDNN pick blocked layouts, reorders included',
   ];
   const errors = Object.values(runs).flatMap((r) => r.results.filter((m) => m.error).map((m) => `${r.system} ${m.id}${m.pass ? ' ' + m.pass : ''}: ${m.error}`));
@@ -137,7 +139,7 @@ async function main(): Promise<void> {
   writeFileSync(path, JSON.stringify({
     date: started.toISOString(), commit: gitCommit(), args: { quick: args.quick, only: args.only ?? null, skip: [...args.skip], rounds },
     machine: { cpu: cpus()[0]?.model, threads, node: process.version, loadavgStart: startLoad, loadavgEnd: loadavg() },
-    policy, backend: backend.name,
+    policy, backend: backend.name, peak,
     systems: Object.fromEntries(Object.values(runs).map((r) => [r.system, { available: r.available, note: r.note }])),
     rows, measurements: Object.fromEntries(Object.values(runs).map((r) => [r.system, r.results])),
   }, null, 2) + '\n');

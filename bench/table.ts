@@ -28,6 +28,8 @@ export interface Row {
   copy?: number;
   /** Memory bandwidth (GB/s, a copy far beyond the caches): GB/s rows only. */
   memory?: number;
+  /** graft's share of the machine's fp32 peak measured in the same run: GFLOP/s rows only. */
+  peakShare?: number;
   target: string;
   /** null when the row has no target or graft did not run it. */
   met: boolean | null;
@@ -52,7 +54,7 @@ export function ratio(unit: Unit, graft: number | undefined, ref: number | undef
   return unit === 'µs' ? ref / graft : graft / ref;
 }
 
-export function buildRows(cases: readonly BenchCase[], runs: Record<SystemName, SystemRun>): Row[] {
+export function buildRows(cases: readonly BenchCase[], runs: Record<SystemName, SystemRun>, peakFp32?: number): Row[] {
   const rows: Row[] = [];
   for (const c of cases) {
     for (const p of c.passes) {
@@ -67,6 +69,7 @@ export function buildRows(cases: readonly BenchCase[], runs: Record<SystemName, 
         row.copy = rate('GB/s', p.work, bestMs(runs.raw.results, copyId(p.work), 'copy'));
         row.memory = rate('GB/s', MEMORY_COPY_BYTES, bestMs(runs.raw.results, copyId(MEMORY_COPY_BYTES), 'copy'));
       }
+      if (p.unit === 'GFLOP/s' && row.graft !== undefined && peakFp32) row.peakShare = row.graft / peakFp32;
       [row.target, row.met] = judge(c, row);
       rows.push(row);
     }
@@ -106,9 +109,9 @@ const fmtRatio = (v: number | undefined) => (v === undefined ? '' : `${v.toFixed
 
 /** A Markdown-compatible table with aligned columns. */
 export function formatTable(rows: readonly Row[]): string {
-  const header = ['op', 'shape', 'pass', 'unit', 'graft', 'oneDNN', '×', 'dnnl any', '×', 'PyTorch', '×', 'ORT', '×', 'target', ''];
+  const header = ['op', 'shape', 'pass', 'unit', 'graft', '% peak', 'oneDNN', '×', 'dnnl any', '×', 'PyTorch', '×', 'ORT', '×', 'target', ''];
   const body = rows.map((r) => [
-    r.id, r.label, r.pass, r.unit, fmt(r.graft),
+    r.id, r.label, r.pass, r.unit, fmt(r.graft), r.peakShare === undefined ? '' : `${(r.peakShare * 100).toFixed(0)}%`,
     fmt(r.raw), fmtRatio(ratio(r.unit, r.graft, r.raw)),
     r.rawAny === undefined ? '' : fmt(r.rawAny), fmtRatio(ratio(r.unit, r.graft, r.rawAny)),
     fmt(r.torch), fmtRatio(ratio(r.unit, r.graft, r.torch)),
@@ -116,7 +119,7 @@ export function formatTable(rows: readonly Row[]): string {
     r.target, r.met === null ? '' : r.met ? 'ok' : 'MISS',
   ]);
   const all = [header, ...body];
-  const numeric = new Set([4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  const numeric = new Set([4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
   const widths = header.map((_, i) => Math.max(...all.map((line) => line[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
   const rule = `|${widths.map((w, i) => (numeric.has(i) ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|')}|`;

@@ -2,13 +2,14 @@
 
 stdin: JSON {"mode": "prepare" | "infer" | "train", ...}; stdout: one JSON object.
 
-prepare {"cache", "models": [key, ...]}
+prepare {"cache", "models": [key, ...], "cases": [training case, ...]}
     Builds each torchvision model from a fixed seed and writes, into the cache folder, unless
     already there: <key>.safetensors (the state dict), <key>.onnx (torch.onnx.export, dynamic
     batch) and <key>.check.safetensors (a fixed input batch "x" of 8 images, its eval-mode
     "logits", labels "y", and the 10-class head "head.weight"/"head.bias" that training starts
     from in both systems).
-    Prints {"torch_version", "files": {key: {...}}}.
+    Prints {"torch_version", "files": {key: {...}}, "flops": {key: forward FLOPs per image},
+    "train_flops": {case id: a training step's FLOPs per image}}.
 
 infer {"cache", "model", "batches", "policy"}
     Eval mode under torch.inference_mode(), torch.set_num_threads(policy.threads). Prints
@@ -16,7 +17,20 @@ infer {"cache", "model", "batches", "policy"}
 
 train {"cache", "case", "policy"}
     One training case (forward + backward + AdamW step at batch 8) in this process, so that
-    ru_maxrss is the case's peak. Prints {"ms", "runs", "loss0", "max_rss_mb", "trainable"}.
+    ru_maxrss is the case's peak. Prints {"ms", "runs", "loss0", "max_rss_mb", "trainable",
+    "flops"} (the step's arithmetic per image, counted as below).
+
+Every mode also prints "blas": which BLAS library this process has loaded (from
+/proc/self/maps: "openblas", "blis", "mkl", or "reference" for netlib's libblas) and its
+thread count. Debian's python3-torch is built with BLAS=generic, so its matrix products run on
+whatever libblas.so.3 the alternatives system points at; OpenBLAS's threads are set to the
+benchmark's thread count here, as torch.set_num_threads does not reach them.
+
+FLOPs count multiply-adds as 2 and nothing else (elementwise work, softmax and normalisation
+are left out): Conv2d 2·out·(C_in/groups)·k_h·k_w, Linear 2·in·out per row, attention's two
+products 2·2·N²·d per head. A training step's count is the forward's, plus each product's
+gradient to its input where that input needs one (attention's cores: both operands), plus each
+trainable weight's gradient (the same FLOPs as the layer's forward).
 
 LoRA/DoRA follow huggingface/peft's math (peft is not installed here): y = base(x) +
 B(A(dropout(x)))·alpha/r with A kaiming-uniform and B zero; DoRA rescales by m/‖W + ΔW‖ per
@@ -41,7 +55,7 @@ import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_ops import measure  # noqa: E402  (the same timing policy as bench/timing.ts)
+from torch_ops import blas_info, measure  # noqa: E402  (the same timing policy as bench/timing.ts)
 
 SEED = 0
 CHECK_BATCH = 8
@@ -289,15 +303,75 @@ def max_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+# ---- the BLAS in use and arithmetic counts ------------------------------------------------------
+
+class FlopCounter:
+    """Counts the products' FLOPs of one forward pass (and what its backward pass would add)."""
+
+    def __init__(self, model):
+        self.forward = 0
+        self.backward = 0
+        self.handles = []
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear, nn.MultiheadAttention, QkvAttention)):
+                self.handles.append(m.register_forward_hook(self.hook))
+
+    def hook(self, m, inputs, output):
+        if isinstance(m, nn.Conv2d):
+            x = inputs[0]
+            f = 2 * output.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+            self.add(f, x.requires_grad, m.weight.requires_grad)
+        elif isinstance(m, nn.Linear):
+            x = inputs[0]
+            f = 2 * output.numel() * m.in_features
+            self.add(f, x.requires_grad, m.weight.requires_grad)
+        else:
+            # Called with keywords (query=x), which hooks do not see; the output has x's shape.
+            # Under autograd the cores' gradient flows to q, k and v in every training case.
+            y = output[0]
+            b, n, d = y.shape if y.dim() == 3 else (1, *y.shape)
+            core = 2 * 2 * b * n * n * d
+            self.forward += core
+            self.backward += 2 * core if torch.is_grad_enabled() else 0
+            if isinstance(m, nn.MultiheadAttention):  # its projections run functionally, not as modules
+                self.add(2 * b * n * d * 3 * d + 2 * b * n * d * d, torch.is_grad_enabled(), m.in_proj_weight.requires_grad)
+
+    def add(self, f, data_grad, weight_grad):
+        self.forward += f
+        self.backward += (f if data_grad else 0) + (f if weight_grad else 0)
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def forward_flops(model):
+    counter = FlopCounter(model)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, IMAGE, IMAGE))
+    counter.remove()
+    return counter.forward
+
+
+def train_flops(model, x):
+    """FLOPs per image of one training step: forward plus backward (the optimizer's are left out)."""
+    counter = FlopCounter(model)
+    model(x[:1])
+    counter.remove()
+    return counter.forward + counter.backward
+
+
 # ---- modes ----------------------------------------------------------------------------------------
 
 def prepare(spec):
     cache = spec["cache"]
     os.makedirs(cache, exist_ok=True)
     files = {}
+    flops = {}
     for key in spec["models"]:
         p = paths(cache, key)
         files[key] = p
+        flops[key] = forward_flops(build(key).eval())
         if all(os.path.exists(v) for v in p.values()):
             continue
         t0 = time.time()
@@ -320,7 +394,11 @@ def prepare(spec):
                           dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, do_constant_folding=True)
         os.replace(tmp, p["onnx"])
         print(f"torch_models: wrote {key} files in {time.time() - t0:.1f} s", file=sys.stderr, flush=True)
-    return {"torch_version": torch.__version__, "files": files}
+    train = {}
+    for case in spec.get("cases", []):
+        model, check = prepare_training(cache, case)
+        train[case["id"]] = train_flops(model, check["x"])
+    return {"torch_version": torch.__version__, "files": files, "flops": flops, "train_flops": train}
 
 
 def infer(spec):
@@ -345,18 +423,21 @@ def train(spec):
     case = spec["case"]
     model, check = prepare_training(spec["cache"], case)
     x, y = check["x"], check["y"].long()
+    flops = train_flops(model, x)
     iteration, losses, trainable = train_step_fn(model, x, y, case["lr"])
     s = measure(iteration, spec["policy"])
-    return {**s, "loss0": losses[0], "loss_last": losses[-1], "max_rss_mb": max_rss_mb(), "trainable": trainable}
+    return {**s, "loss0": losses[0], "loss_last": losses[-1], "max_rss_mb": max_rss_mb(), "trainable": trainable, "flops": flops}
 
 
 def main():
     spec = json.load(sys.stdin)
     threads = spec.get("threads") or spec.get("policy", {}).get("threads") or 2
     torch.set_num_threads(threads)
+    blas = blas_info(threads)
     mode = spec["mode"]
     out = {"prepare": prepare, "infer": infer, "train": train}[mode](spec)
     out["threads"] = torch.get_num_threads()
+    out["blas"] = blas
     json.dump(out, sys.stdout)
     print()
 

@@ -10,6 +10,7 @@ with requires_grad only on the inputs whose gradient the pass computes (as graft
 """
 import json
 import math
+import os
 import sys
 import time
 
@@ -147,10 +148,45 @@ def passes(case):
     raise ValueError(f"torch_ops.py has no op '{op}'")
 
 
+def blas_info(threads):
+    """The BLAS library this process has mapped, and its threads (set to `threads` for OpenBLAS)."""
+    libs = set()
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.split()[-1] if len(line.split()) >= 6 else ""
+            name = os.path.basename(path)
+            if "blas" in name or "mkl" in name or "blis" in name:
+                libs.add(os.path.realpath(path))
+    kind = "none"
+    for lib in sorted(libs):
+        low = lib.lower()
+        if "openblas" in low:
+            kind = "openblas"
+        elif "blis" in low and kind == "none":
+            kind = "blis"
+        elif "mkl" in low and kind == "none":
+            kind = "mkl"
+        elif kind == "none" and os.path.basename(low).startswith("libblas"):
+            kind = "reference"
+    blas_threads = None
+    if kind == "openblas":
+        import ctypes
+        for lib in sorted(libs):
+            try:
+                h = ctypes.CDLL(lib)
+                h.openblas_set_num_threads(int(threads))
+                blas_threads = int(h.openblas_get_num_threads())
+                break
+            except (OSError, AttributeError):
+                continue
+    return {"kind": kind, "libraries": sorted(libs), "threads": blas_threads}
+
+
 def main():
     spec = json.load(sys.stdin)
     policy = spec["policy"]
     torch.set_num_threads(policy["threads"])
+    blas = blas_info(policy["threads"])
     torch.manual_seed(0)
     results = []
     for case in spec["cases"]:
@@ -161,7 +197,7 @@ def main():
         except Exception as e:  # one failing case must not hide the others
             results.append({"id": case["id"], "error": f"{type(e).__name__}: {e}"})
         print(f"torch_ops: {case['id']} done", file=sys.stderr, flush=True)
-    json.dump({"torch_version": torch.__version__, "threads": torch.get_num_threads(), "results": results}, sys.stdout)
+    json.dump({"torch_version": torch.__version__, "threads": torch.get_num_threads(), "blas": blas, "results": results}, sys.stdout)
     print()
 
 

@@ -16,6 +16,8 @@ import { adapterMethods, getAdapterMethod, methodForPeftJson } from '../src/adap
 import { loraConfig } from '../src/adapters/lora/config.js';
 import { LoraLayer } from '../src/adapters/lora/layer.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
+import { CNBlock } from '../src/models/cnn/convnext.js';
+import { SwinTransformerBlock } from '../src/models/swin.js';
 import { quantizeLayer } from '../src/nn/quant4.js';
 import { dequantize4 } from '../src/tensor/quant4.js';
 
@@ -42,6 +44,40 @@ class TinyNet extends Module {
 }
 
 /**
+ * The same shape of network for methods that wrap whole blocks (Mona): a conv stem and BatchNorm,
+ * a ConvNeXt block (channels-first) and a Swin block (channels-last), pooling, two linear layers.
+ */
+class TinyBlockNet extends Module {
+  stem: Conv2d;
+  bn: BatchNorm2d;
+  blk: CNBlock;
+  swin: SwinTransformerBlock;
+  fc1: Linear;
+  head: Linear;
+  constructor(gen: g.Generator) {
+    super();
+    this.stem = this.module('stem', new Conv2d(3, 8, 3, { padding: 1, generator: gen }));
+    this.bn = this.module('bn', new BatchNorm2d(8));
+    this.blk = this.module('blk', new CNBlock(8, 0.5, 0));
+    this.swin = this.module('swin', new SwinTransformerBlock(8, 2, [3, 3], [1, 1], 2, 0, 0));
+    this.fc1 = this.module('fc1', new Linear(8, 16, { generator: gen }));
+    this.head = this.module('head', new Linear(16, 4, { generator: gen }));
+    // The blocks draw their init from the default generator; the net's own makes it reproducible.
+    g.noGrad(() => {
+      for (const p of [...this.blk.parameters(), ...this.swin.parameters()]) g.assign(p, g.mul(g.randn(p.shape, { generator: gen }), 0.2));
+    });
+  }
+  forward(x: g.Tensor): g.Tensor {
+    const h = this.blk.forward(this.bn.forward(this.stem.forward(x)));
+    const t = this.swin.forward(g.permute(h, [0, 2, 3, 1]));
+    return this.head.forward(g.gelu(this.fc1.forward(g.mean(t, [1, 2]))));
+  }
+}
+
+/** Whether a method wraps blocks rather than Linear/Conv2d layers (it then runs on TinyBlockNet). */
+const wrapsBlocks = (m: AdapterMethod) => !m.canWrap(new Linear(2, 2));
+
+/**
  * The matrix: every registered adapter method with its defaults, plus LoRA's initialisation and
  * scaling variants. A method registered later runs through the same tests without an edit here.
  * `targets` are conv (dilated) and linear layers every method wraps; `grouped` adds the depthwise conv.
@@ -55,9 +91,18 @@ interface Case {
   shared?: Record<string, unknown>;
   /** The init is the identity only up to SVD round-off. */
   approximateInit?: boolean;
+  /** Why the adapted model differs from the base at init (the test then checks that it does). */
+  notIdentityAtInit?: string;
+  /** Why the method does not merge: merge() must throw this. */
+  noMerge?: RegExp;
 }
+const BLOCK_TARGETS = ['blk', 'swin'];
 const cases: Case[] = [
-  ...adapterMethods().map((method): Case => ({ label: method.name, method, own: {}, targets: ['stem', 'fc1'] })),
+  ...adapterMethods().map((method): Case => wrapsBlocks(method)
+    ? { label: method.name, method, own: {}, targets: BLOCK_TARGETS, ...blockMethodFacts(method.name) }
+    : { label: method.name, method, own: {}, targets: ['stem', 'fc1'] }),
+  // Mona with its up-projection zero-initialised: the base model exactly at init.
+  { label: 'mona zero-init up, d 8', method: getAdapterMethod('mona'), own: { zeroInitUp: true, dim: 8 }, targets: BLOCK_TARGETS, noMerge: /cannot be merged/ },
   { label: 'lora rslora gaussian', method: getAdapterMethod('lora'), own: { rslora: true, init: 'gaussian' }, targets: ['stem', 'fc1'] },
   // A grouped conv needs r divisible by its groups.
   { label: 'lora depthwise', method: getAdapterMethod('lora'), own: {}, targets: ['stem', 'dw', 'fc1'], shared: { rankPattern: { dw: 8 } } },
@@ -75,6 +120,17 @@ const cases: Case[] = [
   { label: 'oft exact cayley by block count', method: getAdapterMethod('oft'), own: { r: 2, oftBlockSize: 0, useCayleyNeumann: false }, targets: ['stem', 'dw', 'fc1'] },
   { label: 'oft module dropout', method: getAdapterMethod('oft'), own: { moduleDropout: 0.5, oftBlockSize: 3 }, targets: ['stem', 'fc1'] },
 ];
+
+/** What the matrix must know about a block method's defaults (a method missing here fails the matrix until its facts are stated). */
+function blockMethodFacts(name: string): Pick<Case, 'notIdentityAtInit' | 'noMerge'> {
+  if (name === 'mona') {
+    return {
+      notIdentityAtInit: "the reference Mona's project2 starts as a 0.02-std normal (not zero), so its modules change the stream from the start",
+      noMerge: /cannot be merged/,
+    };
+  }
+  return {};
+}
 
 /** Rank 4 is below min(in, out) of every target, so PiSSA leaves a real residual. */
 const configOf = (c: Case, extra: Record<string, unknown> = {}) =>
@@ -99,20 +155,28 @@ function perturb(m: Module, gen: g.Generator): void {
 const isAdapterKey = (key: string, name = 'default') => new RegExp(`\\.${name}(\\.|$)`).test(key);
 
 for (const c of cases) {
-  const make = (gen: g.Generator, extra: Record<string, unknown> = {}) => new PeftModel(new TinyNet(gen), c.method, configOf(c, extra), 'default', { generator: gen });
+  const Net = wrapsBlocks(c.method) ? TinyBlockNet : TinyNet;
+  const make = (gen: g.Generator, extra: Record<string, unknown> = {}) => new PeftModel(new Net(gen), c.method, configOf(c, extra), 'default', { generator: gen });
 
-  test(`adapters ${c.label}: output at init equals the base model's${c.approximateInit ? ' (up to SVD round-off)' : ''}`, () => {
+  test(`adapters ${c.label}: output at init ${c.notIdentityAtInit ? 'differs from' : 'equals'} the base model's${c.approximateInit ? ' (up to SVD round-off)' : ''}`, () => {
     const gen = new g.Generator(1);
-    const base = new TinyNet(gen).eval();
+    const base = new Net(gen).eval();
     const x = g.randn([2, 3, 9, 9], { generator: gen });
     const before = g.noGrad(() => base.forward(x));
     const peft = new PeftModel(base, c.method, configOf(c), 'default', { generator: gen });
     peft.eval();
-    close(g.noGrad(() => peft.forward(x)), before, c.approximateInit ? 1e-4 : 1e-6, 'init output');
+    const after = g.noGrad(() => peft.forward(x));
+    if (c.notIdentityAtInit) {
+      const diff = Math.max(...Array.from(after.toArray(), (v, i) => Math.abs(v - before.toArray()[i]!)));
+      assert.ok(diff > 1e-4, `${c.notIdentityAtInit}: expected a visible change, got ${diff}`);
+      return;
+    }
+    close(after, before, c.approximateInit ? 1e-4 : 1e-6, 'init output');
   });
 
   test(`adapters ${c.label}: only adapter and modules_to_save parameters receive gradients`, () => {
     const gen = new g.Generator(2);
+    const probe = c.targets[c.targets.length - 1]!;
     const peft = make(gen);
     const x = g.randn([2, 3, 9, 9], { generator: gen });
     g.sum(peft.forward(x)).backward();
@@ -121,19 +185,28 @@ for (const c of cases) {
       const adapterParam = isAdapterKey(key);
       assert.equal(p.requiresGrad, adapterParam, `${key} requiresGrad`);
       if (!adapterParam) assert.equal(p.grad, null, `${key} got a gradient`);
-      else if (key.includes('fc1.') && p.grad) adapterGrads++;
+      else if (key.startsWith(`${probe}.`) && p.grad) adapterGrads++;
     }
-    assert.ok(adapterGrads > 0, 'the adapter on fc1 receives gradients');
+    assert.ok(adapterGrads > 0, `the adapter on ${probe} receives gradients`);
     assert.match(peft.trainableSummary().line, /^trainable params: [\d,]+ \|\| all params: [\d,]+ \|\| trainable%: \d+\.\d{4}$/);
   });
 
-  test(`adapters ${c.label}: merged output equals unmerged, and unmerge restores the base weights`, () => {
+  test(`adapters ${c.label}: merged output equals unmerged, and unmerge restores the base weights`, async () => {
     const gen = new g.Generator(3);
     const peft = make(gen);
     perturb(peft.model, gen);
     peft.eval();
     const x = g.randn([2, 3, 9, 9], { generator: gen });
     const mergeable = peft.adapterLayers().filter(([, l]) => l.canMerge());
+    if (c.noMerge) {
+      assert.equal(mergeable.length, 0, 'no layer of a method that does not merge claims it can');
+      assert.throws(() => peft.merge(), c.noMerge);
+      assert.throws(() => peft.mergeAndUnload(), c.noMerge);
+      // withMerged (evaluation) keeps the modules in place and computes the same.
+      const want = g.noGrad(() => peft.forward(x));
+      await peft.withMerged(() => Promise.resolve(close(g.noGrad(() => peft.forward(x)), want, 0, 'withMerged')));
+      return;
+    }
     if (mergeable.length < peft.adapterLayers().length) {
       assert.ok(c.targets.includes('dw'), 'only a grouped layer may refuse to merge');
       assert.throws(() => peft.merge(), /cannot be merged into the grouped base weight/);
@@ -178,8 +251,8 @@ for (const c of cases) {
     assert.deepEqual(plain(c.method.fromPeftJson(json, 'adapter_config.json')), plain(c.method.validate(configOf(c))), 'config round trip');
     // The same base (seeded): an adapter that changed it at init (PiSSA) recomputes the same residual.
     // A layer holds adapters of one method, so the model's first adapter is of the same method, with its defaults.
-    const scratch = c.method.configFromRun(SharedAdapterOptionsSchema.parse({ targets: ['fc1'] }), c.method.optionsSchema.parse({}));
-    const loaded = new PeftModel(new TinyNet(new g.Generator(4)), c.method, scratch, 'scratch');
+    const scratch = c.method.configFromRun(SharedAdapterOptionsSchema.parse({ targets: [wrapsBlocks(c.method) ? c.targets[0]! : 'fc1'] }), c.method.optionsSchema.parse({}));
+    const loaded = new PeftModel(new Net(new g.Generator(4)), c.method, scratch, 'scratch');
     loaded.loadAdapter(dir, 'default');
     loaded.setAdapter('default');
     loaded.eval();
@@ -296,20 +369,31 @@ test('adapters: DoRA on a layer with a dead (all-zero) output channel stays fini
 // on the adapter alone) and computes what it computes on the dequantised float base.
 for (const method of adapterMethods()) {
   test(`adapters ${method.name} on a 4-bit base: trains, and equals the method on the dequantised base`, () => {
-    const c: Case = { label: method.name, method, own: {}, targets: ['stem', 'fc1'] };
-    const quantised = new TinyNet(new g.Generator(21));
-    const dequantised = new TinyNet(new g.Generator(21));
-    for (const name of ['stem', 'fc1'] as const) {
-      const q = quantizeLayer(quantised[name])!;
+    // A method that wraps blocks runs on TinyBlockNet with the dense layers inside its blocks quantised.
+    const blocks = wrapsBlocks(method);
+    const targets = blocks ? BLOCK_TARGETS : ['stem', 'fc1'];
+    const c: Case = { label: method.name, method, own: {}, targets };
+    const Net = blocks ? TinyBlockNet : TinyNet;
+    const quantised = new Net(new g.Generator(21));
+    const dequantised = new Net(new g.Generator(21));
+    const layers = quantised.namedModules()
+      .filter(([p, m]) => (blocks ? targets.some((t) => p.startsWith(`${t}.`)) && m instanceof Linear : p === 'stem' || p === 'fc1'))
+      .map(([p]) => p);
+    assert.ok(layers.length > 0);
+    for (const name of layers) {
+      const q = quantizeLayer(quantised.getModule(name))!;
       quantised.setModule(name, q);
-      g.assign(dequantised[name].weight, g.tensor(dequantize4(q.quantized), q.quantized.state.shape));
+      g.assign((dequantised.getModule(name) as Linear | Conv2d).weight, g.tensor(dequantize4(q.quantized), q.quantized.state.shape));
     }
     const pq = new PeftModel(quantised, method, configOf(c), 'default', { generator: new g.Generator(22) });
     const pf = new PeftModel(dequantised, method, configOf(c), 'default', { generator: new g.Generator(22) });
     perturb(pq.model, new g.Generator(23));
     perturb(pf.model, new g.Generator(23));
     const x = g.randn([2, 3, 9, 9], { generator: new g.Generator(24) });
+    // The same draws for any dropout in train mode (Mona's 0.1).
+    g.manualSeed(25);
     const yq = pq.forward(x);
+    g.manualSeed(25);
     const yf = pf.forward(x);
     close(yq, yf, 1e-5, 'output');
     g.sum(yq).backward();
@@ -326,7 +410,7 @@ for (const method of adapterMethods()) {
       assert.equal(p.grad === null, r.grad === null, `${key}: gradient on one base only`);
       if (p.grad) {
         close(p.grad, r.grad!, 1e-4, `${key} gradient`);
-        if (key.includes('fc1.') || key.includes('stem.')) trained++;
+        if (targets.some((t) => key.startsWith(`${t}.`))) trained++;
       }
     }
     assert.ok(trained > 0, 'the adapters on the 4-bit layers receive gradients');

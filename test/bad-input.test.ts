@@ -75,6 +75,7 @@ const cases: Case[] = [
   { name: 'an invalid --targets regex', args: () => train('o4', '--targets', '(['), status: 2, words: /adapter\.targets: '\(\[' is not a valid regular expression/ },
   { name: '--image-size absurdly large', args: () => train('o5', '--image-size', '100000'), status: 2, words: /data\.imageSize: 100000 .*give at most 2048/ },
   { name: '--image-size too small', args: () => train('o6', '--image-size', '2'), status: 2, words: /data\.imageSize: 2 is too small.*at least 8/ },
+  { name: '--image-size below the model\'s smallest input', args: () => train('o6b', '--model', 'nsfwjs_inception_v3', '--image-size', '64'), status: 2, words: /nsfwjs_inception_v3 needs an input of at least 75×75.*--image-size 75/ },
   { name: "--output ''", args: () => ['train', ...lora(), '--output', ''], status: 2, words: /output: is empty; give a folder/ },
   { name: '--method scratch with --weights', args: () => ['train', '-c', p('base.json'), '--method', 'scratch', '--weights', p('w.safetensors'), '--output', p('o7')], status: 2, words: /weights: method 'scratch' .*drop --weights/ },
   { name: '--alpha 1e300', args: () => train('o8', '--alpha', '1e300'), status: 2, words: /adapter\.alpha: 1e\+300 .*usual alpha/ },

@@ -36,6 +36,7 @@ test('defaults: steps have a floor however small the data; epochs and steps stil
   assert.match(none.note!, /no validation split: the smallest class has 3/);
   assert.equal(defaultImageSize(224, [28, 28]), 64);
   assert.equal(defaultImageSize(224, [48]), 96);
+  assert.equal(defaultImageSize(299, [28, 28], 75), 96, "InceptionV3's smallest input (75) rounds up to 96");
   assert.equal(defaultImageSize(224, [200]), undefined, 'images near the model size run at its size');
 });
 

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { SafetensorsFile } from '../src/io/safetensors.js';
+import { writeTwoClassFolder } from './helpers/tiny-runs.js';
 
 const root = mkdtempSync(join(tmpdir(), 'graft-faults-'));
 const p = (...parts: string[]) => join(root, ...parts);
@@ -37,14 +38,7 @@ function graft(args: string[], onOutput?: (text: string, child: ReturnType<typeo
 const trainArgs = (out: string, ...more: string[]) => ['train', '-c', p('config.json'), '--output', out, ...more];
 
 async function setup(): Promise<void> {
-  for (const [k, c] of ['a', 'b'].entries()) {
-    mkdirSync(p('img', c), { recursive: true });
-    for (let i = 0; i < 5; i++) {
-      const px = Buffer.alloc(16 * 16 * 3);
-      for (let j = 0; j < px.length; j++) px[j] = (j * (7 + i) + k * 90) % 256;
-      await sharp(px, { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(p('img', c, `${i}.png`));
-    }
-  }
+  await writeTwoClassFolder(p('img'));
   writeFileSync(p('config.json'), JSON.stringify({
     model: 'resnet18', modelOverrides: { layers: [1, 1, 1, 1] }, method: 'lora', adapter: { targets: 'conv1', dropout: 0.3 },
     data: { source: p('img'), perClass: 3, imageSize: 32 }, train: { epochs: 3, batchSize: 2, seed: 3 },

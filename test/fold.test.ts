@@ -95,3 +95,32 @@ test('fold: withFoldedWeights folds each pair once, gives the same values, frees
   assert.ok(maxDiff(changed, plain) > 1e-3, 'the next scope folds the new weights');
   assert.ok(maxDiff(changed, run()) === 0);
 });
+
+test('fold: a ReLU / ReLU6 after a folded conv + BatchNorm runs fused in the convolution (conv2dAct), same values and input gradients', async () => {
+  const { Activation, Sequential, convBnAct } = await import('../src/nn/layers.js');
+  for (const groups of [1, 4]) {
+    for (const act of ['relu', 'relu6'] as const) {
+      const { conv, bn, x } = setup(groups);
+      const seq = new Sequential(conv, bn, new Activation(act));
+      seq.eval();
+      // A BatchNorm scale of ×8 so that ReLU6 clips above as well as below.
+      g.noGrad(() => assign(bn.weight!, g.mul(bn.weight!, 8)));
+      const xs = x;
+      const xa = xs.detach().requiresGrad_(true), xb = xs.detach().requiresGrad_(true), xc = xs.detach().requiresGrad_(true);
+      const unfused = (act === 'relu' ? g.relu : g.relu6)(bn.forward(conv.forward(xa)));
+      const fused = seq.forward(xb);
+      const viaHelper = convBnAct(conv, bn, xc, act);
+      assert.ok(maxDiff(unfused, fused) < 1e-5, `${act} groups ${groups}: Sequential ${maxDiff(unfused, fused)}`);
+      assert.ok(maxDiff(unfused, viaHelper) < 1e-5, `${act} groups ${groups}: convBnAct ${maxDiff(unfused, viaHelper)}`);
+      if (act === 'relu6') assert.ok((unfused.toArray() as Float32Array).some((v) => v === 6), 'the case reaches the upper clip');
+      assert.equal(fused.gradFn?.name, 'conv2dAct', 'the activation ran inside the convolution');
+      const gy = g.randn(unfused.shape, { generator: new Generator(9) });
+      for (const [y, xi] of [[unfused, xa], [fused, xb], [viaHelper, xc]] as const) g.sum(g.mul(y, gy)).backward();
+      assert.ok(maxDiff(xa.grad!, xb.grad!) < 1e-5, `${act} groups ${groups}: input gradient ${maxDiff(xa.grad!, xb.grad!)}`);
+      assert.ok(maxDiff(xa.grad!, xc.grad!) < 1e-5);
+      // The inference path: folded once, fused, under noGrad.
+      const inferred = withFoldedWeights(() => g.noGrad(() => seq.forward(xs)));
+      assert.ok(maxDiff(unfused, inferred) < 1e-5, `${act} groups ${groups}: withFoldedWeights ${maxDiff(unfused, inferred)}`);
+    }
+  }
+});

@@ -22,6 +22,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['src/report'],
   ['src/export'],
   ['src/serve'],
+  ['src/study'],
   ['src/cli'],
   ['src/index.ts'],
 ];

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import * as g from '../src/index.js';
 import type { Module } from '../src/nn/module.js';
 import { methodNames } from '../src/adapters/apply.js';
+import { getAdapterMethod, isAdapterMethod } from '../src/adapters/registry.js';
 import { PeftModel } from '../src/adapters/peft-model.js';
 import { buildRunModel, loadRun, saveTrainedModel, writeRunManifest } from '../src/train/run.js';
 import { runConfigSchema, type RunConfig } from '../src/train/run-config.js';
@@ -22,10 +23,18 @@ interface Backbone {
   config: Record<string, unknown>;
   targets: string[] | string;
   input: number[];
+  /** Methods that do not apply to this backbone, with why; building one must fail saying so. */
+  notFor?: Record<string, { why: string; error: RegExp }>;
+  /** Only these methods (extra backbones for methods the first two cannot show). */
+  only?: string[];
 }
+const BLOCKS_ONLY = { why: 'Mona inserts modules into transformer and ConvNeXt blocks; a ResNet has none', error: /'all-blocks' takes every module mona adapts/ };
 const BACKBONES: Backbone[] = [
-  { label: 'ResNet', config: { model: 'resnet18', modelOverrides: { layers: [1, 1, 1, 1] }, data: { source: 'unused', perClass: 1, imageSize: 32 } }, targets: '.*conv\\d', input: [2, 3, 32, 32] },
+  { label: 'ResNet', config: { model: 'resnet18', modelOverrides: { layers: [1, 1, 1, 1] }, data: { source: 'unused', perClass: 1, imageSize: 32 } }, targets: '.*conv\\d', input: [2, 3, 32, 32], notFor: { mona: BLOCKS_ONLY } },
   { label: 'ViT', config: { model: 'vit_small_patch16_224', modelOverrides: { depth: 2, embedDim: 32, numHeads: 2 }, data: { source: 'unused', perClass: 1, imageSize: 32 } }, targets: 'all-linear', input: [2, 3, 32, 32] },
+  // Mona's other two layouts: Swin's channels-last stages and ConvNeXt's channels-first ones.
+  { label: 'Swin', config: { model: 'swin_tiny', modelOverrides: { embedDim: 16, depths: [1, 1], numHeads: [1, 2], windowSize: [2, 2] }, data: { source: 'unused', perClass: 1, imageSize: 32 } }, targets: 'all-blocks', input: [2, 3, 32, 32], only: ['mona'] },
+  { label: 'ConvNeXt', config: { model: 'convnext_tiny', modelOverrides: { blockSetting: [[8, 16, 1], [16, null, 1]] }, data: { source: 'unused', perClass: 1, imageSize: 32 } }, targets: 'all-blocks', input: [2, 3, 32, 32], only: ['mona'] },
 ];
 
 function runConfig(b: Backbone, method: string, extra: Record<string, unknown> = {}): RunConfig {
@@ -66,9 +75,19 @@ async function assertReloadsExactly(c: RunConfig, input: number[], what: string)
 }
 
 for (const b of BACKBONES) {
-  for (const method of methodNames()) {
+  for (const method of b.only ?? methodNames()) {
+    const not = b.notFor?.[method];
+    if (not) {
+      test(`run reload: ${b.label} ${method} does not apply (${not.why})`, async () => {
+        await assert.rejects(buildRunModel(runConfigSchema().parse({ ...b.config, method, train: { seed: 7 } }), CLASSES), not.error);
+      });
+      continue;
+    }
+    // Methods with their own default targets (Mona: every block) keep them on the shared backbones.
+    const own = isAdapterMethod(method) && getAdapterMethod(method).defaultTargets !== undefined;
     test(`run reload: ${b.label} ${method} rebuilds the trained model exactly`, async () => {
-      await assertReloadsExactly(runConfig(b, method), b.input, `${b.label} ${method}`);
+      const c = runConfig(b, method);
+      await assertReloadsExactly(own ? { ...c, adapter: { ...c.adapter, targets: undefined } } : c, b.input, `${b.label} ${method}`);
     });
   }
 }
@@ -104,7 +123,8 @@ test('run reload: defaults left to graft (targets, head) resolve to the same mod
 });
 
 for (const b of BACKBONES) {
-  for (const method of ['lora', 'dora', 'ia3']) {
+  // The backbones kept for one method (Mona on Swin and ConvNeXt) run that method on the 4-bit base.
+  for (const method of b.only ?? ['lora', 'dora', 'ia3']) {
     test(`run reload: ${b.label} ${method} on an NF4 double-quantised base rebuilds the trained model exactly`, async () => {
       await assertReloadsExactly(runConfig(b, method, { quantize: { type: 'nf4', doubleQuant: true } }), b.input, `${b.label} ${method} nf4`);
     });

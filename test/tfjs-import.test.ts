@@ -238,7 +238,7 @@ test('nsfwjs MobileNetV2: Keras names, features and head, and class probabilitie
   const names = [...model.stateDict().keys()];
   for (const key of ['Conv1.kernel', 'bn_Conv1.gamma', 'bn_Conv1.moving_variance', 'expanded_conv_depthwise.depthwise_kernel', 'dense_3.bias']) assert.ok(names.includes(key), key);
   assert.equal(names.length, 266);
-  assert.deepEqual(model.preprocess, { inputSize: [3, 224, 224], mean: [0, 0, 0], std: [1, 1, 1], interpolation: 'bilinear', cropPct: 1 });
+  assert.deepEqual(model.preprocess, { inputSize: [3, 224, 224], mean: [0, 0, 0], std: [1, 1, 1], interpolation: 'bilinear', cropPct: 1, minSize: 32 });
   assert.equal(model.numFeatures, 1280);
 
   const images = makeImages(['gradient', 'checkerboard', 'noise'], 224);
@@ -281,6 +281,25 @@ test('nsfwjs InceptionV3: class probabilities equal to TF.js at 299²', async (t
   const diff = await compare(model, await nsfwjsOracle('nsfwjs_inception_v3'), images, [2, 299, 299, 3]);
   t.diagnostic(`InceptionV3 max |Δp| vs TF.js over 2 images: ${diff.toExponential(2)}`);
   assert.ok(diff <= TOL.probabilities, `max |Δp| = ${diff}`);
+});
+
+test('nsfwjs at a smaller input: the head still averages the whole feature map (MobileNetV2 at 96², InceptionV3 at 96²)', () => {
+  const small = loadNsfwjsModel('nsfwjs_mobilenet_v2', { imageSize: 96 });
+  const x = tensorFromNhwc(makeImages(['gradient', 'noise'], 96), [2, 96, 96, 3]);
+  const features = noGrad(() => small.forwardFeatures(x));
+  assert.deepEqual(features.shape, [2, 1280, 3, 3]);
+  const pooled = noGrad(() => small.forwardHead(features, true)).toArray();
+  const f = features.toArray();
+  const mean = new Float32Array(2 * 1280);
+  for (let i = 0; i < mean.length; i++) for (let k = 0; k < 9; k++) mean[i]! += f[9 * i + k]! / 9;
+  assert.ok(maxAbsDiff(pooled, mean) < 1e-5, `pooled features are the 3×3 map's mean (max |Δ| ${maxAbsDiff(pooled, mean)})`);
+  // InceptionV3's valid-padded stem leaves a 1×1 map at 96²; the 8×8 window of 299² would not fit.
+  const inception = loadNsfwjsModel('nsfwjs_inception_v3', { imageSize: 96 });
+  assert.equal(inception.preprocess.minSize, 75);
+  const p = noGrad(() => softmax(inception.forward(x), -1)).toArray();
+  assert.equal(p.length, 10);
+  for (let b = 0; b < 2; b++) assert.ok(Math.abs(Array.from(p.subarray(5 * b, 5 * b + 5)).reduce((s, v) => s + v, 0) - 1) < 1e-5);
+  assert.throws(() => loadNsfwjsModel('nsfwjs_inception_v3', { imageSize: 64 }), /needs an input of at least 75×75/);
 });
 
 test('nsfwjs registry entries load pretrained weights, take a fresh classifier, and train without leaking buffers', () => {

@@ -93,6 +93,8 @@ void Matmul(const Napi::CallbackInfo& a) {
 }
 // conv2d(x, w, bias, y, geometry)
 void Conv2d(const Napi::CallbackInfo& a) { conv2d_forward(F(a[3]), F(a[0]), F(a[1]), F(a[2]), Conv(a[4])); }
+// conv2dClip(x, w, bias, y, geometry, lo, hi)
+void Conv2dClip(const Napi::CallbackInfo& a) { conv2d_forward_clip(F(a[3]), F(a[0]), F(a[1]), F(a[2]), Conv(a[4]), R(a[5]), R(a[6])); }
 // conv2dBackwardData(gy, w, gx, geometry)
 void Conv2dBackwardData(const Napi::CallbackInfo& a) { conv2d_backward_data(F(a[2]), F(a[0]), F(a[1]), Conv(a[3])); }
 // q4Linear(x, packed, scales, code, bias | null, y, m, rows, cols, blocksize, trans)
@@ -214,6 +216,7 @@ constexpr EntryPoint Kernel(const char* name) {
 constexpr EntryPoint kKernels[] = {
     Kernel<Matmul, 14>("matmul"),
     Kernel<Conv2d, 5>("conv2d"),
+    Kernel<Conv2dClip, 7>("conv2dClip"),
     Kernel<Conv2dBackwardData, 4>("conv2dBackwardData"),
     Kernel<Conv2dBackwardWeight, 5>("conv2dBackwardWeight"),
     Kernel<Q4Linear, 11>("q4Linear"),

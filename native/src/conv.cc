@@ -3,8 +3,11 @@
 // both far faster than oneDNN's plain-layout convolution for those shapes. The others run either on plain
 // layouts (no reorders per call) or, where the convolution is large enough to pay for them, on the
 // blocked layouts oneDNN prefers, with the caller's buffers reordered in and out per call.
+#include <algorithm>
 #include <array>
+#include <limits>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <unordered_map>
 
@@ -47,13 +50,43 @@ std::string conv_key(const char* name, const ConvShape& s, bool bias) {
   return key(name, s.n, s.cIn, s.h, s.w, s.cOut, s.kh, s.kw, s.outH, s.outW, s.strideH, s.strideW, s.padH, s.padW, s.dilH, s.dilW, s.groups, bias);
 }
 
-dnnl::convolution_forward::primitive_desc forward_pd(const ConvDescs& d, bool bias) {
+// The output clamp of a fused convolution: none, or [lo, hi] (ReLU: [0, ∞), ReLU6: [0, 6]).
+struct Clip {
+  bool on = false;
+  float lo = 0, hi = 0;
+};
+
+// oneDNN's eltwise post-op for `clip`: relu for [0, ∞), clip otherwise (finite bounds).
+dnnl::primitive_attr clip_attr(const Clip& clip) {
+  dnnl::primitive_attr attr;
+  if (!clip.on) return attr;
+  dnnl::post_ops po;
+  constexpr float big = std::numeric_limits<float>::max();
+  if (clip.lo == 0.f && clip.hi == std::numeric_limits<float>::infinity()) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  else po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, std::max(clip.lo, -big), std::min(clip.hi, big));
+  attr.set_post_ops(po);
+  return attr;
+}
+
+// A clamped convolution is inference only, so its primitive is built for forward_inference.
+dnnl::convolution_forward::primitive_desc forward_pd(const ConvDescs& d, bool bias, const Clip& clip = {}) {
   using dnnl::convolution_forward;
-  auto desc = bias ? convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.src, d.wei, d.bias, d.dst,
+  auto prop = clip.on ? dnnl::prop_kind::forward_inference : dnnl::prop_kind::forward_training;
+  auto desc = bias ? convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, d.src, d.wei, d.bias, d.dst,
                                                d.strides, d.dilates, d.padL, d.padR)
-                   : convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.src, d.wei, d.dst,
+                   : convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, d.src, d.wei, d.dst,
                                                d.strides, d.dilates, d.padL, d.padR);
-  return convolution_forward::primitive_desc(desc, engine());
+  return convolution_forward::primitive_desc(desc, clip_attr(clip), engine());
+}
+
+std::string clip_key(const char* name, const ConvShape& s, bool bias, const Clip& clip) {
+  // The bounds by their bits (key() writes whole numbers).
+  auto bits = [](float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, sizeof u);
+    return static_cast<int64_t>(u);
+  };
+  return conv_key(name, s, bias) + (clip.on ? key("clip", bits(clip.lo), bits(clip.hi)) : std::string());
 }
 
 // A 1×1, stride-1, unpadded, ungrouped convolution is one matrix product per image:
@@ -70,6 +103,17 @@ void add_channel_bias(float* y, const float* bias, int64_t n, int64_t c, int64_t
     float* row = y + p * hw;
 #pragma omp simd
     for (int64_t i = 0; i < hw; i++) row[i] += b;
+  }
+}
+
+// y (B, C, HW) = clamp(y + bias (C, may be null), lo, hi) in one pass.
+void add_channel_bias_clip(float* y, const float* bias, int64_t n, int64_t c, int64_t hw, float lo, float hi) {
+#pragma omp parallel for schedule(static) if (n * c * hw > (1 << 15))
+  for (int64_t p = 0; p < n * c; p++) {
+    float b = bias ? bias[p % c] : 0.f;
+    float* row = y + p * hw;
+#pragma omp simd
+    for (int64_t i = 0; i < hw; i++) row[i] = std::min(std::max(row[i] + b, lo), hi);
   }
 }
 
@@ -201,35 +245,48 @@ bool depthwise_on_onednn(const ConvShape& s, Pass pass) {
   return is_depthwise(s) && s.kh * s.kw >= 49 && pass != Pass::backward_weight && prefer_blocked(s, pass);
 }
 
-}  // namespace
-
-void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s) {
-  if (is_depthwise(s) && !depthwise_on_onednn(s, Pass::forward)) return depthwise_forward(y, x, w, bias, s);
+// The forward pass, its outputs clamped when `clip` is on (fused into the same kernel).
+void conv_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, const Clip& clip) {
+  if (is_depthwise(s) && !depthwise_on_onednn(s, Pass::forward)) {
+    if (clip.on) return depthwise_forward(y, x, w, bias, s, clip.lo, clip.hi);
+    return depthwise_forward(y, x, w, bias, s);
+  }
   if (is_pointwise(s)) {
+    // oneDNN 2.6's matmul has no fast kernel for a bias along the rows (it falls back to its
+    // reference one), so the bias and the clamp follow the product in one pass of their own.
     int64_t hw = s.h * s.w;
     matmul(y, w, x, s.n, s.cOut, hw, s.cIn, false, false, 0, s.cIn * hw, s.cOut * hw, 0);
-    if (bias) add_channel_bias(y, bias, s.n, s.cOut, hw);
+    if (clip.on) add_channel_bias_clip(y, bias, s.n, s.cOut, hw, clip.lo, clip.hi);
+    else if (bias) add_channel_bias(y, bias, s.n, s.cOut, hw);
     return;
   }
   bool hasBias = bias != nullptr;
   if (prefer_blocked(s, Pass::forward)) {
-    const Primitive& p = cached(conv_key("conv_fwd_blocked", s, hasBias), [&] {
+    const Primitive& p = cached(clip_key("conv_fwd_blocked", s, hasBias, clip), [&] {
       auto plain = conv_descs(s);
-      auto pd = forward_pd(conv_descs(s, true), hasBias);
+      auto pd = forward_pd(conv_descs(s, true), hasBias, clip);
       return with_layouts(dnnl::convolution_forward(pd), {plain.src, plain.wei, plain.dst}, {pd.src_desc(), pd.weights_desc(), pd.dst_desc()},
                           {true, true, false}, plain.bias);
     });
     return execute_with_layouts(p, {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}, {const_cast<float*>(x), const_cast<float*>(w), y},
                                 {true, true, false}, DNNL_ARG_BIAS, bias);
   }
-  const Primitive& p = cached(conv_key("conv_fwd", s, hasBias), [&] {
+  const Primitive& p = cached(clip_key("conv_fwd", s, hasBias, clip), [&] {
     auto d = conv_descs(s);
-    return Primitive{dnnl::convolution_forward(forward_pd(d, hasBias)), {d.src, d.wei, d.bias, d.dst}};
+    return Primitive{dnnl::convolution_forward(forward_pd(d, hasBias, clip)), {d.src, d.wei, d.bias, d.dst}};
   });
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], x)}, {DNNL_ARG_WEIGHTS, mem(p.mds[1], w)}, {DNNL_ARG_DST, mem(p.mds[3], y)}};
   if (bias) args.emplace(DNNL_ARG_BIAS, mem(p.mds[2], bias));
   p.prim.execute(stream(), args);
   stream().wait();
+}
+
+}  // namespace
+
+void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s) { conv_forward(y, x, w, bias, s, Clip{}); }
+
+void conv2d_forward_clip(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, float lo, float hi) {
+  conv_forward(y, x, w, bias, s, Clip{true, lo, hi});
 }
 
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s) {

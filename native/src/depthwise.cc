@@ -25,7 +25,7 @@ void planes_parallel(int64_t planes, F f) {
 }
 
 // y (B, C, OH, OW) = depthwise(x (B, C, H, W), w (C, 1, KH, KW)) + bias (C)
-void depthwise_forward_rows(float* y, const float* x, const float* w, const float* bias, const ConvShape& s) {
+void depthwise_forward_rows(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, float clipLo, float clipHi) {
   planes_parallel(s.n * s.cOut, [&](int64_t pl) {
     int64_t c = pl % s.cOut;
     const float* px = x + pl * s.h * s.w;
@@ -52,6 +52,10 @@ void depthwise_forward_rows(float* y, const float* x, const float* w, const floa
           }
         }
       }
+      if (clipLo > -std::numeric_limits<float>::infinity() || clipHi < std::numeric_limits<float>::infinity()) {
+#pragma omp simd
+        for (int64_t ow = 0; ow < s.outW; ow++) row[ow] = std::min(std::max(row[ow], clipLo), clipHi);
+      }
     }
   });
 }
@@ -62,7 +66,7 @@ void depthwise_forward_rows(float* y, const float* x, const float* w, const floa
 // check each tap. K > 0 fixes the kernel size at compile time (3×3, 5×5) so the tap loops unroll.
 // Kernels larger than 5×5 keep row-wise accumulation (depthwise_forward_rows), measured faster there.
 template <int K>
-void depthwise_plane(float* py, const float* px, const float* pw, float b, const ConvShape& s, const float* zeros) {
+void depthwise_plane(float* py, const float* px, const float* pw, float b, const ConvShape& s, const float* zeros, float clipLo, float clipHi) {
   const int64_t kh = K > 0 ? K : s.kh, kw = K > 0 ? K : s.kw;
   const int64_t sw = s.strideW, dw = s.dilW, pw_ = s.padW;
   // Interior columns: ow·sw − padW ≥ 0 and ow·sw − padW + (kw − 1)·dw ≤ w − 1.
@@ -84,7 +88,7 @@ void depthwise_plane(float* py, const float* px, const float* pw, float b, const
           int64_t iw = ow * sw - pw_ + j * dw;
           if (iw >= 0 && iw < s.w) acc += pw[i * kw + j] * rows[i][iw];
         }
-      out[ow] = acc;
+      out[ow] = std::min(std::max(acc, clipLo), clipHi);
     };
     for (int64_t ow = 0; ow < lo; ow++) edge(ow);
     if (sw == 1) {
@@ -93,14 +97,14 @@ void depthwise_plane(float* py, const float* px, const float* pw, float b, const
         float acc = b;
         for (int64_t i = 0; i < kh; i++)
           for (int64_t j = 0; j < kw; j++) acc += pw[i * kw + j] * rows[i][ow - pw_ + j * dw];
-        out[ow] = acc;
+        out[ow] = std::min(std::max(acc, clipLo), clipHi);
       }
     } else {
       for (int64_t ow = lo; ow < hi; ow++) {
         float acc = b;
         for (int64_t i = 0; i < kh; i++)
           for (int64_t j = 0; j < kw; j++) acc += pw[i * kw + j] * rows[i][ow * sw - pw_ + j * dw];
-        out[ow] = acc;
+        out[ow] = std::min(std::max(acc, clipLo), clipHi);
       }
     }
     for (int64_t ow = std::max(hi, lo); ow < s.outW; ow++) edge(ow);
@@ -108,12 +112,13 @@ void depthwise_plane(float* py, const float* px, const float* pw, float b, const
 }
 
 // y (B, C, OH, OW) = depthwise(x (B, C, H, W), w (C, 1, KH, KW)) + bias (C)
-void depthwise_direct(float* y, const float* x, const float* w, const float* bias, const ConvShape& s) {
+void depthwise_direct(float* y, const float* x, const float* w, const float* bias, const ConvShape& s,
+                      float clipLo = -std::numeric_limits<float>::infinity(), float clipHi = std::numeric_limits<float>::infinity()) {
   std::vector<float> zeros(static_cast<size_t>(s.w), 0.f);
   auto plane = s.kh == 3 && s.kw == 3 ? depthwise_plane<3> : s.kh == 5 && s.kw == 5 ? depthwise_plane<5> : depthwise_plane<0>;
   planes_parallel(s.n * s.cOut, [&](int64_t pl) {
     int64_t c = pl % s.cOut;
-    plane(y + pl * s.outH * s.outW, x + pl * s.h * s.w, w + c * s.kh * s.kw, bias ? bias[c] : 0.f, s, zeros.data());
+    plane(y + pl * s.outH * s.outW, x + pl * s.h * s.w, w + c * s.kh * s.kw, bias ? bias[c] : 0.f, s, zeros.data(), clipLo, clipHi);
   });
 }
 
@@ -121,9 +126,9 @@ void depthwise_direct(float* y, const float* x, const float* w, const float* bia
 
 bool is_depthwise(const ConvShape& s) { return s.groups == s.cIn && s.cOut == s.cIn && s.groups > 1; }
 
-void depthwise_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s) {
-  if (s.kh <= 5 && s.kw <= 5) return depthwise_direct(y, x, w, bias, s);
-  depthwise_forward_rows(y, x, w, bias, s);
+void depthwise_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, float lo, float hi) {
+  if (s.kh <= 5 && s.kw <= 5) return depthwise_direct(y, x, w, bias, s, lo, hi);
+  depthwise_forward_rows(y, x, w, bias, s, lo, hi);
 }
 
 // gx (B, C, H, W) from gy (B, C, OH, OW). With stride 1 this is the forward kernel on gy with the

@@ -4,6 +4,7 @@
 // D head dim. Every buffer is contiguous unless it comes with a View.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace graft {
@@ -65,6 +66,9 @@ struct ConvShape {
 };
 // y (B, Cout, OH, OW) = conv(x (B, Cin, H, W), w (Cout, Cin/G, KH, KW)) + bias (Cout)
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s);
+// conv2d_forward with each output clamped to [lo, hi] in the same pass (an inference
+// convolution fused with its ReLU / ReLU6: oneDNN's eltwise post-op, or the direct kernels' store)
+void conv2d_forward_clip(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, float lo, float hi);
 // gx (B, Cin, H, W) from gy (B, Cout, OH, OW)
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s);
 // gw (Cout, Cin/G, KH, KW) and gb (Cout, may be null), overwritten
@@ -87,7 +91,9 @@ void q4_conv2d_backward_data(float* gx, const float* gy, const uint8_t* packed, 
 double q4_peak_chunk_floats(bool reset);
 
 bool is_depthwise(const ConvShape& s);  // groups = Cin = Cout > 1
-void depthwise_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s);
+// Outputs clamped to [lo, hi] as they are stored (the defaults leave them as they are).
+void depthwise_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s,
+                       float lo = -std::numeric_limits<float>::infinity(), float hi = std::numeric_limits<float>::infinity());
 void depthwise_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s);
 void depthwise_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s);
 

@@ -8,7 +8,11 @@ import type { Tensor } from '../tensor/tensor.js';
 
 export type BaseLayer = Linear | Conv2d;
 
-export abstract class AdapterLayer<B extends BaseLayer = BaseLayer> extends Module {
+/**
+ * `B` is what the layer wraps: a Linear or Conv2d for methods that change a layer's weight, or a
+ * whole block for methods that insert modules into it (Mona wraps a block with residual taps).
+ */
+export abstract class AdapterLayer<B extends Module = BaseLayer> extends Module {
   readonly base_layer: B;
   activeAdapter: string | null = null;
   /** Adapters merged into base_layer.weight, in merge order. */

@@ -138,6 +138,10 @@ export interface AdapterMethod<C extends AdapterConfig = AdapterConfig> {
   validate(config: C): C;
   /** Whether `m` is a base layer this method can wrap. */
   canWrap(m: Module): boolean;
+  /** What canWrap accepts, for errors (default: Linear and Conv2d layers). */
+  readonly wraps?: string;
+  /** The targets of a run that names none (default: graft's rule for the backbone, train/defaults.ts). */
+  readonly defaultTargets?: TargetSpec;
   /** Whether `m` is this method's adapter layer (a target already grafted by it). */
   isLayer(m: Module): boolean;
   /** Adds adapter `name` to the module at a target: wraps a plain layer, or extends an existing wrapper of this method. */
@@ -147,6 +151,8 @@ export interface AdapterMethod<C extends AdapterConfig = AdapterConfig> {
   /** Whether an adapter_config.json object is this method's (peft_type, and e.g. use_dora). */
   readsPeftJson(json: Record<string, unknown>): boolean;
   fromPeftJson(json: Record<string, unknown>, source: string): C;
+  /** The size part of the settings line from the method's run-configuration section (default: `r <adapter.r>`). */
+  sizeLine?(own: Record<string, unknown>): string;
   /** Rank for the comparison table (null when the method has none). */
   rank(config: C): number | null;
   /** Hooks for training adapter `name` of `model` (the PeftModel's inner model). */

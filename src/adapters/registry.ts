@@ -8,6 +8,7 @@ import { ia3 } from './ia3/method.js';
 import { oft } from './oft/method.js';
 import { adalora } from './adalora/method.js';
 import { dylora } from './dylora/method.js';
+import { mona } from './mona/method.js';
 import { dra } from './dra/method.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -31,6 +32,7 @@ registerAdapterMethod(ia3);
 registerAdapterMethod(oft);
 registerAdapterMethod(adalora);
 registerAdapterMethod(dylora);
+registerAdapterMethod(mona);
 registerAdapterMethod(dra);
 
 export function adapterMethods(): AnyMethod[] {

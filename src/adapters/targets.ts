@@ -10,9 +10,16 @@ import { ModulesToSaveWrapper } from './modules-to-save.js';
 export interface Adaptability {
   canWrap(m: Module): boolean;
   isLayer(m: Module): boolean;
+  /** What `canWrap` accepts, for errors (default: 'Linear and Conv2d layers'). */
+  readonly wraps?: string;
 }
 
-export type TargetSpec = string[] | string | 'all-linear';
+/**
+ * 'all-linear' (PEFT's): every Linear but the head; 'all-blocks' (graft's, for methods that wrap
+ * whole blocks such as Mona): every module the method can wrap.
+ */
+export type TargetSpec = string[] | string | 'all-linear' | 'all-blocks';
+export const ALL_BLOCKS = 'all-blocks';
 
 export interface TargetOptions {
   targetModules: TargetSpec;
@@ -125,7 +132,7 @@ export function findTargets(model: Module, opts: TargetOptions, can: Adaptabilit
     if (!path) continue;
     if (opts.excludeModules && matches(path, opts.excludeModules)) continue;
     if (isModuleToSave(path, modulesToSave)) continue;
-    const hit = spec === 'all-linear' ? isLinearLike(m) : matches(path, spec);
+    const hit = spec === 'all-linear' ? isLinearLike(m) : spec === ALL_BLOCKS ? isAdaptable(m, can) : matches(path, spec);
     if (!hit) continue;
     if (opts.layersToTransform) {
       const idx = layerIndex(path);
@@ -133,7 +140,8 @@ export function findTargets(model: Module, opts: TargetOptions, can: Adaptabilit
     }
     if (!isAdaptable(m, can)) {
       const what = m instanceof AdapterLayer ? `already carries another method's adapter (${m.constructor.name})` : `is a ${m.constructor.name}`;
-      throw new Error(`target '${path}' ${what}; ${can.name ?? 'an adapter'} adapts Linear and Conv2d layers. Narrow targetModules (e.g. '${path}.<child>').`);
+      const narrow = can.wraps ? `Name those in targetModules, or '${ALL_BLOCKS}' for all of them` : `Narrow targetModules (e.g. '${path}.<child>')`;
+      throw new ConfigError(`target '${path}' ${what}; ${can.name ?? 'an adapter'} adapts ${can.wraps ?? 'Linear and Conv2d layers'}. ${narrow}.`);
     }
     found.push(path);
   }
@@ -143,7 +151,9 @@ export function findTargets(model: Module, opts: TargetOptions, can: Adaptabilit
       const parts = p.split('.');
       return /^\d+$/.test(parts[parts.length - 1]!) && parts.length > 1 ? parts.slice(-2).join('.') : parts[parts.length - 1]!;
     }))];
-    const why = spec === 'all-linear' ? "'all-linear' takes every Linear but the new head, and this model has no other Linear (a CNN); " : '';
+    const why = spec === 'all-linear' ? "'all-linear' takes every Linear but the new head, and this model has no other Linear (a CNN); "
+      : spec === ALL_BLOCKS ? `'${ALL_BLOCKS}' takes every module ${can.name ?? 'the method'} adapts, ${can.wraps ?? 'Linear and Conv2d layers'}, and this model has none; ` : '';
+    if (names.length === 0) throw new ConfigError(`adapter.targets: no module matches ${JSON.stringify(opts.targetModules)}; ${why}choose another method or backbone ('graft inspect MODEL' lists its layers)`);
     throw new ConfigError(`adapter.targets: no module matches ${JSON.stringify(opts.targetModules)}; ${why}give --targets with layer names such as ${names.slice(0, 8).join(', ')} or a regex over module paths ('graft inspect MODEL' lists them)`);
   }
   return found;

@@ -146,6 +146,8 @@ export interface Backend<B = TypedArray> {
 
   // ---- convolution and pooling (NCHW, contiguous) --------------------------------------------
   conv2d(x: B, w: B, bias: B | null, y: B, dtype: DType, p: ConvParams): void;
+  /** conv2d with each output clamped to [lo, hi] as it is stored (a convolution fused with its ReLU / ReLU6). */
+  conv2dClip(x: B, w: B, bias: B | null, y: B, dtype: DType, p: ConvParams, lo: number, hi: number): void;
   conv2dBackwardData(gy: B, w: B, gx: B, dtype: DType, p: ConvParams): void;
   /** Products with a 4-bit weight (Q4Weight), dequantised chunk by chunk; y is overwritten; `bias` (rows) only with trans = false. */
   q4Linear(x: B, w: Q4Weight<B>, bias: B | null, y: B, dtype: DType, p: Q4LinearParams): void;

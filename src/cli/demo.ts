@@ -4,13 +4,18 @@
 // the comparison table of the papers. Every method runs on graft's defaults (train/defaults.ts),
 // whose learning rates, steps, targets and input size were chosen on validation accuracy
 // (docs/defaults.md); each method is evaluated on the test set once.
-import { performance } from 'node:perf_hooks';
-import { writeFileSync, mkdirSync } from 'node:fs';
+//
+// The demo is a study (examples/demo-comparison.json is the same one as a file): one row per
+// method, so it writes the study's tables, pictures and report.html, and a demo stopped part-way
+// continues where it was; a method whose settings changed since is trained again.
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { currentBackend } from '../backends/registry.js';
-import { comparisonTable } from '../report/comparison.js';
-import { runConfigSchema, type RunConfig } from './config.js';
-import { runTraining, type RunSummary } from './train-command.js';
+import { parseStudy, type Study } from '../study/study-file.js';
+import { prepareStudyFolder, runStudy } from '../study/runner.js';
+import { runTraining } from './train-command.js';
+import { writeStudyResults } from './study-command.js';
 
 export interface DemoOptions {
   perClass: number;
@@ -22,42 +27,28 @@ export interface DemoOptions {
   seed: number;
 }
 
-/** A method's run: graft's defaults, the demo's data and seed. */
-function methodConfig(method: string, o: DemoOptions): RunConfig {
-  return runConfigSchema().parse({
-    model: 'nsfwjs_mobilenet_v2',
-    data: { source: 'fashion-mnist', perClass: o.perClass, testPerClass: o.testPerClass },
-    method,
-    train: { steps: o.steps, seed: o.seed },
-    output: join(o.output, method),
-  });
+/** The demo as a study: graft's defaults, the demo's data and seed, one row per method. */
+export function demoStudy(o: DemoOptions): Study {
+  return parseStudy({
+    name: 'demo',
+    description: 'nsfwjs MobileNetV2 on Fashion-MNIST: linear probe, LoRA, DoRA, full fine-tuning and scratch on graft\'s defaults',
+    base: { model: 'nsfwjs_mobilenet_v2', data: { source: 'fashion-mnist', perClass: o.perClass, ...(o.testPerClass ? { testPerClass: o.testPerClass } : {}) }, ...(o.steps ? { train: { steps: o.steps } } : {}) },
+    grid: { method: o.methods },
+    seeds: [o.seed],
+  }, 'graft demo');
 }
 
-export async function runDemo(o: DemoOptions, log: (line: string) => void = console.log): Promise<RunSummary[]> {
+export async function runDemo(o: DemoOptions, log: (line: string) => void = console.log): Promise<void> {
   const t0 = performance.now();
   log(`graft demo on the ${currentBackend().name} backend: nsfwjs MobileNetV2, Fashion-MNIST ${o.perClass} images per class (a fifth held out for validation), ${o.testPerClass ? `${o.testPerClass * 10}` : 'all 10,000'} test images`);
-  const rows: RunSummary[] = [];
-  const failed: string[] = [];
-  for (const method of o.methods) {
-    log(`\n== ${method} ==`);
-    try {
-      rows.push(await runTraining(methodConfig(method, o), log, { overwrite: true }));
-    } catch (e) {
-      // One method failing (a diverged run) does not take the others' results with it.
-      failed.push(`${method}: ${(e as Error).message}`);
-      log(`${method} failed: ${(e as Error).message}`);
-      continue;
-    }
-    const r = rows[rows.length - 1]!;
-    log(`${method}: test accuracy ${(100 * r.accuracy).toFixed(2)}%, weighted F1 ${(100 * r.weightedF1).toFixed(2)}%, ${r.trainSeconds.toFixed(1)} s training`);
-  }
-  const table = rows.length ? comparisonTable(rows) : '(no method finished)';
-  const wall = (performance.now() - t0) / 1000;
-  const failures = failed.length ? `\n\nfailed:\n${failed.map((f) => `- ${f}`).join('\n')}` : '';
-  const where = join(o.output, 'comparison.md');
-  log(`\n${table}${failures}\n\nwall time ${wall.toFixed(0)} s; this table is in ${where}, each method's report in ${o.output}/<method>/report.md`);
-  mkdirSync(o.output, { recursive: true });
-  writeFileSync(where, `${table}${failures}\n\nwall time ${wall.toFixed(0)} s\n`);
-  if (failed.length) throw new Error(`${failed.length} of ${o.methods.length} methods failed (see above); the table holds the others`);
-  return rows;
+  const plan = prepareStudyFolder(demoStudy(o), o.output, { replaceChanged: true });
+  const outcome = await runStudy(plan, o.output, async (config, claim) => {
+    const r = await runTraining(config, log, claim);
+    log(`${r.method}: test accuracy ${(100 * r.accuracy).toFixed(2)}%, weighted F1 ${(100 * r.weightedF1).toFixed(2)}%, ${r.trainSeconds.toFixed(1)} s training`);
+    return r;
+  }, log);
+  await writeStudyResults(o.output, log);
+  copyFileSync(join(o.output, 'table.md'), join(o.output, 'comparison.md'));
+  log(`wall time ${((performance.now() - t0) / 1000).toFixed(0)} s; the table is in ${join(o.output, 'table.md')} (and comparison.md), the page in ${join(o.output, 'report.html')}, each method's run in ${o.output}/cells/<method>-s${o.seed}/`);
+  if (outcome.failed.length) throw new Error(`${outcome.failed.length} of ${o.methods.length} methods failed (${outcome.failed.map((f) => `${f.id}: ${f.message}`).join('; ')}); the table holds the others`);
 }

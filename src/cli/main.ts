@@ -10,6 +10,7 @@ import { exitCodeOf } from '../errors.js';
 import { runDemo } from './demo.js';
 import { composeFashionMnistSegmentation } from '../data/compose-segmentation.js';
 import { runTraining } from './train-command.js';
+import { reportCommand, studyCommand, workerCommand } from './study-command.js';
 import { useDeterministicKernels } from '../train/deterministic.js';
 import { evalCommand, inspectCommand, mergeCommand, predictCommand } from './commands.js';
 import { registerServeCommand } from './serve-command.js';
@@ -71,7 +72,8 @@ program
   .option('--method <name>', `one of ${methodNames().join(', ')}`)
   .option('--rank <r>', 'adapter rank r (methods with a rank; DyLoRA: the highest rank; AdaLoRA uses adalora.initR/targetR instead, as PEFT)', positiveInt('--rank'))
   .option('--alpha <a>', 'adapter alpha (scaling alpha / r; DyLoRA: alpha / b; AdaLoRA: alpha / init_r)', number('--alpha'))
-  .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear'")
+  .option('--targets <names>', "comma-separated module names, a regex, or 'all-linear' ('all-blocks' for mona, its default)")
+  .option('--mona-dim <d>', "Mona's inner width (default 64, as the reference)", positiveInt('--mona-dim'))
   .option('--quantize <type>', "4-bit base weights (QLoRA): 'nf4' or 'fp4' (bitsandbytes' formats; adapter methods only)")
   .option('--double-quant', 'with --quantize: quantise the block scales too (8 bits, blocks of 256)')
   .option('--quant-block <n>', 'with --quantize: elements per scale block, a power of two from 32 to 4096 (default 64)', positiveInt('--quant-block'))
@@ -86,6 +88,11 @@ program
   .option('--deterministic', 'the same metrics on every x86-64 CPU (AVX2 kernels; docs/reproducibility.md)')
   .option('--seed <n>', 'random seed', number('--seed'))
   .option('--output <dir>', 'run folder (checkpoints, metrics.jsonl, report, adapter)')
+  .option('--report-to <list>', "where logs go besides metrics.jsonl: 'tensorboard' (event files in <output>/tensorboard) or 'none'", (v) => {
+    const list = v.split(',').filter((x) => x && x !== 'none');
+    for (const x of list) if (x !== 'tensorboard') throw new InvalidArgumentError(`--report-to: '${x}' is not supported; give 'tensorboard' or 'none'`);
+    return list;
+  })
   .option('--resume', 'continue the run in the --output folder from its newest checkpoint (same configuration)')
   .option('--overwrite', 'replace the run held in the --output folder')
   .option('--rank-min <r>', 'DRA: the lowest rank a layer is given (dra.rMin, default 2)', positiveInt('--rank-min'))
@@ -104,8 +111,8 @@ program
         task: o['task'], 'segmentation.head': o['segHead'], 'segmentation.channels': o['segChannels'],
         model: o['model'], weights: o['weights'], 'data.source': o['data'], 'data.test': o['testData'], 'data.perClass': o['perClass'], 'data.testPerClass': o['testPerClass'],
         'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'adapter.r': o['rank'], 'adapter.alpha': o['alpha'],
-        'adapter.targets': targets, headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
-        'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'],
+        'adapter.targets': targets, 'mona.dim': o['monaDim'], headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
+        'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'], reportTo: o['reportTo'],
         'dra.rMin': o['rankMin'], 'dra.rMax': o['rankMax'], 'dra.wImp': (o['draWeights'] as number[] | undefined)?.[0], 'dra.wBias': (o['draWeights'] as number[] | undefined)?.[1],
         'train.gradientCheckpointing': o['gradientCheckpointing'],
         'quantize.type': o['quantize'], 'quantize.doubleQuant': o['doubleQuant'], 'quantize.blocksize': o['quantBlock'],
@@ -113,6 +120,9 @@ program
       const draFlags = ['rankMin', 'rankMax', 'draWeights'].filter((k) => o[k] !== undefined);
       if (draFlags.length && config.method !== 'dra') {
         throw new ConfigError(`${draFlags.map((k) => `--${k.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)}`).join(', ')} set DRA's options, but the method is ${config.method}; add --method dra or drop them`);
+      }
+      if (o['monaDim'] !== undefined && config.method !== 'mona') {
+        throw new ConfigError(`--mona-dim sets Mona's inner width, but the method is ${config.method}; add --method mona or drop it`);
       }
       if (config.task === 'segmentation') {
         const s = await runTraining({ ...config, task: 'segmentation' }, console.log, { resume: o['resume'] === true, overwrite: o['overwrite'] === true });
@@ -142,6 +152,50 @@ program
   .action(async (o: { perClass: number; testPerClass?: number; steps?: number; methods: string[]; output: string; seed: number }) => {
     try {
       await runDemo(o);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('study')
+  .description('train every cell of a study file (a grid of run configurations × seeds) and write its tables, pictures and report.html')
+  .argument('<file>', 'the study file (JSON: base, grid, baselines, seeds; see docs/studies.md)')
+  .option('--output <dir>', "the study's folder (default: the file's \"output\", else runs/<name>)")
+  .option('--queue <url>', 'redis://HOST:PORT: put the cells on a BullMQ queue for graft worker processes (the study folder shared by all machines) and wait for them')
+  .option('--queue-name <name>', 'the BullMQ queue (default graft-studies)')
+  .option('--status', 'show each cell: done, running (on which worker), waiting or failed')
+  .action(async (file: string, o: { output?: string; queue?: string; queueName?: string; status?: boolean }) => {
+    try {
+      await studyCommand(file, o);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('worker')
+  .description("take study cells from a BullMQ queue and train them into the study's shared folder")
+  .requiredOption('--queue <url>', 'redis://HOST:PORT of the queue graft study --queue fills')
+  .option('--queue-name <name>', 'the BullMQ queue (default graft-studies)')
+  .option('--lock-seconds <s>', "how long a cell's job lock lasts unrenewed: a killed worker's cell goes to another worker after this (default 300)", positiveInt('--lock-seconds'))
+  .option('--until-empty', 'exit once no cell is waiting or running (default: wait for more cells)')
+  .action(async (o: { queue: string; queueName?: string; lockSeconds?: number; untilEmpty?: boolean }) => {
+    try {
+      await workerCommand(o);
+      process.exit(0);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('report')
+  .description('write report.html (tables, pictures, configuration, machine) and figures/ for a run folder or a study folder')
+  .argument('<dir>', 'a run folder of graft train or a study folder of graft study')
+  .action(async (dir: string) => {
+    try {
+      await reportCommand(dir);
     } catch (e) {
       fail(e);
     }

@@ -9,9 +9,12 @@ import { getAdapterMethod, isAdapterMethod } from '../adapters/registry.js';
 import { ImageBatchSource } from '../data/loader.js';
 import { evaluate, measureSpeed } from '../eval/evaluate.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { TensorBoardWriter } from '../io/tensorboard.js';
 import { describeTrainable } from '../nn/module.js';
 import { reportMarkdown } from '../report/tables.js';
 import { writeSimilarity } from '../report/heatmap.js';
+import { machineInfo } from '../report/html.js';
+import { writeRunReport } from '../report/study-output.js';
 import { memory } from '../tensor/memory.js';
 import { train } from '../train/trainer.js';
 import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchnorm.js';
@@ -53,7 +56,7 @@ export async function runTraining(config: RunConfig, log: (line: string) => void
   try {
     // A resumed run continues with its own resolved configuration (run.json): the settings left
     // to graft were decided when it started, and claiming the folder checked the given ones.
-    const c = folder.previous ? { ...folder.previous.config, output: config.output } : config;
+    const c = folder.previous ? { ...folder.previous.config, output: config.output, reportTo: config.reportTo } : config;
     if (c.task === 'segmentation') return await trainSegmentationInFolder(c, folder, log, opts);
     return await trainInFolder(c, folder, log, opts);
   } finally {
@@ -88,6 +91,9 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
   const hooks = model instanceof PeftModel ? model.trainingHooks() : undefined;
   // Training images without augmentation, shuffled once by the run's seed: what DRA calibrates on.
   const calibration = new ImageBatchSource(data.train.dataset, data.train.samples, { ...loaderOpts, batchSize: c.train.batchSize, shuffle: true, seed: c.train.seed });
+  // TensorBoard: the Trainer's scalars, appended as they are logged (a resumed run adds a file).
+  const board = c.reportTo.includes('tensorboard') ? new TensorBoardWriter(join(outputDir, 'tensorboard')) : null;
+  if (board) log(`TensorBoard event file: ${board.file} (tensorboard --logdir ${join(outputDir, 'tensorboard')})`);
   allowInterrupt();
   const result = await train(model, trainSource, validate, {
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
@@ -101,12 +107,13 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
         best.offer({ epoch: Math.round(entry['epoch'] ?? 0), step: entry['step'] ?? 0, accuracy, loss: entry['eval_loss'] ?? 0 });
       }
       watch.observe(entry);
+      board?.log(entry);
     },
     onTrainingEnd: () => {
       restored = best.restore();
       best.dispose();
     },
-  });
+  }).finally(() => board?.close());
   bar.done();
   if (result.stoppedBy === 'interrupted') {
     best.dispose();
@@ -156,7 +163,7 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
   };
   const training = { steps: plan.steps, epochs: plan.epochs, lr: c.train.lr, bestCheckpoint: chosen, warnings: watch.warnings };
   const mem = memorySection(model, c.quantize ?? null);
-  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds, training, memory: mem, ...(selection ? { rankSelection: selection } : {}), ...(methodReport ? { [c.method]: methodReport.json } : {}) }, null, 2));
+  writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds, training, memory: mem, ...(selection ? { rankSelection: selection } : {}), ...(methodReport ? { [c.method]: methodReport.json } : {}), machine: machineInfo() }, null, 2));
   writeFileAtomic(join(outputDir, 'report.md'), reportMarkdown(`${c.model} · ${c.method}`, data.classes, r, {
     'trainable params': `${finalTrainable.trainable.toLocaleString('en-US')} (${finalTrainable.percent.toFixed(4)}%)`,
     ...(avgTrainable !== finalTrainable.trainable ? { 'Avg_Parm (trainable params averaged over epochs)': `${Math.round(avgTrainable).toLocaleString('en-US')} (${(avgTrainable / 1e6).toFixed(4)} M)` } : {}),
@@ -170,6 +177,7 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
   }) + (methodReport ? `\n${methodReport.markdown}` : ''));
   if (methodReport?.similarity) writeSimilarity(outputDir, methodReport.similarity);
   best.removeSaved();
+  await writeRunReport(outputDir);
   allowInterrupt();
   return summary;
 }

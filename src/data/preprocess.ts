@@ -24,6 +24,8 @@ export interface PreprocessConfig {
   std: [number, number, number];
   interpolation: 'bilinear' | 'bicubic' | 'nearest';
   cropPct: number;
+  /** The smallest input side the network accepts (InceptionV3: 75); absent: any. */
+  minSize?: number;
   /** The resize before the centre crop; absent: shorter side to min(H, W) / cropPct. */
   resize?: ResizeSpec;
   /** Factor from 8-bit pixel values to the values mean/std apply to (default 1/255; 1 when HF's do_rescale is false). */

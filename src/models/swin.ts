@@ -18,6 +18,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from './model.js';
 import { registerFamily, torchvisionPreprocess, type ConfigEntry } from './cnn/config.js';
 import { Permute } from './cnn/torchvision-blocks.js';
+import { IDENTITY_TAP, type Tap, type TappedBlock } from '../nn/residual-taps.js';
 
 export interface SwinConfig {
   patchSize: number;
@@ -61,13 +62,18 @@ export class PatchMerging extends Module {
   }
 }
 
-export class SwinTransformerBlock extends Module {
+const CHANNELS_LAST = { kind: 'channels-last' } as const;
+
+export class SwinTransformerBlock extends Module implements TappedBlock {
+  readonly tapPoints = ['attn', 'mlp'] as const;
+  readonly tapChannels: number;
   norm1: LayerNorm;
   attn: ShiftedWindowAttention;
   norm2: LayerNorm;
   mlp: Sequential;
   constructor(dim: number, numHeads: number, windowSize: Window, shiftSize: Window, mlpRatio: number, readonly dropoutRate: number, readonly stochasticDepthProb: number) {
     super();
+    this.tapChannels = dim;
     this.norm1 = this.module('norm1', new LayerNorm(dim));
     this.attn = this.module('attn', new ShiftedWindowAttention(dim, windowSize, shiftSize, numHeads));
     this.norm2 = this.module('norm2', new LayerNorm(dim));
@@ -76,10 +82,14 @@ export class SwinTransformerBlock extends Module {
   }
   /** x (B, H, W, C) → (B, H, W, C). */
   forward(x: Tensor): Tensor {
+    return this.forwardTapped(IDENTITY_TAP, x);
+  }
+  /** The forward with `tap` after the attention residual (point 0) and after the MLP residual (point 1). */
+  forwardTapped(tap: Tap, x: Tensor): Tensor {
     const branch = (y: Tensor) => dropPath(y, this.stochasticDepthProb, this.training);
     const attended = dropout(this.attn.forward(this.norm1.forward(x)), this.dropoutRate, this.training);
-    const h = add(x, branch(attended));
-    return add(h, branch(this.mlp.forward(this.norm2.forward(h))));
+    const h = tap(0, add(x, branch(attended)), CHANNELS_LAST);
+    return tap(1, add(h, branch(this.mlp.forward(this.norm2.forward(h)))), CHANNELS_LAST);
   }
 }
 

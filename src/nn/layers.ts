@@ -4,7 +4,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { defaultGenerator, type Generator } from '../tensor/random.js';
 import { ones, rand, zeros } from '../ops/creation.js';
 import { linear } from '../ops/matmul.js';
-import { adaptiveAvgPool2d, avgPool2d, conv2d, maxPool2d, type Conv2dOptions, type Pool2dOptions } from '../ops/conv.js';
+import { adaptiveAvgPool2d, avgPool2d, conv2d, conv2dAct, maxPool2d, type Conv2dOptions, type ConvActivation, type Pool2dOptions } from '../ops/conv.js';
 import { batchNorm, layerNorm, layerNorm2d } from '../ops/norm.js';
 import { add, gelu, hardswish, mul, neg, relu, relu6, rsqrt, sigmoid, silu, sub, tanh } from '../ops/elementwise.js';
 import { reshape } from '../ops/layout.js';
@@ -251,11 +251,17 @@ export function usesRunningStats(bn: Module | null): bn is BatchNorm2d {
   return bn instanceof BatchNorm2d && (!bn.training || bn.frozen) && bn.runningMean !== null && bn.runningVar !== null;
 }
 
+/** The activation `m` is, when conv2dAct can fuse it into the convolution before it. */
+export function fusableActivation(m: Module | null | undefined): ConvActivation | null {
+  return m instanceof Activation && (m.kind === 'relu' || m.kind === 'relu6') ? m.kind : null;
+}
+
 /**
  * conv then bn as one convolution, or null when they cannot be folded (the BatchNorm uses batch
  * statistics, or the conv module carries an unmerged adapter). `input` is the conv's input.
+ * With `act`, the ReLU / ReLU6 after the BatchNorm runs inside the same convolution (conv2dAct).
  */
-export function convBatchNormFolded(convModule: Module | null, bn: Module | null, input: Tensor): Tensor | null {
+export function convBatchNormFolded(convModule: Module | null, bn: Module | null, input: Tensor, act: ConvActivation | null = null): Tensor | null {
   if (!usesRunningStats(bn)) return null;
   const conv = plainConvOf(convModule);
   // A 4-bit convolution (Conv2d4bit) is not folded: folding would build its whole float weight.
@@ -279,7 +285,7 @@ export function convBatchNormFolded(convModule: Module | null, bn: Module | null
       cache.set(conv, folded);
     } else folded = { bn, ...fold() };
   }
-  return conv2d(input, folded.weight, folded.bias, conv.convOptions);
+  return act ? conv2dAct(input, folded.weight, folded.bias, conv.convOptions, act) : conv2d(input, folded.weight, folded.bias, conv.convOptions);
 }
 
 // Folded weights reused across the forward passes of one inference run. Weights cannot change
@@ -315,16 +321,20 @@ export function withFoldedWeights<T>(fn: () => T): T {
   return result;
 }
 
-/** Runs modules in order, a Conv2d directly followed by a BatchNorm2d folded where it can be. */
+/**
+ * Runs modules in order, a Conv2d directly followed by a BatchNorm2d folded where it can be, and
+ * a ReLU / ReLU6 right after such a pair fused into the same convolution.
+ */
 export function runFolded(modules: readonly Module[], x: Tensor): Tensor {
   let h = x;
   for (let i = 0; i < modules.length; i++) {
     const m = modules[i]!;
     const next = modules[i + 1] ?? null;
-    const folded = next ? convBatchNormFolded(m, next, h) : null;
+    const act = fusableActivation(modules[i + 2]);
+    const folded = next ? convBatchNormFolded(m, next, h, act) : null;
     if (folded) {
       h = folded;
-      i++;
+      i += act ? 2 : 1;
     } else h = m.forward(h);
   }
   return h;
@@ -333,6 +343,11 @@ export function runFolded(modules: readonly Module[], x: Tensor): Tensor {
 /** bn(conv(x)), folded into one convolution where it can be. */
 export function convBn(conv: Module, bn: Module, x: Tensor): Tensor {
   return convBatchNormFolded(conv, bn, x) ?? bn.forward(conv.forward(x));
+}
+
+/** act(bn(conv(x))) for act ReLU / ReLU6: one convolution with the activation fused where the pair folds. */
+export function convBnAct(conv: Module, bn: Module, x: Tensor, act: ConvActivation): Tensor {
+  return convBatchNormFolded(conv, bn, x, act) ?? (act === 'relu' ? relu : relu6)(bn.forward(conv.forward(x)));
 }
 
 /** Named children without a forward of their own (torch.nn.ModuleDict). */

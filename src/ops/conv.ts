@@ -28,10 +28,29 @@ function outSize(op: string, size: number, k: number, stride: number, padding: n
 
 /** 2-D convolution: x (B, Cin, H, W), weight (Cout, Cin/groups, KH, KW), bias (Cout). */
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
-  expectFloat('conv2d', x, 'x');
-  expectRank('conv2d', x, 4, 'x', 'B, C, H, W');
-  expectRank('conv2d', weight, 4, 'weight', 'Cout, Cin/groups, KH, KW');
-  expectSameDtype('conv2d', x, weight);
+  return convolve('conv2d', x, weight, bias ?? null, opts, null);
+}
+
+/** The activations conv2dAct fuses, as the clamp of the output they are. */
+export type ConvActivation = 'relu' | 'relu6';
+const ACT_BOUNDS: Record<ConvActivation, [number, number]> = { relu: [0, Infinity], relu6: [0, 6] };
+
+/**
+ * act(conv2d(x, weight, bias)) in one pass: the activation (ReLU or ReLU6, a clamp of the
+ * output) is applied as each output is stored (oneDNN's eltwise post-op on the native backend).
+ * Equal to relu/relu6 after conv2d, gradient included: gy passes where lo < y < hi, which for
+ * y = clamp(z) is where lo < z < hi, relu's and relu6's rule on the pre-activation z.
+ */
+export function conv2dAct(x: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOptions, act: ConvActivation): Tensor {
+  if (!(act in ACT_BOUNDS)) throw new ShapeError(`conv2dAct: act must be 'relu' or 'relu6'; got '${String(act)}'`);
+  return convolve('conv2dAct', x, weight, bias, opts, act);
+}
+
+function convolve(op: 'conv2d' | 'conv2dAct', x: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOptions, act: ConvActivation | null): Tensor {
+  expectFloat(op, x, 'x');
+  expectRank(op, x, 4, 'x', 'B, C, H, W');
+  expectRank(op, weight, 4, 'weight', 'Cout, Cin/groups, KH, KW');
+  expectSameDtype(op, x, weight);
   const groups = opts.groups ?? 1;
   const [strideH, strideW] = pair(opts.stride ?? 1);
   const [padH, padW] = pair(opts.padding ?? 0);
@@ -39,22 +58,32 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
   const [n, cIn, h, w] = x.shape as [number, number, number, number];
   const [cOut, cInG, kh, kw] = weight.shape as [number, number, number, number];
   if (cIn % groups !== 0 || cOut % groups !== 0 || cInG !== cIn / groups) {
-    throw new ShapeError(`conv2d: x has ${cIn} channels and weight ${fmt(weight.shape)} with groups=${groups}; expected weight (Cout, ${cIn / groups}, KH, KW) with Cout divisible by ${groups}`);
+    throw new ShapeError(`${op}: x has ${cIn} channels and weight ${fmt(weight.shape)} with groups=${groups}; expected weight (Cout, ${cIn / groups}, KH, KW) with Cout divisible by ${groups}`);
   }
-  if (bias && (bias.rank !== 1 || bias.shape[0] !== cOut)) throw new ShapeError(`conv2d: bias must have shape [${cOut}]; got ${fmt(bias.shape)}`);
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== cOut)) throw new ShapeError(`${op}: bias must have shape [${cOut}]; got ${fmt(bias.shape)}`);
   const p: ConvParams = {
     n, cIn, h, w, cOut, kh, kw, strideH, strideW, padH, padW, dilH, dilW, groups,
-    outH: outSize('conv2d', h, kh, strideH, padH, dilH), outW: outSize('conv2d', w, kw, strideW, padW, dilW),
+    outH: outSize(op, h, kh, strideH, padH, dilH), outW: outSize(op, w, kw, strideW, padW, dilW),
   };
-  const backend = backendOf('conv2d', x, weight, bias);
+  const backend = backendOf(op, x, weight, bias);
   const xd = denseData(x);
   const wd = denseData(weight);
   const bd = bias ? denseData(bias) : null;
   const out = alloc(backend, [n, cOut, p.outH, p.outW], x.dtype);
-  backend.conv2d(xd.buf(), wd.buf(), bd?.buf() ?? null, out.buf(), x.dtype, p);
+  if (act) backend.conv2dClip(xd.buf(), wd.buf(), bd?.buf() ?? null, out.buf(), x.dtype, p, ...ACT_BOUNDS[act]);
+  else backend.conv2d(xd.buf(), wd.buf(), bd?.buf() ?? null, out.buf(), x.dtype, p);
   const inputs = bias ? [x, weight, bias] : [x, weight];
-  record(out, 'conv2d', inputs, [xd, wd], (gy, [xs, ws]) => {
-    const g = denseData(gy);
+  // The fused activation's backward reads the output (the mask lo < y < hi), so it is saved too.
+  record(out, op, inputs, act ? [xd, wd, out] : [xd, wd], (gy0, [xs, ws, ys]) => {
+    let g: Tensor;
+    if (act) {
+      const gyd = denseData(gy0);
+      g = alloc(backend, out.shape, x.dtype);
+      // relu / relu6's gradient kernel at y: y's open interval (lo, hi) is z's.
+      backend.unaryGrad(act, ys!.buf(), gyd.buf(), g.buf(), g.size, 0, 0);
+      if (gyd !== gy0) gyd.dispose();
+    } else g = denseData(gy0);
+    const gy = gy0;
     let gx: Tensor | null = null;
     let gw: Tensor | null = null;
     let gb: Tensor | null = null;
@@ -67,6 +96,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
       gb = bias ? alloc(backend, [cOut], x.dtype) : null;
       backend.conv2dBackwardWeight(xs!.buf(), g.buf(), gw.buf(), gb?.buf() ?? null, x.dtype, p);
     }
+    if (g !== gy) g.dispose();
     return bias ? [gx, weight.requiresGrad ? gw : null, bias.requiresGrad ? gb : null] : [gx, gw];
   });
   for (const [d, o] of [[xd, x], [wd, weight], [bd, bias]] as const) if (d && d !== o) d.dispose();

@@ -129,6 +129,10 @@ export const opTable = {
     gradient: rule('gx = the transposed convolution of gy with W (backward-data kernel); gW = the correlation of x with gy, gb = Σ gy over B, H, W (backward-weight kernel)'),
     cases: ['conv2d', 'conv2d dilated', 'conv2d grouped', 'conv2d depthwise', 'conv2d pointwise', 'conv2d depthwise dilated bias', 'conv2d depthwise 7x7 stride 2'],
   },
+  conv2dAct: {
+    gradient: rule("act(conv2d(x, W, b)) with act ReLU or ReLU6 fused into the convolution's store: gz = gy where lo < y < hi (the saved output), then conv2d's gx, gW, gb from gz"),
+    cases: ['conv2dAct relu6 depthwise', 'conv2dAct relu pointwise', 'conv2dAct relu6 stride 2', 'conv2dAct relu grouped'],
+  },
   maxPool2d: { gradient: rule('gy goes to the maximal element of each window (the saved argmax)'), cases: ['maxPool2d', 'maxPool2d padded'] },
   avgPool2d: { gradient: rule('gy spread evenly over each window, divided by the window size it was averaged over'), cases: ['avgPool2d', 'avgPool2d exclude pad'] },
   adaptiveAvgPool2d: { gradient: rule('gy spread evenly over each of PyTorch\'s bins'), cases: ['adaptiveAvgPool2d'] },

@@ -10,6 +10,8 @@
 //   checkpoint-<step>/   training checkpoints (train/checkpoint.ts)
 //   metrics.jsonl, report.json, report.md, eval.md, eval.json
 //   similarity.json/.svg CKA between the target layers on the calibration images (DRA)
+//   report.html, figures/  the run's page and its pictures (src/report)
+//   tensorboard/         TensorBoard event files (--report-to tensorboard)
 //   .graft.lock          { pid, host } of the process writing the folder, while it writes
 //
 // One folder holds one run: `train` takes the lock, then claims the folder (claimRunFolder): an
@@ -44,7 +46,7 @@ export const LOCK_FILE = '.graft.lock';
 
 /** Whether `name` is an entry graft writes in a run folder (what --overwrite clears). */
 export function isRunEntry(name: string): boolean {
-  return [RUN_FILE, ADAPTER_DIR, MODEL_FILE, METRICS_FILE, LOCK_FILE, 'report.json', 'report.md', 'eval.md', 'eval.json', 'lr_find.json', 'lr_find.svg', 'best.safetensors', 'similarity.json', 'similarity.svg', 'predictions'].includes(name) || /^adapter-r\d+$/.test(name) ||
+  return [RUN_FILE, ADAPTER_DIR, MODEL_FILE, METRICS_FILE, LOCK_FILE, 'report.json', 'report.md', 'eval.md', 'eval.json', 'lr_find.json', 'lr_find.svg', 'best.safetensors', 'similarity.json', 'similarity.svg', 'report.html', 'figures', 'tensorboard', 'predictions'].includes(name) || /^adapter-r\d+$/.test(name) ||
     /^checkpoint-\d+$/.test(name) || /^\.checkpoint-\d+\.tmp$/.test(name) || /^\..+\.\d+\.tmp$/.test(name);
 }
 
@@ -98,7 +100,7 @@ export async function buildRunModel(config: RunConfig, classes: string[], opts: 
   let c = config;
   if (config.data.imageSize === undefined && opts.imageSides) {
     const [, h, w] = backbone.preprocess.inputSize;
-    const size = defaultImageSize(Math.min(h, w), opts.imageSides);
+    const size = defaultImageSize(Math.min(h, w), opts.imageSides, backbone.preprocess.minSize);
     if (size !== undefined) {
       backbone.dispose();
       backbone = await build(size);
@@ -207,7 +209,8 @@ export function configDifferences(a: RunConfig, b: RunConfig): string[] {
       // Left out now (or 'auto'): the run's own value, decided when it started, stands.
     } else if (JSON.stringify(x) !== JSON.stringify(y)) out.push(`${path} (${JSON.stringify(x) ?? 'unset'} in the run, ${JSON.stringify(y) ?? 'unset'} now)`);
   };
-  walk({ ...a, output: undefined }, { ...b, output: undefined }, '');
+  // Where logs go is not part of what the run computes.
+  walk({ ...a, output: undefined, reportTo: undefined }, { ...b, output: undefined, reportTo: undefined }, '');
   return out;
 }
 
@@ -316,8 +319,10 @@ export function claimRunFolder(dir: string, config: RunConfig, opts: ClaimOption
     // Temporary files of a killed writer (an atomic write or checkpoint cut short) are garbage.
     const isTemp = (n: string) => /^\..+\.tmp$/.test(n) && isRunEntry(n);
     for (const n of entries.filter(isTemp)) rmSync(join(dir, n), { recursive: true, force: true });
-    const adapterDir = join(dir, ADAPTER_DIR);
-    if (existsSync(adapterDir)) for (const n of readdirSync(adapterDir).filter(isTemp)) rmSync(join(adapterDir, n), { force: true });
+    for (const sub of [ADAPTER_DIR, 'figures']) {
+      const d = join(dir, sub);
+      if (existsSync(d)) for (const n of readdirSync(d).filter(isTemp)) rmSync(join(d, n), { force: true });
+    }
     return manifest;
   }
   if (entries.length === 0) return null;

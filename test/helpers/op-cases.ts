@@ -115,6 +115,11 @@ const builders: { [C in OpCaseName]: () => Case } = {
   'conv2d dilated': () => [(x, w) => g.conv2d(x!, w!, null, { padding: 2, dilation: 2 }), [T([1, 2, 6, 6]), T([3, 2, 3, 3])]],
   'conv2d grouped': () => [(x, w) => g.conv2d(x!, w!, null, { groups: 2, padding: [1, 0] }), [T([2, 4, 5, 5]), T([6, 2, 3, 2])]],
   'conv2d depthwise': () => [(x, w) => g.conv2d(x!, w!, null, { groups: 3, padding: 1, stride: 2 }), [T([1, 3, 6, 6]), T([3, 1, 3, 3])]],
+  // Inputs scaled ×3 so that ReLU6 clips above 6 as well as below 0.
+  'conv2dAct relu6 depthwise': () => [(x, w, b) => g.conv2dAct(g.affine(x!, 3), w!, b!, { groups: 4, padding: 1 }, 'relu6'), [T([2, 4, 6, 5]), T([4, 1, 3, 3]), T([4])]],
+  'conv2dAct relu pointwise': () => [(x, w, b) => g.conv2dAct(x!, w!, b!, {}, 'relu'), [T([2, 6, 5, 4]), T([5, 6, 1, 1]), T([5])]],
+  'conv2dAct relu6 stride 2': () => [(x, w) => g.conv2dAct(g.affine(x!, 3), w!, null, { stride: 2, padding: 1 }, 'relu6'), [T([1, 3, 7, 6]), T([4, 3, 3, 3])]],
+  'conv2dAct relu grouped': () => [(x, w, b) => g.conv2dAct(x!, w!, b!, { groups: 2, padding: [1, 0] }, 'relu'), [T([2, 4, 5, 5]), T([6, 2, 3, 2]), T([6])]],
   'conv2d pointwise': () => [(x, w, b) => g.conv2d(x!, w!, b!), [T([2, 6, 5, 4]), T([5, 6, 1, 1]), T([5])]],
   'conv2d depthwise dilated bias': () => [(x, w, b) => g.conv2d(x!, w!, b!, { groups: 4, padding: 2, dilation: 2 }), [T([2, 4, 7, 6]), T([4, 1, 3, 3]), T([4])]],
   'conv2d depthwise 7x7 stride 2': () => [(x, w) => g.conv2d(x!, w!, null, { groups: 3, padding: 3, stride: 2 }), [T([1, 3, 9, 8]), T([3, 1, 7, 7])]],

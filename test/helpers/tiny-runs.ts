@@ -65,3 +65,15 @@ export async function writeTestImages(count: number, size = 40): Promise<string[
   }
   return files;
 }
+
+/** Two classes ('a', 'b') of five 16² PNGs each under `dir`, distinct per class and image (the CLI tests' training folder). */
+export async function writeTwoClassFolder(dir: string): Promise<void> {
+  for (const [k, c] of ['a', 'b'].entries()) {
+    mkdirSync(join(dir, c), { recursive: true });
+    for (let i = 0; i < 5; i++) {
+      const px = Buffer.alloc(16 * 16 * 3);
+      for (let j = 0; j < px.length; j++) px[j] = (j * (7 + i) + k * 90) % 256;
+      await sharp(px, { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(join(dir, c, `${i}.png`));
+    }
+  }
+}

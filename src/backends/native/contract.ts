@@ -21,6 +21,7 @@ const ENUMS: Record<string, Record<string, number>> = { unary: UNARY, binary: BI
 export const KERNELS = {
   matmul: ['a', 'b', 'c', 'batch', 'm', 'n', 'k', 'transA', 'transB', 'strideA', 'strideB', 'strideC', 'beta', 'bias'],
   conv2d: ['x', 'w', 'bias', 'y', 'geometry'],
+  conv2dClip: ['x', 'w', 'bias', 'y', 'geometry', 'lo', 'hi'],
   conv2dBackwardData: ['gy', 'w', 'gx', 'geometry'],
   conv2dBackwardWeight: ['x', 'gy', 'gw', 'gb', 'geometry'],
   q4Linear: ['x', 'packed', 'scales', 'code', 'bias', 'y', 'm', 'rows', 'cols', 'blocksize', 'trans'],

@@ -27,6 +27,10 @@ export const referenceBackend: Backend<TypedArray> = {
   reduce: (op, x, _dtype, outer, len, inner, out, arg) => la.reduce(op, x, outer, len, inner, out, arg),
   matmul: (a, b, c, _dtype, p, bias) => la.matmul(a, b, c, p, bias ?? null),
   conv2d: (x, w, bias, y, _dtype, p) => conv.conv2d(x, w, bias, y, p),
+  conv2dClip: (x, w, bias, y, _dtype, p, lo, hi) => {
+    conv.conv2d(x, w, bias, y, p);
+    for (let i = 0; i < y.length; i++) y[i] = Math.min(Math.max(y[i]!, lo), hi);
+  },
   conv2dBackwardData: (gy, w, gx, _dtype, p) => conv.conv2dBackwardData(gy, w, gx, p),
   q4Linear: q4.q4Linear,
   q4Conv2d: q4.q4Conv2d,

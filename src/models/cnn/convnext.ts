@@ -14,6 +14,7 @@ import { dropPath } from '../../ops/nn.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from '../model.js';
 import { torchvisionPreprocess, type ConfigEntry } from './config.js';
+import { IDENTITY_TAP, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
 import { conv2dNormActivation, Flatten, Permute, runUntil } from './torchvision-blocks.js';
 
 export interface ConvNeXtConfig {
@@ -38,11 +39,16 @@ export const CONVNEXT_MODELS: Record<string, ConfigEntry<ConvNeXtConfig>> = {
 
 const layerNorm2d = (c: number) => new LayerNorm(c, 1e-6, { channelsFirst: true });
 
-export class CNBlock extends Module {
+const CHANNELS_FIRST = { kind: 'channels-first' } as const;
+
+export class CNBlock extends Module implements TappedBlock {
+  readonly tapPoints = ['block'] as const;
+  readonly tapChannels: number;
   block: Sequential;
   layer_scale: Tensor;
   constructor(readonly dim: number, layerScale: number, readonly stochasticDepthProb: number) {
     super();
+    this.tapChannels = dim;
     this.block = this.module('block', new Sequential(
       new Conv2d(dim, dim, 7, { padding: 3, groups: dim }),
       new Permute([0, 2, 3, 1]),
@@ -56,7 +62,11 @@ export class CNBlock extends Module {
   }
   /** x (B, C, H, W) → (B, C, H, W). */
   forward(x: Tensor): Tensor {
-    return add(dropPath(mul(this.layer_scale, this.block.forward(x)), this.stochasticDepthProb, this.training), x);
+    return this.forwardTapped(IDENTITY_TAP, x);
+  }
+  /** The forward with `tap` after the residual add (point 0). */
+  forwardTapped(tap: Tap, x: Tensor): Tensor {
+    return tap(0, add(dropPath(mul(this.layer_scale, this.block.forward(x)), this.stochasticDepthProb, this.training), x), CHANNELS_FIRST);
   }
 }
 

@@ -2,7 +2,7 @@
 // its names: conv1, bn1, layer{1..4}.{i}.{conv1,bn1,conv2,bn2[,conv3,bn3],downsample.{0,1}}, fc.
 // ResNeXt and wide ResNets are the same code with other `groups` / `widthPerGroup`.
 import { Module } from '../../nn/module.js';
-import { BatchNorm2d, Conv2d, Linear, MaxPool2d, Sequential, convBn } from '../../nn/layers.js';
+import { BatchNorm2d, Conv2d, Linear, MaxPool2d, Sequential, convBn, convBnAct } from '../../nn/layers.js';
 import { adaptiveAvgPool2d } from '../../ops/conv.js';
 import { add, relu } from '../../ops/elementwise.js';
 import { flatten } from '../../ops/layout.js';
@@ -52,7 +52,7 @@ export class BasicBlock extends Module {
     this.downsample = this.module('downsample', downsample);
   }
   forward(x: Tensor): Tensor {
-    const h = relu(convBn(this.conv1, this.bn1, x));
+    const h = convBnAct(this.conv1, this.bn1, x, 'relu');
     const out = convBn(this.conv2, this.bn2, h);
     return relu(add(out, this.downsample ? this.downsample.forward(x) : x));
   }
@@ -79,8 +79,8 @@ export class Bottleneck extends Module {
     this.downsample = this.module('downsample', downsample);
   }
   forward(x: Tensor): Tensor {
-    let h = relu(convBn(this.conv1, this.bn1, x));
-    h = relu(convBn(this.conv2, this.bn2, h));
+    let h = convBnAct(this.conv1, this.bn1, x, 'relu');
+    h = convBnAct(this.conv2, this.bn2, h, 'relu');
     h = convBn(this.conv3, this.bn3, h);
     return relu(add(h, this.downsample ? this.downsample.forward(x) : x));
   }
@@ -128,7 +128,7 @@ export class ResNet extends VisionModel {
 
   /** x (B, 3, H, W) → (B, 512·expansion, H/32, W/32). */
   forwardFeatures(x: Tensor): Tensor {
-    let h = this.maxpool.forward(relu(convBn(this.conv1, this.bn1, x)));
+    let h = this.maxpool.forward(convBnAct(this.conv1, this.bn1, x, 'relu'));
     for (const layer of [this.layer1, this.layer2, this.layer3, this.layer4]) h = layer.forward(h);
     return h;
   }

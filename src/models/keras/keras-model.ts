@@ -142,7 +142,9 @@ export class KerasModel extends KerasBase<KerasPlan> {
    * Each convolution (without activation) whose only reader is a BatchNormalization becomes one
    * step that runs both: folded into one convolution while the BatchNorm uses running statistics
    * (eval mode, or frozen under adapter training) and the conv carries no unmerged adapter,
-   * else one after the other as before.
+   * else one after the other as before. When the BatchNorm's only reader is a ReLU or ReLU6
+   * layer, that step takes the activation too, which then runs inside the folded convolution
+   * (conv2dAct).
    */
   private foldConvBatchNorm(steps: Step[], outputKey: string, layerOfKey: Map<string, BuiltLayer>): void {
     const readers = new Map<string, number>();
@@ -169,6 +171,22 @@ export class KerasModel extends KerasBase<KerasPlan> {
         },
       };
       drop.add(j!);
+      // The activation reading the BatchNorm alone, when it is ReLU / ReLU6.
+      if (readers.get(bnStep.key) !== 1 || bnStep.key === outputKey) return;
+      const k = steps.findIndex((s) => s.inputs.length === 1 && s.inputs[0] === bnStep.key);
+      const actStep = k < 0 ? undefined : steps[k];
+      const actLayer = actStep ? layerOfKey.get(actStep.key) : undefined;
+      const act = actLayer?.fusableActivation;
+      if (!actStep || !actLayer || !act) return;
+      steps[k] = {
+        key: actStep.key, inputs: convStep.inputs, module: convStep.module, release: [],
+        run: (xs, m, training) => {
+          const bn = child(bnModule);
+          const fused = convBatchNormFolded(m, bn, convInput(xs[0]!), act);
+          return fused ?? actLayer.apply([bnLayer.apply([convLayer.apply(xs, m, training)], bn, training)], null, training);
+        },
+      };
+      drop.add(i);
     });
     const kept = steps.filter((_, i) => !drop.has(i));
     steps.splice(0, steps.length, ...kept);

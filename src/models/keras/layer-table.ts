@@ -28,6 +28,8 @@ export interface BuiltLayer {
   convInput?(x: Tensor): Tensor;
   /** BatchNormalization layers. */
   isBatchNorm?: boolean;
+  /** Activation layers that are exactly ReLU or ReLU6 (fused into a folded convolution before them). */
+  fusableActivation?: 'relu' | 'relu6';
 }
 
 type Builder = (spec: KerasLayerSpec, inputs: SampleShape[], gen?: Generator) => BuiltLayer;
@@ -168,8 +170,10 @@ function reluLayer(spec: KerasLayerSpec, inputs: SampleShape[]): BuiltLayer {
   const slope = numberOf(spec, 'negative_slope', 0);
   const threshold = numberOf(spec, 'threshold', 0);
   let fn: (x: Tensor) => Tensor;
-  if (slope === 0 && threshold === 0) fn = maxValue === null ? relu : maxValue === 6 ? relu6 : (x) => clamp(x, 0, maxValue);
-  else {
+  if (slope === 0 && threshold === 0) {
+    fn = maxValue === null ? relu : maxValue === 6 ? relu6 : (x) => clamp(x, 0, maxValue);
+    if (maxValue === null || maxValue === 6) return { ...pure(sameShape, ([x]) => fn(x!)), fusableActivation: maxValue === null ? 'relu' : 'relu6' };
+  } else {
     // Keras's backend.relu: x·[x > threshold], clipped to [0, max_value] when given, minus
     // negative_slope · relu(threshold − x).
     fn = (x) => {
@@ -255,7 +259,8 @@ function dropoutLayer(spec: KerasLayerSpec, inputs: SampleShape[]): BuiltLayer {
 function activationLayer(spec: KerasLayerSpec, inputs: SampleShape[]): BuiltLayer {
   only(spec, inputs);
   const fn = kerasActivation(spec.config['activation'], spec.name);
-  return pure(sameShape, ([x]) => fn(x!));
+  const name = spec.config['activation'];
+  return { ...pure(sameShape, ([x]) => fn(x!)), ...(name === 'relu' || name === 'relu6' ? { fusableActivation: name } : {}) };
 }
 
 function softmaxLayer(spec: KerasLayerSpec, inputs: SampleShape[]): BuiltLayer {

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { decodeWeightsManifest, parseTfjsModelJson, TfjsFormatError, type TfjsArtifacts } from '../../io/tfjs.js';
+import { ConfigError } from '../../errors.js';
 import { registerModel } from '../registry.js';
 import type { CreateModelOptions } from '../model.js';
 import { modelFromArtifacts, type LoadKerasOptions } from './load.js';
@@ -19,9 +20,11 @@ import type { TfGraphModel } from './graph-model.js';
 export const NSFWJS_CLASSES = ['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy'] as const;
 
 const NSFWJS_MODELS = {
-  nsfwjs_mobilenet_v2: { folder: 'mobilenet_v2', size: 224 },
-  nsfwjs_mobilenet_v2_mid: { folder: 'mobilenet_v2_mid', size: 224 },
-  nsfwjs_inception_v3: { folder: 'inception_v3', size: 299 },
+  // minSize: the smallest input the graph's windows fit (Keras's documented minimum for each);
+  // featureMap: the side of the last feature map at the native size, which the head averages.
+  nsfwjs_mobilenet_v2: { folder: 'mobilenet_v2', size: 224, minSize: 32, featureMap: 7 },
+  nsfwjs_mobilenet_v2_mid: { folder: 'mobilenet_v2_mid', size: 224, minSize: 32, featureMap: 7 },
+  nsfwjs_inception_v3: { folder: 'inception_v3', size: 299, minSize: 75, featureMap: 8 },
 } as const;
 
 export type NsfwjsModelName = keyof typeof NSFWJS_MODELS;
@@ -76,26 +79,22 @@ export function nsfwjsModelFolder(name: NsfwjsModelName): string {
   return join(nsfwjsRoot(), 'dist', 'models', modelSpec(name).folder);
 }
 
-/** The backbones' total stride: the last feature map of a 224² input is 7×7. */
-const FEATURE_STRIDE = 32;
-
 /**
- * nsfwjs's MobileNetV2 head averages the backbone's 7×7 map with a 7×7 AveragePooling2D: a
- * global average at 224², which a smaller input would leave too small for the window (and a
- * larger one would turn into several pooled cells, changing the Dense layer's input width). At
- * another size the window and stride follow the feature map, so the pool stays global and every
- * pretrained layer keeps its shape.
+ * nsfwjs's heads average the backbone's last feature map (7×7 for MobileNetV2 at 224², 8×8 for
+ * InceptionV3 at 299²) with an AveragePooling2D of that window: a global average at the native
+ * size, which a smaller input would leave too small for the window (and a larger one would turn
+ * into several pooled cells, changing the Dense layer's input width). At another size that layer
+ * becomes the global average it was (GlobalAveragePooling2D, keepdims: the same 1×1 map), so
+ * every pretrained layer keeps its shape.
  */
-function poolWholeFeatureMap(topology: Record<string, unknown>, nativeSize: number, [h, w]: [number, number]): void {
-  const whole = nativeSize / FEATURE_STRIDE;
+function poolWholeFeatureMap(topology: Record<string, unknown>, featureMap: number): void {
   const config = (topology['model_config'] as { config?: { layers?: unknown } } | undefined)?.config ?? (topology['config'] as { layers?: unknown } | undefined);
   const layers = Array.isArray(config?.layers) ? (config.layers as { class_name?: string; config?: Record<string, unknown> }[]) : [];
-  const window = [Math.ceil(h / FEATURE_STRIDE), Math.ceil(w / FEATURE_STRIDE)];
   for (const layer of layers) {
     const pool = layer.config?.['pool_size'];
-    if (layer.class_name !== 'AveragePooling2D' || !Array.isArray(pool) || pool[0] !== whole || pool[1] !== whole) continue;
-    layer.config!['pool_size'] = window;
-    layer.config!['strides'] = window;
+    if (layer.class_name !== 'AveragePooling2D' || !Array.isArray(pool) || pool[0] !== featureMap || pool[1] !== featureMap) continue;
+    layer.class_name = 'GlobalAveragePooling2D';
+    layer.config = { name: layer.config!['name'], trainable: layer.config!['trainable'], data_format: layer.config!['data_format'], keepdims: true };
   }
 }
 
@@ -105,14 +104,15 @@ function poolWholeFeatureMap(topology: Record<string, unknown>, nativeSize: numb
  * NSFWJS_CLASSES; predict() gives nsfwjs's probabilities.
  */
 export function loadNsfwjsModel(name: NsfwjsModelName, opts: LoadKerasOptions = {}): KerasModel | TfGraphModel {
-  const { size } = modelSpec(name);
+  const { size, minSize, featureMap } = modelSpec(name);
   const [h, w] = opts.imageSize === undefined ? [size, size] : typeof opts.imageSize === 'number' ? [opts.imageSize, opts.imageSize] : opts.imageSize;
+  if (Math.min(h, w) < minSize) throw new ConfigError(`data.imageSize: ${name} needs an input of at least ${minSize}×${minSize} (its windows do not fit ${h}×${w}); give --image-size ${minSize} or more, or leave it out`);
   const artifacts = readNsfwjsBundles(nsfwjsModelFolder(name));
-  if (h !== size || w !== size) poolWholeFeatureMap(artifacts.modelJson.modelTopology, size, [h, w]);
+  if (h !== size || w !== size) poolWholeFeatureMap(artifacts.modelJson.modelTopology, featureMap);
   return modelFromArtifacts(artifacts, {
     family: 'nsfwjs',
     ...opts,
-    preprocess: { inputSize: [3, h, w], mean: [0, 0, 0], std: [1, 1, 1], interpolation: 'bilinear', cropPct: 1, ...opts.preprocess },
+    preprocess: { inputSize: [3, h, w], mean: [0, 0, 0], std: [1, 1, 1], interpolation: 'bilinear', cropPct: 1, minSize, ...opts.preprocess },
   });
 }
 

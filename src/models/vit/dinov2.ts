@@ -23,6 +23,7 @@ import type { Dinov2Config } from './configs.js';
 import { resamplePosEmbed, type PosEmbedResize } from './pos-embed.js';
 import { blockList, blocksOf, featureBlocks, patchTokens, poolTokens, runBlock, tokensToMap, type CheckpointsBlocks } from './tokens.js';
 import type { CheckpointLayout, LoadsCheckpoints } from './checkpoint.js';
+import { IDENTITY_TAP, TokenGrid, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
 
 class Dinov2PatchEmbeddings extends Module {
   projection: Conv2d;
@@ -105,15 +106,19 @@ class Dinov2Attention extends Module {
   }
 }
 
-export class Dinov2Layer extends Module {
+export class Dinov2Layer extends Module implements TappedBlock {
+  readonly tapPoints = ['attn', 'mlp'] as const;
+  readonly tapChannels: number;
   norm1: LayerNorm;
   attention: Dinov2Attention;
   layer_scale1: LayerScale;
   norm2: LayerNorm;
   mlp: Mlp | SwiGLU;
   layer_scale2: LayerScale;
-  constructor(c: Dinov2Config, readonly dropPathRate = 0) {
+  /** `tokens`: the model's patch grid, for the taps' layout. */
+  constructor(c: Dinov2Config, readonly dropPathRate = 0, readonly tokens = new TokenGrid(1 + c.numRegisterTokens, [Math.floor(c.imageSize[0] / c.patchSize), Math.floor(c.imageSize[1] / c.patchSize)])) {
     super();
+    this.tapChannels = c.hiddenSize;
     this.norm1 = this.module('norm1', new LayerNorm(c.hiddenSize, c.layerNormEps));
     this.attention = this.module('attention', new Dinov2Attention(c));
     this.layer_scale1 = this.module('layer_scale1', new LayerScale(c.hiddenSize, c.layerscaleValue, 'lambda1'));
@@ -125,9 +130,13 @@ export class Dinov2Layer extends Module {
   }
   /** h = h + ls1(attn(norm1 h)); h = h + ls2(mlp(norm2 h)). */
   forward(x: Tensor): Tensor {
+    return this.forwardTapped(IDENTITY_TAP, x);
+  }
+  /** The forward with `tap` after the attention residual (point 0) and after the MLP residual (point 1). */
+  forwardTapped(tap: Tap, x: Tensor): Tensor {
     const drop = (y: Tensor) => dropPath(y, this.dropPathRate, this.training);
-    const h = add(drop(this.layer_scale1.forward(this.attention.forward(this.norm1.forward(x)))), x);
-    return add(drop(this.layer_scale2.forward(this.mlp.forward(this.norm2.forward(h)))), h);
+    const h = tap(0, add(drop(this.layer_scale1.forward(this.attention.forward(this.norm1.forward(x)))), x), this.tokens.layout());
+    return tap(1, add(drop(this.layer_scale2.forward(this.mlp.forward(this.norm2.forward(h)))), h), this.tokens.layout());
   }
 }
 
@@ -135,9 +144,9 @@ class Dinov2Encoder extends Module implements CheckpointsBlocks {
   /** Recompute each layer's activations in the backward pass instead of keeping them. */
   gradientCheckpointing = false;
   layer: ModuleDict<Dinov2Layer>;
-  constructor(c: Dinov2Config, dropPathRate: number) {
+  constructor(c: Dinov2Config, dropPathRate: number, tokens: TokenGrid) {
     super();
-    this.layer = this.module('layer', blockList(Array.from({ length: c.numHiddenLayers }, () => new Dinov2Layer(c, dropPathRate))));
+    this.layer = this.module('layer', blockList(Array.from({ length: c.numHiddenLayers }, () => new Dinov2Layer(c, dropPathRate, tokens))));
   }
   forward(x: Tensor): Tensor {
     return this.forwardKeeping(x, []).out;
@@ -162,6 +171,8 @@ export class Dinov2 extends VisionModel implements LoadsCheckpoints {
   readonly numFeatures: number;
   readonly numPrefixTokens: number;
   readonly grid: [number, number];
+  /** The patch grid of the current input, read by the layers' taps. */
+  readonly tokenGrid: TokenGrid;
   embeddings: Dinov2Embeddings;
   encoder: Dinov2Encoder;
   layernorm: LayerNorm;
@@ -176,7 +187,8 @@ export class Dinov2 extends VisionModel implements LoadsCheckpoints {
     this.numPrefixTokens = 1 + c.numRegisterTokens;
     this.grid = [Math.floor(c.imageSize[0] / c.patchSize), Math.floor(c.imageSize[1] / c.patchSize)];
     this.embeddings = this.module('embeddings', new Dinov2Embeddings(c, this.grid, this.posEmbedResize));
-    this.encoder = this.module('encoder', new Dinov2Encoder(c, dropPathRate));
+    this.tokenGrid = new TokenGrid(this.numPrefixTokens, this.grid);
+    this.encoder = this.module('encoder', new Dinov2Encoder(c, dropPathRate, this.tokenGrid));
     this.layernorm = this.module('layernorm', new LayerNorm(c.hiddenSize, c.layerNormEps));
     this.classifier = this.module('classifier', numClasses > 0 ? new Linear(this.numFeatures, numClasses) : null);
   }
@@ -188,6 +200,8 @@ export class Dinov2 extends VisionModel implements LoadsCheckpoints {
 
   /** pixels (B, 3, H, W) → last_hidden_state (B, 1 + R + h·w, C) after layernorm. */
   forwardFeatures(x: Tensor): Tensor {
+    const p = this.config.patchSize;
+    this.tokenGrid.grid = [Math.floor(x.shape[2]! / p), Math.floor(x.shape[3]! / p)];
     return this.layernorm.forward(this.encoder.forward(this.embeddings.forward(x)));
   }
 

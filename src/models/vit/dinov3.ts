@@ -21,6 +21,7 @@ import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from '../mode
 import type { Dinov3Config } from './configs.js';
 import { blockList, blocksOf, featureBlocks, patchTokens, poolTokens, runBlock, tokensToMap, type CheckpointsBlocks } from './tokens.js';
 import type { CheckpointLayout, CheckpointScheme, LoadsCheckpoints } from './checkpoint.js';
+import { IDENTITY_TAP, TokenGrid, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
 import { DINOV3_EARLIER_SIGNATURE, dinov3CurrentName, isDinov3DerivedBuffer } from './checkpoint-names.js';
 
 class Dinov3Embeddings extends Module {
@@ -43,15 +44,19 @@ class Dinov3Embeddings extends Module {
   }
 }
 
-export class Dinov3Layer extends Module {
+export class Dinov3Layer extends Module implements TappedBlock {
+  readonly tapPoints = ['attn', 'mlp'] as const;
+  readonly tapChannels: number;
   norm1: LayerNorm;
   attention: QkvProjAttention;
   layer_scale1: LayerScale;
   norm2: LayerNorm;
   mlp: UpDownMlp | GatedMlp;
   layer_scale2: LayerScale;
-  constructor(c: Dinov3Config, readonly dropPathRate = 0) {
+  /** `tokens`: the model's patch grid, for the taps' layout. */
+  constructor(c: Dinov3Config, readonly dropPathRate = 0, readonly tokens = new TokenGrid(1 + c.numRegisterTokens, [Math.floor(c.imageSize[0] / c.patchSize), Math.floor(c.imageSize[1] / c.patchSize)])) {
     super();
+    this.tapChannels = c.hiddenSize;
     this.norm1 = this.module('norm1', new LayerNorm(c.hiddenSize, c.layerNormEps));
     this.attention = this.module('attention', new QkvProjAttention(c.hiddenSize, c.numAttentionHeads, { query: c.queryBias, key: c.keyBias, value: c.valueBias, proj: c.projBias }));
     this.layer_scale1 = this.module('layer_scale1', new LayerScale(c.hiddenSize, c.layerscaleValue, 'lambda1'));
@@ -62,9 +67,13 @@ export class Dinov3Layer extends Module {
   }
   /** x (B, N, C) with RoPE tables (h·w, D) for the patch tokens → (B, N, C). */
   forward(x: Tensor, ropeCos?: Tensor, ropeSin?: Tensor): Tensor {
+    return this.forwardTapped(IDENTITY_TAP, x, ...(ropeCos && ropeSin ? [ropeCos, ropeSin] : []));
+  }
+  /** The forward with `tap` after the attention residual (point 0) and after the MLP residual (point 1). */
+  forwardTapped(tap: Tap, x: Tensor, ropeCos?: Tensor, ropeSin?: Tensor): Tensor {
     const drop = (y: Tensor) => dropPath(y, this.dropPathRate, this.training);
-    const h = add(drop(this.layer_scale1.forward(this.attention.forward(this.norm1.forward(x), ropeCos, ropeSin))), x);
-    return add(drop(this.layer_scale2.forward(this.mlp.forward(this.norm2.forward(h)))), h);
+    const h = tap(0, add(drop(this.layer_scale1.forward(this.attention.forward(this.norm1.forward(x), ropeCos, ropeSin))), x), this.tokens.layout());
+    return tap(1, add(drop(this.layer_scale2.forward(this.mlp.forward(this.norm2.forward(h)))), h), this.tokens.layout());
   }
 }
 
@@ -88,6 +97,8 @@ export class Dinov3 extends VisionModel implements LoadsCheckpoints, Checkpoints
   readonly numFeatures: number;
   readonly numPrefixTokens: number;
   readonly invFreq: Float32Array;
+  /** The patch grid of the current input, read by the layers' taps. */
+  readonly tokenGrid: TokenGrid;
   embeddings: Dinov3Embeddings;
   layer: ModuleDict<Dinov3Layer>;
   norm: LayerNorm;
@@ -102,7 +113,8 @@ export class Dinov3 extends VisionModel implements LoadsCheckpoints, Checkpoints
     this.numPrefixTokens = 1 + c.numRegisterTokens;
     this.invFreq = ropeInverseFrequencies(c.hiddenSize / c.numAttentionHeads, c.ropeTheta);
     this.embeddings = this.module('embeddings', new Dinov3Embeddings(c));
-    this.layer = this.module('layer', blockList(Array.from({ length: c.numHiddenLayers }, () => new Dinov3Layer(c, dropPathRate))));
+    this.tokenGrid = new TokenGrid(this.numPrefixTokens, [Math.floor(c.imageSize[0] / c.patchSize), Math.floor(c.imageSize[1] / c.patchSize)]);
+    this.layer = this.module('layer', blockList(Array.from({ length: c.numHiddenLayers }, () => new Dinov3Layer(c, dropPathRate, this.tokenGrid))));
     this.norm = this.module('norm', new LayerNorm(c.hiddenSize, c.layerNormEps));
     this.classifier = this.module('classifier', numClasses > 0 ? new Linear(this.numFeatures, numClasses) : null);
   }
@@ -126,6 +138,7 @@ export class Dinov3 extends VisionModel implements LoadsCheckpoints, Checkpoints
     const c = this.config;
     const h = Math.floor(x.shape[2]! / c.patchSize);
     const w = Math.floor(x.shape[3]! / c.patchSize);
+    this.tokenGrid.grid = [h, w];
     let coords = patchCenterCoordinates(h, w);
     if (this.training) coords = augmentCoordinates(coords, { shift: c.posEmbedShift, jitter: c.posEmbedJitter, rescale: c.posEmbedRescale });
     const { cos, sin } = ropeTables(coords, this.invFreq, x);

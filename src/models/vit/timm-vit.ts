@@ -22,6 +22,7 @@ import { resamplePosEmbed } from './pos-embed.js';
 import { blockList, blocksOf, featureBlocks, patchTokens, poolTokens, runBlock, tokensToMap, type CheckpointsBlocks } from './tokens.js';
 import type { CheckpointLayout, CheckpointScheme, LoadsCheckpoints } from './checkpoint.js';
 import { torchvisionToTimmName } from './checkpoint-names.js';
+import { IDENTITY_TAP, TokenGrid, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
 
 class PatchEmbed extends Module {
   proj: Conv2d;
@@ -35,16 +36,19 @@ class PatchEmbed extends Module {
   }
 }
 
-export class Block extends Module {
+export class Block extends Module implements TappedBlock {
+  readonly tapPoints = ['attn', 'mlp'] as const;
+  readonly tapChannels: number;
   norm1: LayerNorm;
   attn: FusedQkvAttention;
   ls1: LayerScale | null;
   norm2: LayerNorm;
   mlp: Mlp;
   ls2: LayerScale | null;
-  /** `dropPathRate`: stochastic depth on both residual branches (training only). */
-  constructor(c: TimmVitConfig, readonly dropPathRate = 0) {
+  /** `dropPathRate`: stochastic depth on both residual branches (training only); `tokens`: the model's patch grid, for the taps' layout. */
+  constructor(c: TimmVitConfig, readonly dropPathRate = 0, readonly tokens = new TokenGrid(1, [Math.floor(c.imageSize[0] / c.patchSize), Math.floor(c.imageSize[1] / c.patchSize)])) {
     super();
+    this.tapChannels = c.embedDim;
     this.norm1 = this.module('norm1', new LayerNorm(c.embedDim, c.normEps));
     this.attn = this.module('attn', new FusedQkvAttention(c.embedDim, c.numHeads, { qkvBias: c.qkvBias }));
     this.ls1 = this.module('ls1', c.initValues !== null ? new LayerScale(c.embedDim, c.initValues, 'gamma') : null);
@@ -54,9 +58,13 @@ export class Block extends Module {
   }
   /** x (B, N, C) → (B, N, C). */
   forward(x: Tensor): Tensor {
+    return this.forwardTapped(IDENTITY_TAP, x);
+  }
+  /** The forward with `tap` after the attention residual (point 0) and after the MLP residual (point 1). */
+  forwardTapped(tap: Tap, x: Tensor): Tensor {
     const branch = (ls: LayerScale | null, y: Tensor) => dropPath(ls ? ls.forward(y) : y, this.dropPathRate, this.training);
-    const h = add(x, branch(this.ls1, this.attn.forward(this.norm1.forward(x))));
-    return add(h, branch(this.ls2, this.mlp.forward(this.norm2.forward(h))));
+    const h = tap(0, add(x, branch(this.ls1, this.attn.forward(this.norm1.forward(x)))), this.tokens.layout());
+    return tap(1, add(h, branch(this.ls2, this.mlp.forward(this.norm2.forward(h)))), this.tokens.layout());
   }
 }
 
@@ -77,6 +85,8 @@ export class VisionTransformer extends VisionModel implements LoadsCheckpoints, 
   readonly numPrefixTokens = 1;
   readonly grid: [number, number];
   readonly useFcNorm: boolean;
+  /** The patch grid of the current input, read by the blocks' taps. */
+  readonly tokenGrid: TokenGrid;
   cls_token: Tensor;
   pos_embed: Tensor;
   patch_embed: PatchEmbed;
@@ -95,7 +105,8 @@ export class VisionTransformer extends VisionModel implements LoadsCheckpoints, 
     this.cls_token = this.param('cls_token', randn([1, 1, c.embedDim], { std: 1e-6 }));
     this.pos_embed = this.param('pos_embed', randn([1, 1 + this.grid[0] * this.grid[1], c.embedDim], { std: 0.02 }));
     this.patch_embed = this.module('patch_embed', new PatchEmbed(c.inChans, c.embedDim, c.patchSize));
-    this.blocks = this.module('blocks', blockList(Array.from({ length: c.depth }, (_, i) => new Block(c, c.depth > 1 ? (dropPathRate * i) / (c.depth - 1) : 0))));
+    this.tokenGrid = new TokenGrid(this.numPrefixTokens, this.grid);
+    this.blocks = this.module('blocks', blockList(Array.from({ length: c.depth }, (_, i) => new Block(c, c.depth > 1 ? (dropPathRate * i) / (c.depth - 1) : 0, this.tokenGrid))));
     this.norm = this.module('norm', this.useFcNorm ? null : new LayerNorm(c.embedDim, c.normEps));
     this.fc_norm = this.module('fc_norm', this.useFcNorm ? new LayerNorm(c.embedDim, c.normEps) : null);
     this.head = this.module('head', numClasses > 0 ? new Linear(c.embedDim, numClasses) : null);
@@ -118,6 +129,7 @@ export class VisionTransformer extends VisionModel implements LoadsCheckpoints, 
 
   private runBlocks(x: Tensor, keep: readonly number[]): { out: Tensor; kept: Tensor[]; grid: [number, number] } {
     const { tokens, grid } = patchTokens(this.patch_embed.proj, x);
+    this.tokenGrid.grid = grid;
     const b = tokens.shape[0]!;
     // resample_abs_pos_embed keeps pos_embed as it is when the token count matches and the new grid is square.
     const unchanged = grid[0] * grid[1] === this.grid[0] * this.grid[1] && grid[0] === grid[1];
