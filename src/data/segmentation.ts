@@ -156,11 +156,21 @@ export async function loadMask(file: string, reduceZeroLabel = false): Promise<M
   else {
     const meta = await sharp(bytes).metadata();
     if (meta.isPalette) throw new Error('an indexed PNG with other than 8 bits per index; save masks as 8-bit indexed or grayscale PNGs');
-    if ((meta.channels ?? 0) > 2 || (meta.depth && meta.depth !== 'uchar')) {
+    if (meta.depth && meta.depth !== 'uchar') {
       throw new Error(`a mask must be an 8-bit grayscale or indexed PNG of class indices; this one has ${meta.channels} channels of ${meta.depth}`);
     }
-    const { data, info } = await sharp(bytes).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
-    mask = { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+    const { data, info } = await sharp(bytes).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const ch = info.channels;
+    const out = new Uint8Array(info.width * info.height);
+    // A grayscale mask saved as RGB (every channel equal) is read as its gray values; real colours are not indices.
+    for (let i = 0; i < out.length; i++) {
+      const v = data[i * ch]!;
+      if (ch === 3 && (data[i * ch + 1] !== v || data[i * ch + 2] !== v)) {
+        throw new Error(`pixel (${i % info.width}, ${Math.floor(i / info.width)}) is an RGB colour (${v}, ${data[i * ch + 1]}, ${data[i * ch + 2]}): the mask holds colours, not class indices; save it as an 8-bit grayscale or indexed (palette) PNG whose values are the classes`);
+      }
+      out[i] = v;
+    }
+    mask = { data: out, width: info.width, height: info.height };
   }
   if (reduceZeroLabel) {
     const d = mask.data;
