@@ -298,7 +298,7 @@ test('command line: train --task segmentation (LoRA on a ViT, Mona on Swin), eva
   const root = mkdtempSync(join(tmpdir(), 'graft-seg-cli-'));
   const runs: [string, Record<string, unknown>][] = [
     ['vit-lora', { model: 'vit_small_patch16_224', modelOverrides: { depth: 4, embedDim: 32, numHeads: 2 }, method: 'lora', segmentation: { head: 'uper', channels: 16 } }],
-    ['swin-mona', { model: 'swin_tiny', modelOverrides: TINY_SWIN, method: 'mona', mona: { dim: 8 }, segmentation: { head: 'linear' } }],
+    ['swin-mona', { model: 'swin_tiny', modelOverrides: TINY_SWIN, method: 'mona', mona: { dim: 8 }, segmentation: { head: 'linear' }, valFraction: 0.34 }],
   ];
   // The layout's validation pairs alone, as a graft-layout folder, to evaluate the reloaded run on.
   const val = join(root, 'val');
@@ -309,13 +309,18 @@ test('command line: train --task segmentation (LoRA on a ViT, Mona on Swin), eva
     cpSync(join(VOC_SAMPLE, 'JPEGImages', `${n}.jpg`), join(val, 'images', `${n}.jpg`));
     cpSync(join(VOC_SAMPLE, 'SegmentationClass', `${n}.png`), join(val, 'masks', `${n}.png`));
   }
-  for (const [name, cfg] of runs) {
+  for (const [name, { valFraction, ...cfg }] of runs) {
     const config = join(root, `${name}.json`);
-    writeFileSync(config, JSON.stringify({ task: 'segmentation', ...cfg, data: { source: VOC_SAMPLE, imageSize: 32 }, train: { steps: 3, batchSize: 3, seed: 1 } }));
+    writeFileSync(config, JSON.stringify({ task: 'segmentation', ...cfg, data: { source: VOC_SAMPLE, imageSize: 32, valFraction }, train: { steps: 3, batchSize: 3, seed: 1 } }));
     const out = join(root, name);
     const t = graft('train', '--config', config, '--output', out);
     assert.equal(t.status, 0, t.err + t.out);
-    assert.match(t.out, /voc layout · 6 training \/ 0 validation \/ 2 test pairs \(test: the layout's validation split\), 11 classes/);
+    const nVal = valFraction ? 2 : 0;
+    assert.match(t.out, new RegExp(`voc layout · ${6 - nVal} training / ${nVal} validation / 2 test pairs \\(test: the layout's validation split\\), 11 classes`));
+    if (nVal) {
+      assert.match(t.out, /kept the best validation checkpoint: epoch \d+ of \d+ \(step \d+, validation mIoU \d+\.\d%\)/);
+      assert.ok(!existsSync(join(out, 'best.safetensors')), 'the best checkpoint is the run\'s model now');
+    }
     assert.match(t.out, /test mIoU \d+\.\d\d%, pixel accuracy/);
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { summary: { mIoU: number; trainablePercent: number }; metrics: { perClass: unknown[] } };
     assert.equal(report.metrics.perClass.length, 11);

@@ -17,6 +17,7 @@ import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchno
 import { defaultLr, planSteps, settingsLine } from '../train/defaults.js';
 import { useDeterministicKernels } from '../train/deterministic.js';
 import { findLearningRate } from '../train/lr-finder.js';
+import { BestCheckpoint } from '../train/best-checkpoint.js';
 import { buildRunModel, saveTrainedModel, writeRunManifest } from '../train/run.js';
 import type { RunConfig } from '../train/run-config.js';
 import { train } from '../train/trainer.js';
@@ -67,7 +68,9 @@ export async function trainSegmentationInFolder(config: RunConfig, folder: RunFo
   if (testData && testData.dataset.classes.join('\n') !== dataset.classes.join('\n')) {
     throw new DataError(`data.test ${config.data.test} names other classes (${testData.dataset.classes.join(', ')}) than ${config.data.source} (${dataset.classes.join(', ')}); the masks' indices would mean other things`);
   }
-  const valFraction = config.data.valFraction ?? 0;
+  // As for classification: a fifth of the training pairs validates each epoch and the best epoch
+  // (validation mIoU) is kept, once there are enough pairs for that to mean something.
+  const valFraction = config.data.valFraction ?? (pairs.length - (testData ? 0 : Math.round(0.2 * pairs.length)) >= 25 ? 0.2 : 0);
   const split = splitSegmentation(pairs, { seed: config.train.seed, valFraction, test: testData?.pairs, layoutSplit: dataset.splits });
   checkResumedClasses(folder, dataset.classes);
   const built = await buildRunModel({ ...config, data: { ...config.data, valFraction } }, dataset.classes, { onProgress: downloadProgressPrinter() });
@@ -97,6 +100,9 @@ export async function trainSegmentationInFolder(config: RunConfig, folder: RunFo
     return { mIoU: r.mIoU, pixel_accuracy: r.pixelAccuracy, mean_accuracy: r.meanAccuracy };
   } : null;
   const hooks = model instanceof PeftModel ? model.trainingHooks() : undefined;
+  const best = new BestCheckpoint(model, outputDir);
+  if (opts.resume) best.resume();
+  let restored = false;
   allowInterrupt();
   const result = await train(model, trainSource, validate, {
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
@@ -104,13 +110,26 @@ export async function trainSegmentationInFolder(config: RunConfig, folder: RunFo
     labelSmoothing: c.train.labelSmoothing, ignoreIndex: IGNORE_INDEX, earlyStoppingPatience: c.train.earlyStopping, metricForBest: 'mIoU',
     outputDir, log, resume: opts.resume, onProgress: (s) => bar.update(s), hooks,
     calibration: new SegmentationBatchSource(dataset, split.train, { ...common, batchSize: t.batchSize, shuffle: true, seed: t.seed }),
+    onLog: (entry) => {
+      // The epoch's validation entry, written with the model as validated: mIoU chooses, pixel accuracy breaks ties.
+      const mIoU = entry['eval_mIoU'];
+      if (mIoU !== undefined) best.offer({ epoch: Math.round(entry['epoch'] ?? 0), step: entry['step'] ?? 0, accuracy: mIoU, loss: 1 - (entry['eval_pixel_accuracy'] ?? 0) });
+    },
+    onTrainingEnd: () => {
+      restored = best.restore();
+      best.dispose();
+    },
   });
   bar.done();
+  if (result.stoppedBy !== 'completed' && result.stoppedBy !== 'early-stopping') best.dispose();
   if (result.stoppedBy === 'interrupted') throw trainingInterrupted(folder, result.lastCheckpoint);
   if (result.stoppedBy === 'diverged') throw new Error(result.message ?? 'training diverged');
+  const chosen = best.best;
+  if (restored && chosen) log(`kept the best validation checkpoint: epoch ${chosen.epoch} of ${c.train.epochs} (step ${chosen.step}, validation mIoU ${(100 * chosen.accuracy).toFixed(1)}%)`);
+  best.dispose();
   allowInterrupt = exitOnInterrupt(folder, () => `interrupted after training, before the results were written; the trained state is in ${result.lastCheckpoint}: ${resumeHint(outputDir)} to evaluate it`);
   if (c.train.recalibrateBatchNorm && trainableStatsBatchNorms(model).length > 0) {
-    const n = await recalibrateBatchNorm(model, new SegmentationBatchSource(dataset, split.train, { ...common, batchSize: t.batchSize }));
+    const n = await recalibrateBatchNorm(model, new SegmentationBatchSource(dataset, split.train, { ...common, batchSize: t.batchSize, dropSingleLast: true }));
     log(`BatchNorm statistics recalibrated on the training images (${n} batches)`);
   }
   const testSource = new SegmentationBatchSource(testData?.dataset ?? dataset, split.test, { ...common, batchSize: 8 });
@@ -119,6 +138,7 @@ export async function trainSegmentationInFolder(config: RunConfig, folder: RunFo
   const r: SegmentationReport = await evaluateSegmentation(model, testSource, dataset.classes);
   const evalSeconds = (performance.now() - t0) / 1000;
   saveTrainedModel(outputDir, model);
+  best.removeSaved();
   const final = describeTrainable(model);
   const summary: SegmentationSummary = {
     task: 'segmentation', model: c.model, method: c.method, head: c.segmentation?.head ?? 'uper',

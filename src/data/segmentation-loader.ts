@@ -79,6 +79,8 @@ export interface SegmentationLoaderOptions {
   seed?: number;
   prefetch?: number;
   onBadImage?: 'skip' | 'fatal';
+  /** Leave out a last batch of a single pair (default: when shuffling). */
+  dropSingleLast?: boolean;
   report?: (file: string, reason: string) => void;
 }
 
@@ -92,8 +94,14 @@ export class SegmentationBatchSource implements BatchSource {
     this.size = samples.length;
   }
 
+  /**
+   * Batches per epoch. With `dropSingleLast` (training, BatchNorm recalibration) a last batch of
+   * one pair is left out: BatchNorm in training mode cannot normalise a single 1×1 map.
+   */
   batchesPerEpoch(): number {
-    return Math.ceil(this.samples.length / this.opts.batchSize);
+    const n = this.samples.length;
+    const bs = this.opts.batchSize;
+    return (this.opts.dropSingleLast ?? this.opts.shuffle) && n > 1 && bs > 1 && n % bs === 1 ? Math.floor(n / bs) : Math.ceil(n / bs);
   }
 
   /** The samples in this epoch's order (shuffled by (seed, epoch) when asked). */
