@@ -344,6 +344,9 @@ test('command line: train --task segmentation (LoRA on a ViT, Mona on Swin), eva
       assert.equal((await sharp(r.overlay).metadata()).width, 32);
     }
   }
+  const ex = graft('export', join(root, 'vit-lora'), '--format', 'onnx', '--output', join(root, 'seg.onnx'));
+  assert.equal(ex.status, 2, ex.err);
+  assert.match(ex.err, /is a segmentation run; graft export writes classification models/);
   const bad = graft('train', '--task', 'segmentation', '--model', 'resnet18', '--data', VOC_SAMPLE, '--per-class', '2', '--output', join(root, 'bad'));
   assert.notEqual(bad.status, 0);
   assert.match(bad.err, /a segmentation set is split by its own layout/);
