@@ -37,6 +37,11 @@ export interface MethodOptions {
    * pooled features, for pretrained heads that are a task-specific MLP (nsfwjs).
    */
   headFrom?: 'classifier' | 'features';
+  /**
+   * The path of a head the model already has, new and sized for the task (a segmentation decode
+   * head): it is trained (kept in modulesToSave) and no classifier is replaced.
+   */
+  headPath?: string;
 }
 
 interface HeadReplaceable {
@@ -83,7 +88,8 @@ export class LinearProbe extends Module {
     this.module('model', model);
     model.requiresGrad_(false);
     model.getModule(headName).requiresGrad_(true);
-    for (const [, m] of model.namedModules()) if (m instanceof BatchNorm2d) m.frozen = true;
+    // The backbone's BatchNorms keep their statistics; a head's own (a segmentation head's) trains.
+    for (const [path, m] of model.namedModules()) if (m instanceof BatchNorm2d) m.frozen = path !== headName && !path.startsWith(`${headName}.`);
   }
   override train(mode = true): this {
     super.train(false);
@@ -102,8 +108,8 @@ export class LinearProbe extends Module {
  */
 export function applyMethod(model: Module, method: string, opts: MethodOptions): Module {
   if (!isMethodName(method)) throw new Error(`unknown method '${method}'; methods: ${methodNames().join(', ')}`);
-  if (opts.headFrom === 'features') headFromFeatures(model, opts.numClasses, opts.generator);
-  const head = replaceHead(model, opts.numClasses, method === 'linear-probe' ? opts.head ?? 'linear' : 'linear', opts.mlpHidden, opts.generator);
+  if (opts.headFrom === 'features' && !opts.headPath) headFromFeatures(model, opts.numClasses, opts.generator);
+  const head = opts.headPath ?? replaceHead(model, opts.numClasses, method === 'linear-probe' ? opts.head ?? 'linear' : 'linear', opts.mlpHidden, opts.generator);
   if (method === 'scratch' || method === 'full') return model.requiresGrad_(true);
   if (method === 'linear-probe') return new LinearProbe(model, head);
   const adapter = getAdapterMethod(method);

@@ -25,10 +25,15 @@ import { matchClasses, openCheckedDataset } from './datasets.js';
 import { stratifiedSplit } from '../data/splits.js';
 import { isInsideRun, loadRun } from '../train/run.js';
 import { describeAdapter } from './inspect-adapter.js';
+import { evalSegmentationRun, predictSegmentation } from './segmentation-commands.js';
 
 /** `graft eval RUN --data SOURCE [--perturb KINDS]`: every metric of a finished run on a labelled dataset, clean and under each perturbation. */
 export async function evalCommand(runDir: string, source: string, log: (l: string) => void = console.log, opts: { rank?: number; testPerClass?: number; perturb?: Perturbation[]; perturbSeed?: number } = {}): Promise<void> {
   const run = await loadRun(runDir);
+  if (run.config.task === 'segmentation') {
+    if (opts.perturb?.length || opts.testPerClass !== undefined) throw new ConfigError('--perturb and --test-per-class are for classification runs; a segmentation run is evaluated on every pair of --data');
+    return evalSegmentationRun(run, runDir, source, log);
+  }
   const choice = run.model instanceof PeftModel ? run.model.rankChoice() : null;
   if (opts.rank !== undefined) {
     if (!choice) throw new ConfigError(`--rank: run ${runDir} used method '${run.config.method}', whose adapter has one rank; --rank is for methods trained for several ranks (dylora)`);
@@ -76,9 +81,15 @@ function imageFiles(inputs: string[]): string[] {
 }
 
 /** `graft predict RUN FILES…`: the label and class scores of each image, as JSON or CSV. */
-export async function predictCommand(runDir: string, inputs: string[], format: 'json' | 'csv', write: (s: string) => void = (s) => process.stdout.write(s)): Promise<void> {
+export async function predictCommand(runDir: string, inputs: string[], format: 'json' | 'csv', write: (s: string) => void = (s) => process.stdout.write(s), opts: { outputDir?: string } = {}): Promise<void> {
   const run = await loadRun(runDir);
   const files = imageFiles(inputs);
+  if (run.config.task === 'segmentation') {
+    if (format !== 'json') throw new ConfigError('--format csv: a segmentation run writes mask and overlay PNGs and lists them as JSON; leave --format out');
+    const { errors } = await predictSegmentation(run, files, opts.outputDir ?? join(runDir, 'predictions'), write);
+    if (errors.length) throw new DataError(`${errors.length} of ${files.length} images could not be read (${errors.slice(0, 3).map((e) => e.file).join(', ')}${errors.length > 3 ? ', …' : ''}); their errors are listed with the results`);
+    return;
+  }
   const [c, h, w] = run.preprocess.inputSize;
   const rows: { file: string; label: string; scores: number[] }[] = [];
   const errors: { file: string; error: string }[] = [];

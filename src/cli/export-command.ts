@@ -6,7 +6,8 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { exportOnnx, inferenceModel, OPSET } from '../export/onnx/export.js';
 import { writeTransformersJsFolder } from '../export/transformers-js.js';
-import { loadRun } from '../train/run.js';
+import { loadRun, readRunManifest } from '../train/run.js';
+import { ConfigError } from '../errors.js';
 import type { Module } from '../nn/module.js';
 
 export const EXPORT_FORMATS = ['onnx', 'transformers.js'] as const;
@@ -26,6 +27,9 @@ function familyOf(model: Module): string {
 
 /** Exports run `runDir` as `opts.format` to `opts.output` (a file for onnx, a folder for transformers.js). */
 export async function exportCommand(runDir: string, opts: ExportOptions, log: (l: string) => void = console.log): Promise<void> {
+  if (readRunManifest(runDir).config.task === 'segmentation') {
+    throw new ConfigError(`run ${runDir} is a segmentation run; graft export writes classification models (ONNX with class scores, transformers.js image-classification). Use graft predict for its masks (docs/segmentation.md)`);
+  }
   const run = await loadRun(runDir);
   try {
     const model = inferenceModel(run.model, `run ${runDir} (${run.config.method})`);

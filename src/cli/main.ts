@@ -8,6 +8,7 @@ import { ConfigError, loadRunConfig } from './config.js';
 import { PERTURBATIONS, PERTURBATION_DEFAULTS, type PerturbationKind } from '../data/perturb.js';
 import { exitCodeOf } from '../errors.js';
 import { runDemo } from './demo.js';
+import { composeFashionMnistSegmentation } from '../data/compose-segmentation.js';
 import { runTraining } from './train-command.js';
 import { reportCommand, studyCommand, workerCommand } from './study-command.js';
 import { useDeterministicKernels } from '../train/deterministic.js';
@@ -47,6 +48,15 @@ program
   .command('train')
   .description('fine-tune a backbone on labelled images and report test metrics')
   .option('-c, --config <file>', 'run configuration (JSON); flags override its fields')
+  .option('--task <task>', "'classification' (default) or 'segmentation' (--data: a folder of images and masks, docs/segmentation.md)", (v) => {
+    if (v !== 'classification' && v !== 'segmentation') throw new InvalidArgumentError(`--task must be classification or segmentation; got '${v}'`);
+    return v;
+  })
+  .option('--seg-head <head>', "segmentation head: 'uper' (light UPerNet over four feature levels, default) or 'linear' (DINOv2's linear head)", (v) => {
+    if (v !== 'uper' && v !== 'linear') throw new InvalidArgumentError(`--seg-head must be uper or linear; got '${v}'`);
+    return v;
+  })
+  .option('--seg-channels <n>', 'width of the uper head (default 64)', positiveInt('--seg-channels'))
   .option('--model <name>', 'backbone name (see graft inspect --list)')
   .option('--weights <path>', 'checkpoint: a .safetensors file, a folder holding model.safetensors, or hf:ORG/NAME (Hub cache, downloaded when online)')
   .option('--data <source>', "image folder, .csv/.jsonl manifest, or 'fashion-mnist'")
@@ -98,6 +108,7 @@ program
       if (o['deterministic'] === true) useDeterministicKernels();
       const targets = typeof o['targets'] === 'string' ? (o['targets'].includes(',') || /^[\w.]+$/.test(o['targets']) && o['targets'] !== 'all-linear' ? o['targets'].split(',') : o['targets']) : undefined;
       const config = loadRunConfig(o['config'] as string | undefined, {
+        task: o['task'], 'segmentation.head': o['segHead'], 'segmentation.channels': o['segChannels'],
         model: o['model'], weights: o['weights'], 'data.source': o['data'], 'data.test': o['testData'], 'data.perClass': o['perClass'], 'data.testPerClass': o['testPerClass'],
         'data.ratio': o['ratio'], 'data.valFraction': o['valFraction'], method: o['method'], 'adapter.r': o['rank'], 'adapter.alpha': o['alpha'],
         'adapter.targets': targets, 'mona.dim': o['monaDim'], headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
@@ -112,6 +123,11 @@ program
       }
       if (o['monaDim'] !== undefined && config.method !== 'mona') {
         throw new ConfigError(`--mona-dim sets Mona's inner width, but the method is ${config.method}; add --method mona or drop it`);
+      }
+      if (config.task === 'segmentation') {
+        const s = await runTraining({ ...config, task: 'segmentation' }, console.log, { resume: o['resume'] === true, overwrite: o['overwrite'] === true });
+        console.log(`test mIoU ${(100 * s.mIoU).toFixed(2)}%, pixel accuracy ${(100 * s.pixelAccuracy).toFixed(2)}%, mean accuracy ${(100 * s.meanAccuracy).toFixed(2)}% — report in ${s.outputDir}/report.md`);
+        return;
       }
       const s = await runTraining(config, console.log, { resume: o['resume'] === true, overwrite: o['overwrite'] === true });
       console.log(`test accuracy ${(100 * s.accuracy).toFixed(2)}%, weighted F1 ${(100 * s.weightedF1).toFixed(2)}%, mAP ${(100 * s.mAP).toFixed(2)}% — report in ${s.outputDir}/report.md`);
@@ -223,9 +239,10 @@ program
     if (v !== 'json' && v !== 'csv') throw new InvalidArgumentError(`--format must be json or csv; got '${v}'`);
     return v;
   }, 'json')
-  .action(async (run: string, images: string[], o: { format: 'json' | 'csv' }) => {
+  .option('--output-dir <dir>', 'segmentation runs: where the mask and overlay PNGs go (default RUN/predictions)')
+  .action(async (run: string, images: string[], o: { format: 'json' | 'csv'; outputDir?: string }) => {
     try {
-      await predictCommand(run, images, o.format);
+      await predictCommand(run, images, o.format, undefined, { outputDir: o.outputDir });
     } catch (e) {
       fail(e);
     }
@@ -254,6 +271,36 @@ program
       inspectCommand(target, o);
     } catch (e) {
       fail(e);
+    }
+  });
+
+program
+  .command('compose-segmentation')
+  .description('a segmentation set composed from real Fashion-MNIST images: several items per canvas, each mask from its own pixels, labelled by its class (docs/segmentation.md)')
+  .requiredOption('--output <dir>', 'the folder to write (images/, masks/, classes.txt; or the VOC layout)')
+  .option('--count <n>', 'canvases', positiveInt('--count'), 200)
+  .option('--size <n>', 'canvas side in pixels', positiveInt('--size'), 64)
+  .option('--items <min,max>', 'items per canvas', (v) => {
+    const parts = v.split(',').map(Number);
+    if (parts.length !== 2 || !parts.every((n) => Number.isInteger(n) && n > 0) || parts[0]! > parts[1]!) throw new InvalidArgumentError(`--items must be min,max with 1 ≤ min ≤ max; got '${v}'`);
+    return parts as [number, number];
+  }, [2, 4] as [number, number])
+  .option('--seed <n>', 'random seed', number('--seed'), 0)
+  .option('--split <file>', "Fashion-MNIST file the items come from: 'train' or 'test'", (v) => {
+    if (v !== 'train' && v !== 'test') throw new InvalidArgumentError(`--split must be train or test; got '${v}'`);
+    return v;
+  }, 'train')
+  .option('--layout <layout>', "'graft' or 'voc'", (v) => {
+    if (v !== 'graft' && v !== 'voc') throw new InvalidArgumentError(`--layout must be graft or voc; got '${v}'`);
+    return v;
+  }, 'graft')
+  .option('--fashion-mnist <dir>', 'the IDX folder (default /usr/share/datasets/fashion-mnist)')
+  .action(async (o: { output: string; count: number; size: number; items: [number, number]; seed: number; split: 'train' | 'test'; layout: 'graft' | 'voc'; fashionMnist?: string }) => {
+    try {
+      const r = await composeFashionMnistSegmentation({ output: o.output, count: o.count, size: o.size, items: o.items, seed: o.seed, split: o.split, layout: o.layout, dir: o.fashionMnist });
+      console.log(`wrote ${r.files} canvases (${r.items} Fashion-MNIST items, ${r.classes.length} classes) to ${o.output}`);
+    } catch (e) {
+      fail(e instanceof RangeError ? new ConfigError(e.message) : e);
     }
   });
 

@@ -26,6 +26,7 @@ import { prepareRun } from './train-setup.js';
 import { checkResumedClasses, exitOnInterrupt, openRunFolder, resumeHint, trainingInterrupted, type RunFolder } from './run-guard.js';
 import { progressPrinter } from './progress.js';
 import { chooseRank, perRankLine } from './choose-rank.js';
+import { trainSegmentationInFolder, type SegmentationSummary } from './train-segmentation.js';
 
 export interface RunSummary {
   model: string;
@@ -48,12 +49,15 @@ export interface RunSummary {
   outputDir: string;
 }
 
-export async function runTraining(config: RunConfig, log: (line: string) => void = console.log, opts: { resume?: boolean; overwrite?: boolean } = {}): Promise<RunSummary> {
+export async function runTraining(config: RunConfig & { task: 'segmentation' }, log?: (line: string) => void, opts?: { resume?: boolean; overwrite?: boolean }): Promise<SegmentationSummary>;
+export async function runTraining(config: RunConfig, log?: (line: string) => void, opts?: { resume?: boolean; overwrite?: boolean }): Promise<RunSummary>;
+export async function runTraining(config: RunConfig, log: (line: string) => void = console.log, opts: { resume?: boolean; overwrite?: boolean } = {}): Promise<RunSummary | SegmentationSummary> {
   const folder = openRunFolder(config.output ?? join('runs', `${config.model}-${config.method}`), config, opts);
   try {
     // A resumed run continues with its own resolved configuration (run.json): the settings left
     // to graft were decided when it started, and claiming the folder checked the given ones.
     const c = folder.previous ? { ...folder.previous.config, output: config.output, reportTo: config.reportTo } : config;
+    if (c.task === 'segmentation') return await trainSegmentationInFolder(c, folder, log, opts);
     return await trainInFolder(c, folder, log, opts);
   } finally {
     folder.release();

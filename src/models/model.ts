@@ -2,6 +2,7 @@
 // preprocessing defaults.
 import { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { ConfigError } from '../errors.js';
 
 export { IMAGENET_MEAN, IMAGENET_STD, type PreprocessConfig } from '../data/preprocess.js';
 import type { PreprocessConfig } from '../data/preprocess.js';
@@ -19,6 +20,12 @@ export interface CreateModelOptions {
   preprocess?: PreprocessConfig;
 }
 
+/** What forwardFeatureMaps returns: channels and output stride of each map. */
+export interface FeatureMapSpec {
+  channels: number[];
+  strides: number[];
+}
+
 export abstract class VisionModel extends Module {
   abstract readonly family: string;
   /** Width of the pooled features the head sees. */
@@ -32,6 +39,20 @@ export abstract class VisionModel extends Module {
 
   forward(x: Tensor): Tensor {
     return this.forwardHead(this.forwardFeatures(x));
+  }
+
+  /**
+   * The feature maps dense heads read: `levels` 1 gives the last map, 4 gives four (a CNN's or
+   * Swin's four stages; a ViT's patch tokens after four evenly spaced blocks, normed, all at the
+   * patch stride). Null for a family that gives none.
+   */
+  featureMapSpec(_levels: 1 | 4): FeatureMapSpec | null {
+    return null;
+  }
+
+  /** Feature maps (B, C_i, h_i, w_i) as featureMapSpec describes them. */
+  forwardFeatureMaps(_x: Tensor, levels: 1 | 4): Tensor[] {
+    throw new ConfigError(`${this.family} models give no feature maps for ${levels} level${levels > 1 ? 's' : ''}; segmentation needs a ViT (vit, dinov2, dinov3), Swin, ConvNeXt or ResNet backbone`);
   }
 
   /**

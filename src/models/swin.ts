@@ -15,7 +15,7 @@ import { add } from '../ops/elementwise.js';
 import { concat, flatten, pad, permute, slice } from '../ops/layout.js';
 import { dropout, dropPath } from '../ops/nn.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { VisionModel, type PreprocessConfig } from './model.js';
+import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from './model.js';
 import { registerFamily, torchvisionPreprocess, type ConfigEntry } from './cnn/config.js';
 import { Permute } from './cnn/torchvision-blocks.js';
 import { IDENTITY_TAP, type Tap, type TappedBlock } from '../nn/residual-taps.js';
@@ -130,6 +130,29 @@ export class SwinTransformer extends VisionModel {
   /** x (B, 3, H, W) → (B, C, H/32, W/32) after the final LayerNorm (channels-first, like the CNNs). */
   forwardFeatures(x: Tensor): Tensor {
     return permute(this.norm.forward(this.features.forward(x)), [0, 3, 1, 2]);
+  }
+
+  override featureMapSpec(levels: 1 | 4): FeatureMapSpec | null {
+    const n = this.config.depths.length;
+    if (levels === 4 && n !== 4) return null;
+    const stages = levels === 1 ? [n - 1] : [0, 1, 2, 3];
+    return { channels: stages.map((s) => this.config.embedDim * 2 ** s), strides: stages.map((s) => this.config.patchSize * 2 ** s) };
+  }
+
+  /** The output of each stage's blocks (before the patch merging after it), the last through the final norm, channels-first. */
+  override forwardFeatureMaps(x: Tensor, levels: 1 | 4): Tensor[] {
+    if (!this.featureMapSpec(levels)) return super.forwardFeatureMaps(x, levels);
+    const layers = this.features.children().map(([, m]) => m);
+    const n = this.config.depths.length;
+    const maps: Tensor[] = [];
+    let h = x;
+    layers.forEach((layer, i) => {
+      h = layer.forward(h);
+      const stage = i % 2 === 1 ? (i - 1) / 2 : -1;
+      if (stage < 0 || (levels === 1 && stage !== n - 1)) return;
+      maps.push(permute(stage === n - 1 ? this.norm.forward(h) : h, [0, 3, 1, 2]));
+    });
+    return maps;
   }
 
   /** Global average pool and head; `preLogits` stops at the pooled (B, numFeatures). */

@@ -5,7 +5,7 @@ import { defaultGenerator, type Generator } from '../tensor/random.js';
 import { fmt, normAxis, numel, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { arange, tensor } from './creation.js';
-import { cast, eq, mul, neg, add } from './elementwise.js';
+import { affine, cast, eq, mul, neg, add } from './elementwise.js';
 import { denseData, reshape } from './layout.js';
 import { mean, sum } from './reduce.js';
 import { logSoftmax } from './norm.js';
@@ -43,27 +43,49 @@ export function oneHot(labels: Tensor, numClasses: number, like: Tensor): Tensor
 export interface CrossEntropyOptions {
   labelSmoothing?: number;
   reduction?: 'mean' | 'sum' | 'none';
+  /** Labels equal to this value add nothing to the loss and are left out of the mean (PyTorch's ignore_index; segmentation uses 255). */
+  ignoreIndex?: number;
 }
 
 /**
- * Cross-entropy of logits (B, C) against int32 labels (B), PyTorch's definition with label
- * smoothing ε: loss = −(1−ε)·log p[y] − ε/C · Σ_c log p[c].
+ * Cross-entropy of logits (B, C) against int32 labels (B), or per pixel of logits (B, C, d…)
+ * against labels (B, d…) (a segmentation map), PyTorch's definition with label smoothing ε:
+ * loss = −(1−ε)·log p[y] − ε/C · Σ_c log p[c]. Labels equal to `ignoreIndex` give 0 and the
+ * mean is over the others; when every label is ignored the mean is 0 (PyTorch gives NaN), so a
+ * crop holding only ignored pixels does not stop training.
  */
 export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyOptions = {}): Tensor {
   expectFloat('crossEntropy', logits, 'logits');
-  expectRank('crossEntropy', logits, 2, 'logits', 'B, C');
-  if (labels.dtype !== 'int32' || labels.rank !== 1 || labels.shape[0] !== logits.shape[0]) {
-    throw new ShapeError(`crossEntropy: labels must be int32 of shape [${logits.shape[0]}]; got ${labels.describe()}`);
+  if (logits.rank < 2) throw new ShapeError(`crossEntropy: logits must be (B, C) or (B, C, d…); got ${logits.describe()}`);
+  const spatial = logits.shape.slice(2);
+  const want = [logits.shape[0]!, ...spatial];
+  if (labels.dtype !== 'int32' || labels.rank !== want.length || labels.shape.some((d, i) => d !== want[i])) {
+    throw new ShapeError(`crossEntropy: labels must be int32 of shape ${fmt(want)}; got ${labels.describe()}`);
   }
   const c = logits.shape[1]!;
+  const ignore = opts.ignoreIndex;
   const labelArr = labels.toArray();
-  for (const y of labelArr) if (y < 0 || y >= c) throw new RangeError(`crossEntropy: label ${y} is outside [0, ${c})`);
+  let valid = 0;
+  for (const y of labelArr) {
+    if (y === ignore) continue;
+    if (y < 0 || y >= c) throw new RangeError(`crossEntropy: label ${y} is outside [0, ${c})${ignore === undefined ? '' : ` and is not the ignore index ${ignore}`}`);
+    valid++;
+  }
   const eps = opts.labelSmoothing ?? 0;
   const logp = logSoftmax(logits, 1);
-  let perSample = neg(sum(mul(logp, oneHot(labels, c, logits)), 1));
-  if (eps > 0) perSample = add(mul(perSample, 1 - eps), mul(sum(logp, 1), -eps / c));
+  // One-hot along the class axis; an ignored label matches no class, so its row is zero.
+  const hot = spatial.length === 0
+    ? oneHot(labels, c, logits)
+    : eq(reshape(arange(0, c, 1, { dtype: logits.dtype, backend: logits.backend }), [1, c, ...spatial.map(() => 1)]), reshape(cast(labels, logits.dtype), [want[0]!, 1, ...spatial]));
+  let perSample = neg(sum(mul(logp, hot), 1));
+  if (eps > 0) {
+    const smooth = mul(sum(logp, 1), -eps / c);
+    perSample = add(mul(perSample, 1 - eps), ignore === undefined ? smooth : mul(smooth, sum(hot, 1)));
+  }
   const reduction = opts.reduction ?? 'mean';
-  return reduction === 'none' ? perSample : reduction === 'sum' ? sum(perSample) : mean(perSample);
+  if (reduction === 'none') return perSample;
+  if (reduction === 'sum') return sum(perSample);
+  return ignore === undefined ? mean(perSample) : affine(sum(perSample), 1 / Math.max(valid, 1));
 }
 
 /** Rows of x along `axis` picked by int32 `index` (torch.index_select). */

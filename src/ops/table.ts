@@ -160,7 +160,7 @@ export const opTable = {
   dropout: { gradient: composed('mul'), cases: ['dropout'] },
   dropPath: { gradient: composed('mul'), cases: ['dropPath'] },
   oneHot: { gradient: none('0/1 rows from integer labels'), cases: ['oneHot'] },
-  crossEntropy: { gradient: composed('logSoftmax', 'oneHot', 'mul', 'sum', 'neg', 'add', 'mean'), cases: ['crossEntropy smoothing'] },
+  crossEntropy: { gradient: composed('logSoftmax', 'oneHot', 'mul', 'sum', 'neg', 'add', 'mean', 'affine'), cases: ['crossEntropy smoothing', 'crossEntropy pixels ignore', 'crossEntropy pixels ignore smoothing'] },
   indexSelect: { gradient: rule('gx = zeros with gy\'s rows added at the picked indices (repeats accumulate)'), cases: ['indexSelect'] },
   embedding: { gradient: composed('reshape', 'indexSelect'), cases: ['embedding'] },
   interpolate: { gradient: rule('the transpose of the resampling: each output\'s gy added to the inputs it was interpolated from, with the same weights'), cases: ['interpolate bilinear', 'interpolate bicubic align', 'interpolate bicubic scale'] },

@@ -46,6 +46,7 @@ function describeBase(k: Record<string, unknown>): string {
 }
 
 function checkServable(runDir: string, m: RunManifest, adapterConfig: AdapterConfig | null): void {
+  if (m.config.task === 'segmentation') throw new ConfigError(`run ${runDir} is a segmentation run; graft serve serves classification runs. Use graft predict for its masks (docs/segmentation.md)`);
   if (!isAdapterMethod(m.config.method)) {
     throw new ConfigError(`run ${runDir} used method '${m.config.method}', which trains no adapter over a frozen base; graft serve holds one base with adapters over it. Serve adapter runs (lora, dora, ...), or use graft predict / graft export for this run`);
   }

@@ -26,6 +26,8 @@ export interface LrFinderOptions {
   weightDecay?: number;
   maxGradNorm?: number;
   labelSmoothing?: number;
+  /** Labels left out of the loss (segmentation masks: 255). */
+  ignoreIndex?: number;
 }
 
 export interface LrFinderPoint {
@@ -70,7 +72,7 @@ export async function findLearningRate(model: Module, data: BatchSource, o: LrFi
         const lr = startLr * (endLr / startLr) ** (i / Math.max(1, steps - 1));
         const loss = tidy(() => {
           optimizer.zeroGrad();
-          const l = crossEntropy(model.forward(batch.x), batch.y, { labelSmoothing: o.labelSmoothing ?? 0 });
+          const l = crossEntropy(model.forward(batch.x), batch.y, { labelSmoothing: o.labelSmoothing ?? 0, ignoreIndex: o.ignoreIndex });
           l.backward();
           return l.item();
         });

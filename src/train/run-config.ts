@@ -10,13 +10,21 @@ import { ConfigError } from '../errors.js';
 const positiveInt = z.number().int().positive();
 
 const BaseRunConfigSchema = z.object({
+  /** Left out: classification. 'segmentation': a decode head over the backbone's feature maps, trained per pixel (docs/segmentation.md). */
+  task: z.enum(['classification', 'segmentation']).optional(),
+  /** The segmentation head (task 'segmentation'): 'uper' (light UPerNet over four levels) or 'linear' (DINOv2's BN + 1×1 head on the last map). */
+  segmentation: z.object({
+    head: z.enum(['linear', 'uper']).default('uper'),
+    /** Width of the uper head's convolutions. */
+    channels: positiveInt.default(64),
+  }).strict().optional(),
   model: z.string().min(1),
   /** Overrides of the named model configuration's fields (configs are data), e.g. { depth: 6 }. */
   modelOverrides: z.record(z.string(), z.unknown()).optional(),
   /** A checkpoint: .safetensors file, a folder holding model.safetensors, or hf:ORG/NAME. */
   weights: z.string().optional(),
   data: z.object({
-    /** An image folder, a CSV/JSONL manifest, or 'fashion-mnist'. */
+    /** An image folder, a CSV/JSONL manifest, or 'fashion-mnist'; for segmentation a folder of images and masks (graft, VOC or ADE20K layout). */
     source: z.string().min(1),
     /** A separate test source; otherwise the test split comes from `source`. */
     test: z.string().optional(),
@@ -103,7 +111,10 @@ export function checkRunConfig(c: RunConfig): void {
     throw new ConfigError(`invalid configuration:\n  ${field}: ${why}`);
   };
   if (c.data.perClass !== undefined && c.data.ratio !== undefined) bad('data', 'data.perClass (--per-class) and data.ratio (--ratio) both split the data; give one of them');
-  if (c.data.perClass === undefined && c.data.ratio === undefined && !c.data.test) bad('data', 'give data.perClass (images per class) or data.ratio (test:train, e.g. [98, 1]), or a separate data.test');
+  if (c.task === 'segmentation') {
+    if (c.data.perClass !== undefined || c.data.ratio !== undefined || c.data.testPerClass !== undefined) bad('data', 'data.perClass, data.ratio and data.testPerClass split classification data; a segmentation set is split by its own layout (VOC, ADE20K), data.test, or 20% of its pairs for testing');
+  } else if (c.segmentation !== undefined) bad('segmentation', "sets the segmentation head, but the task is classification; add --task segmentation (task: 'segmentation') or drop it");
+  else if (c.data.perClass === undefined && c.data.ratio === undefined && !c.data.test) bad('data', 'give data.perClass (images per class) or data.ratio (test:train, e.g. [98, 1]), or a separate data.test');
   if (c.output !== undefined && c.output.trim() === '') bad('output', 'is empty; give a folder for the run (--output runs/my-run)');
   if (c.method === 'scratch' && c.weights !== undefined) bad('weights', "method 'scratch' trains from a random initialisation and would ignore the weights; drop --weights or choose another method");
   if (c.data.imageSize !== undefined && c.data.imageSize > 2048) bad('data.imageSize', `${c.data.imageSize} is far beyond what the models are trained at (up to 518); give at most 2048`);

@@ -31,6 +31,7 @@ import type { Module } from '../nn/module.js';
 import type { PreprocessConfig } from '../data/preprocess.js';
 import { Generator, manualSeed } from '../tensor/random.js';
 import { buildModel } from '../models/build-model.js';
+import { SegmentationModel } from '../models/segmentation.js';
 import type { DownloadProgress } from '../io/hub.js';
 import { checkpointTensors } from './checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -45,7 +46,7 @@ export const LOCK_FILE = '.graft.lock';
 
 /** Whether `name` is an entry graft writes in a run folder (what --overwrite clears). */
 export function isRunEntry(name: string): boolean {
-  return [RUN_FILE, ADAPTER_DIR, MODEL_FILE, METRICS_FILE, LOCK_FILE, 'report.json', 'report.md', 'eval.md', 'eval.json', 'lr_find.json', 'lr_find.svg', 'best.safetensors', 'similarity.json', 'similarity.svg', 'report.html', 'figures', 'tensorboard'].includes(name) || /^adapter-r\d+$/.test(name) ||
+  return [RUN_FILE, ADAPTER_DIR, MODEL_FILE, METRICS_FILE, LOCK_FILE, 'report.json', 'report.md', 'eval.md', 'eval.json', 'lr_find.json', 'lr_find.svg', 'best.safetensors', 'similarity.json', 'similarity.svg', 'report.html', 'figures', 'tensorboard', 'predictions'].includes(name) || /^adapter-r\d+$/.test(name) ||
     /^checkpoint-\d+$/.test(name) || /^\.checkpoint-\d+\.tmp$/.test(name) || /^\..+\.\d+\.tmp$/.test(name);
 }
 
@@ -86,10 +87,13 @@ export function runAdapterConfig(c: RunConfig) {
  * checkpoint (whose frozen weights are not saved) is rebuilt bit for bit too.
  */
 export async function buildRunModel(config: RunConfig, classes: string[], opts: RunModelOptions = {}): Promise<RunModel> {
+  const segmentation = config.task === 'segmentation';
   const build = (imageSize: number | undefined) => {
     manualSeed(config.train.seed);
     return buildModel({
       name: config.model, weights: config.method === 'scratch' ? undefined : config.weights, imageSize, overrides: config.modelOverrides, onProgress: opts.onProgress,
+      // A segmentation backbone has no classifier: its decode head reads the feature maps.
+      ...(segmentation ? { numClasses: 0, reinitHead: true } : {}),
     });
   };
   let backbone = await build(config.data.imageSize);
@@ -111,6 +115,13 @@ export async function buildRunModel(config: RunConfig, classes: string[], opts: 
     quantizeModule(backbone, { quantType: c.quantize.type, doubleQuant: c.quantize.doubleQuant, blocksize: c.quantize.blocksize }, (path) => path === head);
   }
   const generator = new Generator(c.train.seed);
+  if (segmentation) {
+    const seg = { head: c.segmentation?.head ?? 'uper', channels: c.segmentation?.channels ?? 64 };
+    c = { ...c, segmentation: seg };
+    const segModel = new SegmentationModel(backbone, { ...seg, numClasses: classes.length, generator });
+    const model = applyMethod(segModel, c.method, { numClasses: classes.length, generator, adapterConfig, headPath: 'decode_head' });
+    return { model, preprocess: backbone.preprocess, config: c };
+  }
   const model = applyMethod(backbone, c.method, { numClasses: classes.length, head: c.head, headFrom: c.headFrom, generator, adapterConfig });
   return { model, preprocess: backbone.preprocess, config: c };
 }

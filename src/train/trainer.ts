@@ -38,6 +38,8 @@ export interface TrainOptions {
   /** Clip the global gradient norm to this value; 0 disables. */
   maxGradNorm?: number;
   labelSmoothing?: number;
+  /** Labels left out of the loss (segmentation: 255, the masks' ignored pixels). */
+  ignoreIndex?: number;
   /** Stop after this many evaluations without improvement of `metricForBest`. */
   earlyStoppingPatience?: number;
   metricForBest?: string;
@@ -203,7 +205,7 @@ export async function train(model: Module, data: BatchSource, evaluate: (() => E
       for await (const batch of data.epoch(state.epoch, state.batchInEpoch)) {
         if (micro % accum === 0) hooks.beforeStep?.(ctx());
         const loss = tidy(() => {
-          const l = crossEntropy(model.forward(batch.x), batch.y, { labelSmoothing: opts.labelSmoothing ?? 0 });
+          const l = crossEntropy(model.forward(batch.x), batch.y, { labelSmoothing: opts.labelSmoothing ?? 0, ignoreIndex: opts.ignoreIndex });
           const extra = hooks.extraLoss?.(ctx()) ?? null;
           const total = extra ? add(l, extra) : l;
           (accum > 1 ? affine(total, 1 / accum) : total).backward();

@@ -142,6 +142,14 @@ const builders: { [C in OpCaseName]: () => Case } = {
     const y = g.tensor([0, 2, 1], undefined, { dtype: 'int32' });
     return [(x) => g.crossEntropy(x!, y, { labelSmoothing: 0.1 }), [T([3, 4])]];
   },
+  'crossEntropy pixels ignore': () => {
+    const y = g.tensor([0, 255, 2, 1, 255, 255, 0, 2], [2, 2, 2], { dtype: 'int32' });
+    return [(x) => g.crossEntropy(x!, y, { ignoreIndex: 255 }), [T([2, 3, 2, 2])]];
+  },
+  'crossEntropy pixels ignore smoothing': () => {
+    const y = g.tensor([1, 255, 0, 2, 2, 255], [1, 2, 3], { dtype: 'int32' });
+    return [(x) => g.crossEntropy(x!, y, { ignoreIndex: 255, labelSmoothing: 0.2 }), [T([1, 3, 2, 3])]];
+  },
   'indexSelect': () => {
     const idx = g.tensor([2, 0, 2], undefined, { dtype: 'int32' });
     return [(x) => g.indexSelect(x!, 1, idx), [T([2, 3, 2])]];

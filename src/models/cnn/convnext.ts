@@ -12,7 +12,7 @@ import { ones } from '../../ops/creation.js';
 import { add, mul } from '../../ops/elementwise.js';
 import { dropPath } from '../../ops/nn.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { VisionModel, type PreprocessConfig } from '../model.js';
+import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from '../model.js';
 import { torchvisionPreprocess, type ConfigEntry } from './config.js';
 import { IDENTITY_TAP, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
 import { conv2dNormActivation, Flatten, Permute, runUntil } from './torchvision-blocks.js';
@@ -103,6 +103,27 @@ export class ConvNeXt extends VisionModel {
   /** x (B, 3, H, W) → (B, C, H/32, W/32). */
   forwardFeatures(x: Tensor): Tensor {
     return this.features.forward(x);
+  }
+
+  override featureMapSpec(levels: 1 | 4): FeatureMapSpec | null {
+    const stages = this.config.blockSetting;
+    if (levels === 4 && stages.length !== 4) return null;
+    const picked = levels === 1 ? [stages.length - 1] : [0, 1, 2, 3];
+    return { channels: picked.map((s) => stages[s]![0]), strides: picked.map((s) => 4 * 2 ** s) };
+  }
+
+  /** The output of each stage's blocks (before the downsampling after it). */
+  override forwardFeatureMaps(x: Tensor, levels: 1 | 4): Tensor[] {
+    if (!this.featureMapSpec(levels)) return super.forwardFeatureMaps(x, levels);
+    const n = this.config.blockSetting.length;
+    const maps: Tensor[] = [];
+    let h = x;
+    this.features.children().forEach(([, layer], i) => {
+      h = layer.forward(h);
+      const stage = i % 2 === 1 ? (i - 1) / 2 : -1;
+      if (stage >= 0 && (levels === 4 || stage === n - 1)) maps.push(h);
+    });
+    return maps;
   }
 
   /** Global average pool, LayerNorm2d, flatten, Linear; `preLogits` stops before the Linear (B, numFeatures). */

@@ -7,7 +7,7 @@ import { adaptiveAvgPool2d } from '../../ops/conv.js';
 import { add, relu } from '../../ops/elementwise.js';
 import { flatten } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { VisionModel, type PreprocessConfig } from '../model.js';
+import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from '../model.js';
 import { torchvisionPreprocess, type ConfigEntry } from './config.js';
 
 export interface ResNetConfig {
@@ -131,6 +131,23 @@ export class ResNet extends VisionModel {
     let h = this.maxpool.forward(convBnAct(this.conv1, this.bn1, x, 'relu'));
     for (const layer of [this.layer1, this.layer2, this.layer3, this.layer4]) h = layer.forward(h);
     return h;
+  }
+
+  override featureMapSpec(levels: 1 | 4): FeatureMapSpec {
+    const e = EXPANSION[this.config.block];
+    const all = { channels: [64 * e, 128 * e, 256 * e, 512 * e], strides: [4, 8, 16, 32] };
+    return levels === 4 ? all : { channels: [512 * e], strides: [32] };
+  }
+
+  /** The outputs of layer1 … layer4 (levels 4) or of layer4. */
+  override forwardFeatureMaps(x: Tensor, levels: 1 | 4): Tensor[] {
+    let h = this.maxpool.forward(relu(convBn(this.conv1, this.bn1, x)));
+    const maps: Tensor[] = [];
+    for (const layer of [this.layer1, this.layer2, this.layer3, this.layer4]) {
+      h = layer.forward(h);
+      maps.push(h);
+    }
+    return levels === 4 ? maps : [h];
   }
 
   /** Global average pool and fc; `preLogits` stops at the pooled (B, numFeatures). */

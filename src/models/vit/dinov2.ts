@@ -18,10 +18,10 @@ import { add } from '../../ops/elementwise.js';
 import { concat, expand, slice } from '../../ops/layout.js';
 import { dropout, dropPath } from '../../ops/nn.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { VisionModel, type PreprocessConfig } from '../model.js';
+import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from '../model.js';
 import type { Dinov2Config } from './configs.js';
 import { resamplePosEmbed, type PosEmbedResize } from './pos-embed.js';
-import { blockList, blocksOf, patchTokens, poolTokens, runBlock, type CheckpointsBlocks } from './tokens.js';
+import { blockList, blocksOf, featureBlocks, patchTokens, poolTokens, runBlock, tokensToMap, type CheckpointsBlocks } from './tokens.js';
 import type { CheckpointLayout, LoadsCheckpoints } from './checkpoint.js';
 import { IDENTITY_TAP, TokenGrid, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
 
@@ -149,9 +149,17 @@ class Dinov2Encoder extends Module implements CheckpointsBlocks {
     this.layer = this.module('layer', blockList(Array.from({ length: c.numHiddenLayers }, () => new Dinov2Layer(c, dropPathRate, tokens))));
   }
   forward(x: Tensor): Tensor {
+    return this.forwardKeeping(x, []).out;
+  }
+  /** The last hidden state and the outputs of the layers `keep` names. */
+  forwardKeeping(x: Tensor, keep: readonly number[]): { out: Tensor; kept: Tensor[] } {
     let h = x;
-    for (const layer of blocksOf(this.layer)) h = runBlock(this, layer, h, (t) => layer.forward(t));
-    return h;
+    const kept: Tensor[] = [];
+    blocksOf(this.layer).forEach((layer, i) => {
+      h = runBlock(this, layer, h, (t) => layer.forward(t));
+      for (const k of keep) if (k === i) kept.push(h);
+    });
+    return { out: h, kept };
   }
 }
 
@@ -195,6 +203,18 @@ export class Dinov2 extends VisionModel implements LoadsCheckpoints {
     const p = this.config.patchSize;
     this.tokenGrid.grid = [Math.floor(x.shape[2]! / p), Math.floor(x.shape[3]! / p)];
     return this.layernorm.forward(this.encoder.forward(this.embeddings.forward(x)));
+  }
+
+  override featureMapSpec(levels: 1 | 4): FeatureMapSpec {
+    return { channels: Array(levels).fill(this.config.hiddenSize), strides: Array(levels).fill(this.config.patchSize) };
+  }
+
+  /** Patch tokens after the feature layers, through layernorm (DINOv2's get_intermediate_layers with norm). */
+  override forwardFeatureMaps(x: Tensor, levels: 1 | 4): Tensor[] {
+    const p = this.config.patchSize;
+    const grid: [number, number] = [Math.floor(x.shape[2]! / p), Math.floor(x.shape[3]! / p)];
+    const { kept } = this.encoder.forwardKeeping(this.embeddings.forward(x), featureBlocks(this.config.numHiddenLayers, levels));
+    return kept.map((t) => tokensToMap(this.layernorm.forward(t), this.numPrefixTokens, grid));
   }
 
   /** tokens → pooled (cat(CLS, mean of patch tokens) by default) → classifier. */

@@ -17,9 +17,9 @@ import { add } from '../../ops/elementwise.js';
 import { concat, expand } from '../../ops/layout.js';
 import { dropout, dropPath } from '../../ops/nn.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { VisionModel, type PreprocessConfig } from '../model.js';
+import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from '../model.js';
 import type { Dinov3Config } from './configs.js';
-import { blockList, blocksOf, patchTokens, poolTokens, runBlock, type CheckpointsBlocks } from './tokens.js';
+import { blockList, blocksOf, featureBlocks, patchTokens, poolTokens, runBlock, tokensToMap, type CheckpointsBlocks } from './tokens.js';
 import type { CheckpointLayout, CheckpointScheme, LoadsCheckpoints } from './checkpoint.js';
 import { IDENTITY_TAP, TokenGrid, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
 import { DINOV3_EARLIER_SIGNATURE, dinov3CurrentName, isDinov3DerivedBuffer } from './checkpoint-names.js';
@@ -121,6 +121,20 @@ export class Dinov3 extends VisionModel implements LoadsCheckpoints, Checkpoints
 
   /** pixels (B, 3, H, W) → last_hidden_state (B, 1 + R + h·w, C) after norm. */
   forwardFeatures(x: Tensor): Tensor {
+    return this.runLayers(x, []).out;
+  }
+
+  override featureMapSpec(levels: 1 | 4): FeatureMapSpec {
+    return { channels: Array(levels).fill(this.config.hiddenSize), strides: Array(levels).fill(this.config.patchSize) };
+  }
+
+  /** Patch tokens after the feature layers, through the final norm. */
+  override forwardFeatureMaps(x: Tensor, levels: 1 | 4): Tensor[] {
+    const { kept, grid } = this.runLayers(x, featureBlocks(this.config.numHiddenLayers, levels));
+    return kept.map((t) => tokensToMap(this.norm.forward(t), this.numPrefixTokens, grid));
+  }
+
+  private runLayers(x: Tensor, keep: readonly number[]): { out: Tensor; kept: Tensor[]; grid: [number, number] } {
     const c = this.config;
     const h = Math.floor(x.shape[2]! / c.patchSize);
     const w = Math.floor(x.shape[3]! / c.patchSize);
@@ -129,8 +143,12 @@ export class Dinov3 extends VisionModel implements LoadsCheckpoints, Checkpoints
     if (this.training) coords = augmentCoordinates(coords, { shift: c.posEmbedShift, jitter: c.posEmbedJitter, rescale: c.posEmbedRescale });
     const { cos, sin } = ropeTables(coords, this.invFreq, x);
     let hidden = this.embeddings.forward(x);
-    for (const layer of blocksOf(this.layer)) hidden = runBlock(this, layer, hidden, (t) => layer.forward(t, cos, sin));
-    return this.norm.forward(hidden);
+    const kept: Tensor[] = [];
+    blocksOf(this.layer).forEach((layer, i) => {
+      hidden = runBlock(this, layer, hidden, (t) => layer.forward(t, cos, sin));
+      for (const k of keep) if (k === i) kept.push(hidden);
+    });
+    return { out: this.norm.forward(hidden), kept, grid: [h, w] };
   }
 
   /** tokens → pooled (cat(CLS, mean of patch tokens) by default) → classifier. */

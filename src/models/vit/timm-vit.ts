@@ -16,10 +16,10 @@ import { add } from '../../ops/elementwise.js';
 import { concat, expand } from '../../ops/layout.js';
 import { dropout, dropPath } from '../../ops/nn.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { VisionModel, type PreprocessConfig } from '../model.js';
+import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from '../model.js';
 import type { TimmVitConfig } from './configs.js';
 import { resamplePosEmbed } from './pos-embed.js';
-import { blockList, blocksOf, patchTokens, poolTokens, runBlock, type CheckpointsBlocks } from './tokens.js';
+import { blockList, blocksOf, featureBlocks, patchTokens, poolTokens, runBlock, tokensToMap, type CheckpointsBlocks } from './tokens.js';
 import type { CheckpointLayout, CheckpointScheme, LoadsCheckpoints } from './checkpoint.js';
 import { torchvisionToTimmName } from './checkpoint-names.js';
 import { IDENTITY_TAP, TokenGrid, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
@@ -114,6 +114,20 @@ export class VisionTransformer extends VisionModel implements LoadsCheckpoints, 
 
   /** x (B, 3, H, W) → tokens (B, 1 + h·w, C) after the final norm (before it when the model pools with fc_norm). */
   forwardFeatures(x: Tensor): Tensor {
+    return this.runBlocks(x, []).out;
+  }
+
+  override featureMapSpec(levels: 1 | 4): FeatureMapSpec {
+    return { channels: Array(levels).fill(this.config.embedDim), strides: Array(levels).fill(this.config.patchSize) };
+  }
+
+  /** Patch tokens after the feature blocks, through the final norm where the model has one (timm's get_intermediate_layers). */
+  override forwardFeatureMaps(x: Tensor, levels: 1 | 4): Tensor[] {
+    const { kept, grid } = this.runBlocks(x, featureBlocks(this.config.depth, levels));
+    return kept.map((t) => tokensToMap(this.norm ? this.norm.forward(t) : t, this.numPrefixTokens, grid));
+  }
+
+  private runBlocks(x: Tensor, keep: readonly number[]): { out: Tensor; kept: Tensor[]; grid: [number, number] } {
     const { tokens, grid } = patchTokens(this.patch_embed.proj, x);
     this.tokenGrid.grid = grid;
     const b = tokens.shape[0]!;
@@ -121,8 +135,12 @@ export class VisionTransformer extends VisionModel implements LoadsCheckpoints, 
     const unchanged = grid[0] * grid[1] === this.grid[0] * this.grid[1] && grid[0] === grid[1];
     const pos = unchanged ? this.pos_embed : resamplePosEmbed(this.pos_embed, this.numPrefixTokens, this.grid, grid, 'bicubic-antialias');
     let h = add(concat([expand(this.cls_token, [b, 1, this.numFeatures]), tokens], 1), pos);
-    for (const block of blocksOf(this.blocks)) h = runBlock(this, block, h, (t) => block.forward(t));
-    return this.norm ? this.norm.forward(h) : h;
+    const kept: Tensor[] = [];
+    blocksOf(this.blocks).forEach((block, i) => {
+      h = runBlock(this, block, h, (t) => block.forward(t));
+      for (const k of keep) if (k === i) kept.push(h);
+    });
+    return { out: this.norm ? this.norm.forward(h) : h, kept, grid };
   }
 
   /** tokens → CLS token or mean of patch tokens (global_pool), fc_norm, head. */

@@ -31,6 +31,21 @@ export function poolTokens(tokens: Tensor, pool: TokenPool, prefix: number): Ten
   return concat([cls(), patchMean()], 1);
 }
 
+/**
+ * The blocks whose outputs dense heads read: the last for 1 level; for 4, the blocks ending each
+ * quarter of the depth (2, 5, 8, 11 of 12, as mmsegmentation's ViT out_indices).
+ */
+export function featureBlocks(depth: number, levels: 1 | 4): number[] {
+  if (levels === 1) return [depth - 1];
+  return [1, 2, 3, 4].map((k) => Math.max(0, Math.round((k * depth) / 4) - 1));
+}
+
+/** Tokens (B, prefix + h·w, C) → the patch tokens as a map (B, C, h, w). */
+export function tokensToMap(tokens: Tensor, prefix: number, grid: [number, number]): Tensor {
+  const [b, , c] = tokens.shape as [number, number, number];
+  return reshape(transpose(slice(tokens, 1, prefix), 1, 2), [b, c, grid[0], grid[1]]);
+}
+
 /** Blocks registered as `0`, `1`, … under one parent, like torch.nn.ModuleList. */
 export function blockList<M extends Module>(blocks: M[]): ModuleDict<M> {
   return new ModuleDict(Object.fromEntries(blocks.map((b, i) => [String(i), b])));
