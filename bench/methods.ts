@@ -23,7 +23,8 @@ import { Conv2d } from '../src/nn/layers.js';
 import { describeTrainable } from '../src/nn/module.js';
 import { decayGroups } from '../src/train/trainer.js';
 import { gitCommit, repoRoot, resultsPath, runChild } from './references.js';
-import { measure, type TimingPolicy } from './timing.js';
+import { type TimingPolicy } from './timing.js';
+import { timeTrainingSteps } from './train-step.js';
 
 const BATCH = 8;
 const MODELS = {
@@ -69,32 +70,9 @@ async function runCase(s: CaseSpec): Promise<CaseResult> {
   const x = randn([BATCH, 3, 224, 224], { generator: gen });
   const y = randint(0, 10, [BATCH], { generator: gen });
   const hooks = model.trainingHooks();
-  const totalSteps = s.policy.warmup + s.policy.maxRuns;
-  let step = 0;
-  // DRA calibrates on the step's batch and then replaces its factors: the optimizer is built after.
-  const ctx = () => ({ step, totalSteps, epoch: 0, totalEpochs: 1, calibrationImages: async function* () { yield x; } });
-  await hooks.beforeTraining?.(ctx());
-  const optimizer = new AdamW(decayGroups(model, 0.01), { lr: 1e-4 });
-  const losses: number[] = [];
-  const sample = await measure(() => {
-    const t0 = performance.now();
-    hooks.beforeStep?.(ctx());
-    const loss = tidy(() => {
-      const l = crossEntropy(model.forward(x), y);
-      const extra = hooks.extraLoss?.(ctx()) ?? null;
-      const total = extra ? add(l, extra) : l;
-      total.backward();
-      return total.item();
-    });
-    optimizer.step();
-    step++;
-    noGrad(() => hooks.afterStep?.(ctx()));
-    optimizer.zeroGrad();
-    losses.push(loss);
-    return performance.now() - t0;
-  }, s.policy);
+  const sample = await timeTrainingSteps(model, hooks, x, y, s.policy);
   const t = describeTrainable(model);
-  return { ...sample, trainable: t.trainable, total: t.total, maxRssMb: process.resourceUsage().maxRSS / 1024, loss0: losses[0] };
+  return { ...sample, trainable: t.trainable, total: t.total, maxRssMb: process.resourceUsage().maxRSS / 1024, loss0: sample.loss0 };
 }
 
 function parseArgs(argv: readonly string[]): { quick: boolean; only?: string } {

@@ -21,7 +21,8 @@ import { buildRunModel } from '../src/train/run.js';
 import { runConfigSchema } from '../src/train/run-config.js';
 import { decayGroups } from '../src/train/trainer.js';
 import { gitCommit, repoRoot, resultsPath, runChild, TORCH_PYTHON } from './references.js';
-import { measure, type TimingPolicy } from './timing.js';
+import { type TimingPolicy } from './timing.js';
+import { timeTrainingSteps } from './train-step.js';
 
 const CLASSES = 11;
 const CHANNELS = 64;
@@ -44,31 +45,9 @@ async function runCase(s: CaseSpec): Promise<CaseResult> {
   labels.fill(255, 0, 2 * s.image);
   const y = tensor(labels, [s.batch, s.image, s.image]);
   const hooks = model instanceof PeftModel ? model.trainingHooks() : {};
-  const totalSteps = s.policy.warmup + s.policy.maxRuns;
-  let step = 0;
-  const ctx = () => ({ step, totalSteps, epoch: 0, totalEpochs: 1, calibrationImages: async function* () { yield x; } });
-  await hooks.beforeTraining?.(ctx());
-  const optimizer = new AdamW(decayGroups(model, 0.01), { lr: 1e-4 });
-  const losses: number[] = [];
-  const sample = await measure(() => {
-    const t0 = performance.now();
-    hooks.beforeStep?.(ctx());
-    const loss = tidy(() => {
-      const l = crossEntropy(model.forward(x), y, { ignoreIndex: 255 });
-      const extra = hooks.extraLoss?.(ctx()) ?? null;
-      const total = extra ? add(l, extra) : l;
-      total.backward();
-      return total.item();
-    });
-    optimizer.step();
-    step++;
-    noGrad(() => hooks.afterStep?.(ctx()));
-    optimizer.zeroGrad();
-    losses.push(loss);
-    return performance.now() - t0;
-  }, s.policy);
+  const sample = await timeTrainingSteps(model, hooks, x, y, s.policy, { ignoreIndex: 255 });
   const t = describeTrainable(model);
-  return { ...sample, trainable: t.trainable, total: t.total, maxRssMb: process.resourceUsage().maxRSS / 1024, loss0: losses[0] };
+  return { ...sample, trainable: t.trainable, total: t.total, maxRssMb: process.resourceUsage().maxRSS / 1024, loss0: sample.loss0 };
 }
 
 function parseArgs(argv: readonly string[]): { quick: boolean; image: number; batch: number } {
