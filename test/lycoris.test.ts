@@ -130,12 +130,13 @@ test('PEFT\'s own adapter_config.json files read as LoHa and LoKr configurations
 /** A layer of `kind` whose adapter is no longer zero (every factor perturbed), in training mode. */
 function trainedLayer(kind: 'loha' | 'lokr', o: { rankDropout?: number; moduleDropout?: number; rankDropoutScale?: boolean }) {
   const gen = new g.Generator(3);
-  const base = new Linear(6, 64, { generator: gen });
+  // 48 → 64 at r = 2: small enough a rank that LoHa, like LoKr, takes x ΔWᵀ from its factors in training.
+  const base = new Linear(48, 64, { generator: gen });
   const common = { r: 2, alpha: 2, rankDropout: o.rankDropout ?? 0, moduleDropout: o.moduleDropout ?? 0, useEffectiveConv2d: false, generator: gen };
   const layer = kind === 'loha' ? new LohaLayer(base) : new LokrLayer(base);
   if (layer instanceof LohaLayer) layer.addAdapter('default', { ...common, initWeights: false });
   else layer.addAdapter('default', { ...common, rankDropoutScale: o.rankDropoutScale ?? false, decomposeBoth: false, decomposeFactor: -1, initWeights: false });
-  const x = g.randn([5, 6], { generator: gen });
+  const x = g.randn([5, 48], { generator: gen });
   const plain = g.noGrad(() => base.forward(x)).toArray();
   layer.eval();
   const adapted = g.noGrad(() => layer.forward(x)).toArray();
@@ -143,11 +144,11 @@ function trainedLayer(kind: 'loha' | 'lokr', o: { rankDropout?: number; moduleDr
   return { layer, x, plain, adapted };
 }
 
-for (const [kind, scale] of [['loha', true], ['lokr', false], ['lokr', true]] as const) {
-  test(`${kind} rank dropout${kind === 'lokr' ? ` (rankDropoutScale ${scale})` : ''}: in training whole output rows of ΔW drop${scale ? ', the rest scaled by 1 / kept share' : ''}; none in eval`, () => {
+for (const [kind, scale] of [['loha', true], ['lokr', false], ['lokr', true]] as const) for (const recording of [false, true]) {
+  test(`${kind} rank dropout${kind === 'lokr' ? ` (rankDropoutScale ${scale})` : ''}: in training whole output rows of ΔW drop${scale ? ', the rest scaled by 1 / kept share' : ''}; none in eval${recording ? ' (gradients recorded: the factor path)' : ''}`, () => {
     const { layer, x, plain, adapted } = trainedLayer(kind, { rankDropout: 0.5, rankDropoutScale: scale });
     const out = 64;
-    const y = g.noGrad(() => layer.forward(x)).toArray();
+    const y = (recording ? g.tidy(() => layer.forward(x).toArray()) : g.noGrad(() => layer.forward(x)).toArray());
     // Per output feature j, the training delta is 0 (row dropped) or c · the eval delta, one c for every kept row.
     const kept: number[] = [];
     for (let j = 0; j < out; j++) {
@@ -198,3 +199,31 @@ test('LoHa/LoKr configuration errors name the field and say what to do', () => {
   assert.deepEqual(c['lokr'], { rankDropout: 0, moduleDropout: 0, useEffectiveConv2d: false, decomposeBoth: true, decomposeFactor: -1, rankDropoutScale: false, initWeights: true });
   assert.deepEqual(c['loha'], { rankDropout: 0, moduleDropout: 0, useEffectiveConv2d: false, initWeights: true });
 });
+
+for (const kind of ['loha', 'lokr'] as const) {
+  test(`${kind} on a Linear in training computes x ΔWᵀ from the factors: output and gradients of x, bias and every factor equal those of the base on W + ΔW`, () => {
+    const { layer, x } = trainedLayer(kind, {});
+    const base = layer.base_layer as Linear;
+    const factors = layer.adapterState('default').map(([k, t]) => [k, t] as const);
+    const xs = x.detach().requiresGrad_();
+    base.weight.requiresGrad = false; // frozen, as in a PeftModel
+    base.bias!.requiresGrad = true;
+    const w = g.randn([5, 64], { generator: new g.Generator(9) });
+    const run = (factorPath: boolean) => g.tidy(() => {
+      for (const [, t] of factors) t.grad = null;
+      xs.grad = null;
+      base.bias!.grad = null;
+      const y = factorPath ? layer.forward(xs) : g.linear(xs, g.add(base.weight, layer.deltaWeight('default')), base.bias);
+      if (factorPath) assert.equal(y.gradFn?.name, 'add', 'the factor path: base(x) + x ΔWᵀ');
+      g.sum(g.mul(y, w)).backward();
+      return { y: y.toArray(), x: xs.grad!.toArray(), bias: base.bias!.grad!.toArray(), ...Object.fromEntries(factors.map(([k, t]) => [k, t.grad!.toArray()])) };
+    });
+    const got = run(true);
+    const want = run(false);
+    for (const [k, v] of Object.entries(want)) {
+      const scale = Math.max(...Array.from(v, Math.abs));
+      Array.from(got[k as keyof typeof got] as ArrayLike<number>).forEach((a, i) => assert.ok(Math.abs(a - v[i]!) <= 1e-5 * scale + 1e-6, `${k}[${i}]: ${a} vs ${v[i]}`));
+    }
+    assert.equal(base.weight.grad, null, 'the frozen base weight gets no gradient');
+  });
+}

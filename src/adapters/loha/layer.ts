@@ -7,7 +7,7 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { noGrad } from '../../tensor/autograd.js';
 import { defaultGenerator, type Generator } from '../../tensor/random.js';
 import { affine, mul } from '../../ops/elementwise.js';
-import { matmul } from '../../ops/matmul.js';
+import { linear, matmul } from '../../ops/matmul.js';
 import { reshape } from '../../ops/layout.js';
 import { zeros } from '../../ops/creation.js';
 import { LycorisLayer, type LycorisAdapterOptions } from '../lycoris/layer.js';
@@ -66,6 +66,22 @@ export class LohaLayer extends LycorisLayer {
     this.setFactor('hada_w1_b', name, kaimingUniform([r, inFlat], gen));
     this.setFactor('hada_w2_a', name, kaimingUniform([out, r], gen));
     this.setFactor('hada_w2_b', name, w2b([r, inFlat]));
+  }
+
+  /**
+   * x ΔWᵀ through the rank-r² factors ΔW = U V, U[o, (p, q)] = s · w1_a[o, p] · w2_a[o, q] and
+   * V[(p, q), i] = w1_b[p, i] · w2_b[q, i]: the forward and backward cost about 3 r² (in + out)
+   * multiply-adds per row against in · out for ΔW's own gradient, so it is taken where that is less.
+   */
+  protected override linearDelta(name: string, x: Tensor): Tensor | null {
+    const f = (d: string) => this.factor(d, name);
+    const [out, r] = f('hada_w1_a').shape as [number, number];
+    const inF = f('hada_w1_b').shape[1]!;
+    if (3 * r * r * (inF + out) >= inF * out) return null;
+    const w1a = affine(f('hada_w1_a'), this.scaling(name));
+    const u = reshape(mul(reshape(w1a, [out, r, 1]), reshape(f('hada_w2_a'), [out, 1, r])), [out, r * r]);
+    const v = reshape(mul(reshape(f('hada_w1_b'), [r, 1, inF]), reshape(f('hada_w2_b'), [1, r, inF])), [r * r, inF]);
+    return linear(linear(x, v), u);
   }
 
   deltaWeight(name: string): Tensor {

@@ -9,7 +9,7 @@ import { noGrad } from '../../tensor/autograd.js';
 import { defaultGenerator, type Generator } from '../../tensor/random.js';
 import { affine } from '../../ops/elementwise.js';
 import { matmul } from '../../ops/matmul.js';
-import { reshape } from '../../ops/layout.js';
+import { reshape, transpose } from '../../ops/layout.js';
 import { zeros } from '../../ops/creation.js';
 import { LycorisLayer, type LycorisAdapterOptions } from '../lycoris/layer.js';
 import { cpWeight, kaimingUniform, kron } from '../lycoris/weights.js';
@@ -91,12 +91,31 @@ export class LokrLayer extends LycorisLayer {
     });
   }
 
-  deltaWeight(name: string): Tensor {
+  /** The Kronecker factors of adapter `name`, w1 scaled by alpha / r (the small factor rather than the full-size product). */
+  private factors(name: string): [Tensor, Tensor] {
     const f = (d: string) => this.factor(d, name);
     const has = (d: string) => this.hasFactor(d, name);
     const w1 = has('lokr_w1') ? f('lokr_w1') : matmul(f('lokr_w1_a'), f('lokr_w1_b'));
     const w2 = has('lokr_w2') ? f('lokr_w2') : has('lokr_t2') ? cpWeight(f('lokr_t2'), f('lokr_w2_a'), f('lokr_w2_b')) : matmul(f('lokr_w2_a'), f('lokr_w2_b'));
-    // alpha / r scales the small left factor rather than the full-size product.
-    return reshape(kron(affine(w1, this.scaling(name)), w2), this.base_layer.weight.shape);
+    return [affine(w1, this.scaling(name)), w2];
+  }
+
+  deltaWeight(name: string): Tensor {
+    const [w1, w2] = this.factors(name);
+    return reshape(kron(w1, w2), this.base_layer.weight.shape);
+  }
+
+  /**
+   * x kron(w1, w2)ᵀ without the Kronecker product: x seen as (rows, in_m, in_n) is multiplied by
+   * w2ᵀ over in_n and by w1 over in_m, about (in_n + out_l) · in_m · out_k multiply-adds per row
+   * instead of in · out, and the factors' gradients come the same way.
+   */
+  protected override linearDelta(name: string, x: Tensor): Tensor {
+    const [w1, w2] = this.factors(name);
+    const [outL, inM] = w1.shape as [number, number];
+    const [outK, inN] = w2.shape as [number, number];
+    const lead = x.shape.slice(0, -1);
+    const t = matmul(reshape(x, [-1, inM, inN]), transpose(w2)); // (rows, in_m, out_k)
+    return reshape(matmul(w1, t), [...lead, outL * outK]); // (rows, out_l, out_k)
   }
 }

@@ -3,7 +3,7 @@
 // them on every forward pass, rank and module dropout in training, merge and unmerge through ΔW.
 import { Conv2d, Linear, ModuleDict, ParameterModule } from '../../nn/layers.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { noGrad } from '../../tensor/autograd.js';
+import { isGradEnabled, noGrad } from '../../tensor/autograd.js';
 import { tidy } from '../../tensor/memory.js';
 import { defaultGenerator } from '../../tensor/random.js';
 import { add, mul, sub } from '../../ops/elementwise.js';
@@ -41,6 +41,15 @@ export abstract class LycorisLayer extends AdapterLayer {
 
   /** ΔW of adapter `name` in the base weight's layout, scaled by alpha / r, without dropout. */
   abstract deltaWeight(name: string): Tensor;
+
+  /**
+   * The adapter's own term x ΔWᵀ for a Linear base in training, computed from the factors
+   * without forming ΔW (so without a full-size weight gradient either), or null where ΔW folded
+   * into the base weight is cheaper. Called only while gradients are recorded; the default is null.
+   */
+  protected linearDelta(_name: string, _x: Tensor): Tensor | null {
+    return null;
+  }
 
   adapterNames(): string[] {
     return [...this.states.keys()];
@@ -115,9 +124,9 @@ export abstract class LycorisLayer extends AdapterLayer {
    * Rank dropout (PEFT's get_delta_weight in training): each output row of ΔW is kept with
    * probability 1 − p, the kept rows divided by the kept share when `rankDropoutScale`.
    */
-  private rankDropoutMask(s: AdapterState, dw: Tensor): Tensor {
-    const rows = dw.shape[0]!;
-    const mask = dw.dtype === 'float64' ? new Float64Array(rows) : new Float32Array(rows);
+  private rankDropoutMask(s: AdapterState, like: Tensor, shape: (rows: number) => number[]): Tensor {
+    const rows = this.base_layer.weight.shape[0]!;
+    const mask = like.dtype === 'float64' ? new Float64Array(rows) : new Float32Array(rows);
     let kept = 0;
     for (let i = 0; i < rows; i++) {
       mask[i] = defaultGenerator.uniform() >= s.rankDropout ? 1 : 0;
@@ -125,12 +134,14 @@ export abstract class LycorisLayer extends AdapterLayer {
     }
     // PEFT divides by the mean even when every row was dropped (0/0); graft keeps the zero ΔW then.
     if (s.rankDropoutScale && kept > 0) for (let i = 0; i < rows; i++) mask[i] = mask[i]! * (rows / kept);
-    return tensor(mask, [rows, ...dw.shape.slice(1).map(() => 1)], { dtype: dw.dtype, backend: dw.backend });
+    return tensor(mask, shape(rows), { dtype: like.dtype, backend: like.backend });
   }
 
   /**
-   * base(x) with the adapter: the base layer run on W + ΔW, which equals PEFT's base(x) +
-   * base_op(x, ΔW) (one convolution or matrix product instead of two; the frozen W gets no gradient).
+   * base(x) with the adapter, PEFT's base(x) + base_op(x, ΔW): for a Linear whose method computes
+   * x ΔWᵀ from the factors (linearDelta), that sum; otherwise the base layer run on W + ΔW (one
+   * convolution or matrix product instead of two; the frozen W gets no gradient). Rank dropout
+   * masks output channels either way.
    */
   forward(x: Tensor): Tensor {
     const base = this.base_layer;
@@ -139,8 +150,13 @@ export abstract class LycorisLayer extends AdapterLayer {
     const s = this.state(name);
     // Module dropout: in training PEFT skips the whole adapter with probability module_dropout.
     if (this.training && s.moduleDropout > 0 && defaultGenerator.uniform() < s.moduleDropout) return base.forward(x);
+    const dropout = this.training && s.rankDropout > 0;
+    if (!(base instanceof Conv2d) && isGradEnabled()) {
+      const delta = this.linearDelta(name, x);
+      if (delta) return add(base.forward(x), dropout ? mul(delta, this.rankDropoutMask(s, delta, (rows) => [rows])) : delta);
+    }
     let dw = this.deltaWeight(name);
-    if (this.training && s.rankDropout > 0) dw = mul(dw, this.rankDropoutMask(s, dw));
+    if (dropout) dw = mul(dw, this.rankDropoutMask(s, dw, (rows) => [rows, ...dw.shape.slice(1).map(() => 1)]));
     const w = add(base.weight, dw);
     return base instanceof Conv2d ? conv2d(x, w, base.bias, base.convOptions) : linear(x, w, base.bias);
   }
