@@ -175,10 +175,20 @@ export class AdaLoraLayer extends AdapterLayer {
     if (this.bypassed() || name === null || this.rank(name) === 0) return result;
     const xd = this.lora_dropout.get(name)!.forward(x);
     const base = this.base_layer;
-    if (base instanceof Conv2d) return add(result, conv2d(xd, this.deltaWeight(name), null, base.convOptions));
     const { scaling, ranknum } = this.adapter(name);
     const { A, E, B } = this.tensors(name);
-    return add(result, affine(linear(linear(xd, mul(A, E)), B), scaling / (ranknum + 1e-5)));
+    const s = scaling / (ranknum + 1e-5);
+    if (base instanceof Conv2d) {
+      // A grouped kernel's ΔW is grouped too: one convolution on it. Otherwise, as LoRA's Conv2d,
+      // A ⊙ E as an r-channel convolution then B as a 1×1 (the same sum, without a full-size kernel
+      // or its gradient).
+      if (base.groups !== 1) return add(result, conv2d(xd, this.deltaWeight(name), null, base.convOptions));
+      const [kh, kw] = base.kernelSize;
+      const r = A.shape[0]!;
+      const h = conv2d(xd, reshape(mul(A, E), [r, base.inChannels, kh, kw]), null, base.convOptions);
+      return add(result, affine(conv2d(h, reshape(B, [B.shape[0]!, r, 1, 1])), s));
+    }
+    return add(result, affine(linear(linear(xd, mul(A, E)), B), s));
   }
 
   merge(name: string | null = this.activeAdapter): void {
