@@ -200,21 +200,30 @@ test('LoHa/LoKr configuration errors name the field and say what to do', () => {
   assert.deepEqual(c['loha'], { rankDropout: 0, moduleDropout: 0, useEffectiveConv2d: false, initWeights: true });
 });
 
-for (const kind of ['loha', 'lokr'] as const) {
-  test(`${kind} on a Linear in training computes x ΔWᵀ from the factors: output and gradients of x, bias and every factor equal those of the base on W + ΔW`, () => {
-    const { layer, x } = trainedLayer(kind, {});
-    const base = layer.base_layer as Linear;
-    const factors = layer.adapterState('default').map(([k, t]) => [k, t] as const);
+for (const [kind, layerKind] of [['loha', 'linear'], ['lokr', 'linear'], ['loha', 'conv']] as const) {
+  test(`${kind} on a ${layerKind === 'conv' ? '3×3 Conv2d' : 'Linear'} in training computes base_op(x, ΔW) from the factors: output and gradients of x, bias and every factor equal those of the base on W + ΔW`, () => {
+    const gen = new g.Generator(5);
+    // Wide enough for rank 2 that the factor path is the cheaper one.
+    const base = layerKind === 'conv' ? new Conv2d(48, 64, 3, { padding: 1, stride: 2, generator: gen }) : new Linear(48, 64, { generator: gen });
+    const common = { r: 2, alpha: 3, rankDropout: 0, moduleDropout: 0, useEffectiveConv2d: false, generator: gen };
+    const layer = kind === 'loha' ? new LohaLayer(base) : new LokrLayer(base);
+    if (layer instanceof LohaLayer) layer.addAdapter('default', { ...common, initWeights: false });
+    else layer.addAdapter('default', { ...common, rankDropoutScale: false, decomposeBoth: false, decomposeFactor: -1, initWeights: false });
+    layer.train();
+    const x = layerKind === 'conv' ? g.randn([2, 48, 7, 6], { generator: gen }) : g.randn([5, 48], { generator: gen });
+    const factors = layer.adapterState('default');
     const xs = x.detach().requiresGrad_();
     base.weight.requiresGrad = false; // frozen, as in a PeftModel
     base.bias!.requiresGrad = true;
-    const w = g.randn([5, 64], { generator: new g.Generator(9) });
+    const yShape = g.noGrad(() => base.forward(x)).shape;
+    const w = g.randn([...yShape], { generator: new g.Generator(9) });
     const run = (factorPath: boolean) => g.tidy(() => {
       for (const [, t] of factors) t.grad = null;
       xs.grad = null;
       base.bias!.grad = null;
-      const y = factorPath ? layer.forward(xs) : g.linear(xs, g.add(base.weight, layer.deltaWeight('default')), base.bias);
-      if (factorPath) assert.equal(y.gradFn?.name, 'add', 'the factor path: base(x) + x ΔWᵀ');
+      const wd = g.add(base.weight, layer.deltaWeight('default'));
+      const y = factorPath ? layer.forward(xs) : base instanceof Conv2d ? g.conv2d(xs, wd, base.bias, base.convOptions) : g.linear(xs, wd, base.bias);
+      if (factorPath) assert.equal(y.gradFn?.name, 'add', 'the factor path: base(x) + base_op(x, ΔW)');
       g.sum(g.mul(y, w)).backward();
       return { y: y.toArray(), x: xs.grad!.toArray(), bias: base.bias!.grad!.toArray(), ...Object.fromEntries(factors.map(([k, t]) => [k, t.grad!.toArray()])) };
     });

@@ -9,6 +9,7 @@ import { defaultGenerator, type Generator } from '../../tensor/random.js';
 import { affine, mul } from '../../ops/elementwise.js';
 import { linear, matmul } from '../../ops/matmul.js';
 import { reshape } from '../../ops/layout.js';
+import { conv2d } from '../../ops/conv.js';
 import { zeros } from '../../ops/creation.js';
 import { LycorisLayer, type LycorisAdapterOptions } from '../lycoris/layer.js';
 import { cpWeight, kaimingUniform } from '../lycoris/weights.js';
@@ -69,19 +70,25 @@ export class LohaLayer extends LycorisLayer {
   }
 
   /**
-   * x ΔWᵀ through the rank-r² factors ΔW = U V, U[o, (p, q)] = s · w1_a[o, p] · w2_a[o, q] and
-   * V[(p, q), i] = w1_b[p, i] · w2_b[q, i]: the forward and backward cost about 3 r² (in + out)
-   * multiply-adds per row against in · out for ΔW's own gradient, so it is taken where that is less.
+   * base_op(x, ΔW) through the rank-r² factors ΔW = U V, U[o, (p, q)] = s · w1_a[o, p] · w2_a[o, q]
+   * and V[(p, q), i] = w1_b[p, i] · w2_b[q, i] (i over in · kh · kw for a Conv2d: V as an
+   * r²-channel convolution, then U as a 1×1): forward and backward cost about 3 r² (in + out)
+   * multiply-adds per output position against in · out for ΔW's own gradient, so it is taken where
+   * that is less (not for the CP form or a grouped convolution).
    */
-  protected override linearDelta(name: string, x: Tensor): Tensor | null {
+  protected override factorDelta(name: string, x: Tensor): Tensor | null {
+    const base = this.base_layer;
+    if (this.isEffectiveConv(name) || (base instanceof Conv2d && base.groups !== 1)) return null;
     const f = (d: string) => this.factor(d, name);
     const [out, r] = f('hada_w1_a').shape as [number, number];
-    const inF = f('hada_w1_b').shape[1]!;
-    if (3 * r * r * (inF + out) >= inF * out) return null;
+    const inFlat = f('hada_w1_b').shape[1]!;
+    if (3 * r * r * (inFlat + out) >= inFlat * out) return null;
     const w1a = affine(f('hada_w1_a'), this.scaling(name));
     const u = reshape(mul(reshape(w1a, [out, r, 1]), reshape(f('hada_w2_a'), [out, 1, r])), [out, r * r]);
-    const v = reshape(mul(reshape(f('hada_w1_b'), [r, 1, inF]), reshape(f('hada_w2_b'), [1, r, inF])), [r * r, inF]);
-    return linear(linear(x, v), u);
+    const v = reshape(mul(reshape(f('hada_w1_b'), [r, 1, inFlat]), reshape(f('hada_w2_b'), [1, r, inFlat])), [r * r, inFlat]);
+    if (!(base instanceof Conv2d)) return linear(linear(x, v), u);
+    const h = conv2d(x, reshape(v, [r * r, base.inChannels, ...base.kernelSize]), null, base.convOptions);
+    return conv2d(h, reshape(u, [out, r * r, 1, 1]));
   }
 
   deltaWeight(name: string): Tensor {

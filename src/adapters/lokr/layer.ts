@@ -106,11 +106,12 @@ export class LokrLayer extends LycorisLayer {
   }
 
   /**
-   * x kron(w1, w2)ᵀ without the Kronecker product: x seen as (rows, in_m, in_n) is multiplied by
+   * For a Linear, x kron(w1, w2)ᵀ without the Kronecker product: x seen as (rows, in_m, in_n) is multiplied by
    * w2ᵀ over in_n and by w1 over in_m, about (in_n + out_l) · in_m · out_k multiply-adds per row
    * instead of in · out, and the factors' gradients come the same way.
    */
-  protected override linearDelta(name: string, x: Tensor): Tensor {
+  protected override factorDelta(name: string, x: Tensor): Tensor | null {
+    if (this.base_layer instanceof Conv2d) return null;
     const [w1, w2] = this.factors(name);
     const [outL, inM] = w1.shape as [number, number];
     const [outK, inN] = w2.shape as [number, number];

@@ -43,11 +43,12 @@ export abstract class LycorisLayer extends AdapterLayer {
   abstract deltaWeight(name: string): Tensor;
 
   /**
-   * The adapter's own term x ΔWᵀ for a Linear base in training, computed from the factors
-   * without forming ΔW (so without a full-size weight gradient either), or null where ΔW folded
-   * into the base weight is cheaper. Called only while gradients are recorded; the default is null.
+   * The adapter's own term (x ΔWᵀ for a Linear, the convolution of x with ΔW for a Conv2d) in
+   * training, computed from the factors without forming ΔW (so without a full-size weight
+   * gradient either), or null where ΔW folded into the base weight is cheaper. Called only while
+   * gradients are recorded; the default is null.
    */
-  protected linearDelta(_name: string, _x: Tensor): Tensor | null {
+  protected factorDelta(_name: string, _x: Tensor): Tensor | null {
     return null;
   }
 
@@ -138,8 +139,8 @@ export abstract class LycorisLayer extends AdapterLayer {
   }
 
   /**
-   * base(x) with the adapter, PEFT's base(x) + base_op(x, ΔW): for a Linear whose method computes
-   * x ΔWᵀ from the factors (linearDelta), that sum; otherwise the base layer run on W + ΔW (one
+   * base(x) with the adapter, PEFT's base(x) + base_op(x, ΔW): where the method computes
+   * base_op(x, ΔW) from the factors (factorDelta), that sum; otherwise the base layer run on W + ΔW (one
    * convolution or matrix product instead of two; the frozen W gets no gradient). Rank dropout
    * masks output channels either way.
    */
@@ -151,9 +152,11 @@ export abstract class LycorisLayer extends AdapterLayer {
     // Module dropout: in training PEFT skips the whole adapter with probability module_dropout.
     if (this.training && s.moduleDropout > 0 && defaultGenerator.uniform() < s.moduleDropout) return base.forward(x);
     const dropout = this.training && s.rankDropout > 0;
-    if (!(base instanceof Conv2d) && isGradEnabled()) {
-      const delta = this.linearDelta(name, x);
-      if (delta) return add(base.forward(x), dropout ? mul(delta, this.rankDropoutMask(s, delta, (rows) => [rows])) : delta);
+    const delta = isGradEnabled() ? this.factorDelta(name, x) : null;
+    if (delta) {
+      // Output channels: the last axis of a Linear's output, axis 1 of a convolution's.
+      const channels = (rows: number) => (base instanceof Conv2d ? [rows, 1, 1] : [rows]);
+      return add(base.forward(x), dropout ? mul(delta, this.rankDropoutMask(s, delta, channels)) : delta);
     }
     let dw = this.deltaWeight(name);
     if (dropout) dw = mul(dw, this.rankDropoutMask(s, dw, (rows) => [rows, ...dw.shape.slice(1).map(() => 1)]));
