@@ -3,10 +3,12 @@
 // targeted, batch 8 at 224², each method with its defaults at the shared rank 8 / alpha 16.
 // Each case runs in its own child process (so its peak RSS is its own); a step is what the
 // trainer does: the method's hooks, forward, cross-entropy (+ the method's extra loss), backward,
-// AdamW. Prints a table of images/s as ratios to LoRA's against the targets, and writes
-// bench/results/methods-<date>.json.
+// AdamW. The cases run in rounds (3, or 1 with --quick), each round every case in the same order,
+// and a method's ratio to LoRA is the median of its per-round ratios, so drift in the machine's
+// speed between cases cancels. Prints a table of images/s as ratios to LoRA's against the targets,
+// and writes bench/results/methods-<date>.json.
 //
-//   node dist/bench/methods.js [--quick] [--only <substring of a case id>]
+//   node dist/bench/methods.js [--quick] [--only <substring of a case id>] [--rounds N]
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +25,7 @@ import { Conv2d } from '../src/nn/layers.js';
 import { describeTrainable } from '../src/nn/module.js';
 import { decayGroups } from '../src/train/trainer.js';
 import { gitCommit, repoRoot, resultsPath, runChild } from './references.js';
-import { type TimingPolicy } from './timing.js';
+import { median, type TimingPolicy } from './timing.js';
 import { timeTrainingSteps } from './train-step.js';
 
 const BATCH = 8;
@@ -75,12 +77,13 @@ async function runCase(s: CaseSpec): Promise<CaseResult> {
   return { ...sample, trainable: t.trainable, total: t.total, maxRssMb: process.resourceUsage().maxRSS / 1024, loss0: sample.loss0 };
 }
 
-function parseArgs(argv: readonly string[]): { quick: boolean; only?: string } {
-  const args: { quick: boolean; only?: string } = { quick: false };
+function parseArgs(argv: readonly string[]): { quick: boolean; only?: string; rounds?: number } {
+  const args: { quick: boolean; only?: string; rounds?: number } = { quick: false };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--quick') args.quick = true;
     else if (argv[i] === '--only' && argv[i + 1]) args.only = argv[++i];
-    else throw new Error(`unknown argument '${argv[i]}'; usage: node dist/bench/methods.js [--quick] [--only <substring>]`);
+    else if (argv[i] === '--rounds' && argv[i + 1] && Number.isInteger(Number(argv[i + 1])) && Number(argv[i + 1]) >= 1) args.rounds = Number(argv[++i]);
+    else throw new Error(`unknown argument '${argv[i]}'; usage: node dist/bench/methods.js [--quick] [--only <substring>] [--rounds N ≥ 1]`);
   }
   return args;
 }
@@ -102,38 +105,60 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const policy: TimingPolicy = args.quick
     ? { warmup: 1, minRuns: 3, maxRuns: 6, budgetMs: 2000, threads: cpus().length }
-    : { warmup: 2, minRuns: 5, maxRuns: 12, budgetMs: 6000, threads: cpus().length };
+    : { warmup: 2, minRuns: 4, maxRuns: 8, budgetMs: 3000, threads: cpus().length };
+  // Rounds: every case once per round, in the same order, so a slow drift of the machine's speed
+  // (other jobs, clocks) falls on LoRA and the method alike; a ratio is the median of its rounds.
+  const rounds = args.rounds ?? (args.quick ? 1 : 3);
   const methods = ['lora', ...adapterMethods().map((m) => m.name).filter((n) => n !== 'lora')];
-  const rows: (CaseSpec & CaseResult & { id: string })[] = [];
-  const load0 = loadavg();
+  const specs: (CaseSpec & { id: string })[] = [];
   for (const model of Object.keys(MODELS) as ModelKey[]) {
     for (const method of methods) {
       const id = `${model}.${method}`;
-      if (args.only && !id.includes(args.only)) continue;
       if (getAdapterMethod(method).wraps && !MODELS[model].blocks) continue;
-      process.stderr.write(`${id}…\n`);
-      const spec: CaseSpec = { model, method, policy };
-      const r = runChild(process.execPath, [join(repoRoot, 'dist', 'bench', 'methods.js'), '--case', JSON.stringify(spec)], '');
-      rows.push({ id, ...spec, ...((r.json as CaseResult | undefined) ?? { error: r.error }) });
+      specs.push({ id, model, method, policy });
     }
   }
+  // --only keeps the matching cases and, for their ratios, LoRA on the same models.
+  const chosen = specs.filter((c) => !args.only || c.id.includes(args.only));
+  specs.splice(0, specs.length, ...specs.filter((c) => chosen.includes(c) || (c.method === 'lora' && chosen.some((x) => x.model === c.model))));
+  const load0 = loadavg();
+  const perRound: CaseResult[][] = specs.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    specs.forEach((spec, i) => {
+      process.stderr.write(`round ${round + 1}/${rounds} ${spec.id}…\n`);
+      const { id: _id, ...c } = spec;
+      const r = runChild(process.execPath, [join(repoRoot, 'dist', 'bench', 'methods.js'), '--case', JSON.stringify(c)], '');
+      perRound[i]!.push((r.json as CaseResult | undefined) ?? { error: r.error });
+    });
+  }
+  const rows = specs.map((spec, i) => {
+    const results = perRound[i]!;
+    const failed = results.find((r) => r.error);
+    const ms = results.map((r) => r.ms).filter((v): v is number => v !== undefined);
+    const loraIndex = specs.findIndex((x) => x.model === spec.model && x.method === 'lora');
+    const ratios = loraIndex < 0 ? [] : results.map((r, k) => (r.ms && perRound[loraIndex]![k]?.ms ? perRound[loraIndex]![k]!.ms! / r.ms : undefined)).filter((v): v is number => v !== undefined);
+    return {
+      ...spec, ...results[0], error: failed?.error,
+      ms: ms.length ? median(ms) : undefined, msRounds: ms,
+      ratio: ratios.length ? median(ratios) : undefined, ratioRounds: ratios,
+      maxRssMb: Math.max(...results.map((r) => r.maxRssMb ?? 0)) || undefined,
+    };
+  });
   const lines = [
-    '| model | method | trainable | img/s | × LoRA | target | peak MB | loss₀ |  |',
+    `| model | method | trainable | img/s | × LoRA${rounds > 1 ? ` (median of ${rounds} rounds; range)` : ''} | target | peak MB | loss₀ |  |`,
     '| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | --- |',
   ];
   for (const r of rows) {
-    const lora = rows.find((x) => x.model === r.model && x.method === 'lora');
     const ips = r.ms ? (1000 * BATCH) / r.ms : undefined;
-    const loraIps = lora?.ms ? (1000 * BATCH) / lora.ms : undefined;
-    const ratio = ips && loraIps ? ips / loraIps : undefined;
     const target = TARGETS[r.method];
-    const verdict = r.error ? `error: ${r.error}` : target === undefined || ratio === undefined ? '' : ratio >= target ? 'ok' : 'below';
-    lines.push(`| ${MODELS[r.model].label} | ${r.method} | ${r.trainable?.toLocaleString('en-US') ?? '—'} | ${fmt(ips)} | ${fmt(ratio)} | ${target === undefined ? '' : `≥${target}×`} | ${fmt(r.maxRssMb, 0)} | ${fmt(r.loss0, 5)} | ${verdict} |`);
+    const verdict = r.error ? `error: ${r.error}` : target === undefined || r.ratio === undefined ? '' : r.ratio >= target ? 'ok' : 'below';
+    const range = r.ratioRounds.length > 1 ? ` (${fmt(Math.min(...r.ratioRounds))}–${fmt(Math.max(...r.ratioRounds))})` : '';
+    lines.push(`| ${MODELS[r.model].label} | ${r.method} | ${r.trainable?.toLocaleString('en-US') ?? '—'} | ${fmt(ips)} | ${fmt(r.ratio)}${r.method === 'lora' ? '' : range} | ${target === undefined ? '' : `≥${target}×`} | ${fmt(r.maxRssMb, 0)} | ${fmt(r.loss0, 5)} | ${verdict} |`);
   }
   const table = lines.join('\n');
   process.stdout.write(`graft ${gitCommit()}, batch ${BATCH} at 224², ${cpus().length} threads, load ${load0.map((l) => l.toFixed(2)).join(' ')} → ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n\n${table}\n`);
   const path = resultsPath('methods', new Date());
-  writeFileSync(path, JSON.stringify({ commit: gitCommit(), batch: BATCH, policy, loadavg: [load0, loadavg()], rows }, null, 2));
+  writeFileSync(path, JSON.stringify({ commit: gitCommit(), batch: BATCH, policy, rounds, loadavg: [load0, loadavg()], rows }, null, 2));
   process.stdout.write(`\nwritten ${path}\n`);
 }
 

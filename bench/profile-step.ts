@@ -64,9 +64,14 @@ const y = randint(0, 10, [8], { generator: gen });
 const hooks = model.trainingHooks();
 let seen = 0;
 let t1 = 0;
+let last = 0;
+const stepMs: number[] = [];
 const counted: TrainingHooks = {
   ...hooks,
   beforeStep: (ctx) => {
+    const now = performance.now();
+    if (seen > 0) stepMs.push(now - last);
+    last = now;
     if (seen++ === 1) {
       totals.clear();
       t1 = performance.now();
@@ -78,6 +83,6 @@ await timeTrainingSteps(model, counted, x, y, { warmup: 1, minRuns: steps, maxRu
 const wall = (performance.now() - t1) / steps;
 const rows = [...totals].sort((a, b) => b[1].ms - a[1].ms);
 const kernels = rows.reduce((a, [, e]) => a + e.ms, 0) / steps;
-console.log(`${modelKey} ${methodName}: ${wall.toFixed(0)} ms per step, ${kernels.toFixed(0)} ms of it in backend kernels\n`);
+console.log(`${modelKey} ${methodName}: ${wall.toFixed(0)} ms per step, ${kernels.toFixed(0)} ms of it in backend kernels (steps: ${stepMs.map((t) => t.toFixed(0)).join(' ')} ms)\n`);
 console.log('| kernel | ms/step | calls/step |\n| --- | ---: | ---: |');
 for (const [name, e] of rows.slice(0, 30)) console.log(`| ${name} | ${(e.ms / steps).toFixed(1)} | ${(e.calls / steps).toFixed(0)} |`);
