@@ -7,7 +7,8 @@
 import { Conv2d, type Linear } from '../../nn/layers.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { Generator } from '../../tensor/random.js';
-import { add, affine } from '../../ops/elementwise.js';
+import { add, affine, mul } from '../../ops/elementwise.js';
+import { tensor } from '../../ops/creation.js';
 import { concat, reshape, slice } from '../../ops/layout.js';
 import { conv2d } from '../../ops/conv.js';
 import { linear, matmul } from '../../ops/matmul.js';
@@ -96,10 +97,21 @@ export class DyLoraLayer extends LoraLayer {
     const name = this.activeAdapter;
     if (this.bypassed() || name === null) return result;
     const b = this.currentRank(name);
-    const { A, B } = this.prefix(name, b);
     const xd = this.lora_dropout.get(name)!.forward(x);
     const base = this.base_layer;
+    const scale = this.state(name).alpha / b;
+    const r = this.lora_A.get(name)!.weight.shape[0]!;
+    if (base instanceof Conv2d && b < r && !(this.training && this.state(name).mode === 'frozen')) {
+      // A convolution at every rank b: all r channels, those from b on multiplied by zero (the
+      // same sum and gradients as the prefix A[:b], B[:, :b], which slicing would copy per step),
+      // so the kernels keep one shape whatever rank is drawn.
+      const A = this.lora_A.get(name)!.weight;
+      const mask = (A.dtype === 'float64' ? new Float64Array(r) : new Float32Array(r)).fill(scale, 0, b);
+      const h = mul(conv2d(xd, A, null, base.convOptions), tensor(mask, [r, 1, 1], { dtype: A.dtype, backend: A.backend }));
+      return add(result, conv2d(h, this.lora_B.get(name)!.weight));
+    }
+    const { A, B } = this.prefix(name, b);
     const h = base instanceof Conv2d ? conv2d(conv2d(xd, A, null, base.convOptions), B) : linear(linear(xd, A), B);
-    return add(result, affine(h, this.state(name).alpha / b));
+    return add(result, affine(h, scale));
   }
 }
