@@ -1,5 +1,5 @@
 // Load test of `graft serve` beside onnxruntime-node. Models: nsfwjs' pretrained MobileNetV2
-// (served rows only: graft export has no ONNX exporter for its Keras graph), torchvision's
+// (its Keras graph), torchvision's
 // MobileNetV2 and ViT-S/16 with random weights (no checkpoint is assumed local). For each, two
 // LoRA runs on one base are written (adapter and head tensors seeded away from their
 // initialisation, as a trained run's), `graft serve` holds both, and autocannon posts one image to
@@ -32,9 +32,7 @@ const TARGET = 0.8;
 
 interface Case { id: string; label: string; weightsNote: string; config: Record<string, unknown>; targets: string | string[]; /** No ONNX exporter for it: served rows only. */ noOnnx?: boolean }
 const CASES: Case[] = [
-  { id: 'nsfwjs', label: 'MobileNetV2 (nsfwjs_mobilenet_v2)', weightsNote: 'pretrained', config: { model: 'nsfwjs_mobilenet_v2', data: { source: 'unused', perClass: 1 } }, targets: '.*project', noOnnx: true },
-  // nsfwjs' Keras MobileNetV2 has no ONNX exporter (graft export refuses KerasModel), so the
-  // comparison uses the torchvision MobileNetV2 of the same layout, random weights.
+  { id: 'nsfwjs', label: 'MobileNetV2 (nsfwjs_mobilenet_v2)', weightsNote: 'pretrained', config: { model: 'nsfwjs_mobilenet_v2', data: { source: 'unused', perClass: 1 } }, targets: '.*project' },
   { id: 'mobilenet', label: 'MobileNetV2 (torchvision layout)', weightsNote: 'random weights', config: { model: 'mobilenet_v2', data: { source: 'unused', perClass: 1 } }, targets: 'features\\.([2-9]|1\\d)\\.conv\\.2' },
   { id: 'vit', label: 'ViT-S/16', weightsNote: 'random weights', config: { model: 'vit_small_patch16_224', data: { source: 'unused', perClass: 1 } }, targets: ['qkv'] },
 ];

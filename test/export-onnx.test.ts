@@ -1,6 +1,6 @@
 // ONNX export (src/export/onnx): the exported file of a run, loaded in onnxruntime-node, gives
 // graft predict's top-1 and scores within 1e-4 on the same images, for LoRA, DoRA and full
-// fine-tuning of CNNs and ViTs, with a batch size other than the one traced (dynamic batch).
+// fine-tuning of CNNs (nsfwjs' Keras MobileNetV2 among them) and ViTs, with a batch size other than the one traced (dynamic batch).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { decodeImage } from '../src/data/image.js';
 import { prepareImage } from '../src/data/transforms.js';
 import { Generator } from '../src/tensor/random.js';
 import { readRunManifest, buildRunModel } from '../src/train/run.js';
-import { makeTinyRun, TINY_BACKBONES, TINY_CLASSES, writeTestImages } from './helpers/tiny-runs.js';
+import { makeTinyRun, TINY_BACKBONES, TINY_CLASSES, writeTestImages, type TinyBackbone } from './helpers/tiny-runs.js';
 
 const SCORE_TOLERANCE = 1e-4;
 
@@ -50,7 +50,19 @@ export function maxDiff(a: number[][], b: number[][]): number {
 
 const argmax = (r: number[]) => r.indexOf(Math.max(...r));
 
-const CASES: [keyof typeof TINY_BACKBONES, string][] = [
+// nsfwjs' pretrained Keras MobileNetV2 (its LayersModel graph), at 64² so that TensorFlow's
+// 'same' windows pad unevenly; with its pretrained head and with the head rebuilt from features.
+const KERAS = {
+  label: 'nsfwjs Keras MobileNetV2', config: { model: 'nsfwjs_mobilenet_v2', data: { source: 'unused', perClass: 1, imageSize: 64 } }, targets: '.*(project|expand)$',
+};
+const BACKBONES: Record<string, TinyBackbone> = {
+  ...TINY_BACKBONES,
+  keras: KERAS,
+  keras_features: { ...KERAS, label: 'nsfwjs Keras MobileNetV2 (head from features)', config: { ...KERAS.config, headFrom: 'features' } },
+};
+
+const CASES: [string, string][] = [
+  ['keras', 'lora'], ['keras_features', 'dora'], ['keras_features', 'full'],
   ['resnet', 'lora'], ['resnet', 'dora'], ['resnet', 'full'],
   ['mobilenet', 'lora'], ['mobilenet', 'linear-probe'],
   ['vit', 'lora'], ['vit', 'dora'], ['vit', 'full'],
@@ -61,9 +73,9 @@ const images = writeTestImages(3);
 const diffs: string[] = [];
 
 for (const [backbone, method] of CASES) {
-  test(`export onnx: ${TINY_BACKBONES[backbone]!.label} ${method} in onnxruntime matches graft predict`, async () => {
+  test(`export onnx: ${BACKBONES[backbone]!.label} ${method} in onnxruntime matches graft predict`, async () => {
     const files = await images;
-    const run = await makeTinyRun(TINY_BACKBONES[backbone]!, method);
+    const run = await makeTinyRun(BACKBONES[backbone]!, method);
     const file = join(mkdtempSync(join(tmpdir(), 'graft-onnx-')), 'model.onnx');
     await exportCommand(run, { format: 'onnx', output: file }, () => {});
     const session = await ort.InferenceSession.create(readFileSync(file));

@@ -14,6 +14,7 @@ import { noGrad } from '../../tensor/autograd.js';
 import { OnnxGraph, OPSET } from './graph.js';
 import { exportModule, OnnxExportError } from './layers.js';
 import './models.js';
+import './keras.js';
 
 export { OPSET } from './graph.js';
 export { OnnxExportError } from './layers.js';

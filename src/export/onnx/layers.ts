@@ -29,7 +29,7 @@ export class OnnxExportError extends Error {
 /** The nodes of any module with a registered exporter. */
 export function exportModule(g: OnnxGraph, m: Module, x: string, path: string): string {
   for (const [cls, fn] of exporters) if (m instanceof cls) return fn(g, m, x, path || 'model');
-  throw new OnnxExportError(`no ONNX exporter for ${m.constructor.name} at '${path || '(root)'}'; ONNX export covers ResNet, MobileNetV2 (torchvision), the nsfwjs Keras MobileNetV2 and the ViT family (timm, torchvision, DINOv2)`);
+  throw new OnnxExportError(`no ONNX exporter for ${m.constructor.name} at '${path || '(root)'}'; ONNX export covers ResNet, MobileNetV2 (torchvision), imported Keras LayersModels (nsfwjs' MobileNetV2) and the ViT family (timm, torchvision, DINOv2); TensorFlow graph models (nsfwjs' InceptionV3) do not export`);
 }
 
 const child = (path: string, name: string) => (path ? `${path}.${name}` : name);

@@ -52,6 +52,15 @@ function inputSampleShape(batchShape: (number | null)[], imageSize: KerasModelOp
   return [batchShape[3], h, w];
 }
 
+/** One layer call as the graph describes it, for exporters: the layer as built (a stripped final softmax left out). */
+export interface KerasCall {
+  key: string;
+  inputs: string[];
+  layer: KerasLayerSpec;
+  /** Name of the child module holding the layer's weights, or null. */
+  module: string | null;
+}
+
 type KerasPlan = ImportedPlan & {
   shapes: Map<string, number[]>;
   /** Keras name of the classifier layer (the last Dense of the head). */
@@ -66,6 +75,8 @@ export class KerasModel extends KerasBase<KerasPlan> {
   readonly outputActivation: 'softmax' | null;
   /** Keras layer name → name of the graft child module holding its weights. */
   readonly moduleNames = new Map<string, string>();
+  /** Every layer call in graph order, as built (replaceHeadWithLinear rewrites the head's). */
+  private readonly calls: KerasCall[] = [];
   protected readonly plan: KerasPlan;
 
   constructor(graph: KerasGraph, opts: KerasModelOptions & { source?: string } = {}) {
@@ -93,10 +104,12 @@ export class KerasModel extends KerasBase<KerasPlan> {
       }
       const ins: SampleShape[] = node.inputs.map((k) => shapes.get(k)!);
       let layer = built.get(node.layer.name);
+      const spec = strip && node.layer === outputNode.layer ? withoutSoftmax(node.layer) : node.layer;
       if (!layer) {
-        layer = strip && node.layer === outputNode.layer ? buildWithoutSoftmax(node.layer, ins, opts.generator) : buildKerasLayer(node.layer, ins, opts.generator);
+        layer = buildKerasLayer(spec, ins, opts.generator);
         built.set(node.layer.name, layer);
       }
+      this.calls.push({ key: node.key, inputs: [...node.inputs], layer: spec, module: null });
       shapes.set(node.key, layer.outputShape(ins));
     }
 
@@ -136,6 +149,30 @@ export class KerasModel extends KerasBase<KerasPlan> {
     const lastClassifier = segments.classifierKeys[segments.classifierKeys.length - 1];
     this.plan = { ...segments, inputKey, outputKey, shapes, classifier: lastClassifier ? byKey.get(lastClassifier)!.layer.name : null, headless: false };
     for (const [name, layer] of built) if (layer.module) this.module(this.moduleNames.get(name)!, layer.module);
+    for (const c of this.calls) c.module = this.moduleNames.get(c.layer.name) ?? null;
+  }
+
+  /**
+   * The layer calls that compute the output, in graph order, with the input's key and every
+   * value's per-sample shape ([C, H, W] or [F]): the graph as Keras describes it (no folding),
+   * for exporters.
+   */
+  graph(): { inputKey: string; outputKey: string; calls: KerasCall[]; shapeOf(key: string): readonly number[] } {
+    const { inputKey, outputKey, shapes } = this.plan;
+    const needed = new Set([outputKey]);
+    for (let i = this.calls.length - 1; i >= 0; i--) {
+      const c = this.calls[i]!;
+      if (needed.has(c.key)) for (const k of c.inputs) needed.add(k);
+    }
+    return {
+      inputKey, outputKey,
+      calls: this.calls.filter((c) => needed.has(c.key)).map((c) => ({ ...c, inputs: [...c.inputs] })),
+      shapeOf: (key) => {
+        const s = shapes.get(key);
+        if (!s) throw new Error(`${this.family}: no value '${key}' in the graph`);
+        return s;
+      },
+    };
   }
 
   /**
@@ -239,6 +276,8 @@ export class KerasModel extends KerasBase<KerasPlan> {
     this.module(name, new KerasDense(this.numFeatures, numClasses, { bias: true, generator }));
     this.moduleNames.set(name, name);
     const key = `${name}#0`;
+    this.calls.splice(0, this.calls.length, ...this.calls.filter((c) => c.key !== key));
+    this.calls.push({ key, inputs: [pooledKey], module: name, layer: { name, className: 'Dense', config: { units: numClasses, activation: 'linear', use_bias: true } } });
     const step = { key, inputs: [pooledKey], module: name, run: (xs: Tensor[], m: Module | null) => (m as KerasDense).forward(xs[0]!), release: [] as string[] };
     const steps = [...kept, step];
     // Free each intermediate after its last use, as planSegments does.
@@ -298,7 +337,8 @@ function finalSoftmax(layer: KerasLayerSpec): boolean {
   return layer.className === 'Softmax' && (c['axis'] ?? -1) === -1;
 }
 
-function buildWithoutSoftmax(spec: KerasLayerSpec, inputs: SampleShape[], gen?: Generator): BuiltLayer {
-  if (spec.className === 'Dense') return buildKerasLayer({ ...spec, config: { ...spec.config, activation: 'linear' } }, inputs, gen);
-  return buildKerasLayer({ ...spec, className: 'Activation', config: { ...spec.config, activation: 'linear' } }, inputs, gen);
+/** The final layer without its softmax: a linear Dense, or an identity Activation. */
+function withoutSoftmax(spec: KerasLayerSpec): KerasLayerSpec {
+  if (spec.className === 'Dense') return { ...spec, config: { ...spec.config, activation: 'linear' } };
+  return { ...spec, className: 'Activation', config: { ...spec.config, activation: 'linear' } };
 }
