@@ -170,3 +170,31 @@ test('memory: attention\'s saved probabilities live from the forward pass until 
   const recomputed = step(false);
   assert.equal(kept, recomputed + 1, 'the kept probabilities are one more buffer between forward and backward');
 });
+
+test('memory: an inference pass frees each block\'s intermediates as it goes (stageScope), with the same outputs', async () => {
+  const { createModel } = await import('../src/models/registry.js');
+  await import('../src/models/all.js');
+  const cases: [string, Record<string, unknown>, number[]][] = [
+    ['vit_small_patch16_224', { depth: 6, embedDim: 64, numHeads: 2, patchSize: 8 }, [2, 3, 64, 64]],
+    ['mobilenet_v2', {}, [2, 3, 64, 64]],
+  ];
+  for (const [name, overrides, shape] of cases) {
+    const model = createModel(name, { overrides, imageSize: shape[3], numClasses: 5 }).eval();
+    model.requiresGrad_(false);
+    const x = g.randn(shape, { generator: new g.Generator(11) });
+    const run = (scoped: boolean) => {
+      const base = g.memory().liveBuffers;
+      g.resetPeakMemory();
+      const before = g.memory().liveBytes;
+      // Gradients on but nothing trainable: no graph is recorded, and no stage gets its own scope.
+      const out = g.tidy(() => (scoped ? g.noGrad(() => model.forward(x)) : model.forward(x)).toArray() as Float32Array);
+      const peak = g.memory().peakBytes - before;
+      assert.equal(g.memory().liveBuffers, base, `${name}: live buffers back to baseline`);
+      return { out, peak };
+    };
+    const plain = run(false);
+    const scoped = run(true);
+    assert.deepEqual(scoped.out, plain.out, `${name}: the same logits`);
+    assert.ok(scoped.peak < plain.peak / 3, `${name}: peak ${scoped.peak} bytes with stage scopes, ${plain.peak} without`);
+  }
+});

@@ -8,7 +8,7 @@ import { adaptiveAvgPool2d, avgPool2d, conv2d, conv2dAct, maxPool2d, type Conv2d
 import { batchNorm, layerNorm, layerNorm2d } from '../ops/norm.js';
 import { add, gelu, hardswish, mul, neg, relu, relu6, rsqrt, sigmoid, silu, sub, tanh } from '../ops/elementwise.js';
 import { reshape } from '../ops/layout.js';
-import { isGradEnabled } from '../tensor/autograd.js';
+import { isGradEnabled, stageScope } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/memory.js';
 import { dropout, dropPath } from '../ops/nn.js';
 
@@ -323,7 +323,8 @@ export function withFoldedWeights<T>(fn: () => T): T {
 
 /**
  * Runs modules in order, a Conv2d directly followed by a BatchNorm2d folded where it can be, and
- * a ReLU / ReLU6 right after such a pair fused into the same convolution.
+ * a ReLU / ReLU6 right after such a pair fused into the same convolution. Without a graph each
+ * step runs in its own memory scope (stageScope) and frees the step before it.
  */
 export function runFolded(modules: readonly Module[], x: Tensor): Tensor {
   let h = x;
@@ -331,11 +332,14 @@ export function runFolded(modules: readonly Module[], x: Tensor): Tensor {
     const m = modules[i]!;
     const next = modules[i + 1] ?? null;
     const act = fusableActivation(modules[i + 2]);
-    const folded = next ? convBatchNormFolded(m, next, h, act) : null;
+    const input = h;
+    const folded = next ? stageScope(() => convBatchNormFolded(m, next, input, act)) : null;
     if (folded) {
       h = folded;
       i += act ? 2 : 1;
-    } else h = m.forward(h);
+    } else h = stageScope(() => m.forward(input));
+    // Without a graph nothing else holds an inner stage's output: free it once the next has run.
+    if (input !== x && input !== h && !isGradEnabled()) input.dispose();
   }
   return h;
 }

@@ -47,6 +47,17 @@ export function isGradEnabled(): boolean {
   return gradEnabled;
 }
 
+/**
+ * Runs one stage of a forward pass (a transformer block, one module of a Sequential) in its own
+ * memory scope when no graph is being recorded, so the stage's intermediates are freed as soon as
+ * it returns instead of living until the caller's scope ends: an inference pass then holds about
+ * one stage's activations at a time. With gradients on, the stage runs as it is (backward needs
+ * what the graph saved, and the training step's scope owns it).
+ */
+export function stageScope<T>(fn: () => T): T {
+  return gradEnabled ? fn() : tidy(fn);
+}
+
 /** Runs `fn` without recording the graph (like torch.no_grad). */
 export function noGrad<T>(fn: () => T): T {
   const prev = gradEnabled;

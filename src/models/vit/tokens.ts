@@ -1,6 +1,6 @@
 // Pieces every ViT here shares: image → patch tokens, pooling tokens for the head, and a
 // numbered list of blocks with PyTorch's ModuleList names (`blocks.0`, `layer.0`, …).
-import { isGradEnabled } from '../../tensor/autograd.js';
+import { isGradEnabled, stageScope } from '../../tensor/autograd.js';
 import { checkpoint } from '../../ops/nn.js';
 import { Module } from '../../nn/module.js';
 import { ModuleDict, type Conv2d } from '../../nn/layers.js';
@@ -64,9 +64,11 @@ export interface CheckpointsBlocks {
 /**
  * block.forward through `f`, under gradient checkpointing when `owner` asks for it and gradients
  * are being recorded: the block's activations are recomputed in the backward pass instead of kept.
+ * Without a graph the block runs in its own memory scope (stageScope), its intermediates freed on return.
  */
 export function runBlock<M extends Module>(owner: CheckpointsBlocks, block: M, h: Tensor, f: (x: Tensor) => Tensor): Tensor {
-  if (!owner.gradientCheckpointing || !isGradEnabled()) return f(h);
+  if (!isGradEnabled()) return stageScope(() => f(h));
+  if (!owner.gradientCheckpointing) return f(h);
   return checkpoint(f, h, block.trainableParameters());
 }
 
