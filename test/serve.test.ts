@@ -12,7 +12,7 @@ import { decodeImage } from '../src/data/image.js';
 import { prepareImage } from '../src/data/transforms.js';
 import { loadRun } from '../src/train/run.js';
 import { AdapterHost } from '../src/serve/host.js';
-import { GraftServer, type ServeOptions } from '../src/serve/server.js';
+import { GraftServer, batchSizeFor, type ServeOptions } from '../src/serve/server.js';
 import { makeTinyRun, TINY_BACKBONES, TINY_CLASSES, writeTestImages } from './helpers/tiny-runs.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -87,6 +87,24 @@ test('two adapters on one base answer with their own run\'s predictions, batched
   } finally {
     await s.close();
   }
+});
+
+test('batches are powers of two up to --max-batch, so a handful of shapes serve any load', () => {
+  const sizes = (pending: number, max: number) => {
+    const out: number[] = [];
+    while (pending > 0) {
+      const n = batchSizeFor(pending, max);
+      out.push(n);
+      pending -= n;
+    }
+    return out;
+  };
+  assert.deepEqual(sizes(1, 16), [1]);
+  assert.deepEqual(sizes(7, 16), [4, 2, 1]);
+  assert.deepEqual(sizes(16, 16), [16]);
+  assert.deepEqual(sizes(40, 16), [16, 16, 8]);
+  assert.deepEqual(sizes(13, 10), [8, 4, 1]);
+  assert.deepEqual(sizes(5, 1), [1, 1, 1, 1, 1]);
 });
 
 test('hot load and unload while requests are in flight', async () => {

@@ -21,7 +21,7 @@ import { Metrics } from './metrics.js';
 export interface ServeOptions {
   /** Largest images per forward pass (default 16). */
   maxBatch?: number;
-  /** How long the first request of a batch waits for others of the same adapter, in ms (default 5). */
+  /** How long the first request of a batch waits for others still being read or decoded, in ms (default 5). */
   batchWindowMs?: number;
   /** Requests admitted (being decoded, queued or computed) before new ones get 429 (default 64). */
   maxQueue?: number;
@@ -220,7 +220,11 @@ export class GraftServer {
     const l = lane;
     return new Promise<Float32Array>((resolve, reject) => {
       l.pending.push({ data, resolve, reject });
-      if (l.pending.length >= this.opts.maxBatch) this.schedule(name, l, 0);
+      // Waiting only pays while other admitted requests are still being read or decoded: once
+      // every one of them is queued, nothing more can join the batch within the window.
+      if (this.queued() >= this.admitted) {
+        for (const [n, other] of this.lanes) if (other.pending.length) this.schedule(n, other, 0);
+      } else if (l.pending.length >= this.opts.maxBatch) this.schedule(name, l, 0);
       else if (!l.timer) this.schedule(name, l, this.opts.batchWindowMs);
     });
   }
@@ -233,8 +237,17 @@ export class GraftServer {
     }, ms);
   }
 
+  /** Requests decoded and waiting in some lane. */
+  private queued(): number {
+    let n = 0;
+    for (const l of this.lanes.values()) n += l.pending.length;
+    return n;
+  }
+
   private runBatch(name: string, lane: Lane): void {
-    const batch = lane.pending.splice(0, this.opts.maxBatch);
+    // Batches of 1, 2, 4, 8, … only (the rest runs next, at once): a handful of batch shapes keeps
+    // the buffer pool to a handful of size classes, so resident memory stays flat under any load.
+    const batch = lane.pending.splice(0, batchSizeFor(lane.pending.length, this.opts.maxBatch));
     if (batch.length) {
       const size = batch[0]!.data.length;
       const data = new Float32Array(size * batch.length);
@@ -260,6 +273,13 @@ export class GraftServer {
     this.draining = true;
     await this.app.close();
   }
+}
+
+/** The largest power of two that is at most both `pending` and `maxBatch` (at least 1). */
+export function batchSizeFor(pending: number, maxBatch: number): number {
+  let n = 1;
+  while (n * 2 <= Math.min(pending, maxBatch)) n *= 2;
+  return n;
 }
 
 function describe(a: ServedAdapter) {
