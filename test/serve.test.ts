@@ -107,6 +107,43 @@ test('batches are powers of two up to --max-batch, so a handful of shapes serve 
   assert.deepEqual(sizes(5, 1), [1, 1, 1, 1, 1]);
 });
 
+test('the host\'s merged, folded adapters answer as the unmerged ones, evicted past the cache size, and leave the base as it was', async () => {
+  const host = await AdapterHost.open('a', runA);
+  try {
+    host.add('b', runB);
+    host.add('c', runC);
+    const base = new Map([...host.model.model.stateDict()].map(([k, t]) => [k, Float32Array.from(t.toArray() as Float32Array)]));
+    const [ch, h, w] = host.preprocess.inputSize;
+    const prepared = await Promise.all(images.map(async (f) => {
+      const d = new Float32Array(ch * h * w);
+      await prepareImage(await decodeImage(f), host.preprocess, null, new g.Generator(0), d, 0);
+      return d;
+    }));
+    const batch = new Float32Array(prepared.length * ch * h * w);
+    prepared.forEach((d, i) => batch.set(d, i * d.length));
+    for (const size of [4, 1, 0]) {
+      host.mergedCacheSize = size;
+      for (const name of ['a', 'b', 'c', 'a', 'c'] as const) {
+        const got = host.predict(name, batch, prepared.length);
+        got.forEach((p, i) => {
+          for (let k = 0; k < p.length; k++) assert.ok(Math.abs(p[k]! - want[name][i]![k]!) < 1e-5, `cache ${size}, ${name} image ${i} class ${k}: ${p[k]} vs ${want[name][i]![k]}`);
+        });
+      }
+    }
+    for (const [k, t] of host.model.model.stateDict()) assert.deepEqual(Float32Array.from(t.toArray() as Float32Array), base.get(k), `${k} unchanged`);
+    // Unloading frees the adapter's cached copies with it.
+    host.mergedCacheSize = 4;
+    host.predict('c', batch, prepared.length);
+    const live = g.memory().liveBuffers;
+    host.predict('b', batch, prepared.length);
+    assert.ok(g.memory().liveBuffers > live, 'b\'s merged copies are cached');
+    host.remove('b');
+    assert.ok(g.memory().liveBuffers < live, 'removing b freed its copies and tensors');
+  } finally {
+    host.dispose();
+  }
+});
+
 test('hot load and unload while requests are in flight', async () => {
   const s = await start({ batchWindowMs: 150 }, [['a', runA]]);
   try {

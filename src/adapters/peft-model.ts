@@ -7,11 +7,12 @@ import { join } from 'node:path';
 import { Module, describeTrainable } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { keep, tidy } from '../tensor/memory.js';
+import { noGrad } from '../tensor/autograd.js';
 import { assign } from '../ops/layout.js';
 import { loadTensorsInto, saveSafetensors } from '../io/safetensors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { findTargets } from './targets.js';
-import { AdapterLayer } from './layer.js';
+import { AdapterLayer, type BaseLayer } from './layer.js';
 import { ModulesToSaveWrapper } from './modules-to-save.js';
 import { getAdapterMethod, methodForPeftJson } from './registry.js';
 import type { AdapterConfig, AdapterMethod, GraftOptions, RankChoice, TrainingHooks } from './method.js';
@@ -22,6 +23,13 @@ const PEFT_PREFIX = 'base_model.model.';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyMethod = AdapterMethod<any>;
+
+/** An adapter's merged weights per layer (PeftModel.mergedCopies); its owner disposes them. */
+export interface MergedCopies {
+  readonly adapter: string;
+  readonly layers: ReadonlyMap<AdapterLayer, { weight: Tensor; bias: Tensor | null }>;
+  dispose(): void;
+}
 
 interface AdapterEntry {
   method: AnyMethod;
@@ -175,6 +183,68 @@ export class PeftModel<M extends Module = Module> extends Module {
         assign(l.base_layer.weight, saved[i]!);
         saved[i]!.dispose();
       });
+    }
+  }
+
+  /**
+   * The base weight and bias of every layer the active adapter can merge into, copied with the
+   * adapter merged in; the model is left exactly as it was. withMergedCopies runs forward passes
+   * on them: what a server keeps per adapter, so that a batch costs what the merged model costs
+   * while the base stays shared.
+   */
+  mergedCopies(): MergedCopies {
+    const layers = new Map<AdapterLayer, { weight: Tensor; bias: Tensor | null }>();
+    const dispose = () => {
+      for (const c of layers.values()) {
+        c.weight.dispose();
+        c.bias?.dispose();
+      }
+      layers.clear();
+    };
+    try {
+      for (const [, l] of this.adapterLayers()) {
+        if (!l.canMerge() || l.activeAdapter === null || l.mergedAdapters.length || isQuantized(l.base_layer)) continue;
+        const base = l.base_layer as BaseLayer;
+        const saved = noGrad(() => [keep(base.weight.clone()), base.bias ? keep(base.bias.clone()) : null] as const);
+        try {
+          l.merge(l.activeAdapter);
+          layers.set(l, noGrad(() => ({ weight: keep(base.weight.clone()), bias: base.bias ? keep(base.bias.clone()) : null })));
+          l.unmerge();
+        } finally {
+          // Merging and unmerging round in float32; the saved copies make the base exact again.
+          assign(base.weight, saved[0]);
+          if (base.bias && saved[1]) assign(base.bias, saved[1]);
+          saved[0].dispose();
+          saved[1]?.dispose();
+        }
+      }
+    } catch (e) {
+      dispose();
+      throw e;
+    }
+    return { adapter: this.activeAdapter, layers, dispose };
+  }
+
+  /** Runs `fn` (forward passes under noGrad) with the active adapter's merged copies in place of the base weights. */
+  withMergedCopies<T>(copies: MergedCopies, fn: () => T): T {
+    if (copies.adapter !== this.activeAdapter) throw new Error(`merged copies of adapter '${copies.adapter}' used while '${this.activeAdapter}' is active`);
+    const swapped: [AdapterLayer, Tensor, Tensor | null][] = [];
+    try {
+      for (const [l, c] of copies.layers) {
+        const base = l.base_layer as BaseLayer;
+        swapped.push([l, base.weight, base.bias]);
+        base.weight = c.weight;
+        base.bias = c.bias;
+        l.mergedAdapters.push(copies.adapter);
+      }
+      return fn();
+    } finally {
+      for (const [l, weight, bias] of swapped) {
+        const base = l.base_layer as BaseLayer;
+        base.weight = weight;
+        base.bias = bias;
+        l.mergedAdapters.pop();
+      }
     }
   }
 

@@ -9,6 +9,8 @@ export interface ServeCommandOptions extends ServeOptions {
   adapter: [string, string][];
   host: string;
   port: number;
+  /** Adapters kept merged and folded for fast inference (AdapterHost.mergedCacheSize; default 4). */
+  mergedAdapters?: number;
 }
 
 /** Loads the adapters onto one base, listens, and drains on SIGTERM / SIGINT. Resolves once closed. */
@@ -16,6 +18,7 @@ export async function serveCommand(o: ServeCommandOptions, log: (l: string) => v
   if (!o.adapter.length) throw new ConfigError('graft serve needs at least one --adapter NAME=RUN_DIR');
   const [[firstName, firstDir], ...rest] = o.adapter as [[string, string], ...[string, string][]];
   const host = await AdapterHost.open(firstName, firstDir);
+  if (o.mergedAdapters !== undefined) host.mergedCacheSize = o.mergedAdapters;
   try {
     for (const [name, dir] of rest) host.add(name, dir);
   } catch (e) {
@@ -64,10 +67,11 @@ export function registerServeCommand(program: Command, fail: (e: unknown) => nev
     .option('--batch-window <ms>', 'how long a request waits for others of its adapter', int('--batch-window', 0), 5)
     .option('--max-queue <n>', 'requests admitted at once; more get 429', int('--max-queue', 1), 64)
     .option('--max-body <bytes>', 'largest request body', int('--max-body', 1), 16 * 1024 * 1024)
+    .option('--merged-adapters <n>', 'adapters kept merged into a copy of their layers\' weights for fast inference (0: none)', int('--merged-adapters', 0), 4)
     .option('--token <token>', 'require Authorization: Bearer <token> (or set GRAFT_SERVE_TOKEN)')
-    .action(async (o: { adapter: [string, string][]; host: string; port: number; maxBatch: number; batchWindow: number; maxQueue: number; maxBody: number; token?: string }) => {
+    .action(async (o: { adapter: [string, string][]; host: string; port: number; maxBatch: number; batchWindow: number; maxQueue: number; maxBody: number; mergedAdapters: number; token?: string }) => {
       try {
-        await serveCommand({ adapter: o.adapter, host: o.host, port: o.port, maxBatch: o.maxBatch, batchWindowMs: o.batchWindow, maxQueue: o.maxQueue, maxBodyBytes: o.maxBody, token: o.token ?? process.env['GRAFT_SERVE_TOKEN'] });
+        await serveCommand({ adapter: o.adapter, host: o.host, port: o.port, maxBatch: o.maxBatch, batchWindowMs: o.batchWindow, maxQueue: o.maxQueue, maxBodyBytes: o.maxBody, mergedAdapters: o.mergedAdapters, token: o.token ?? process.env['GRAFT_SERVE_TOKEN'] });
       } catch (e) {
         fail(e);
       }

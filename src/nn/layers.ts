@@ -267,8 +267,8 @@ export function convBatchNormFolded(convModule: Module | null, bn: Module | null
   // A 4-bit convolution (Conv2d4bit) is not folded: folding would build its whole float weight.
   if (!conv || (conv as Partial<{ isQuantized4: boolean }>).isQuantized4) return null;
   const cache = foldCache && !isGradEnabled() ? foldCache : null;
-  let folded = cache?.get(conv);
-  if (!folded || folded.bn !== bn) {
+  let folded: { weight: Tensor; bias: Tensor } | null = cache?.get(conv, bn) ?? null;
+  if (!folded) {
     const c = conv.outChannels;
     const fold = () => {
       let s = rsqrt(add(bn.runningVar!, bn.eps));
@@ -278,36 +278,69 @@ export function convBatchNormFolded(convModule: Module | null, bn: Module | null
       if (bn.bias) bias = add(bias, bn.bias);
       return { weight, bias };
     };
-    if (cache) {
-      // Outside every scope: the cache owns these until withFoldedWeights ends.
-      const { weight, bias } = tidy(fold);
-      folded = { bn, weight: keep(weight), bias: keep(bias) };
-      cache.set(conv, folded);
-    } else folded = { bn, ...fold() };
+    // Outside every scope: the cache owns these until it is disposed.
+    folded = cache ? cache.set(conv, bn, tidy(fold)) : fold();
   }
   return act ? conv2dAct(input, folded.weight, folded.bias, conv.convOptions, act) : conv2d(input, folded.weight, folded.bias, conv.convOptions);
 }
 
-// Folded weights reused across the forward passes of one inference run. Weights cannot change
-// inside it (nothing trains or loads there), so each conv + BatchNorm pair is folded once.
-let foldCache: Map<Conv2d, { bn: BatchNorm2d; weight: Tensor; bias: Tensor }> | null = null;
+interface Folded {
+  bn: BatchNorm2d;
+  /** The conv weight and bias this was folded from (a swapped-in weight makes it stale). */
+  from: [Tensor, Tensor | null];
+  weight: Tensor;
+  bias: Tensor;
+}
+
+/**
+ * Conv + BatchNorm pairs folded once for a run of inference passes (withFoldedWeights). An entry
+ * is used while its conv still holds the weight and bias it was folded from and is paired with
+ * the same BatchNorm; otherwise it is folded again.
+ */
+export class FoldCache {
+  private readonly entries = new Map<Conv2d, Folded>();
+
+  get(conv: Conv2d, bn: BatchNorm2d): Folded | null {
+    const f = this.entries.get(conv);
+    return f && f.bn === bn && f.from[0] === conv.weight && f.from[1] === conv.bias ? f : null;
+  }
+
+  set(conv: Conv2d, bn: BatchNorm2d, t: { weight: Tensor; bias: Tensor }): Folded {
+    this.drop(conv);
+    const f = { bn, from: [conv.weight, conv.bias] as [Tensor, Tensor | null], weight: keep(t.weight), bias: keep(t.bias) };
+    this.entries.set(conv, f);
+    return f;
+  }
+
+  private drop(conv: Conv2d): void {
+    const f = this.entries.get(conv);
+    if (!f) return;
+    f.weight.dispose();
+    f.bias.dispose();
+    this.entries.delete(conv);
+  }
+
+  dispose(): void {
+    for (const conv of [...this.entries.keys()]) this.drop(conv);
+  }
+}
+
+let foldCache: FoldCache | null = null;
 
 /**
  * Runs `fn` (forward passes under noGrad that do not modify any weight: evaluation, prediction,
  * timing) with each conv + BatchNorm pair folded once instead of on every forward pass. The
- * folded weights are freed when `fn` (or the promise it returns) finishes.
+ * folded weights are freed when `fn` (or the promise it returns) finishes, unless `cache` is
+ * given: then they stay in it for the next run (a server's per-adapter cache), and its owner
+ * disposes it.
  */
-export function withFoldedWeights<T>(fn: () => T): T {
+export function withFoldedWeights<T>(fn: () => T, cache?: FoldCache): T {
   if (foldCache) return fn(); // nested: the outer run owns the cache
-  const cache = new Map<Conv2d, { bn: BatchNorm2d; weight: Tensor; bias: Tensor }>();
-  foldCache = cache;
+  const active = cache ?? new FoldCache();
+  foldCache = active;
   const done = () => {
-    if (foldCache === cache) foldCache = null;
-    for (const f of cache.values()) {
-      f.weight.dispose();
-      f.bias.dispose();
-    }
-    cache.clear();
+    if (foldCache === active) foldCache = null;
+    if (!cache) active.dispose();
   };
   let result: T;
   try {

@@ -5,15 +5,18 @@
 // adapter tensors in each adapter layer, its own copy of the head and any other modulesToSave in
 // the ModulesToSaveWrapper), then loads its saved tensors strictly. The base weights are held
 // once; a batch runs with its adapter made active (setAdapter), which switches every adapter
-// layer and head wrapper to that adapter's tensors.
+// layer and head wrapper to that adapter's tensors. For the adapters used most recently (up to
+// `mergedCacheSize`) the host keeps the adapted layers' weights with the adapter merged in and
+// each conv + BatchNorm pair folded (PeftModel.mergedCopies, FoldCache), so a batch costs what the
+// merged model costs; the others run their adapter path unmerged, folding per pass.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, RunFolderError } from '../errors.js';
-import { PeftModel, ModulesToSaveWrapper } from '../adapters/peft-model.js';
+import { PeftModel, ModulesToSaveWrapper, type MergedCopies } from '../adapters/peft-model.js';
 import { getAdapterMethod, isAdapterMethod } from '../adapters/registry.js';
 import type { AdapterConfig } from '../adapters/method.js';
 import type { PreprocessConfig } from '../data/preprocess.js';
-import { BatchNorm2d, Linear } from '../nn/layers.js';
+import { BatchNorm2d, FoldCache, Linear, withFoldedWeights } from '../nn/layers.js';
 import { softmax } from '../ops/norm.js';
 import { tensor } from '../ops/creation.js';
 import { noGrad } from '../tensor/autograd.js';
@@ -54,9 +57,18 @@ function checkServable(runDir: string, m: RunManifest, adapterConfig: AdapterCon
   if (init === 'pissa') throw new ConfigError(`run ${runDir} was initialised with PiSSA, which changes the base weights under its adapter; it cannot share a base with other adapters. Merge it (graft merge / graft export) and serve it on its own`);
 }
 
+interface InferenceState {
+  copies: MergedCopies;
+  fold: FoldCache;
+}
+
 export class AdapterHost {
   private readonly served = new Map<string, ServedAdapter & { id: string }>();
   private nextId = 0;
+  /** Per adapter id, least recently used first. */
+  private readonly inference = new Map<string, InferenceState>();
+  /** How many adapters keep merged, folded weights (each a copy of its adapted layers' weights); 0: none. */
+  mergedCacheSize = 4;
 
   private constructor(readonly model: PeftModel, readonly preprocess: PreprocessConfig, private readonly key: Record<string, unknown>, private readonly firstDir: string, private readonly firstClasses: number) {}
 
@@ -145,6 +157,7 @@ export class AdapterHost {
     const e = this.served.get(name);
     if (!e) throw new ConfigError(`no adapter '${name}' is served`);
     this.served.delete(name);
+    this.dropInference(e.id);
     this.model.deleteAdapter(e.id);
   }
 
@@ -154,14 +167,36 @@ export class AdapterHost {
     if (!e) throw new ConfigError(`no adapter '${name}' is served`);
     const [c, h, w] = this.preprocess.inputSize;
     if (this.model.activeAdapter !== e.id) this.model.setAdapter(e.id);
-    const probs = noGrad(() => tidy(() => softmax(this.model.forward(tensor(data, [n, c, h, w])), -1).toArray())) as Float32Array;
+    const run = () => noGrad(() => tidy(() => softmax(this.model.forward(tensor(data, [n, c, h, w])), -1).toArray())) as Float32Array;
+    const state = this.inferenceState(e.id);
+    const probs = state ? withFoldedWeights(() => this.model.withMergedCopies(state.copies, run), state.fold) : run();
     const k = e.classes.length;
     const out: Float32Array[] = [];
     for (let i = 0; i < n; i++) out.push(probs.slice(i * k, (i + 1) * k));
     return out;
   }
 
+  /** The merged, folded weights of the active adapter `id`, made on first use; null when the cache is off. */
+  private inferenceState(id: string): InferenceState | null {
+    if (this.mergedCacheSize <= 0) return null;
+    let state = this.inference.get(id);
+    if (state) this.inference.delete(id);
+    else state = { copies: this.model.mergedCopies(), fold: new FoldCache() };
+    this.inference.set(id, state);
+    while (this.inference.size > this.mergedCacheSize) this.dropInference(this.inference.keys().next().value!);
+    return state;
+  }
+
+  private dropInference(id: string): void {
+    const state = this.inference.get(id);
+    if (!state) return;
+    state.copies.dispose();
+    state.fold.dispose();
+    this.inference.delete(id);
+  }
+
   dispose(): void {
+    for (const id of [...this.inference.keys()]) this.dropInference(id);
     this.model.dispose();
   }
 }
