@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as g from '../src/index.js';
 import type { OpName } from '../src/ops/table.js';
 import { opCases } from './helpers/op-cases.js';
+import { conv2dAct } from '../src/ops/conv.js';
 
 interface Tolerance {
   atol: number;
@@ -234,6 +235,55 @@ if (!nativeError) {
 if (!nativeError) {
   // Large depthwise kernels (ConvNeXt's 7×7) run forward and backward-data on oneDNN's blocked
   // kernels once a convolution is large enough; the op cases above are too small to reach them.
+  // Depthwise convolutions on small planes (W ≤ 32) run 16 channels at a time in an interleaved
+  // tile: channel counts off a multiple of 16, strides, dilation, odd sizes, with and without the clamp.
+  test('conformance: depthwise convolutions on small planes, 16 channels at a time, with bias and clamp', () => {
+    const cases: { c: number; h: number; w: number; k: number; stride: number; padding: number; dilation: number; act: 'relu6' | null }[] = [
+      { c: 40, h: 14, w: 13, k: 3, stride: 1, padding: 1, dilation: 1, act: 'relu6' },
+      { c: 24, h: 15, w: 15, k: 3, stride: 2, padding: 0, dilation: 1, act: 'relu6' },
+      { c: 17, h: 7, w: 7, k: 5, stride: 1, padding: 2, dilation: 1, act: null },
+      { c: 16, h: 9, w: 11, k: 3, stride: 1, padding: 2, dilation: 2, act: null },
+      { c: 33, h: 12, w: 32, k: 7, stride: 2, padding: 3, dilation: 1, act: 'relu6' },
+    ];
+    for (const k of cases) {
+      const once = (backend: 'reference' | 'native') => g.withBackend(backend, () => {
+        const gen = new g.Generator(k.c * 7 + k.k);
+        const x = g.randn([2, k.c, k.h, k.w], { generator: gen }).requiresGrad_(true);
+        const w = g.randn([k.c, 1, k.k, k.k], { generator: gen }).requiresGrad_(true);
+        const b = g.randn([k.c], { generator: gen }).requiresGrad_(true);
+        const opts = { groups: k.c, padding: k.padding, stride: k.stride, dilation: k.dilation };
+        if (k.act) return [g.noGrad(() => conv2dAct(x, w, b, opts, k.act!)).toArray()];
+        const y = g.conv2d(x, w, b, opts);
+        g.sum(g.mul(y, g.randn(y.shape, { generator: gen }))).backward();
+        return [y, x.grad!, w.grad!, b.grad!].map((t) => t.toArray());
+      });
+      const [r, n] = [once('reference'), once('native')];
+      r.forEach((_, i) => assert.equal(maxViolation(n[i]!, r[i]!, TOLERANCE.conv2d!), null, `${JSON.stringify(k)}: ${['output', 'x grad', 'weight grad', 'bias grad'][i]}`));
+    }
+  });
+
+  // Pointwise convolutions run in column tiles, bias and clamp applied per tile, once the tiles
+  // occupy every thread (a shorter last tile; a single image in one tile falls back).
+  test('conformance: pointwise convolutions in column tiles, with bias and clamp', () => {
+    const cases: { n: number; cIn: number; cOut: number; h: number; w: number }[] = [
+      { n: 1, cIn: 16, cOut: 96, h: 56, w: 55 },
+      { n: 2, cIn: 24, cOut: 40, h: 20, w: 20 },
+      { n: 1, cIn: 24, cOut: 40, h: 20, w: 20 },
+      { n: 3, cIn: 320, cOut: 1280, h: 7, w: 7 },
+    ];
+    for (const k of cases) {
+      const once = (backend: 'reference' | 'native') => g.withBackend(backend, () => {
+        const gen = new g.Generator(k.cIn + k.cOut);
+        const x = g.randn([k.n, k.cIn, k.h, k.w], { generator: gen });
+        const w = g.mul(g.randn([k.cOut, k.cIn, 1, 1], { generator: gen }), 1 / Math.sqrt(k.cIn));
+        const b = g.randn([k.cOut], { generator: gen });
+        return g.noGrad(() => [conv2dAct(x, w, b, {}, 'relu6'), g.conv2d(x, w, b, {}), g.conv2d(x, w, null, {})].map((t) => t.toArray()));
+      });
+      const [r, n] = [once('reference'), once('native')];
+      r.forEach((_, i) => assert.equal(maxViolation(n[i]!, r[i]!, TOLERANCE.conv2d!), null, `${JSON.stringify(k)}: ${['relu6', 'bias', 'no bias'][i]}`));
+    }
+  });
+
   test('conformance: depthwise 7×7 convolution large enough for the blocked path, with bias, stride 1 and 2', () => {
     for (const stride of [1, 2]) {
       const once = (backend: 'reference' | 'native') => g.withBackend(backend, () => {

@@ -10,7 +10,11 @@
 #include <cstring>
 #include <new>
 #include <unordered_map>
+#include <vector>
 
+#include <omp.h>
+
+#include "gemm.h"
 #include "kernels.h"
 #include "onednn.h"
 
@@ -93,6 +97,50 @@ std::string clip_key(const char* name, const ConvShape& s, bool bias, const Clip
 // y[b] (Cout, HW) = W (Cout, Cin) · x[b] (Cin, HW).
 bool is_pointwise(const ConvShape& s) {
   return s.kh == 1 && s.kw == 1 && s.strideH == 1 && s.strideW == 1 && s.padH == 0 && s.padW == 0 && s.groups == 1;
+}
+
+// Scratchpad of the calling thread for primitives run inside a parallel region.
+void* thread_scratchpad(size_t bytes) {
+  static thread_local std::vector<char> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
+
+// A pointwise forward pass in column tiles, one task per (image, tile), each a single-threaded
+// matmul y[b][:, j0:j0+cols] = W · x[b][:, j0:j0+cols] followed by the bias and the clamp while the
+// tile is still in cache: the output is written once instead of written, then read and written
+// again by a separate bias pass (oneDNN 2.6's matmul has no fast kernel for a bias along the
+// rows). Returns false where the tiles are too few to occupy every thread (small planes at batch
+// 1); the caller then runs one multi-threaded product and the bias pass.
+bool pointwise_tiled(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, const Clip& clip) {
+  const int threads = omp_get_max_threads();
+  if (threads < 2 || omp_in_parallel()) return false;
+  const int64_t hw = s.h * s.w;
+  // About 32K output floats per tile (128 KiB, in L2 with its inputs), a multiple of 16 columns, at least 64.
+  const int64_t cols = std::min(hw, std::max<int64_t>(64, (int64_t(1) << 15) / s.cOut / 16 * 16));
+  const int64_t tiles = (hw + cols - 1) / cols;
+  if (s.n * tiles < threads) return false;
+  const int64_t lastCols = hw - (tiles - 1) * cols;
+  // Copies, taken before the parallel region (the cache is single-threaded).
+  const Primitive full = gemm_primitive({1, s.cOut, cols, s.cIn, false, false, 0, 0, 0, 0, false, hw, hw}, true);
+  const Primitive last = gemm_primitive({1, s.cOut, lastCols, s.cIn, false, false, 0, 0, 0, 0, false, hw, hw}, true);
+  const size_t scratch = std::max(full.scratchpad, last.scratchpad);
+  const float lo = clip.on ? clip.lo : -std::numeric_limits<float>::infinity();
+  const float hi = clip.on ? clip.hi : std::numeric_limits<float>::infinity();
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < s.n * tiles; t++) {
+    const int64_t b = t / tiles, j0 = (t % tiles) * cols, nc = std::min(cols, hw - j0);
+    float* yt = y + b * s.cOut * hw + j0;
+    gemm_execute(nc == cols ? full : last, onednn::stream(), yt, w, x + b * s.cIn * hw + j0, thread_scratchpad(scratch));
+    if (!bias && !clip.on) continue;
+    for (int64_t r = 0; r < s.cOut; r++) {
+      float* row = yt + r * hw;
+      const float add = bias ? bias[r] : 0.f;
+#pragma omp simd
+      for (int64_t i = 0; i < nc; i++) row[i] = std::min(std::max(row[i] + add, lo), hi);
+    }
+  }
+  return true;
 }
 
 // y (B, C, HW) += bias (C)
@@ -254,6 +302,7 @@ void conv_forward(float* y, const float* x, const float* w, const float* bias, c
   if (is_pointwise(s)) {
     // oneDNN 2.6's matmul has no fast kernel for a bias along the rows (it falls back to its
     // reference one), so the bias and the clamp follow the product in one pass of their own.
+    if (pointwise_tiled(y, x, w, bias, s, clip)) return;
     int64_t hw = s.h * s.w;
     matmul(y, w, x, s.n, s.cOut, hw, s.cIn, false, false, 0, s.cIn * hw, s.cOut * hw, 0);
     if (clip.on) add_channel_bias_clip(y, bias, s.n, s.cOut, hw, clip.lo, clip.hi);

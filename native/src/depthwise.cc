@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "kernels.h"
@@ -122,11 +123,76 @@ void depthwise_direct(float* y, const float* x, const float* w, const float* bia
   });
 }
 
+// Small planes (W ≤ 32: a 14 × 14 or 7 × 7 map) leave a row too short for vectors along W, and
+// the edge columns dominate. There, 16 channels at a time are copied into a zero-padded,
+// channel-interleaved tile (row, column, 16 lanes) in the thread's cache, every output element is
+// KH·KW FMAs across the 16 channels without a bounds check, and the results go back to their
+// planes, clamped on the way.
+constexpr int64_t kLanes = 16;
+
+bool lanes_fit(const ConvShape& s) { return s.w <= 32 && s.kh <= 7 && s.kw <= 7; }
+
+void depthwise_lanes(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, float clipLo, float clipHi) {
+  const int64_t groups = (s.cOut + kLanes - 1) / kLanes;
+  // The padded input extent the outputs read.
+  const int64_t hp = (s.outH - 1) * s.strideH + (s.kh - 1) * s.dilH + 1, wp = (s.outW - 1) * s.strideW + (s.kw - 1) * s.dilW + 1;
+  const int64_t taps = s.kh * s.kw;
+#pragma omp parallel for schedule(static)
+  for (int64_t task = 0; task < s.n * groups; task++) {
+    static thread_local std::vector<float> buffer;
+    const size_t need = static_cast<size_t>((hp * wp + s.outH * s.outW + taps + 1) * kLanes);
+    if (buffer.size() < need) buffer.resize(need);
+    float* tile = buffer.data();
+    float* out = tile + hp * wp * kLanes;
+    float* wt = out + s.outH * s.outW * kLanes;
+    float* bt = wt + taps * kLanes;
+    const int64_t b = task / groups, c0 = (task % groups) * kLanes, nc = std::min(kLanes, s.cOut - c0);
+    std::fill(tile, tile + hp * wp * kLanes, 0.f);
+    for (int64_t l = 0; l < kLanes; l++) {
+      bt[l] = l < nc && bias ? bias[c0 + l] : 0.f;
+      for (int64_t t = 0; t < taps; t++) wt[t * kLanes + l] = l < nc ? w[(c0 + l) * taps + t] : 0.f;
+    }
+    for (int64_t l = 0; l < nc; l++) {
+      const float* plane = x + (b * s.cIn + c0 + l) * s.h * s.w;
+      for (int64_t ih = 0; ih < s.h; ih++) {
+        const int64_t r = ih + s.padH;
+        if (r < 0 || r >= hp) continue;
+        for (int64_t iw = 0; iw < s.w; iw++) {
+          const int64_t q = iw + s.padW;
+          if (q >= 0 && q < wp) tile[(r * wp + q) * kLanes + l] = plane[ih * s.w + iw];
+        }
+      }
+    }
+    for (int64_t oh = 0; oh < s.outH; oh++)
+      for (int64_t ow = 0; ow < s.outW; ow++) {
+        float acc[kLanes];
+#pragma omp simd
+        for (int64_t l = 0; l < kLanes; l++) acc[l] = bt[l];
+        for (int64_t i = 0; i < s.kh; i++)
+          for (int64_t j = 0; j < s.kw; j++) {
+            const float* src = tile + ((oh * s.strideH + i * s.dilH) * wp + ow * s.strideW + j * s.dilW) * kLanes;
+            const float* wv = wt + (i * s.kw + j) * kLanes;
+#pragma omp simd
+            for (int64_t l = 0; l < kLanes; l++) acc[l] += wv[l] * src[l];
+          }
+        float* o = out + (oh * s.outW + ow) * kLanes;
+#pragma omp simd
+        for (int64_t l = 0; l < kLanes; l++) o[l] = std::min(std::max(acc[l], clipLo), clipHi);
+      }
+    const int64_t plane = s.outH * s.outW;
+    for (int64_t l = 0; l < nc; l++) {
+      float* py = y + (b * s.cOut + c0 + l) * plane;
+      for (int64_t p = 0; p < plane; p++) py[p] = out[p * kLanes + l];
+    }
+  }
+}
+
 }  // namespace
 
 bool is_depthwise(const ConvShape& s) { return s.groups == s.cIn && s.cOut == s.cIn && s.groups > 1; }
 
 void depthwise_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, float lo, float hi) {
+  if (lanes_fit(s)) return depthwise_lanes(y, x, w, bias, s, lo, hi);
   if (s.kh <= 5 && s.kw <= 5) return depthwise_direct(y, x, w, bias, s, lo, hi);
   depthwise_forward_rows(y, x, w, bias, s, lo, hi);
 }

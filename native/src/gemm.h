@@ -13,6 +13,8 @@ struct GemmShape {
   int64_t strideA, strideB, strideC;
   int beta;
   bool bias = false;
+  // Row strides of b and c when they are column slices of wider matrices (0: n, dense rows).
+  int64_t ldb = 0, ldc = 0;
 };
 
 // userScratchpad: the caller passes scratchpad memory of prim.scratchpad bytes to gemm_execute,
