@@ -8,6 +8,7 @@ import * as g from '../src/index.js';
 import type { OpName } from '../src/ops/table.js';
 import { opCases } from './helpers/op-cases.js';
 import { conv2dAct } from '../src/ops/conv.js';
+import { channelsLastInference, isChannelsLast } from '../src/tensor/memory-format.js';
 
 interface Tolerance {
   atol: number;
@@ -281,6 +282,44 @@ if (!nativeError) {
       });
       const [r, n] = [once('reference'), once('native')];
       r.forEach((_, i) => assert.equal(maxViolation(n[i]!, r[i]!, TOLERANCE.conv2d!), null, `${JSON.stringify(k)}: ${['relu6', 'bias', 'no bias'][i]}`));
+    }
+  });
+
+  // Channels-last maps (tensor/memory-format.ts): every convolution kind from an NCHW or a
+  // channels-last input, writing channels-last, then a residual add and a pad of two such maps;
+  // native against the reference backend, and each against the plain NCHW result.
+  test('conformance: channels-last convolutions, adds and pads equal their NCHW results on both backends', () => {
+    const toNhwc = (t: g.Tensor) => g.permute(g.contiguous(g.permute(t, [0, 2, 3, 1])), [0, 3, 1, 2]);
+    const cases: { cIn: number; cOut: number; k: number; stride: number; padding: number; groups: number; act: 'relu6' | null }[] = [
+      { cIn: 24, cOut: 40, k: 1, stride: 1, padding: 0, groups: 1, act: 'relu6' },
+      { cIn: 24, cOut: 40, k: 1, stride: 1, padding: 0, groups: 1, act: null },
+      { cIn: 40, cOut: 40, k: 3, stride: 1, padding: 1, groups: 40, act: 'relu6' },
+      { cIn: 40, cOut: 40, k: 3, stride: 2, padding: 0, groups: 40, act: null },
+      { cIn: 3, cOut: 16, k: 3, stride: 2, padding: 1, groups: 1, act: 'relu6' },
+      { cIn: 16, cOut: 24, k: 3, stride: 1, padding: 1, groups: 1, act: null },
+    ];
+    for (const c of cases) {
+      for (const nhwcInput of [false, true]) {
+        const once = (backend: 'reference' | 'native', channelsLast: boolean) => g.withBackend(backend, () => g.noGrad(() => {
+          const gen = new g.Generator(c.cIn * 31 + c.k);
+          const x0 = g.randn([2, c.cIn, 11, 12], { generator: gen });
+          const w = g.mul(g.randn([c.cOut, c.cIn / c.groups, c.k, c.k], { generator: gen }), 0.3);
+          const b = g.randn([c.cOut], { generator: gen });
+          const x = nhwcInput ? toNhwc(x0) : x0;
+          const opts = { stride: c.stride, padding: c.padding, groups: c.groups };
+          const run = () => {
+            const y = c.act ? conv2dAct(x, w, b, opts, c.act) : g.conv2d(x, w, b, opts);
+            return [y, g.add(y, y), g.pad(y, [1, 0, 0, 1])];
+          };
+          const outs = channelsLast ? channelsLastInference(run) : run();
+          if (channelsLast && (nhwcInput || c.groups === 1)) assert.ok(isChannelsLast(outs[0]!), `${JSON.stringify(c)}: the output is channels-last`);
+          return outs.map((t) => Float32Array.from(t.toArray() as Float32Array));
+        }));
+        const plain = once('reference', false);
+        for (const [backend, cl] of [['reference', true], ['native', true], ['native', false]] as const) {
+          once(backend, cl).forEach((o, i) => assert.equal(maxViolation(o, plain[i]!, TOLERANCE.conv2d!), null, `${JSON.stringify(c)} ${backend} channels-last ${cl} from ${nhwcInput ? 'NHWC' : 'NCHW'}: ${['conv', 'add', 'pad'][i]}`));
+        }
+      }
     }
   });
 

@@ -51,8 +51,13 @@ View ViewOf(const Napi::Value& offset, const Napi::Value& strides, const std::ve
 
 ConvShape Conv(const Napi::Value& v) {
   auto d = Dims(v);
-  if (d.size() != 16) throw std::invalid_argument("convolution geometry needs 16 numbers");
-  return ConvShape{d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]};
+  if (d.size() != 16 && d.size() != 17) throw std::invalid_argument("convolution geometry needs 16 numbers and optionally the layout bits");
+  ConvShape s{d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]};
+  if (d.size() == 17) {
+    s.srcNhwc = (d[16] & 1) != 0;
+    s.dstNhwc = (d[16] & 2) != 0;
+  }
+  return s;
 }
 
 PoolShape Pool(const Napi::Value& v, const Napi::Value& includePad) {

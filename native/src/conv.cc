@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 #include <unordered_map>
 #include <vector>
 
@@ -31,12 +32,12 @@ struct ConvDescs {
 // With `any`, src, weights and dst leave their layouts to the primitive; bias stays plain.
 ConvDescs conv_descs(const ConvShape& s, bool any = false) {
   ConvDescs d;
-  d.src = memory::desc({s.n, s.cIn, s.h, s.w}, dt::f32, tag::nchw);
+  d.src = memory::desc({s.n, s.cIn, s.h, s.w}, dt::f32, s.srcNhwc ? tag::nhwc : tag::nchw);
   // Grouped weights (G, Cout/G, Cin/G, KH, KW) are the same memory as PyTorch's (Cout, Cin/G, KH, KW).
   d.wei = s.groups > 1 ? memory::desc({s.groups, s.cOut / s.groups, s.cIn / s.groups, s.kh, s.kw}, dt::f32, tag::goihw)
                        : memory::desc({s.cOut, s.cIn, s.kh, s.kw}, dt::f32, tag::oihw);
   d.bias = memory::desc({s.cOut}, dt::f32, tag::x);
-  d.dst = memory::desc({s.n, s.cOut, s.outH, s.outW}, dt::f32, tag::nchw);
+  d.dst = memory::desc({s.n, s.cOut, s.outH, s.outW}, dt::f32, s.dstNhwc ? tag::nhwc : tag::nchw);
   d.strides = {s.strideH, s.strideW};
   d.dilates = {s.dilH - 1, s.dilW - 1};  // oneDNN counts dilation from 0, PyTorch from 1
   d.padL = {s.padH, s.padW};
@@ -51,7 +52,8 @@ ConvDescs conv_descs(const ConvShape& s, bool any = false) {
 }
 
 std::string conv_key(const char* name, const ConvShape& s, bool bias) {
-  return key(name, s.n, s.cIn, s.h, s.w, s.cOut, s.kh, s.kw, s.outH, s.outW, s.strideH, s.strideW, s.padH, s.padW, s.dilH, s.dilW, s.groups, bias);
+  return key(name, s.n, s.cIn, s.h, s.w, s.cOut, s.kh, s.kw, s.outH, s.outW, s.strideH, s.strideW, s.padH, s.padW, s.dilH, s.dilW, s.groups, bias,
+             s.srcNhwc, s.dstNhwc);
 }
 
 // The output clamp of a fused convolution: none, or [lo, hi] (ReLU: [0, ∞), ReLU6: [0, 6]).
@@ -293,13 +295,40 @@ bool depthwise_on_onednn(const ConvShape& s, Pass pass) {
   return is_depthwise(s) && s.kh * s.kw >= 49 && pass != Pass::backward_weight && prefer_blocked(s, pass);
 }
 
+// A forward pass with x or y channels-last (inference). A pointwise convolution into NHWC is one
+// matmul with the bias along its columns and the clamp as post-ops: y (N·HW, Cout) = x (N·HW, Cin)
+// · Wᵀ, or per image with x[b] (Cin, HW) read transposed when x is NCHW. A depthwise one from NHWC
+// to NHWC runs on the channel-vectorised direct kernel. Returns false for the other cases, which
+// oneDNN's convolution runs on the layouts as given.
+bool conv_forward_nhwc(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, const Clip& clip) {
+  const float lo = clip.on ? clip.lo : -std::numeric_limits<float>::infinity();
+  const float hi = clip.on ? clip.hi : std::numeric_limits<float>::infinity();
+  if (is_depthwise(s) && s.srcNhwc && s.dstNhwc) {
+    depthwise_forward_nhwc(y, x, w, bias, s, lo, hi);
+    return true;
+  }
+  if (!is_pointwise(s) || !s.dstNhwc) return false;
+  const int64_t hw = s.h * s.w;
+  GemmShape g = s.srcNhwc ? GemmShape{1, s.n * hw, s.cOut, s.cIn, false, true, 0, 0, 0, 0}
+                          : GemmShape{s.n, hw, s.cOut, s.cIn, true, true, s.cIn * hw, 0, hw * s.cOut, 0};
+  g.bias = bias != nullptr;
+  g.clip = clip.on;
+  g.lo = clip.lo;
+  g.hi = clip.hi;
+  const Primitive& p = gemm_primitive(g, false);
+  gemm_execute(p, stream(), y, x, w, nullptr, bias);
+  return true;
+}
+
 // The forward pass, its outputs clamped when `clip` is on (fused into the same kernel).
 void conv_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, const Clip& clip) {
-  if (is_depthwise(s) && !depthwise_on_onednn(s, Pass::forward)) {
+  if ((s.srcNhwc || s.dstNhwc) && conv_forward_nhwc(y, x, w, bias, s, clip)) return;
+  const bool nchw = !s.srcNhwc && !s.dstNhwc;
+  if (nchw && is_depthwise(s) && !depthwise_on_onednn(s, Pass::forward)) {
     if (clip.on) return depthwise_forward(y, x, w, bias, s, clip.lo, clip.hi);
     return depthwise_forward(y, x, w, bias, s);
   }
-  if (is_pointwise(s)) {
+  if (nchw && is_pointwise(s)) {
     // oneDNN 2.6's matmul has no fast kernel for a bias along the rows (it falls back to its
     // reference one), so the bias and the clamp follow the product in one pass of their own.
     if (pointwise_tiled(y, x, w, bias, s, clip)) return;
@@ -339,6 +368,7 @@ void conv2d_forward_clip(float* y, const float* x, const float* w, const float* 
 }
 
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s) {
+  if (s.srcNhwc || s.dstNhwc) throw std::invalid_argument("conv2d backward passes take NCHW tensors only");
   if (is_depthwise(s) && !depthwise_on_onednn(s, Pass::backward_data)) return depthwise_backward_data(gx, gy, w, s);
   if (is_pointwise(s)) {
     // gx[b] (Cin, HW) = Wᵀ (Cin, Cout) · gy[b] (Cout, HW)
@@ -369,6 +399,7 @@ void conv2d_backward_data(float* gx, const float* gy, const float* w, const Conv
 }
 
 void conv2d_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s) {
+  if (s.srcNhwc || s.dstNhwc) throw std::invalid_argument("conv2d backward passes take NCHW tensors only");
   if (is_depthwise(s)) return depthwise_backward_weight(gw, gb, x, gy, s);
   if (is_pointwise(s)) {
     // gW (Cout, Cin) = Σ_b gy[b] (Cout, HW) · x[b]ᵀ (HW, Cin), accumulated image by image.

@@ -189,6 +189,39 @@ void depthwise_lanes(float* y, const float* x, const float* w, const float* bias
 
 }  // namespace
 
+// Channels-last: every tap is one vector FMA along the channels, contiguous in both x and y.
+// Rows of output (image, oh) are the parallel tasks; the weights are first laid out (tap, C).
+void depthwise_forward_nhwc(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, float lo, float hi) {
+  const int64_t C = s.cOut, taps = s.kh * s.kw;
+  std::vector<float> wt(static_cast<size_t>(taps * C));
+  for (int64_t c = 0; c < C; c++)
+    for (int64_t t = 0; t < taps; t++) wt[t * C + c] = w[c * taps + t];
+  const float* W = wt.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < s.n * s.outH; r++) {
+    const int64_t b = r / s.outH, oh = r % s.outH;
+    for (int64_t ow = 0; ow < s.outW; ow++) {
+      float* __restrict out = y + ((b * s.outH + oh) * s.outW + ow) * C;
+      if (bias) std::copy(bias, bias + C, out);
+      else std::fill(out, out + C, 0.f);
+      for (int64_t i = 0; i < s.kh; i++) {
+        const int64_t ih = oh * s.strideH - s.padH + i * s.dilH;
+        if (ih < 0 || ih >= s.h) continue;
+        for (int64_t j = 0; j < s.kw; j++) {
+          const int64_t iw = ow * s.strideW - s.padW + j * s.dilW;
+          if (iw < 0 || iw >= s.w) continue;
+          const float* __restrict src = x + ((b * s.h + ih) * s.w + iw) * C;
+          const float* __restrict wv = W + (i * s.kw + j) * C;
+#pragma omp simd
+          for (int64_t c = 0; c < C; c++) out[c] += wv[c] * src[c];
+        }
+      }
+#pragma omp simd
+      for (int64_t c = 0; c < C; c++) out[c] = std::min(std::max(out[c], lo), hi);
+    }
+  }
+}
+
 bool is_depthwise(const ConvShape& s) { return s.groups == s.cIn && s.cOut == s.cIn && s.groups > 1; }
 
 void depthwise_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, float lo, float hi) {

@@ -15,6 +15,9 @@ struct GemmShape {
   bool bias = false;
   // Row strides of b and c when they are column slices of wider matrices (0: n, dense rows).
   int64_t ldb = 0, ldc = 0;
+  // Each output clamped to [lo, hi] as it is stored (an eltwise post-op after the bias).
+  bool clip = false;
+  float lo = 0, hi = 0;
 };
 
 // userScratchpad: the caller passes scratchpad memory of prim.scratchpad bytes to gemm_execute,

@@ -63,6 +63,8 @@ void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, 
 // ---- convolution (conv.cc on oneDNN; depthwise.cc direct) ----
 struct ConvShape {
   int64_t n, cIn, h, w, cOut, kh, kw, outH, outW, strideH, strideW, padH, padW, dilH, dilW, groups;
+  // Channels-last (N, H, W, C) memory of x and of y, forward passes only; otherwise NCHW.
+  bool srcNhwc = false, dstNhwc = false;
 };
 // y (B, Cout, OH, OW) = conv(x (B, Cin, H, W), w (Cout, Cin/G, KH, KW)) + bias (Cout)
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s);
@@ -92,6 +94,8 @@ double q4_peak_chunk_floats(bool reset);
 
 bool is_depthwise(const ConvShape& s);  // groups = Cin = Cout > 1
 // Outputs clamped to [lo, hi] as they are stored (the defaults leave them as they are).
+// y (B, OH, OW, C) = depthwise(x (B, H, W, C), w (C, 1, KH, KW)) + bias (C, may be null), clamped to [lo, hi]
+void depthwise_forward_nhwc(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, float lo, float hi);
 void depthwise_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s,
                        float lo = -std::numeric_limits<float>::infinity(), float hi = std::numeric_limits<float>::infinity());
 void depthwise_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s);

@@ -2,6 +2,9 @@
 // as memory-descriptor strides (a batch stride of 0 becomes a batch dimension of 1, which oneDNN
 // broadcasts), and beta = 1 is a sum post-op, so no operand is ever copied.
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
 
 #include "gemm.h"
 #include "kernels.h"
@@ -11,7 +14,12 @@ namespace graft {
 using namespace onednn;
 
 const Primitive& gemm_primitive(const GemmShape& g, bool userScratchpad) {
-  return cached(key("mm", g.batch, g.m, g.n, g.k, g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.beta, g.bias, userScratchpad, g.ldb, g.ldc), [&] {
+  auto bits = [](float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, sizeof u);
+    return static_cast<int64_t>(u);
+  };
+  return cached(key("mm", g.batch, g.m, g.n, g.k, g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.beta, g.bias, userScratchpad, g.ldb, g.ldc, g.clip, bits(g.lo), bits(g.hi)), [&] {
     int64_t ba = g.strideA == 0 ? 1 : g.batch, bb = g.strideB == 0 ? 1 : g.batch;
     int64_t sa = g.strideA ? g.strideA : g.m * g.k, sb = g.strideB ? g.strideB : g.k * g.n, sc = g.strideC ? g.strideC : g.m * g.n;
     // a (M, K) viewed from storage (K, M) when transposed; likewise b (K, N) from (N, K).
@@ -20,9 +28,14 @@ const Primitive& gemm_primitive(const GemmShape& g, bool userScratchpad) {
     memory::desc b_md({bb, g.k, g.n}, dt::f32, g.transB ? memory::dims{sb, 1, g.k} : memory::dims{sb, ldb, 1});
     memory::desc c_md({g.batch, g.m, g.n}, dt::f32, memory::dims{sc, ldc, 1});
     dnnl::primitive_attr attr;
-    if (g.beta) {
+    if (g.beta || g.clip) {
       dnnl::post_ops po;
-      po.append_sum(1.f);
+      if (g.beta) po.append_sum(1.f);
+      if (g.clip) {
+        constexpr float big = std::numeric_limits<float>::max();
+        if (g.lo == 0.f && g.hi == std::numeric_limits<float>::infinity()) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+        else po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, std::max(g.lo, -big), std::min(g.hi, big));
+      }
       attr.set_post_ops(po);
     }
     if (userScratchpad) attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);

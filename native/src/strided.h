@@ -25,12 +25,18 @@ struct Walk {
   int64_t numel() const { return rows() * inner(); }
 };
 
-// `views` all have `shape`'s rank; axes of size 1 are dropped.
+// `views` all have `shape`'s rank; axes of size 1 are dropped. The walk is elementwise, so its
+// axes are taken in the order of the first operand's (the destination's) strides, largest first:
+// a channels-last destination then walks its own rows, and axes contiguous in every operand merge.
 template <size_t K>
 Walk<K> collapse(const std::vector<int64_t>& shape, const std::array<const View*, K>& views) {
   Walk<K> w;
   for (size_t o = 0; o < K; o++) w.offset[o] = views[o]->offset;
-  for (size_t d = 0; d < shape.size(); d++) {
+  std::vector<size_t> order(shape.size());
+  for (size_t d = 0; d < order.size(); d++) order[d] = d;
+  const std::vector<int64_t>& lead = views[0]->strides;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return lead[a] > lead[b]; });
+  for (size_t d : order) {
     if (shape[d] == 1) continue;
     bool merge = !w.shape.empty();
     for (size_t o = 0; o < K && merge; o++) merge = w.strides[o].back() == views[o]->strides[d] * shape[d];

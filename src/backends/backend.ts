@@ -77,6 +77,12 @@ export interface ConvParams {
   padH: number; padW: number;
   dilH: number; dilW: number;
   groups: number;
+  /**
+   * Channels-last memory (N, H, W, C) for x and for y, forward passes only (conv2d, conv2dClip);
+   * absent or false: NCHW. Backward passes and 4-bit convolutions are always NCHW.
+   */
+  srcNhwc?: boolean;
+  dstNhwc?: boolean;
 }
 
 /** NCHW pooling geometry. `countIncludePad` is for average pooling (PyTorch's default true). */

@@ -4,6 +4,8 @@ import { fmt, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { denseData } from './layout.js';
 import { record } from './table.js';
+import { needsGrad } from '../tensor/autograd.js';
+import { channelsLastRequested, channelsLastStrides, isChannelsLast } from '../tensor/memory-format.js';
 import { alloc, backendOf, expectFloat, expectRank, expectSameDtype } from './util.js';
 
 type Pair = number | readonly [number, number];
@@ -66,10 +68,16 @@ function convolve(op: 'conv2d' | 'conv2dAct', x: Tensor, weight: Tensor, bias: T
     outH: outSize(op, h, kh, strideH, padH, dilH), outW: outSize(op, w, kw, strideW, padW, dilW),
   };
   const backend = backendOf(op, x, weight, bias);
-  const xd = denseData(x);
+  // Channels-last only where no graph is recorded: from a channels-last input, or from NCHW while
+  // channelsLastInference asks for it (a CNN's feature extractor under noGrad).
+  const inference = !needsGrad([x, weight, bias]);
+  p.srcNhwc = inference && !x.isDense() && isChannelsLast(x);
+  // (A depthwise convolution from NCHW stays NCHW: its direct kernels are the fast ones there.)
+  p.dstNhwc = inference && (p.srcNhwc || (channelsLastRequested() && groups === 1));
+  const xd = p.srcNhwc ? x : denseData(x);
   const wd = denseData(weight);
   const bd = bias ? denseData(bias) : null;
-  const out = alloc(backend, [n, cOut, p.outH, p.outW], x.dtype);
+  const out = alloc(backend, [n, cOut, p.outH, p.outW], x.dtype, false, p.dstNhwc ? channelsLastStrides([n, cOut, p.outH, p.outW]) : undefined);
   if (act) backend.conv2dClip(xd.buf(), wd.buf(), bd?.buf() ?? null, out.buf(), x.dtype, p, ...ACT_BOUNDS[act]);
   else backend.conv2d(xd.buf(), wd.buf(), bd?.buf() ?? null, out.buf(), x.dtype, p);
   const inputs = bias ? [x, weight, bias] : [x, weight];

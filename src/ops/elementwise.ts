@@ -63,12 +63,24 @@ function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor, outDtype?: DType): Tensor
   const backend = backendOf(op, a, b);
   const dtype = resultDtype(op, a, b);
   const shape = broadcastShapes(op, a.shape, b.shape);
+  if (!a.isDense() && sameLayout(a, b)) {
+    // Operands laid out alike (two channels-last maps): flat over the buffers, the result laid out the same.
+    const out = alloc(backend, shape, outDtype ?? dtype, false, a.strides);
+    const flat = [a.size];
+    backend.binary(op, { ...a.view(), shape: flat, strides: [1] }, { ...b.view(), shape: flat, strides: [1] }, out.buf(), out.dtype, flat);
+    return out;
+  }
   const out = alloc(backend, shape, outDtype ?? dtype);
   const av = a.view();
   const bv = b.view();
   backend.binary(op, { ...av, shape, strides: broadcastStrides(a.shape, a.strides, shape) },
     { ...bv, shape, strides: broadcastStrides(b.shape, b.strides, shape) }, out.buf(), out.dtype, shape);
   return out;
+}
+
+/** Same shape and strides, each filling its storage in that order. */
+function sameLayout(a: Tensor, b: Tensor): boolean {
+  return a.rank === b.rank && a.shape.every((d, i) => d === b.shape[i] && a.strides[i] === b.strides[i]) && a.isDensePermuted() && b.isDensePermuted();
 }
 
 type Operand = Tensor | number;

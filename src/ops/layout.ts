@@ -229,6 +229,18 @@ export function stack(xs: readonly Tensor[], axis = 0): Tensor {
  * Constant padding in PyTorch's order: pads = [left, right] for the last axis, then
  * [top, bottom] for the one before, and so on.
  */
+/** Dense strides for `shape` with the axes in the order `like`'s strides give them (largest first). */
+function permutedStrides(shape: Shape, like: readonly number[]): number[] {
+  const order = shape.map((_, i) => i).sort((a, b) => like[b]! - like[a]! || a - b);
+  const strides = new Array<number>(shape.length);
+  let step = 1;
+  for (let k = order.length - 1; k >= 0; k--) {
+    strides[order[k]!] = step;
+    step *= shape[order[k]!]!;
+  }
+  return strides;
+}
+
 export function pad(x: Tensor, pads: readonly number[], value = 0): Tensor {
   if (pads.length % 2 !== 0 || pads.length / 2 > x.rank) throw new ShapeError(`pad: needs pairs for at most ${x.rank} axes; got ${fmt(pads)}`);
   if (pads.some((p) => p < 0)) throw new ShapeError(`pad: negative padding ${fmt(pads)} is not supported; use slice`);
@@ -239,9 +251,10 @@ export function pad(x: Tensor, pads: readonly number[], value = 0): Tensor {
     before[a] = pads[2 * i]!;
     shape[a] = shape[a]! + pads[2 * i]! + pads[2 * i + 1]!;
   }
-  const out = alloc(x.backend, shape, x.dtype, value === 0);
+  // A permuted dense input (a channels-last map) gives a result laid out in the same axis order.
+  const strides = !x.isDense() && x.isDensePermuted() ? permutedStrides(shape, x.strides) : contiguousStrides(shape);
+  const out = alloc(x.backend, shape, x.dtype, value === 0, strides);
   if (value !== 0) x.backend.fill(out.view(), value);
-  const strides = contiguousStrides(shape);
   const offset = before.reduce((p, b, i) => p + b * strides[i]!, 0);
   x.backend.copy(x.view(), { buf: out.buf(), dtype: out.dtype, shape: x.shape, strides, offset });
   return record(out, 'pad', [x], [], (gy) => {

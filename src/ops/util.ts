@@ -37,6 +37,6 @@ export function expectRank(op: string, t: Tensor, rank: number, arg: string | nu
 }
 
 /** A fresh output tensor on `backend`. */
-export function alloc(backend: Backend<any>, shape: Shape, dtype: DType, zero = false): Tensor {
-  return emptyTensor(shape, dtype, backend, zero);
+export function alloc(backend: Backend<any>, shape: Shape, dtype: DType, zero = false, strides?: readonly number[]): Tensor {
+  return emptyTensor(shape, dtype, backend, zero, strides);
 }

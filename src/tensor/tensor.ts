@@ -98,6 +98,22 @@ export class Tensor {
     return this.offset === 0 && this.isContiguous() && this.size === this.storage.size;
   }
 
+  /**
+   * True when the elements fill the storage exactly once from offset 0 in some order of the axes
+   * (a permuted dense tensor: channels-last maps, transposed results): elementwise kernels can then
+   * run over the buffer flat, for operands that share these strides.
+   */
+  isDensePermuted(): boolean {
+    if (this.offset !== 0 || this.size !== this.storage.size) return false;
+    const axes = this.shape.map((d, i) => i).filter((i) => this.shape[i]! > 1).sort((a, b) => this.strides[b]! - this.strides[a]!);
+    let expect = 1;
+    for (let k = axes.length - 1; k >= 0; k--) {
+      if (this.strides[axes[k]!] !== expect) return false;
+      expect *= this.shape[axes[k]!]!;
+    }
+    return true;
+  }
+
   describe(): string {
     return `${this.name ? this.name + ' ' : ''}${this.dtype}${fmt(this.shape)}`;
   }
@@ -184,9 +200,9 @@ export class Tensor {
 }
 
 /** A new tensor of `shape` with fresh storage on `backend` (default: the current one). */
-export function emptyTensor(shape: Shape, dtype: DType = 'float32', backend: Backend<any> = currentBackend(), zero = false): Tensor {
+export function emptyTensor(shape: Shape, dtype: DType = 'float32', backend: Backend<any> = currentBackend(), zero = false, strides?: readonly number[]): Tensor {
   const size = numel(shape);
-  return new Tensor(new Storage(backend, backend.alloc(dtype, size, zero), dtype, size), shape);
+  return new Tensor(new Storage(backend, backend.alloc(dtype, size, zero), dtype, size), shape, strides);
 }
 
 /** Wraps an existing backend buffer (ownership passes to the tensor). */

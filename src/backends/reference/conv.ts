@@ -2,6 +2,30 @@
 import type { ConvParams, PoolParams } from '../backend.js';
 import type { TypedArray } from '../../tensor/dtype.js';
 
+/** (N, C, H, W) ↔ (N, H, W, C): `toNhwc` reads NCHW `src` into NHWC `dst`, else the reverse. */
+function relayout(src: TypedArray, dst: TypedArray, n: number, c: number, hw: number, toNhwc: boolean): void {
+  for (let b = 0; b < n; b++)
+    for (let ch = 0; ch < c; ch++)
+      for (let i = 0; i < hw; i++) {
+        const nchw = (b * c + ch) * hw + i, nhwc = (b * hw + i) * c + ch;
+        if (toNhwc) dst[nhwc] = src[nchw]!;
+        else dst[nchw] = src[nhwc]!;
+      }
+}
+
+/** conv2d with x and y in the layouts p.srcNhwc / p.dstNhwc name: the NCHW definition between two relayouts. */
+export function conv2dLayouts(x: TypedArray, w: TypedArray, bias: TypedArray | null, y: TypedArray, p: ConvParams): void {
+  if (!p.srcNhwc && !p.dstNhwc) return conv2d(x, w, bias, y, p);
+  let xs = x;
+  if (p.srcNhwc) {
+    xs = new (x.constructor as new (n: number) => TypedArray)(x.length);
+    relayout(x, xs, p.n, p.cIn, p.h * p.w, false);
+  }
+  const ys = p.dstNhwc ? new (y.constructor as new (n: number) => TypedArray)(y.length) : y;
+  conv2d(xs, w, bias, ys, p);
+  if (p.dstNhwc) relayout(ys, y, p.n, p.cOut, p.outH * p.outW, true);
+}
+
 // x (N, Cin, H, W), w (Cout, Cin/G, KH, KW), y (N, Cout, OH, OW)
 export function conv2d(x: TypedArray, w: TypedArray, bias: TypedArray | null, y: TypedArray, p: ConvParams): void {
   const cinG = p.cIn / p.groups;

@@ -8,6 +8,7 @@ import { adaptiveAvgPool2d } from '../../ops/conv.js';
 import { add } from '../../ops/elementwise.js';
 import { flatten } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { channelsLastUnlessRecording } from '../../tensor/memory-format.js';
 import { VisionModel, type PreprocessConfig } from '../model.js';
 import { torchvisionPreprocess, type ConfigEntry } from './config.js';
 import { conv2dNormActivation, pyRound, runUntil } from './torchvision-blocks.js';
@@ -92,7 +93,8 @@ export class MobileNetV2 extends VisionModel {
 
   /** x (B, 3, H, W) → (B, lastChannel, H/32, W/32). */
   forwardFeatures(x: Tensor): Tensor {
-    return this.features.forward(x);
+    // Without a graph the features run channels-last (tensor/memory-format.ts).
+    return channelsLastUnlessRecording(() => this.features.forward(x));
   }
 
   /** Global average pool, dropout, Linear; `preLogits` stops at the pooled (B, numFeatures). */

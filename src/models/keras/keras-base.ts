@@ -5,6 +5,7 @@
 import type { Module } from '../../nn/module.js';
 import type { Linear } from '../../nn/layers.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { channelsLastUnlessRecording } from '../../tensor/memory-format.js';
 import type { Generator } from '../../tensor/random.js';
 import { fmt } from '../../tensor/shape.js';
 import { softmax } from '../../ops/norm.js';
@@ -43,7 +44,8 @@ export abstract class KerasBase<P extends ImportedPlan = ImportedPlan> extends V
       const hint = want.length === 3 && x.rank === 4 && x.shape[1] === want[0] ? ` Load the model with { imageSize: [${x.shape[2]}, ${x.shape[3]}] } to run it at that size.` : '';
       throw new Error(`${this.family}: expected input (B, ${want.join(', ')}) (NCHW); got ${fmt(x.shape)}.${hint}`);
     }
-    return runSteps(this.plan.features, this.plan.inputKey, x, this.plan.featureKey, this.stepModules(), this.training);
+    // Without a graph the features run channels-last (tensor/memory-format.ts).
+    return channelsLastUnlessRecording(() => runSteps(this.plan.features, this.plan.inputKey, x, this.plan.featureKey, this.stepModules(), this.training));
   }
 
   /** Runs the head on features; `preLogits` stops at the pooled vector (B, numFeatures). */

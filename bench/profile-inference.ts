@@ -1,0 +1,71 @@
+// Where an inference forward pass's time goes, per backend kernel, as graft serve runs it: a LoRA
+// run's model (LoRA r 8 on the MobileNetV2 project convolutions, or on ViT qkv), its adapter
+// merged into copies and each conv + BatchNorm pair folded once, under noGrad. Wraps every method
+// of the native backend with a timer and prints the wall time per forward, the time inside
+// kernels, and the kernels by total time (convolutions by shape).
+//   node dist/bench/profile-inference.js [model] [batch]   (default nsfwjs_mobilenet_v2 1)
+import { performance } from 'node:perf_hooks';
+import * as g from '../src/index.js';
+import '../src/models/all.js';
+import { getBackend } from '../src/backends/registry.js';
+import { PeftModel } from '../src/adapters/peft-model.js';
+import { FoldCache, withFoldedWeights } from '../src/nn/layers.js';
+import { buildRunModel } from '../src/train/run.js';
+import { runConfigSchema } from '../src/train/run-config.js';
+import type { ConvParams } from '../src/backends/backend.js';
+
+const [model = 'nsfwjs_mobilenet_v2', batchArg = '1'] = process.argv.slice(2);
+const n = Number(batchArg);
+if (!Number.isInteger(n) || n < 1) throw new Error(`batch must be a positive integer; got '${batchArg}'`);
+
+g.setBackend('native');
+const backend = getBackend('native') as unknown as Record<string, unknown>;
+const totals = new Map<string, { ms: number; calls: number }>();
+let timing = false;
+function label(key: string, args: unknown[]): string {
+  if (key === 'unary' || key === 'binary') return `${key} ${String(args[0])}`;
+  if (key === 'conv2d' || key === 'conv2dClip') {
+    const p = args[5] as ConvParams;
+    const layout = `${p.srcNhwc ? 'nhwc' : 'nchw'}→${p.dstNhwc ? 'nhwc' : 'nchw'}`;
+    return `${key} ${p.cIn}×${p.h}×${p.w}→${p.cOut} k${p.kh} s${p.strideH} g${p.groups} ${layout}`;
+  }
+  return key;
+}
+for (const key of Object.keys(backend)) {
+  const fn = backend[key];
+  if (typeof fn !== 'function') continue;
+  backend[key] = (...args: unknown[]) => {
+    const start = performance.now();
+    const r = (fn as (...a: unknown[]) => unknown)(...args);
+    if (timing) {
+      const k = label(key, args);
+      const e = totals.get(k) ?? { ms: 0, calls: 0 };
+      e.ms += performance.now() - start;
+      e.calls++;
+      totals.set(k, e);
+    }
+    return r;
+  };
+}
+
+const targets = model.startsWith('vit') ? ['qkv'] : '.*project';
+const config = runConfigSchema().parse({ model, data: { source: 'unused', perClass: 1 }, method: 'lora', adapter: { r: 8, alpha: 16, targets }, train: { seed: 7 } });
+const { model: built } = await buildRunModel(config, ['a', 'b', 'c', 'd', 'e']);
+if (!(built instanceof PeftModel)) throw new Error(`${model}: the LoRA run built no PeftModel`);
+built.eval();
+const size = config.data.imageSize ?? 224;
+const data = new Float32Array(n * 3 * size * size).fill(0.1);
+const copies = built.mergedCopies();
+const folds = new FoldCache();
+const run = () => withFoldedWeights(() => built.withMergedCopies(copies, () => g.noGrad(() => g.tidy(() => built.forward(g.tensor(data, [n, 3, size, size])).toArray()))), folds);
+for (let i = 0; i < 5; i++) run();
+const reps = 10;
+timing = true;
+const t0 = performance.now();
+for (let i = 0; i < reps; i++) run();
+const wall = (performance.now() - t0) / reps;
+timing = false;
+const rows = [...totals].sort((a, b) => b[1].ms - a[1].ms);
+const inKernels = rows.reduce((s, [, e]) => s + e.ms, 0) / reps;
+console.log(`${model} batch ${n}: ${wall.toFixed(2)} ms per forward, ${inKernels.toFixed(2)} ms in kernels`);
+for (const [k, e] of rows.slice(0, 30)) console.log(`${(e.ms / reps).toFixed(2).padStart(8)} ms ${String(e.calls / reps).padStart(5)}× ${k}`);
