@@ -323,6 +323,34 @@ if (!nativeError) {
     }
   });
 
+  // paddingEnd (TensorFlow's 'same' and ZeroPadding2D folded into the convolution): equal to
+  // padding the input explicitly, on both backends, for depthwise, pointwise-shaped and general kernels.
+  test('conformance: convolutions with more zeros after than before equal an explicit pad', () => {
+    const cases: { c: number; cOut: number; k: number; stride: number; groups: number; pads: [number, number, number, number] }[] = [
+      { c: 24, cOut: 24, k: 3, stride: 2, groups: 24, pads: [0, 1, 0, 1] },
+      { c: 3, cOut: 16, k: 3, stride: 2, groups: 1, pads: [0, 1, 0, 1] },
+      { c: 8, cOut: 12, k: 1, stride: 1, groups: 1, pads: [0, 1, 1, 0] },
+      { c: 16, cOut: 16, k: 5, stride: 1, groups: 16, pads: [1, 3, 2, 2] },
+    ];
+    for (const k of cases) {
+      const once = (backend: 'reference' | 'native', folded: boolean) => g.withBackend(backend, () => {
+        const gen = new g.Generator(k.c + k.k * 13);
+        const x = g.randn([2, k.c, 14, 13], { generator: gen }).requiresGrad_(true);
+        const w = g.randn([k.cOut, k.c / k.groups, k.k, k.k], { generator: gen }).requiresGrad_(true);
+        const [t, b, l, r] = k.pads;
+        const y = folded
+          ? g.conv2d(x, w, null, { stride: k.stride, groups: k.groups, padding: [t, l], paddingEnd: [b, r] })
+          : g.conv2d(g.pad(x, [l, r, t, b]), w, null, { stride: k.stride, groups: k.groups });
+        g.sum(g.mul(y, g.randn(y.shape, { generator: gen }))).backward();
+        return [y, x.grad!, w.grad!].map((u) => u.toArray());
+      });
+      const want = once('reference', false);
+      for (const [backend, folded] of [['reference', true], ['native', true], ['native', false]] as const) {
+        once(backend, folded).forEach((o, i) => assert.equal(maxViolation(o, want[i]!, TOLERANCE.conv2d!), null, `${JSON.stringify(k)} ${backend} paddingEnd ${folded}: ${['output', 'x grad', 'weight grad'][i]}`));
+      }
+    }
+  });
+
   test('conformance: depthwise 7×7 convolution large enough for the blocked path, with bias, stride 1 and 2', () => {
     for (const stride of [1, 2]) {
       const once = (backend: 'reference' | 'native') => g.withBackend(backend, () => {

@@ -98,7 +98,8 @@ std::string clip_key(const char* name, const ConvShape& s, bool bias, const Clip
 // A 1×1, stride-1, unpadded, ungrouped convolution is one matrix product per image:
 // y[b] (Cout, HW) = W (Cout, Cin) · x[b] (Cin, HW).
 bool is_pointwise(const ConvShape& s) {
-  return s.kh == 1 && s.kw == 1 && s.strideH == 1 && s.strideW == 1 && s.padH == 0 && s.padW == 0 && s.groups == 1;
+  return s.kh == 1 && s.kw == 1 && s.strideH == 1 && s.strideW == 1 && s.padH == 0 && s.padW == 0 && s.groups == 1 && s.outH == s.h &&
+         s.outW == s.w;
 }
 
 // Scratchpad of the calling thread for primitives run inside a parallel region.

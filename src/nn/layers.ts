@@ -260,8 +260,9 @@ export function fusableActivation(m: Module | null | undefined): ConvActivation 
  * conv then bn as one convolution, or null when they cannot be folded (the BatchNorm uses batch
  * statistics, or the conv module carries an unmerged adapter). `input` is the conv's input.
  * With `act`, the ReLU / ReLU6 after the BatchNorm runs inside the same convolution (conv2dAct).
+ * `window` replaces the conv's padding (a zero padding before it folded in as well).
  */
-export function convBatchNormFolded(convModule: Module | null, bn: Module | null, input: Tensor, act: ConvActivation | null = null): Tensor | null {
+export function convBatchNormFolded(convModule: Module | null, bn: Module | null, input: Tensor, act: ConvActivation | null = null, window?: Pick<Conv2dOptions, 'padding' | 'paddingEnd'>): Tensor | null {
   if (!usesRunningStats(bn)) return null;
   const conv = plainConvOf(convModule);
   // A 4-bit convolution (Conv2d4bit) is not folded: folding would build its whole float weight.
@@ -281,7 +282,8 @@ export function convBatchNormFolded(convModule: Module | null, bn: Module | null
     // Outside every scope: the cache owns these until it is disposed.
     folded = cache ? cache.set(conv, bn, tidy(fold)) : fold();
   }
-  return act ? conv2dAct(input, folded.weight, folded.bias, conv.convOptions, act) : conv2d(input, folded.weight, folded.bias, conv.convOptions);
+  const opts = window ? { ...conv.convOptions, ...window } : conv.convOptions;
+  return act ? conv2dAct(input, folded.weight, folded.bias, opts, act) : conv2d(input, folded.weight, folded.bias, opts);
 }
 
 interface Folded {

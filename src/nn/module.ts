@@ -80,6 +80,11 @@ export abstract class Module {
     return this._modules.get(name) ?? undefined;
   }
 
+  /** The direct child registered as `name`, or null. */
+  childModule(name: string): Module | null {
+    return this._modules.get(name) ?? null;
+  }
+
   children(): [string, Module][] {
     return [...this._modules].filter((e): e is [string, Module] => e[1] !== null);
   }

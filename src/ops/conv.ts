@@ -13,14 +13,17 @@ const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : [v
 
 export interface Conv2dOptions {
   stride?: Pair;
+  /** Zeros before the first row and column (and after the last, unless paddingEnd says otherwise). */
   padding?: Pair;
+  /** Zeros after the last row and column when they differ from `padding` (TensorFlow's 'same' pads, ZeroPadding2D). */
+  paddingEnd?: Pair;
   dilation?: Pair;
   groups?: number;
 }
 
 /** Output size of a sliding window, PyTorch's formula. */
-function outSize(op: string, size: number, k: number, stride: number, padding: number, dilation: number, ceilMode = false): number {
-  const span = size + 2 * padding - dilation * (k - 1) - 1;
+function outSize(op: string, size: number, k: number, stride: number, padding: number, dilation: number, ceilMode = false, paddingEnd = padding): number {
+  const span = size + padding + paddingEnd - dilation * (k - 1) - 1;
   let out = (ceilMode ? Math.ceil(span / stride) : Math.floor(span / stride)) + 1;
   // With ceil mode the last window must start inside the input or left padding.
   if (ceilMode && (out - 1) * stride >= size + padding) out--;
@@ -56,6 +59,8 @@ function convolve(op: 'conv2d' | 'conv2dAct', x: Tensor, weight: Tensor, bias: T
   const groups = opts.groups ?? 1;
   const [strideH, strideW] = pair(opts.stride ?? 1);
   const [padH, padW] = pair(opts.padding ?? 0);
+  const [padEndH, padEndW] = pair(opts.paddingEnd ?? [padH, padW]);
+  if (padH < 0 || padW < 0 || padEndH < 0 || padEndW < 0) throw new ShapeError(`${op}: padding must be ≥ 0; got padding [${padH}, ${padW}], paddingEnd [${padEndH}, ${padEndW}]`);
   const [dilH, dilW] = pair(opts.dilation ?? 1);
   const [n, cIn, h, w] = x.shape as [number, number, number, number];
   const [cOut, cInG, kh, kw] = weight.shape as [number, number, number, number];
@@ -65,7 +70,7 @@ function convolve(op: 'conv2d' | 'conv2dAct', x: Tensor, weight: Tensor, bias: T
   if (bias && (bias.rank !== 1 || bias.shape[0] !== cOut)) throw new ShapeError(`${op}: bias must have shape [${cOut}]; got ${fmt(bias.shape)}`);
   const p: ConvParams = {
     n, cIn, h, w, cOut, kh, kw, strideH, strideW, padH, padW, dilH, dilW, groups,
-    outH: outSize(op, h, kh, strideH, padH, dilH), outW: outSize(op, w, kw, strideW, padW, dilW),
+    outH: outSize(op, h, kh, strideH, padH, dilH, false, padEndH), outW: outSize(op, w, kw, strideW, padW, dilW, false, padEndW),
   };
   const backend = backendOf(op, x, weight, bias);
   // Channels-last only where no graph is recorded: from a channels-last input, or from NCHW while

@@ -70,6 +70,7 @@ export function linear4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null): 
 export function conv2d4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   expectFloat('conv2d4bit', x, 'x');
   if ((opts.groups ?? 1) !== 1) throw new ShapeError(`conv2d4bit: 4-bit convolutions take groups = 1; got groups = ${opts.groups}`);
+  if (opts.paddingEnd !== undefined) throw new ShapeError('conv2d4bit: 4-bit convolutions take symmetric padding only (no paddingEnd); pad the input instead');
   if (x.rank !== 4 || weight.shape.length !== 4) throw new ShapeError(`conv2d4bit: x must be (B, C, H, W) and weight (Cout, Cin, KH, KW); got ${fmt(x.shape)} and ${fmt(weight.shape)}`);
   const [strideH, strideW] = pair(opts.stride ?? 1);
   const [padH, padW] = pair(opts.padding ?? 0);

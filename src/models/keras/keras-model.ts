@@ -181,13 +181,15 @@ export class KerasModel extends KerasBase<KerasPlan> {
    * (eval mode, or frozen under adapter training) and the conv carries no unmerged adapter,
    * else one after the other as before. When the BatchNorm's only reader is a ReLU or ReLU6
    * layer, that step takes the activation too, which then runs inside the folded convolution
-   * (conv2dAct).
+   * (conv2dAct). A ZeroPadding2D read only by such a 'valid' convolution joins the step as the
+   * folded convolution's padding (conv2d's paddingEnd for the bottom and right), so no padded copy
+   * of the map is made.
    */
   private foldConvBatchNorm(steps: Step[], outputKey: string, layerOfKey: Map<string, BuiltLayer>): void {
     const readers = new Map<string, number>();
     for (const s of steps) for (const k of s.inputs) readers.set(k, (readers.get(k) ?? 0) + 1);
     const byKey = new Map(steps.map((s, i) => [s.key, i]));
-    const child = (name: string | null) => (name === null ? null : this.children().find(([n]) => n === name)?.[1] ?? null);
+    const child = (name: string | null) => (name === null ? null : this.childModule(name));
     const drop = new Set<number>();
     steps.forEach((bnStep, i) => {
       const bnLayer = layerOfKey.get(bnStep.key);
@@ -199,15 +201,24 @@ export class KerasModel extends KerasBase<KerasPlan> {
       if (!convStep || !convLayer?.convInput || readers.get(convKey) !== 1 || convKey === outputKey) return;
       const convInput = convLayer.convInput.bind(convLayer);
       const bnModule = bnStep.module;
+      // A ZeroPadding2D read only by this 'valid' convolution becomes the folded convolution's padding.
+      const padKey = convStep.inputs[0]!;
+      const p = convStep.inputs.length === 1 ? byKey.get(padKey) : undefined;
+      const padLayer = layerOfKey.get(padKey);
+      const zeroPads = p !== undefined && convLayer.validWindow && readers.get(padKey) === 1 && padKey !== outputKey ? padLayer?.zeroPads : undefined;
+      const inputs = zeroPads ? steps[p!]!.inputs : convStep.inputs;
+      const window = zeroPads ? { padding: [zeroPads[0], zeroPads[2]] as [number, number], paddingEnd: [zeroPads[1], zeroPads[3]] as [number, number] } : undefined;
+      const unfolded = (xs: Tensor[], m: Module | null, training: boolean) => convLayer.apply(zeroPads ? [padLayer!.apply(xs, null, training)] : xs, m, training);
       steps[i] = {
-        key: bnStep.key, inputs: convStep.inputs, module: convStep.module, release: [],
+        key: bnStep.key, inputs, module: convStep.module, release: [],
         run: (xs, m, training) => {
           const bn = child(bnModule);
-          const folded = convBatchNormFolded(m, bn, convInput(xs[0]!));
-          return folded ?? bnLayer.apply([convLayer.apply(xs, m, training)], bn, training);
+          const folded = convBatchNormFolded(m, bn, convInput(xs[0]!), null, window);
+          return folded ?? bnLayer.apply([unfolded(xs, m, training)], bn, training);
         },
       };
       drop.add(j!);
+      if (zeroPads) drop.add(p!);
       // The activation reading the BatchNorm alone, when it is ReLU / ReLU6.
       if (readers.get(bnStep.key) !== 1 || bnStep.key === outputKey) return;
       const k = steps.findIndex((s) => s.inputs.length === 1 && s.inputs[0] === bnStep.key);
@@ -216,11 +227,11 @@ export class KerasModel extends KerasBase<KerasPlan> {
       const act = actLayer?.fusableActivation;
       if (!actStep || !actLayer || !act) return;
       steps[k] = {
-        key: actStep.key, inputs: convStep.inputs, module: convStep.module, release: [],
+        key: actStep.key, inputs, module: convStep.module, release: [],
         run: (xs, m, training) => {
           const bn = child(bnModule);
-          const fused = convBatchNormFolded(m, bn, convInput(xs[0]!), act);
-          return fused ?? actLayer.apply([bnLayer.apply([convLayer.apply(xs, m, training)], bn, training)], null, training);
+          const fused = convBatchNormFolded(m, bn, convInput(xs[0]!), act, window);
+          return fused ?? actLayer.apply([bnLayer.apply([unfolded(xs, m, training)], bn, training)], null, training);
         },
       };
       drop.add(i);

@@ -26,6 +26,10 @@ export interface BuiltLayer {
   apply(inputs: Tensor[], module: Module | null, training: boolean): Tensor;
   /** Convolutions without an activation: the padded input their Conv2d sees (for BatchNorm folding). */
   convInput?(x: Tensor): Tensor;
+  /** Convolutions with padding 'valid': a ZeroPadding2D before them can fold into their padding. */
+  validWindow?: boolean;
+  /** ZeroPadding2D layers: [top, bottom, left, right]. */
+  zeroPads?: Pads;
   /** BatchNormalization layers. */
   isBatchNorm?: boolean;
   /** Activation layers that are exactly ReLU or ReLU6 (fused into a folded convolution before them). */
@@ -126,6 +130,7 @@ function conv2D(spec: KerasLayerSpec, inputs: SampleShape[], gen?: Generator): B
     outputShape: ([s]) => imageShape(depthwise ? s![0]! * multiplier : filters, win.outputSize(s![1]!, s![2]!)),
     apply: ([x], m) => act(m!.forward(fixed ? x! : padImage(x!, win.pads(x!.shape[2]!, x!.shape[3]!)))),
     ...((spec.config['activation'] ?? 'linear') === 'linear' ? { convInput: (x: Tensor) => (fixed ? x : padImage(x, win.pads(x.shape[2]!, x.shape[3]!))) } : {}),
+    ...(win.same ? {} : { validWindow: true }),
   };
 }
 
@@ -217,7 +222,7 @@ function zeroPadding(spec: KerasLayerSpec, inputs: SampleShape[], crop = false):
   if (crop) {
     return pure(([s]) => [s![0]!, s![1]! - t - b, s![2]! - l - r], ([x]) => slice(slice(x!, 2, t, x!.shape[2]! - b), 3, l, x!.shape[3]! - r));
   }
-  return pure(([s]) => [s![0]!, s![1]! + t + b, s![2]! + l + r], ([x]) => padImage(x!, amounts));
+  return { ...pure(([s]) => [s![0]!, s![1]! + t + b, s![2]! + l + r], ([x]) => padImage(x!, amounts)), zeroPads: amounts };
 }
 
 function pooling(spec: KerasLayerSpec, inputs: SampleShape[]): BuiltLayer {
