@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as g from '../src/index.js';
 import { Conv2d, BatchNorm2d } from '../src/nn/layers.js';
-import { convBatchNormFolded, withFoldedWeights } from '../src/nn/layers.js';
+import { convBatchNormFolded, FoldCache, Linear, withFoldedWeights } from '../src/nn/layers.js';
 import { LoraLayer } from '../src/adapters/lora/layer.js';
 import { assign } from '../src/ops/layout.js';
 import { Generator } from '../src/tensor/random.js';
@@ -123,4 +123,30 @@ test('fold: a ReLU / ReLU6 after a folded conv + BatchNorm runs fused in the con
       assert.ok(maxDiff(unfused, inferred) < 1e-5, `${act} groups ${groups}: withFoldedWeights ${maxDiff(unfused, inferred)}`);
     }
   }
+});
+
+test('fold: inference caches keep Linear weights stored (in, out) within their budget, refreshed when the weight is replaced', () => {
+  const diff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, k) => Math.max(m, Math.abs(v - b[k]!)), 0);
+  const gen = new Generator(17);
+  const lin = new Linear(24, 40, { generator: gen });
+  const x = g.randn([5, 24], { generator: gen });
+  const want = g.noGrad(() => lin.forward(x).toArray() as Float32Array);
+  const base = g.memory().liveBuffers;
+  const cache = new FoldCache();
+  const got = withFoldedWeights(() => g.noGrad(() => g.tidy(() => lin.forward(x).toArray() as Float32Array)), cache);
+  assert.ok(diff(want, got) < 1e-6);
+  assert.equal(g.memory().liveBuffers, base + 1, 'the cache holds one (in, out) copy');
+  const view = withFoldedWeights(() => g.noGrad(() => cache.linearWeight(lin)), cache);
+  assert.deepEqual([view.shape, view.strides], [[40, 24], [1, 40]], 'an (out, in) view of the stored copy');
+  // A new weight makes the copy stale.
+  lin.weight = g.mul(lin.weight, 2);
+  const doubled = withFoldedWeights(() => g.noGrad(() => lin.forward(x).toArray() as Float32Array), cache);
+  const want2 = g.noGrad(() => lin.forward(x).toArray() as Float32Array);
+  assert.ok(diff(want2, doubled) < 1e-6 && diff(want, doubled) > 1e-3);
+  cache.dispose();
+  // A budget of 0 stores nothing; with gradients on the cache is not used.
+  const none = new FoldCache(0);
+  withFoldedWeights(() => g.noGrad(() => lin.forward(x)), none);
+  assert.equal(none.linearWeight(lin), lin.weight);
+  none.dispose();
 });

@@ -7,7 +7,9 @@ import { linear } from '../ops/matmul.js';
 import { adaptiveAvgPool2d, avgPool2d, conv2d, conv2dAct, maxPool2d, type Conv2dOptions, type ConvActivation, type Pool2dOptions } from '../ops/conv.js';
 import { batchNorm, layerNorm, layerNorm2d } from '../ops/norm.js';
 import { add, gelu, hardswish, mul, neg, relu, relu6, rsqrt, sigmoid, silu, sub, tanh } from '../ops/elementwise.js';
-import { reshape } from '../ops/layout.js';
+import { contiguous, reshape, transpose } from '../ops/layout.js';
+import { dtypeArray } from '../tensor/dtype.js';
+import { totalmem } from 'node:os';
 import { isGradEnabled, stageScope } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/memory.js';
 import { dropout, dropPath } from '../ops/nn.js';
@@ -64,7 +66,8 @@ export class Linear extends Module {
     if (replaced) return replaced as unknown as Linear;
   }
   forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias);
+    const weight = foldCache && !isGradEnabled() ? foldCache.linearWeight(this) : this.weight;
+    return linear(x, weight, this.bias);
   }
 }
 
@@ -301,6 +304,38 @@ interface Folded {
  */
 export class FoldCache {
   private readonly entries = new Map<Conv2d, Folded>();
+  private readonly stored = new Map<Linear, { from: Tensor; t: Tensor }>();
+  private storedBytes = 0;
+
+  /**
+   * @param linearBudgetBytes how much memory the (in, out) copies of Linear weights may take
+   * (linearWeight); the layers beyond it read their weight as it is.
+   */
+  constructor(readonly linearBudgetBytes = Math.min(2 ** 30, totalmem() / 16)) {}
+
+  /**
+   * The weight of `m` as linear() reads it fastest without a graph: a (out, in) view of a copy
+   * stored (in, out), made on first use while the budget allows, else the weight itself.
+   */
+  linearWeight(m: Linear): Tensor {
+    const w = m.weight;
+    const e = this.stored.get(m);
+    if (e && e.from === w) return transpose(e.t, 0, 1);
+    if (e) this.dropLinear(m);
+    if (w.rank !== 2 || !w.isDense() || this.storedBytes + bytesOf(w) > this.linearBudgetBytes) return w;
+    const t = keep(tidy(() => contiguous(transpose(w, 0, 1))));
+    this.stored.set(m, { from: w, t });
+    this.storedBytes += bytesOf(t);
+    return transpose(t, 0, 1);
+  }
+
+  private dropLinear(m: Linear): void {
+    const e = this.stored.get(m);
+    if (!e) return;
+    this.storedBytes -= bytesOf(e.t);
+    e.t.dispose();
+    this.stored.delete(m);
+  }
 
   get(conv: Conv2d, bn: BatchNorm2d): Folded | null {
     const f = this.entries.get(conv);
@@ -324,8 +359,11 @@ export class FoldCache {
 
   dispose(): void {
     for (const conv of [...this.entries.keys()]) this.drop(conv);
+    for (const m of [...this.stored.keys()]) this.dropLinear(m);
   }
 }
+
+const bytesOf = (t: Tensor) => t.size * dtypeArray[t.dtype].BYTES_PER_ELEMENT;
 
 let foldCache: FoldCache | null = null;
 

@@ -4,6 +4,7 @@ import { broadcastShapes, contiguousStrides, fmt, numel, ShapeError } from '../t
 import type { Tensor } from '../tensor/tensor.js';
 import { denseData, expand, reshape, sumTo, transpose, sumAxes } from './layout.js';
 import { record } from './table.js';
+import { needsGrad } from '../tensor/autograd.js';
 import { alloc, backendOf, expectFloat, expectSameDtype } from './util.js';
 
 interface MatOperand {
@@ -93,11 +94,14 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   const backend = backendOf('linear', x, weight, bias);
   const rows = x.size / k;
   const xd = denseData(x);
-  const wd = denseData(weight);
+  // Without a graph, a weight stored (in, out) (a transposed view of a dense tensor, as inference
+  // caches keep it) is read in place: the product's B operand then needs no transposition.
+  const stored = n > 1 && k > 1 && !weight.isDense() && weight.isDensePermuted() && weight.strides[0] === 1 && !needsGrad([x, weight, bias]);
+  const wd = stored ? weight : denseData(weight);
   const bd = bias ? denseData(bias) : null;
   const out = alloc(backend, [...x.shape.slice(0, -1), n], x.dtype);
   backend.matmul(xd.buf(), wd.buf(), out.buf(), x.dtype, {
-    batch: 1, m: rows, n, k, transA: false, transB: true, strideA: 0, strideB: 0, strideC: 0, beta: 0,
+    batch: 1, m: rows, n, k, transA: false, transB: !stored, strideA: 0, strideB: 0, strideC: 0, beta: 0,
   }, bd?.buf() ?? null);
   const inputs = bias ? [x, weight, bias] : [x, weight];
   record(out, 'linear', inputs, [xd, wd], (gy, [xs, ws]) => {
