@@ -47,7 +47,7 @@ interface Pending {
 
 interface Lane {
   pending: Pending[];
-  timer: NodeJS.Timeout | null;
+  timer: { timeout?: NodeJS.Timeout; immediate?: NodeJS.Immediate } | null;
   /** Resolvers waiting for the lane to empty (an unload). */
   drained: (() => void)[];
 }
@@ -229,12 +229,20 @@ export class GraftServer {
     });
   }
 
+  /** Runs the lane's next batch in `ms` ms, or at the next turn of the event loop for 0 (a timer would wait at least 1 ms). */
   private schedule(name: string, lane: Lane, ms: number): void {
-    if (lane.timer) clearTimeout(lane.timer);
-    lane.timer = setTimeout(() => {
+    this.cancel(lane);
+    const run = () => {
       lane.timer = null;
       this.runBatch(name, lane);
-    }, ms);
+    };
+    lane.timer = ms > 0 ? { timeout: setTimeout(run, ms) } : { immediate: setImmediate(run) };
+  }
+
+  private cancel(lane: Lane): void {
+    if (lane.timer?.timeout) clearTimeout(lane.timer.timeout);
+    if (lane.timer?.immediate) clearImmediate(lane.timer.immediate);
+    lane.timer = null;
   }
 
   /** Requests decoded and waiting in some lane. */
