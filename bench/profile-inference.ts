@@ -1,10 +1,11 @@
 // Where an inference forward pass's time goes, per backend kernel, as graft serve runs it: a LoRA
 // run's model (LoRA r 8 on the MobileNetV2 project convolutions, or on ViT qkv), its adapter
-// merged into copies and each conv + BatchNorm pair folded once, under noGrad. Wraps every method
-// of the native backend with a timer and prints the wall time per forward, the time inside
-// kernels, and the kernels by total time (convolutions by shape).
+// merged into copies and each conv + BatchNorm pair folded once, under noGrad. Times every method
+// of the native backend (kernel-timer.ts) and prints the wall time per forward, the time inside
+// kernels, and the kernels by total time (convolutions by shape and memory format).
 //   node dist/bench/profile-inference.js [model] [batch]   (default nsfwjs_mobilenet_v2 1)
 import { performance } from 'node:perf_hooks';
+import { timeKernels } from './kernel-timer.js';
 import * as g from '../src/index.js';
 import '../src/models/all.js';
 import { getBackend } from '../src/backends/registry.js';
@@ -20,8 +21,6 @@ if (!Number.isInteger(n) || n < 1) throw new Error(`batch must be a positive int
 
 g.setBackend('native');
 const backend = getBackend('native') as unknown as Record<string, unknown>;
-const totals = new Map<string, { ms: number; calls: number }>();
-let timing = false;
 function label(key: string, args: unknown[]): string {
   if (key === 'unary' || key === 'binary') return `${key} ${String(args[0])}`;
   if (key === 'conv2d' || key === 'conv2dClip') {
@@ -31,22 +30,7 @@ function label(key: string, args: unknown[]): string {
   }
   return key;
 }
-for (const key of Object.keys(backend)) {
-  const fn = backend[key];
-  if (typeof fn !== 'function') continue;
-  backend[key] = (...args: unknown[]) => {
-    const start = performance.now();
-    const r = (fn as (...a: unknown[]) => unknown)(...args);
-    if (timing) {
-      const k = label(key, args);
-      const e = totals.get(k) ?? { ms: 0, calls: 0 };
-      e.ms += performance.now() - start;
-      e.calls++;
-      totals.set(k, e);
-    }
-    return r;
-  };
-}
+const timer = timeKernels(backend, label);
 
 const targets = model.startsWith('vit') ? ['qkv'] : '.*project';
 const config = runConfigSchema().parse({ model, data: { source: 'unused', perClass: 1 }, method: 'lora', adapter: { r: 8, alpha: 16, targets }, train: { seed: 7 } });
@@ -60,12 +44,11 @@ const folds = new FoldCache();
 const run = () => withFoldedWeights(() => built.withMergedCopies(copies, () => g.noGrad(() => g.tidy(() => built.forward(g.tensor(data, [n, 3, size, size])).toArray()))), folds);
 for (let i = 0; i < 5; i++) run();
 const reps = 10;
-timing = true;
+timer.clear();
 const t0 = performance.now();
 for (let i = 0; i < reps; i++) run();
 const wall = (performance.now() - t0) / reps;
-timing = false;
-const rows = [...totals].sort((a, b) => b[1].ms - a[1].ms);
+const rows = [...timer.rows].sort((a, b) => b[1].ms - a[1].ms);
 const inKernels = rows.reduce((s, [, e]) => s + e.ms, 0) / reps;
 console.log(`${model} batch ${n}: ${wall.toFixed(2)} ms per forward, ${inKernels.toFixed(2)} ms in kernels`);
 for (const [k, e] of rows.slice(0, 30)) console.log(`${(e.ms / reps).toFixed(2).padStart(8)} ms ${String(e.calls / reps).padStart(5)}× ${k}`);

@@ -12,6 +12,7 @@ import type { PeftModel } from '../src/adapters/peft-model.js';
 import { Generator, randn, randint, setBackend } from '../src/index.js';
 import { getBackend } from '../src/backends/registry.js';
 import { timeTrainingSteps } from './train-step.js';
+import { timeKernels } from './kernel-timer.js';
 
 const [modelKey = 'vit_s16', methodName = 'lora', stepsArg = '3'] = process.argv.slice(2);
 const MODELS: Record<string, { name: string; targets: 'all-linear' | 'conv' }> = {
@@ -25,7 +26,6 @@ if (!Number.isInteger(steps) || steps < 1) throw new Error(`steps must be a posi
 
 setBackend('native');
 const backend = getBackend('native') as unknown as Record<string, unknown>;
-const totals = new Map<string, { ms: number; calls: number }>();
 function label(key: string, args: unknown[]): string {
   if (key === 'matmul') {
     const p = args[4] as { batch: number; m: number; n: number; k: number; transA: boolean; transB: boolean };
@@ -33,19 +33,8 @@ function label(key: string, args: unknown[]): string {
   }
   return key === 'unary' || key === 'binary' || key === 'reduce' || key === 'unaryGrad' ? `${key} ${String(args[0])}` : key;
 }
-for (const key of Object.keys(backend)) {
-  const fn = backend[key];
-  if (typeof fn !== 'function') continue;
-  backend[key] = (...args: unknown[]) => {
-    const start = performance.now();
-    const r = (fn as (...a: unknown[]) => unknown)(...args);
-    const e = totals.get(label(key, args)) ?? { ms: 0, calls: 0 };
-    e.ms += performance.now() - start;
-    e.calls++;
-    totals.set(label(key, args), e);
-    return r;
-  };
-}
+const timer = timeKernels(backend, label);
+const totals = timer.rows;
 
 const backbone = createModel(m.name, { numClasses: 1000 });
 const method = getAdapterMethod(methodName);
