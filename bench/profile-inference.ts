@@ -3,7 +3,7 @@
 // merged into copies and each conv + BatchNorm pair folded once, under noGrad. Times every method
 // of the native backend (kernel-timer.ts) and prints the wall time per forward, the time inside
 // kernels, and the kernels by total time (convolutions by shape and memory format).
-//   node dist/bench/profile-inference.js [model] [batch]   (default nsfwjs_mobilenet_v2 1)
+//   node dist/bench/profile-inference.js [model] [batch] [targets]   (default nsfwjs_mobilenet_v2 1)
 import { performance } from 'node:perf_hooks';
 import { timeKernels } from './kernel-timer.js';
 import * as g from '../src/index.js';
@@ -32,7 +32,14 @@ function label(key: string, args: unknown[]): string {
 }
 const timer = timeKernels(backend, label);
 
-const targets = model.startsWith('vit') ? ['qkv'] : '.*project';
+// The adapted layers of bench:serve's runs for its models; any other model takes a regex as the third argument.
+const TARGETS: Record<string, string | string[]> = {
+  nsfwjs_mobilenet_v2: '.*project',
+  mobilenet_v2: 'features\\.([2-9]|1\\d)\\.conv\\.2',
+  vit_small_patch16_224: ['qkv'],
+};
+const targets = process.argv[4] ?? TARGETS[model];
+if (!targets) throw new Error(`no default LoRA targets for ${model}; pass a regex over its module paths as the third argument (graft inspect ${model} lists them)`);
 const config = runConfigSchema().parse({ model, data: { source: 'unused', perClass: 1 }, method: 'lora', adapter: { r: 8, alpha: 16, targets }, train: { seed: 7 } });
 const { model: built } = await buildRunModel(config, ['a', 'b', 'c', 'd', 'e']);
 if (!(built instanceof PeftModel)) throw new Error(`${model}: the LoRA run built no PeftModel`);
