@@ -288,7 +288,7 @@ if (!nativeError) {
   // Channels-last maps (tensor/memory-format.ts): every convolution kind from an NCHW or a
   // channels-last input, writing channels-last, then a residual add and a pad of two such maps;
   // native against the reference backend, and each against the plain NCHW result.
-  test('conformance: channels-last convolutions, adds and pads equal their NCHW results on both backends', () => {
+  test('conformance: channels-last convolutions, adds, pads, max pooling and unary ops equal their NCHW results on both backends', () => {
     const toNhwc = (t: g.Tensor) => g.permute(g.contiguous(g.permute(t, [0, 2, 3, 1])), [0, 3, 1, 2]);
     const cases: { cIn: number; cOut: number; k: number; stride: number; padding: number; groups: number; act: 'relu6' | null }[] = [
       { cIn: 24, cOut: 40, k: 1, stride: 1, padding: 0, groups: 1, act: 'relu6' },
@@ -309,7 +309,9 @@ if (!nativeError) {
           const opts = { stride: c.stride, padding: c.padding, groups: c.groups };
           const run = () => {
             const y = c.act ? conv2dAct(x, w, b, opts, c.act) : g.conv2d(x, w, b, opts);
-            return [y, g.add(y, y), g.pad(y, [1, 0, 0, 1])];
+            const pooled = g.maxPool2d(y, 3, { stride: 2, padding: 1 });
+            if (channelsLast && isChannelsLast(y)) assert.ok(isChannelsLast(pooled), 'max pooling keeps the layout');
+            return [y, g.add(y, y), g.pad(y, [1, 0, 0, 1]), pooled, g.relu(y)];
           };
           const outs = channelsLast ? channelsLastInference(run) : run();
           if (channelsLast && (nhwcInput || c.groups === 1)) assert.ok(isChannelsLast(outs[0]!), `${JSON.stringify(c)}: the output is channels-last`);
@@ -317,7 +319,7 @@ if (!nativeError) {
         }));
         const plain = once('reference', false);
         for (const [backend, cl] of [['reference', true], ['native', true], ['native', false]] as const) {
-          once(backend, cl).forEach((o, i) => assert.equal(maxViolation(o, plain[i]!, TOLERANCE.conv2d!), null, `${JSON.stringify(c)} ${backend} channels-last ${cl} from ${nhwcInput ? 'NHWC' : 'NCHW'}: ${['conv', 'add', 'pad'][i]}`));
+          once(backend, cl).forEach((o, i) => assert.equal(maxViolation(o, plain[i]!, TOLERANCE.conv2d!), null, `${JSON.stringify(c)} ${backend} channels-last ${cl} from ${nhwcInput ? 'NHWC' : 'NCHW'}: ${['conv', 'add', 'pad', 'max pool', 'relu'][i]}`));
         }
       }
     }

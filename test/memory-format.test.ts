@@ -8,7 +8,7 @@ import '../src/models/all.js';
 import { isChannelsLast, setChannelsLast } from '../src/tensor/memory-format.js';
 import type { VisionModel } from '../src/models/model.js';
 
-const CASES: [string, number][] = [['mobilenet_v2', 96], ['nsfwjs_mobilenet_v2', 224]];
+const CASES: [string, number][] = [['mobilenet_v2', 96], ['nsfwjs_mobilenet_v2', 224], ['resnet18', 64], ['resnet50', 64]];
 
 for (const [name, size] of CASES) {
   test(`memory format: ${name} runs its features channels-last under noGrad, with the NCHW logits`, () => {

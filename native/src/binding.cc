@@ -62,8 +62,10 @@ ConvShape Conv(const Napi::Value& v) {
 
 PoolShape Pool(const Napi::Value& v, const Napi::Value& includePad) {
   auto d = Dims(v);
-  if (d.size() != 12) throw std::invalid_argument("pooling geometry needs 12 numbers");
-  return PoolShape{d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], B(includePad)};
+  if (d.size() != 12 && d.size() != 13) throw std::invalid_argument("pooling geometry needs 12 numbers and optionally the layout bit");
+  PoolShape p{d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], B(includePad)};
+  p.nhwc = d.size() == 13 && d[12] != 0;
+  return p;
 }
 
 // interp geometry: [n, c, h, w, outH, outW], bicubic, alignCorners, scaleH, scaleW (≤ 0: none)

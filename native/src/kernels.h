@@ -105,6 +105,8 @@ void depthwise_backward_weight(float* gw, float* gb, const float* x, const float
 struct PoolShape {
   int64_t n, c, h, w, outH, outW, kh, kw, strideH, strideW, padH, padW;
   bool countIncludePad;
+  // maxpool_forward only: x and y channels-last (N, H, W, C), arg not written (inference).
+  bool nhwc = false;
 };
 // y (B, C, OH, OW), arg (B, C, OH, OW) int32 flat index h·W + w of each max within its plane
 void maxpool_forward(float* y, int32_t* arg, const float* x, const PoolShape& p);

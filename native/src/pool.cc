@@ -2,6 +2,7 @@
 // is direct rather than oneDNN's: the interface keeps the arg-max as a flat index per output
 // (h·W + w within the plane), which oneDNN's workspace does not expose.
 #include <algorithm>
+#include <stdexcept>
 #include <cmath>
 #include <limits>
 
@@ -23,7 +24,32 @@ inline int64_t padded_count(const PoolShape& p, int64_t h0, int64_t w0) {
 
 }  // namespace
 
+// Channels-last, without the argmax: each output is a running maximum along the channels,
+// contiguous in x and y. NaN propagates as in the NCHW kernel.
+void maxpool_forward_nhwc(float* y, const float* x, const PoolShape& p) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < p.n * p.outH; r++) {
+    const int64_t b = r / p.outH, oh = r % p.outH;
+    const int64_t h0 = oh * p.strideH - p.padH, hs = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kh, p.h);
+    for (int64_t ow = 0; ow < p.outW; ow++) {
+      float* __restrict out = y + ((b * p.outH + oh) * p.outW + ow) * p.c;
+      std::fill(out, out + p.c, -std::numeric_limits<float>::infinity());
+      const int64_t w0 = ow * p.strideW - p.padW, ws = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kw, p.w);
+      for (int64_t i = hs; i < he; i++)
+        for (int64_t j = ws; j < we; j++) {
+          const float* __restrict src = x + ((b * p.h + i) * p.w + j) * p.c;
+#pragma omp simd
+          for (int64_t c = 0; c < p.c; c++) {
+            const float v = src[c];
+            out[c] = (v > out[c]) | (v != v) ? v : out[c];
+          }
+        }
+    }
+  }
+}
+
 void maxpool_forward(float* y, int32_t* arg, const float* x, const PoolShape& p) {
+  if (p.nhwc) return maxpool_forward_nhwc(y, x, p);
   // Taps outer, output columns inner: the columns' running maxima are independent, so the loop
   // pipelines (and vectorises for stride 1) instead of waiting on one compare-select chain.
   planes_parallel(p.n * p.c, p.h * p.w, [&](int64_t pl) {
@@ -62,6 +88,7 @@ void maxpool_forward(float* y, int32_t* arg, const float* x, const PoolShape& p)
 }
 
 void maxpool_backward(float* gx, const float* gy, const int32_t* arg, const PoolShape& p) {
+  if (p.nhwc) throw std::invalid_argument("max pooling's backward pass takes NCHW tensors only");
   int64_t hw = p.h * p.w, ohw = p.outH * p.outW;
   planes_parallel(p.n * p.c, hw, [&](int64_t pl) {
     float* g = gx + pl * hw;

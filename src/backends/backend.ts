@@ -93,6 +93,8 @@ export interface PoolParams {
   strideH: number; strideW: number;
   padH: number; padW: number;
   countIncludePad: boolean;
+  /** maxPool2d only, forward without a graph: x and y channels-last (N, H, W, C), arg left unwritten. */
+  nhwc?: boolean;
 }
 
 /** Scaled-dot-product attention geometry: q (B, N, D), k/v (B, M, D), B = batch·heads. */

@@ -139,8 +139,10 @@ function poolParams(op: string, x: Tensor, kernel: Pair, opts: Pool2dOptions): P
 
 export function maxPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Tensor {
   const p = poolParams('maxPool2d', x, kernel, opts);
-  const xd = denseData(x);
-  const out = alloc(x.backend, [p.n, p.c, p.outH, p.outW], x.dtype);
+  // A channels-last map without a graph stays channels-last (tensor/memory-format.ts).
+  p.nhwc = !x.isDense() && isChannelsLast(x) && !needsGrad([x]);
+  const xd = p.nhwc ? x : denseData(x);
+  const out = alloc(x.backend, [p.n, p.c, p.outH, p.outW], x.dtype, false, p.nhwc ? channelsLastStrides([p.n, p.c, p.outH, p.outW]) : undefined);
   const arg = alloc(x.backend, out.shape, 'int32');
   x.backend.maxPool2d(xd.buf(), out.buf(), arg.buf(), x.dtype, p);
   if (xd !== x) xd.dispose();

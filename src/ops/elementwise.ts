@@ -10,6 +10,12 @@ import { alloc, backendOf, DTypeError, expectFloat } from './util.js';
 
 function unaryForward(op: UnaryOp, x: Tensor, p0: number, p1: number): Tensor {
   expectFloat(op, x, 0);
+  if (!x.isDense() && x.isDensePermuted()) {
+    // A permuted dense input (a channels-last map): flat over its buffer, the result laid out the same.
+    const out = alloc(x.backend, x.shape, x.dtype, false, x.strides);
+    x.backend.unary(op, { ...x.view(), shape: [x.size], strides: [1] }, out.buf(), p0, p1);
+    return out;
+  }
   const out = alloc(x.backend, x.shape, x.dtype);
   x.backend.unary(op, x.view(), out.buf(), p0, p1);
   return out;

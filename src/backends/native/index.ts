@@ -31,7 +31,7 @@ const isF32 = (...dtypes: DType[]) => dtypes.every((d) => d === 'float32');
 const movesElements = (d: DType) => d === 'float32' || d === 'int32';
 const convGeometry = (p: ConvParams) =>
   [p.n, p.cIn, p.h, p.w, p.cOut, p.kh, p.kw, p.outH, p.outW, p.strideH, p.strideW, p.padH, p.padW, p.dilH, p.dilW, p.groups, (p.srcNhwc ? 1 : 0) | (p.dstNhwc ? 2 : 0)];
-const poolGeometry = (p: PoolParams) => [p.n, p.c, p.h, p.w, p.outH, p.outW, p.kh, p.kw, p.strideH, p.strideW, p.padH, p.padW];
+const poolGeometry = (p: PoolParams) => [p.n, p.c, p.h, p.w, p.outH, p.outW, p.kh, p.kw, p.strideH, p.strideW, p.padH, p.padW, p.nhwc ? 1 : 0];
 
 function makeBackend(addon: Addon): Backend<TypedArray> {
   const { copy, fill, unary, unaryGrad, binary, where, reduce, matmul, conv2d, conv2dClip, conv2dBackwardData, conv2dBackwardWeight, q4Linear, q4Conv2d, q4Conv2dBackwardData } = addon;

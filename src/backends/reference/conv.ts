@@ -26,6 +26,17 @@ export function conv2dLayouts(x: TypedArray, w: TypedArray, bias: TypedArray | n
   if (p.dstNhwc) relayout(ys, y, p.n, p.cOut, p.outH * p.outW, true);
 }
 
+/** maxPool2d with x and y channels-last when p.nhwc says so (arg then written for the NCHW result, unused). */
+export function maxPool2dLayouts(x: TypedArray, y: TypedArray, arg: TypedArray, p: PoolParams): void {
+  if (!p.nhwc) return maxPool2d(x, y, arg, p);
+  const make = (like: TypedArray, n: number) => new (like.constructor as new (n: number) => TypedArray)(n);
+  const xs = make(x, x.length);
+  relayout(x, xs, p.n, p.c, p.h * p.w, false);
+  const ys = make(y, y.length);
+  maxPool2d(xs, ys, arg, p);
+  relayout(ys, y, p.n, p.c, p.outH * p.outW, true);
+}
+
 // x (N, Cin, H, W), w (Cout, Cin/G, KH, KW), y (N, Cout, OH, OW)
 export function conv2d(x: TypedArray, w: TypedArray, bias: TypedArray | null, y: TypedArray, p: ConvParams): void {
   const cinG = p.cIn / p.groups;

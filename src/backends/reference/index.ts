@@ -36,7 +36,7 @@ export const referenceBackend: Backend<TypedArray> = {
   q4Conv2d: q4.q4Conv2d,
   q4Conv2dBackwardData: q4.q4Conv2dBackwardData,
   conv2dBackwardWeight: (x, gy, gw, gb, _dtype, p) => conv.conv2dBackwardWeight(x, gy, gw, gb, p),
-  maxPool2d: (x, y, arg, _dtype, p) => conv.maxPool2d(x, y, arg, p),
+  maxPool2d: (x, y, arg, _dtype, p) => conv.maxPool2dLayouts(x, y, arg, p),
   maxPool2dBackward: (gy, arg, gx, _dtype, p) => conv.maxPool2dBackward(gy, arg, gx, p),
   avgPool2d: (x, y, _dtype, p) => conv.avgPool2d(x, y, p),
   avgPool2dBackward: (gy, gx, _dtype, p) => conv.avgPool2dBackward(gy, gx, p),

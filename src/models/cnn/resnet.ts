@@ -7,6 +7,7 @@ import { adaptiveAvgPool2d } from '../../ops/conv.js';
 import { add, relu } from '../../ops/elementwise.js';
 import { flatten } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { channelsLastUnlessRecording } from '../../tensor/memory-format.js';
 import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from '../model.js';
 import { torchvisionPreprocess, type ConfigEntry } from './config.js';
 
@@ -128,9 +129,12 @@ export class ResNet extends VisionModel {
 
   /** x (B, 3, H, W) → (B, 512·expansion, H/32, W/32). */
   forwardFeatures(x: Tensor): Tensor {
-    let h = this.maxpool.forward(convBnAct(this.conv1, this.bn1, x, 'relu'));
-    for (const layer of [this.layer1, this.layer2, this.layer3, this.layer4]) h = layer.forward(h);
-    return h;
+    // Without a graph the features run channels-last (tensor/memory-format.ts).
+    return channelsLastUnlessRecording(() => {
+      let h = this.maxpool.forward(convBnAct(this.conv1, this.bn1, x, 'relu'));
+      for (const layer of [this.layer1, this.layer2, this.layer3, this.layer4]) h = layer.forward(h);
+      return h;
+    });
   }
 
   override featureMapSpec(levels: 1 | 4): FeatureMapSpec {
