@@ -8,7 +8,7 @@ import { adaptiveAvgPool2d, avgPool2d, conv2d, conv2dAct, maxPool2d, type Conv2d
 import { batchNorm, layerNorm, layerNorm2d } from '../ops/norm.js';
 import { add, gelu, hardswish, mul, neg, relu, relu6, rsqrt, sigmoid, silu, sub, tanh } from '../ops/elementwise.js';
 import { contiguous, reshape, transpose } from '../ops/layout.js';
-import { dtypeArray } from '../tensor/dtype.js';
+import { bytesPerElement } from '../tensor/dtype.js';
 import { totalmem } from 'node:os';
 import { isGradEnabled, stageScope } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/memory.js';
@@ -291,20 +291,22 @@ export function convBatchNormFolded(convModule: Module | null, bn: Module | null
 
 interface Folded {
   bn: BatchNorm2d;
-  /** The conv weight and bias this was folded from (a swapped-in weight makes it stale). */
-  from: [Tensor, Tensor | null];
+  /** The conv bias this was folded with. */
+  bias0: Tensor | null;
   weight: Tensor;
   bias: Tensor;
 }
 
 /**
- * Conv + BatchNorm pairs folded once for a run of inference passes (withFoldedWeights). An entry
- * is used while its conv still holds the weight and bias it was folded from and is paired with
- * the same BatchNorm; otherwise it is folded again.
+ * What inference passes reuse across a run of them (withFoldedWeights): each conv + BatchNorm
+ * pair folded once, and Linear weights copied in (in, out) order. Entries are keyed by the weight
+ * tensor they were made from, so modules sharing a cache see their own entries whatever weight
+ * they hold (a server's adapters, each with its merged copies, share one cache); an entry whose
+ * weight is no longer used stays until forget() or dispose().
  */
 export class FoldCache {
-  private readonly entries = new Map<Conv2d, Folded>();
-  private readonly stored = new Map<Linear, { from: Tensor; t: Tensor }>();
+  private readonly folded = new Map<Tensor, Folded>();
+  private readonly stored = new Map<Tensor, Tensor>();
   private storedBytes = 0;
 
   /**
@@ -319,51 +321,51 @@ export class FoldCache {
    */
   linearWeight(m: Linear): Tensor {
     const w = m.weight;
-    const e = this.stored.get(m);
-    if (e && e.from === w) return transpose(e.t, 0, 1);
-    if (e) this.dropLinear(m);
-    if (w.rank !== 2 || !w.isDense() || this.storedBytes + bytesOf(w) > this.linearBudgetBytes) return w;
-    const t = keep(tidy(() => contiguous(transpose(w, 0, 1))));
-    this.stored.set(m, { from: w, t });
-    this.storedBytes += bytesOf(t);
+    let t = this.stored.get(w);
+    if (!t) {
+      if (w.rank !== 2 || !w.isDense() || this.storedBytes + bytesOf(w) > this.linearBudgetBytes) return w;
+      t = keep(tidy(() => contiguous(transpose(w, 0, 1))));
+      this.stored.set(w, t);
+      this.storedBytes += bytesOf(t);
+    }
     return transpose(t, 0, 1);
   }
 
-  private dropLinear(m: Linear): void {
-    const e = this.stored.get(m);
-    if (!e) return;
-    this.storedBytes -= bytesOf(e.t);
-    e.t.dispose();
-    this.stored.delete(m);
-  }
-
+  /** The folded pair of `conv` (with its current weight and bias) and `bn`, or null. */
   get(conv: Conv2d, bn: BatchNorm2d): Folded | null {
-    const f = this.entries.get(conv);
-    return f && f.bn === bn && f.from[0] === conv.weight && f.from[1] === conv.bias ? f : null;
+    const f = this.folded.get(conv.weight);
+    return f && f.bn === bn && f.bias0 === conv.bias ? f : null;
   }
 
   set(conv: Conv2d, bn: BatchNorm2d, t: { weight: Tensor; bias: Tensor }): Folded {
-    this.drop(conv);
-    const f = { bn, from: [conv.weight, conv.bias] as [Tensor, Tensor | null], weight: keep(t.weight), bias: keep(t.bias) };
-    this.entries.set(conv, f);
+    this.forget(conv.weight);
+    const f = { bn, bias0: conv.bias, weight: keep(t.weight), bias: keep(t.bias) };
+    this.folded.set(conv.weight, f);
     return f;
   }
 
-  private drop(conv: Conv2d): void {
-    const f = this.entries.get(conv);
-    if (!f) return;
-    f.weight.dispose();
-    f.bias.dispose();
-    this.entries.delete(conv);
+  /** Frees what was made from `weight` (a weight about to be disposed). */
+  forget(weight: Tensor): void {
+    const f = this.folded.get(weight);
+    if (f) {
+      f.weight.dispose();
+      f.bias.dispose();
+      this.folded.delete(weight);
+    }
+    const t = this.stored.get(weight);
+    if (t) {
+      this.storedBytes -= bytesOf(t);
+      t.dispose();
+      this.stored.delete(weight);
+    }
   }
 
   dispose(): void {
-    for (const conv of [...this.entries.keys()]) this.drop(conv);
-    for (const m of [...this.stored.keys()]) this.dropLinear(m);
+    for (const w of [...new Set([...this.folded.keys(), ...this.stored.keys()])]) this.forget(w);
   }
 }
 
-const bytesOf = (t: Tensor) => t.size * dtypeArray[t.dtype].BYTES_PER_ELEMENT;
+const bytesOf = (t: Tensor) => t.size * bytesPerElement(t.dtype);
 
 let foldCache: FoldCache | null = null;
 
@@ -371,8 +373,7 @@ let foldCache: FoldCache | null = null;
  * Runs `fn` (forward passes under noGrad that do not modify any weight: evaluation, prediction,
  * timing) with each conv + BatchNorm pair folded once instead of on every forward pass. The
  * folded weights are freed when `fn` (or the promise it returns) finishes, unless `cache` is
- * given: then they stay in it for the next run (a server's per-adapter cache), and its owner
- * disposes it.
+ * given: then they stay in it for the next run (a server's cache), and its owner disposes it.
  */
 export function withFoldedWeights<T>(fn: () => T, cache?: FoldCache): T {
   if (foldCache) return fn(); // nested: the outer run owns the cache

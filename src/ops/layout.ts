@@ -225,10 +225,6 @@ export function stack(xs: readonly Tensor[], axis = 0): Tensor {
   return concat(xs.map((t) => unsqueeze(t, a)), a);
 }
 
-/**
- * Constant padding in PyTorch's order: pads = [left, right] for the last axis, then
- * [top, bottom] for the one before, and so on.
- */
 /** Dense strides for `shape` with the axes in the order `like`'s strides give them (largest first). */
 function permutedStrides(shape: Shape, like: readonly number[]): number[] {
   const order = shape.map((_, i) => i).sort((a, b) => like[b]! - like[a]! || a - b);
@@ -241,6 +237,10 @@ function permutedStrides(shape: Shape, like: readonly number[]): number[] {
   return strides;
 }
 
+/**
+ * Constant padding in PyTorch's order: pads = [left, right] for the last axis, then
+ * [top, bottom] for the one before, and so on.
+ */
 export function pad(x: Tensor, pads: readonly number[], value = 0): Tensor {
   if (pads.length % 2 !== 0 || pads.length / 2 > x.rank) throw new ShapeError(`pad: needs pairs for at most ${x.rank} axes; got ${fmt(pads)}`);
   if (pads.some((p) => p < 0)) throw new ShapeError(`pad: negative padding ${fmt(pads)} is not supported; use slice`);

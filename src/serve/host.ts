@@ -6,9 +6,10 @@
 // the ModulesToSaveWrapper), then loads its saved tensors strictly. The base weights are held
 // once; a batch runs with its adapter made active (setAdapter), which switches every adapter
 // layer and head wrapper to that adapter's tensors. For the adapters used most recently (up to
-// `mergedCacheSize`) the host keeps the adapted layers' weights with the adapter merged in and
-// each conv + BatchNorm pair folded (PeftModel.mergedCopies, FoldCache), so a batch costs what the
-// merged model costs; the others run their adapter path unmerged, folding per pass.
+// `mergedCacheSize`) the host keeps the adapted layers' weights with the adapter merged in
+// (PeftModel.mergedCopies), so a batch costs what the merged model costs; the others run their
+// adapter path unmerged. One FoldCache holds the folded conv + BatchNorm pairs and the (in, out)
+// Linear weights of every weight used, base and merged copies alike, each made once.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, RunFolderError } from '../errors.js';
@@ -57,16 +58,13 @@ function checkServable(runDir: string, m: RunManifest, adapterConfig: AdapterCon
   if (init === 'pissa') throw new ConfigError(`run ${runDir} was initialised with PiSSA, which changes the base weights under its adapter; it cannot share a base with other adapters. Merge it (graft merge / graft export) and serve it on its own`);
 }
 
-interface InferenceState {
-  copies: MergedCopies;
-  fold: FoldCache;
-}
-
 export class AdapterHost {
   private readonly served = new Map<string, ServedAdapter & { id: string }>();
   private nextId = 0;
-  /** Per adapter id, least recently used first. */
-  private readonly inference = new Map<string, InferenceState>();
+  /** Merged copies per adapter id, least recently used first. */
+  private readonly inference = new Map<string, MergedCopies>();
+  /** What inference passes reuse, for every weight they read (FoldCache). */
+  private readonly fold = new FoldCache();
   /** How many adapters keep merged, folded weights (each a copy of its adapted layers' weights); 0: none. */
   mergedCacheSize = 4;
 
@@ -158,7 +156,10 @@ export class AdapterHost {
     if (!e) throw new ConfigError(`no adapter '${name}' is served`);
     this.served.delete(name);
     this.dropInference(e.id);
+    const before = this.model.parameters();
     this.model.deleteAdapter(e.id);
+    const kept = new Set(this.model.parameters());
+    for (const t of before) if (!kept.has(t)) this.fold.forget(t);
   }
 
   /** Class probabilities of `n` prepared images (n × C × H × W floats) under adapter `name`. */
@@ -168,35 +169,36 @@ export class AdapterHost {
     const [c, h, w] = this.preprocess.inputSize;
     if (this.model.activeAdapter !== e.id) this.model.setAdapter(e.id);
     const run = () => noGrad(() => tidy(() => softmax(this.model.forward(tensor(data, [n, c, h, w])), -1).toArray())) as Float32Array;
-    const state = this.inferenceState(e.id);
-    const probs = state ? withFoldedWeights(() => this.model.withMergedCopies(state.copies, run), state.fold) : run();
+    const copies = this.mergedCopiesOf(e.id);
+    const probs = withFoldedWeights(() => (copies ? this.model.withMergedCopies(copies, run) : run()), this.fold);
     const k = e.classes.length;
     const out: Float32Array[] = [];
     for (let i = 0; i < n; i++) out.push(probs.slice(i * k, (i + 1) * k));
     return out;
   }
 
-  /** The merged, folded weights of the active adapter `id`, made on first use; null when the cache is off. */
-  private inferenceState(id: string): InferenceState | null {
+  /** The merged copies of the active adapter `id`, made on first use; null when the cache is off. */
+  private mergedCopiesOf(id: string): MergedCopies | null {
     if (this.mergedCacheSize <= 0) return null;
-    let state = this.inference.get(id);
-    if (state) this.inference.delete(id);
-    else state = { copies: this.model.mergedCopies(), fold: new FoldCache() };
-    this.inference.set(id, state);
+    let copies = this.inference.get(id);
+    if (copies) this.inference.delete(id);
+    else copies = this.model.mergedCopies();
+    this.inference.set(id, copies);
     while (this.inference.size > this.mergedCacheSize) this.dropInference(this.inference.keys().next().value!);
-    return state;
+    return copies;
   }
 
   private dropInference(id: string): void {
-    const state = this.inference.get(id);
-    if (!state) return;
-    state.copies.dispose();
-    state.fold.dispose();
+    const copies = this.inference.get(id);
+    if (!copies) return;
+    for (const c of copies.layers.values()) this.fold.forget(c.weight);
+    copies.dispose();
     this.inference.delete(id);
   }
 
   dispose(): void {
     for (const id of [...this.inference.keys()]) this.dropInference(id);
+    this.fold.dispose();
     this.model.dispose();
   }
 }

@@ -23,8 +23,8 @@ export function channelsLastRequested(): boolean {
  * Runs `fn` (forward passes without a graph) with convolutions writing channels-last (N, H, W, C)
  * maps, which the next convolution reads as they are: pointwise convolutions become one matrix
  * product with the bias and activation fused, depthwise ones vectorise along the channels, and
- * residual additions of two such maps run flat. Other ops read these tensors through their
- * strides like any view. The results are the same as in NCHW.
+ * max pooling, unary ops, residual additions and pads of such maps keep the layout. Other ops read
+ * these tensors through their strides like any view. The results are the same as in NCHW.
  */
 export function channelsLastInference<T>(fn: () => T): T {
   channelsLastDepth++;

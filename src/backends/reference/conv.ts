@@ -13,15 +13,18 @@ function relayout(src: TypedArray, dst: TypedArray, n: number, c: number, hw: nu
       }
 }
 
+/** A zeroed array of `like`'s type and `n` elements. */
+const arrayLike = (like: TypedArray, n: number) => new (like.constructor as new (n: number) => TypedArray)(n);
+
 /** conv2d with x and y in the layouts p.srcNhwc / p.dstNhwc name: the NCHW definition between two relayouts. */
 export function conv2dLayouts(x: TypedArray, w: TypedArray, bias: TypedArray | null, y: TypedArray, p: ConvParams): void {
   if (!p.srcNhwc && !p.dstNhwc) return conv2d(x, w, bias, y, p);
   let xs = x;
   if (p.srcNhwc) {
-    xs = new (x.constructor as new (n: number) => TypedArray)(x.length);
+    xs = arrayLike(x, x.length);
     relayout(x, xs, p.n, p.cIn, p.h * p.w, false);
   }
-  const ys = p.dstNhwc ? new (y.constructor as new (n: number) => TypedArray)(y.length) : y;
+  const ys = p.dstNhwc ? arrayLike(y, y.length) : y;
   conv2d(xs, w, bias, ys, p);
   if (p.dstNhwc) relayout(ys, y, p.n, p.cOut, p.outH * p.outW, true);
 }
@@ -29,10 +32,9 @@ export function conv2dLayouts(x: TypedArray, w: TypedArray, bias: TypedArray | n
 /** maxPool2d with x and y channels-last when p.nhwc says so (arg then written for the NCHW result, unused). */
 export function maxPool2dLayouts(x: TypedArray, y: TypedArray, arg: TypedArray, p: PoolParams): void {
   if (!p.nhwc) return maxPool2d(x, y, arg, p);
-  const make = (like: TypedArray, n: number) => new (like.constructor as new (n: number) => TypedArray)(n);
-  const xs = make(x, x.length);
+  const xs = arrayLike(x, x.length);
   relayout(x, xs, p.n, p.c, p.h * p.w, false);
-  const ys = make(y, y.length);
+  const ys = arrayLike(y, y.length);
   maxPool2d(xs, ys, arg, p);
   relayout(ys, y, p.n, p.c, p.outH * p.outW, true);
 }
