@@ -63,6 +63,7 @@ const train = (out: string, ...more: string[]) => ['train', ...lora(), '--output
 
 const cases: Case[] = [
   // Flags
+  { name: 'no --model', args: () => ['train', '--data', p('img'), '--output', p('onm')], status: 2, words: /no backbone given: add --model NAME, e\.g\. --model nsfwjs_mobilenet_v2.*graft inspect --list/ },
   { name: 'a non-numeric --lr', args: () => train('o1', '--lr', 'fast'), status: 2, words: /--lr must be a number; got 'fast'/ },
   { name: '--quantize with a method that trains the base', args: () => train('oq1', '--quantize', 'nf4', '--method', 'full'), status: 2, words: /quantize: a 4-bit base is frozen, so it needs an adapter method/ },
   { name: '--quant-block not a power of two', args: () => train('oq2', '--quantize', 'nf4', '--quant-block', '48'), status: 2, words: /quantize\.blocksize.*power of two from 32 to 4096/ },

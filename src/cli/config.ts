@@ -42,6 +42,9 @@ export function loadRunConfig(file: string | undefined, overrides: Record<string
     raw = parsed as Record<string, unknown>;
   }
   for (const [path, value] of Object.entries(overrides)) if (value !== undefined) setPath(raw, path, value);
+  if (raw['model'] === undefined) {
+    throw new ConfigError(`no backbone given: add --model NAME${file ? ` (or "model" in ${file})` : ''}, e.g. --model nsfwjs_mobilenet_v2 (pretrained MobileNetV2, installed with graft); graft inspect --list names every model`);
+  }
   const parsed = runConfigSchema().safeParse(raw);
   if (!parsed.success) throw new ConfigError(`invalid configuration${file ? ` (${file} and flags)` : ''}:\n${describe(parsed.error)}`);
   const c = parsed.data;
