@@ -23,8 +23,8 @@ g.setBackend('native');
 const backend = getBackend('native') as unknown as Record<string, unknown>;
 function label(key: string, args: unknown[]): string {
   if (key === 'unary' || key === 'binary') return `${key} ${String(args[0])}`;
-  if (key === 'conv2d' || key === 'conv2dClip') {
-    const p = args[5] as ConvParams;
+  if (key === 'conv2d' || key === 'conv2dClip' || key === 'conv2dPacked') {
+    const p = args[key === 'conv2dPacked' ? 6 : 5] as ConvParams;
     const layout = `${p.srcNhwc ? 'nhwc' : 'nchw'}→${p.dstNhwc ? 'nhwc' : 'nchw'}`;
     return `${key} ${p.cIn}×${p.h}×${p.w}→${p.cOut} k${p.kh} s${p.strideH} g${p.groups} ${layout}`;
   }

@@ -102,6 +102,13 @@ void Matmul(const Napi::CallbackInfo& a) {
 void Conv2d(const Napi::CallbackInfo& a) { conv2d_forward(F(a[3]), F(a[0]), F(a[1]), F(a[2]), Conv(a[4])); }
 // conv2dClip(x, w, bias, y, geometry, lo, hi)
 void Conv2dClip(const Napi::CallbackInfo& a) { conv2d_forward_clip(F(a[3]), F(a[0]), F(a[1]), F(a[2]), Conv(a[4]), R(a[5]), R(a[6])); }
+int64_t Length(const Napi::Value& v) { return static_cast<int64_t>(v.As<Napi::TypedArray>().ElementLength()); }
+// conv2dPack(w, packed, geometry, hasBias, clipOn, lo, hi)
+void Conv2dPack(const Napi::CallbackInfo& a) { conv2d_pack_weight(F(a[1]), Length(a[1]), F(a[0]), Conv(a[2]), B(a[3]), B(a[4]), R(a[5]), R(a[6])); }
+// conv2dPacked(x, w, packed, bias, y, geometry, clipOn, lo, hi)
+void Conv2dPacked(const Napi::CallbackInfo& a) {
+  conv2d_forward_packed(F(a[4]), F(a[0]), F(a[1]), F(a[2]), Length(a[2]), F(a[3]), Conv(a[5]), B(a[6]), R(a[7]), R(a[8]));
+}
 // conv2dBackwardData(gy, w, gx, geometry)
 void Conv2dBackwardData(const Napi::CallbackInfo& a) { conv2d_backward_data(F(a[2]), F(a[0]), F(a[1]), Conv(a[3])); }
 // q4Linear(x, packed, scales, code, bias | null, y, m, rows, cols, blocksize, trans)
@@ -209,6 +216,18 @@ Napi::Value AlignOffset(const Napi::CallbackInfo& a) {
   return Napi::Number::New(a.Env(), static_cast<double>((64 - p % 64) % 64));
 }
 
+// conv2dPackedLength(geometry, hasBias, clipOn, lo, hi): floats a packed weight for the geometry takes (0: none)
+Napi::Value Conv2dPackedLength(const Napi::CallbackInfo& a) {
+  try {
+    if (a.Length() != 5) throw std::invalid_argument("takes 5 arguments; got " + std::to_string(a.Length()));
+    return Napi::Number::New(a.Env(), static_cast<double>(conv2d_packed_length(Conv(a[0]), B(a[1]), B(a[2]), R(a[3]), R(a[4]))));
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(a.Env(), std::string("graft native: conv2dPackedLength: ") + e.what());
+  }
+}
+
 struct EntryPoint {
   const char* name;
   Napi::Function::Callback fn;
@@ -224,6 +243,8 @@ constexpr EntryPoint kKernels[] = {
     Kernel<Matmul, 14>("matmul"),
     Kernel<Conv2d, 5>("conv2d"),
     Kernel<Conv2dClip, 7>("conv2dClip"),
+    Kernel<Conv2dPack, 7>("conv2dPack"),
+    Kernel<Conv2dPacked, 9>("conv2dPacked"),
     Kernel<Conv2dBackwardData, 4>("conv2dBackwardData"),
     Kernel<Conv2dBackwardWeight, 5>("conv2dBackwardWeight"),
     Kernel<Q4Linear, 11>("q4Linear"),
@@ -274,7 +295,9 @@ Napi::Object Contract(Napi::Env env) {
   add("reduce", {GRAFT_REDUCE_OPS(GRAFT_REDUCE_CODE)});
   auto arity = Napi::Object::New(env);
   for (const auto& k : kKernels) arity.Set(k.name, Napi::Number::New(env, static_cast<double>(k.arity)));
-  arity.Set("alignOffset", Napi::Number::New(env, 1));  // alignOffset(arrayBuffer) returns a value, so it is not among kKernels
+  // alignOffset and conv2dPackedLength return values, so they are not among kKernels.
+  arity.Set("alignOffset", Napi::Number::New(env, 1));
+  arity.Set("conv2dPackedLength", Napi::Number::New(env, 5));
   auto contract = Napi::Object::New(env);
   contract.Set("enums", enums);
   contract.Set("arity", arity);
@@ -284,6 +307,7 @@ Napi::Object Contract(Napi::Env env) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   for (const auto& k : kKernels) exports.Set(k.name, Napi::Function::New(env, k.fn, k.name, const_cast<char*>(k.name)));
   exports.Set("alignOffset", Napi::Function::New(env, AlignOffset, "alignOffset"));
+  exports.Set("conv2dPackedLength", Napi::Function::New(env, Conv2dPackedLength, "conv2dPackedLength"));
   // The vector instruction set the exp/erf kernels use on this CPU ("avx512" or "avx2").
   exports.Set("simd", Napi::String::New(env, simd::kernels().level));
   exports.Set("contract", Contract(env));

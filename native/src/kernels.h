@@ -71,6 +71,14 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 // conv2d_forward with each output clamped to [lo, hi] in the same pass (an inference
 // convolution fused with its ReLU / ReLU6: oneDNN's eltwise post-op, or the direct kernels' store)
 void conv2d_forward_clip(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, float lo, float hi);
+// Inference convolutions into NHWC on weights packed once into the layout oneDNN's kernel for the
+// geometry reads (conv.cc): the packed buffer's length in floats, 0 where the geometry has no such
+// kernel (the plain path is used then); the packing; and the forward pass, which runs on the plain
+// weights `w` when `packed` was made for another layout.
+int64_t conv2d_packed_length(const ConvShape& s, bool bias, bool clipOn, float lo, float hi);
+void conv2d_pack_weight(float* packed, int64_t length, const float* w, const ConvShape& s, bool bias, bool clipOn, float lo, float hi);
+void conv2d_forward_packed(float* y, const float* x, const float* w, const float* packed, int64_t length, const float* bias, const ConvShape& s,
+                           bool clipOn, float lo, float hi);
 // gx (B, Cin, H, W) from gy (B, Cout, OH, OW)
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s);
 // gw (Cout, Cin/G, KH, KW) and gb (Cout, may be null), overwritten

@@ -85,6 +85,9 @@ export interface ConvParams {
   dstNhwc?: boolean;
 }
 
+/** The clamp [lo, hi] a convolution applies to its outputs (a fused ReLU / ReLU6), or null. */
+export type ConvClip = readonly [number, number] | null;
+
 /** NCHW pooling geometry. `countIncludePad` is for average pooling (PyTorch's default true). */
 export interface PoolParams {
   n: number; c: number; h: number; w: number;
@@ -156,6 +159,16 @@ export interface Backend<B = TypedArray> {
   conv2d(x: B, w: B, bias: B | null, y: B, dtype: DType, p: ConvParams): void;
   /** conv2d with each output clamped to [lo, hi] as it is stored (a convolution fused with its ReLU / ReLU6). */
   conv2dClip(x: B, w: B, bias: B | null, y: B, dtype: DType, p: ConvParams, lo: number, hi: number): void;
+  /**
+   * Optional, inference only: a convolution's weights rearranged once into the layout this
+   * backend's forward kernel for `p` reads, for weights that many calls use. p.dstNhwc must be
+   * set; the batch and plane size do not matter. conv2dPackedLength gives the buffer's length (0:
+   * no such layout for p); conv2dPack fills it from `w`; conv2dPacked is conv2d (clip null) or
+   * conv2dClip on it, `w` being the same weights unpacked.
+   */
+  conv2dPackedLength?(dtype: DType, p: ConvParams, hasBias: boolean, clip: ConvClip): number;
+  conv2dPack?(w: B, packed: B, dtype: DType, p: ConvParams, hasBias: boolean, clip: ConvClip): void;
+  conv2dPacked?(x: B, w: B, packed: B, bias: B | null, y: B, dtype: DType, p: ConvParams, clip: ConvClip): void;
   conv2dBackwardData(gy: B, w: B, gx: B, dtype: DType, p: ConvParams): void;
   /** Products with a 4-bit weight (Q4Weight), dequantised chunk by chunk; y is overwritten; `bias` (rows) only with trans = false. */
   q4Linear(x: B, w: Q4Weight<B>, bias: B | null, y: B, dtype: DType, p: Q4LinearParams): void;

@@ -4,7 +4,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { defaultGenerator, type Generator } from '../tensor/random.js';
 import { ones, rand, zeros } from '../ops/creation.js';
 import { linear } from '../ops/matmul.js';
-import { adaptiveAvgPool2d, avgPool2d, conv2d, conv2dAct, maxPool2d, type Conv2dOptions, type ConvActivation, type Pool2dOptions } from '../ops/conv.js';
+import { adaptiveAvgPool2d, avgPool2d, conv2d, conv2dAct, maxPool2d, type Conv2dOptions, type ConvActivation, type Pool2dOptions, type WeightPacks } from '../ops/conv.js';
 import { batchNorm, layerNorm, layerNorm2d } from '../ops/norm.js';
 import { add, gelu, hardswish, mul, neg, relu, relu6, rsqrt, sigmoid, silu, sub, tanh } from '../ops/elementwise.js';
 import { contiguous, reshape, transpose } from '../ops/layout.js';
@@ -271,7 +271,7 @@ export function convBatchNormFolded(convModule: Module | null, bn: Module | null
   // A 4-bit convolution (Conv2d4bit) is not folded: folding would build its whole float weight.
   if (!conv || (conv as Partial<{ isQuantized4: boolean }>).isQuantized4) return null;
   const cache = foldCache && !isGradEnabled() ? foldCache : null;
-  let folded: { weight: Tensor; bias: Tensor } | null = cache?.get(conv, bn) ?? null;
+  let folded: { weight: Tensor; bias: Tensor; packs?: WeightPacks } | null = cache?.get(conv, bn) ?? null;
   if (!folded) {
     const c = conv.outChannels;
     const fold = () => {
@@ -285,7 +285,9 @@ export function convBatchNormFolded(convModule: Module | null, bn: Module | null
     // Outside every scope: the cache owns these until it is disposed.
     folded = cache ? cache.set(conv, bn, tidy(fold)) : fold();
   }
-  const opts = window ? { ...conv.convOptions, ...window } : conv.convOptions;
+  let opts = window ? { ...conv.convOptions, ...window } : conv.convOptions;
+  // A cached fold keeps the backend's packed copies of its weight too.
+  if (folded.packs) opts = { ...opts, packs: folded.packs };
   return act ? conv2dAct(input, folded.weight, folded.bias, opts, act) : conv2d(input, folded.weight, folded.bias, opts);
 }
 
@@ -295,11 +297,14 @@ interface Folded {
   bias0: Tensor | null;
   weight: Tensor;
   bias: Tensor;
+  /** The folded weight packed for the backend's inference kernels (Conv2dOptions.packs). */
+  packs: WeightPacks;
 }
 
 /**
  * What inference passes reuse across a run of them (withFoldedWeights): each conv + BatchNorm
- * pair folded once, and Linear weights copied in (in, out) order. Entries are keyed by the weight
+ * pair folded once (with the backend's packed copies of the folded weight, where it makes them),
+ * and Linear weights copied in (in, out) order. Entries are keyed by the weight
  * tensor they were made from, so modules sharing a cache see their own entries whatever weight
  * they hold (a server's adapters, each with its merged copies, share one cache); an entry whose
  * weight is no longer used stays until forget() or dispose().
@@ -339,7 +344,7 @@ export class FoldCache {
 
   set(conv: Conv2d, bn: BatchNorm2d, t: { weight: Tensor; bias: Tensor }): Folded {
     this.forget(conv.weight);
-    const f = { bn, bias0: conv.bias, weight: keep(t.weight), bias: keep(t.bias) };
+    const f = { bn, bias0: conv.bias, weight: keep(t.weight), bias: keep(t.bias), packs: new Map() };
     this.folded.set(conv.weight, f);
     return f;
   }
@@ -350,6 +355,7 @@ export class FoldCache {
     if (f) {
       f.weight.dispose();
       f.bias.dispose();
+      for (const t of f.packs.values()) t?.dispose();
       this.folded.delete(weight);
     }
     const t = this.stored.get(weight);

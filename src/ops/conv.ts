@@ -1,5 +1,5 @@
 // Convolution and pooling over NCHW tensors.
-import type { ConvParams, PoolParams } from '../backends/backend.js';
+import type { ConvClip, ConvParams, PoolParams } from '../backends/backend.js';
 import { fmt, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { denseData } from './layout.js';
@@ -7,6 +7,7 @@ import { record } from './table.js';
 import { needsGrad } from '../tensor/autograd.js';
 import { channelsLastRequested, channelsLastStrides, isChannelsLast } from '../tensor/memory-format.js';
 import { alloc, backendOf, expectFloat, expectRank, expectSameDtype } from './util.js';
+import { keep } from '../tensor/memory.js';
 
 type Pair = number | readonly [number, number];
 const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
@@ -19,7 +20,16 @@ export interface Conv2dOptions {
   paddingEnd?: Pair;
   dilation?: Pair;
   groups?: number;
+  /**
+   * Inference only: where the weight's packed copies (Backend.conv2dPack: the layout the
+   * backend's channels-last kernel reads) are kept between calls, made on first use. The caller
+   * owns them (disposes every tensor in the map) and must not change the weight while they live.
+   */
+  packs?: WeightPacks;
 }
+
+/** Packed copies of one convolution weight, by the geometry each was made for (Conv2dOptions.packs); null: none for it. */
+export type WeightPacks = Map<string, Tensor | null>;
 
 /** Output size of a sliding window, PyTorch's formula. */
 function outSize(op: string, size: number, k: number, stride: number, padding: number, dilation: number, ceilMode = false, paddingEnd = padding): number {
@@ -83,7 +93,10 @@ function convolve(op: 'conv2d' | 'conv2dAct', x: Tensor, weight: Tensor, bias: T
   const wd = denseData(weight);
   const bd = bias ? denseData(bias) : null;
   const out = alloc(backend, [n, cOut, p.outH, p.outW], x.dtype, false, p.dstNhwc ? channelsLastStrides([n, cOut, p.outH, p.outW]) : undefined);
-  if (act) backend.conv2dClip(xd.buf(), wd.buf(), bd?.buf() ?? null, out.buf(), x.dtype, p, ...ACT_BOUNDS[act]);
+  const clip: ConvClip = act ? ACT_BOUNDS[act] : null;
+  const packed = packingEnabled && inference && p.dstNhwc && opts.packs && backend.conv2dPacked ? packedWeight(opts.packs, wd, p, bias !== null, clip, [padEndH, padEndW]) : null;
+  if (packed) backend.conv2dPacked!(xd.buf(), wd.buf(), packed.buf(), bd?.buf() ?? null, out.buf(), x.dtype, p, clip);
+  else if (clip) backend.conv2dClip(xd.buf(), wd.buf(), bd?.buf() ?? null, out.buf(), x.dtype, p, ...clip);
   else backend.conv2d(xd.buf(), wd.buf(), bd?.buf() ?? null, out.buf(), x.dtype, p);
   const inputs = bias ? [x, weight, bias] : [x, weight];
   // The fused activation's backward reads the output (the mask lo < y < hi), so it is saved too.
@@ -114,6 +127,26 @@ function convolve(op: 'conv2d' | 'conv2dAct', x: Tensor, weight: Tensor, bias: T
   });
   for (const [d, o] of [[xd, x], [wd, weight], [bd, bias]] as const) if (d && d !== o) d.dispose();
   return out;
+}
+
+// GRAFT_PACKED_WEIGHTS=0 runs every convolution on its plain weights (for comparison and debugging).
+const packingEnabled = process.env['GRAFT_PACKED_WEIGHTS'] !== '0';
+
+/** The packed copy of `w` for p (made and stored in `packs` on first use), or null where the backend has none. */
+function packedWeight(packs: WeightPacks, w: Tensor, p: ConvParams, hasBias: boolean, clip: ConvClip, padEnd: [number, number]): Tensor | null {
+  const key = [p.cIn, p.strideH, p.strideW, p.padH, p.padW, ...padEnd, p.dilH, p.dilW, p.groups, hasBias, clip?.[0], clip?.[1]].join(',');
+  let t = packs.get(key);
+  if (t === undefined) {
+    const backend = w.backend;
+    const length = backend.conv2dPackedLength?.(w.dtype, p, hasBias, clip) ?? 0;
+    t = null;
+    if (length > 0) {
+      t = keep(alloc(backend, [length], w.dtype));
+      backend.conv2dPack!(w.buf(), t.buf(), w.dtype, p, hasBias, clip);
+    }
+    packs.set(key, t);
+  }
+  return t;
 }
 
 export interface Pool2dOptions {
