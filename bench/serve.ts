@@ -69,7 +69,7 @@ function rssMb(pid: number): number {
 }
 
 async function startServer(a: string, b: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--adapter', `a=${a}`, '--adapter', `b=${b}`, '--port', '0', '--max-queue', '256', ...(maxBatch ? ['--max-batch', maxBatch] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...(process.env['SERVE_NODE_FLAGS'] ?? '').split(' ').filter(Boolean), CLI, 'serve', '--adapter', `a=${a}`, '--adapter', `b=${b}`, '--port', '0', '--max-queue', '256', ...(maxBatch ? ['--max-batch', maxBatch] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout!.on('data', (d) => { out += d; const m = /listening on (\S+)/.exec(out); if (m) resolve(m[1]!); });

@@ -111,9 +111,10 @@ export class PeftModel<M extends Module = Module> extends Module {
   /** Makes `name` the active adapter; only its parameters are trainable. */
   setAdapter(name: string): void {
     this.adapter(name);
-    if (this.adapterLayers().some(([, l]) => l.mergedAdapters.length)) throw new Error('unmerge adapters before switching the active one');
+    const layers = this.adapterLayers();
+    if (layers.some(([, l]) => l.mergedAdapters.length)) throw new Error('unmerge adapters before switching the active one');
     this.activeAdapter = name;
-    for (const [, l] of this.adapterLayers()) l.activeAdapter = l.adapterNames().includes(name) ? name : null;
+    for (const [, l] of layers) l.activeAdapter = l.adapterNames().includes(name) ? name : null;
     for (const [, w] of this.wrappers()) w.active = w.modules_to_save.has(name) ? name : null;
     this.model.requiresGrad_(false);
     const params = new Set(this.model.parameters());

@@ -120,6 +120,18 @@ export function writeNormalised(res: RgbImage, pre: PreprocessConfig, jitterFact
   }
   // Colour jitter and noise work on [0, 1] values; rescaleFactor (default 1/255) then sets the scale mean/std see.
   const rescale = (pre.rescaleFactor ?? 1 / 255) * 255;
+  if (!jitter && !noise) {
+    // Each byte's normalised value per channel, computed as the loop below computes it.
+    const lut = [0, 1, 2].map((c) => Float32Array.from({ length: 256 }, (_, v) => ((v / 255) * rescale - pre.mean[c]!) / pre.std[c]!));
+    const [l0, l1, l2] = lut as [Float32Array, Float32Array, Float32Array];
+    const d = res.data;
+    for (let i = 0, j = 0; i < plane; i++, j += 3) {
+      out[offset + i] = l0[d[j]!]!;
+      out[offset + plane + i] = l1[d[j + 1]!]!;
+      out[offset + 2 * plane + i] = l2[d[j + 2]!]!;
+    }
+    return;
+  }
   for (let i = 0; i < plane; i++) {
     let r = res.data[3 * i]! / 255;
     let g = res.data[3 * i + 1]! / 255;

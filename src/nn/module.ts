@@ -91,8 +91,12 @@ export abstract class Module {
 
   /** Every module in the tree with its dotted path ('' for this one). */
   namedModules(prefix = ''): [string, Module][] {
-    const out: [string, Module][] = [[prefix, this]];
-    for (const [name, m] of this.children()) out.push(...m.namedModules(prefix ? `${prefix}.${name}` : name));
+    const out: [string, Module][] = [];
+    const walk = (path: string, m: Module) => {
+      out.push([path, m]);
+      for (const [name, c] of m._modules) if (c) walk(path ? `${path}.${name}` : name, c);
+    };
+    walk(prefix, this);
     return out;
   }
 
