@@ -109,6 +109,10 @@ void Conv2dPack(const Napi::CallbackInfo& a) { conv2d_pack_weight(F(a[1]), Lengt
 void Conv2dPacked(const Napi::CallbackInfo& a) {
   conv2d_forward_packed(F(a[4]), F(a[0]), F(a[1]), F(a[2]), Length(a[2]), F(a[3]), Conv(a[5]), B(a[6]), R(a[7]), R(a[8]));
 }
+// matmulPack(b, packed, n, k, transB, hasBias)
+void MatmulPack(const Napi::CallbackInfo& a) { matmul_pack(F(a[1]), Length(a[1]), F(a[0]), N(a[2]), N(a[3]), B(a[4]), B(a[5])); }
+// matmulPacked(a, b, packed, c, m, n, k, transB, bias | null)
+void MatmulPacked(const Napi::CallbackInfo& a) { matmul_packed(F(a[3]), F(a[0]), F(a[1]), F(a[2]), Length(a[2]), N(a[4]), N(a[5]), N(a[6]), B(a[7]), F(a[8])); }
 // conv2dBackwardData(gy, w, gx, geometry)
 void Conv2dBackwardData(const Napi::CallbackInfo& a) { conv2d_backward_data(F(a[2]), F(a[0]), F(a[1]), Conv(a[3])); }
 // q4Linear(x, packed, scales, code, bias | null, y, m, rows, cols, blocksize, trans)
@@ -216,17 +220,34 @@ Napi::Value AlignOffset(const Napi::CallbackInfo& a) {
   return Napi::Number::New(a.Env(), static_cast<double>((64 - p % 64) % 64));
 }
 
-// conv2dPackedLength(geometry, hasBias, clipOn, lo, hi): floats a packed weight for the geometry takes (0: none)
-Napi::Value Conv2dPackedLength(const Napi::CallbackInfo& a) {
+// An entry point that returns a number, with the checks of Entry.
+template <int64_t (*Body)(const Napi::CallbackInfo&), size_t Arity>
+Napi::Value CountEntry(const Napi::CallbackInfo& info) {
+  const char* name = static_cast<const char*>(info.Data());
   try {
-    if (a.Length() != 5) throw std::invalid_argument("takes 5 arguments; got " + std::to_string(a.Length()));
-    return Napi::Number::New(a.Env(), static_cast<double>(conv2d_packed_length(Conv(a[0]), B(a[1]), B(a[2]), R(a[3]), R(a[4]))));
+    if (info.Length() != Arity)
+      throw std::invalid_argument("takes " + std::to_string(Arity) + " arguments; got " + std::to_string(info.Length()));
+    return Napi::Number::New(info.Env(), static_cast<double>(Body(info)));
   } catch (const Napi::Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw Napi::Error::New(a.Env(), std::string("graft native: conv2dPackedLength: ") + e.what());
+    throw Napi::Error::New(info.Env(), std::string("graft native: ") + name + ": " + e.what());
   }
 }
+// conv2dPackedLength(geometry, hasBias, clipOn, lo, hi): floats a packed weight for the geometry takes (0: none)
+int64_t Conv2dPackedLength(const Napi::CallbackInfo& a) { return conv2d_packed_length(Conv(a[0]), B(a[1]), B(a[2]), R(a[3]), R(a[4])); }
+// matmulPackedLength(n, k, hasBias): floats a packed B (K, N) takes (0: none)
+int64_t MatmulPackedLength(const Napi::CallbackInfo& a) { return matmul_packed_length(N(a[0]), N(a[1]), B(a[2])); }
+// Entry points that return a value, with their argument counts.
+struct CountEntryPoint {
+  const char* name;
+  Napi::Function::Callback fn;
+  size_t arity;
+};
+constexpr CountEntryPoint kCounts[] = {
+    {"conv2dPackedLength", CountEntry<Conv2dPackedLength, 5>, 5},
+    {"matmulPackedLength", CountEntry<MatmulPackedLength, 3>, 3},
+};
 
 struct EntryPoint {
   const char* name;
@@ -243,6 +264,8 @@ constexpr EntryPoint kKernels[] = {
     Kernel<Matmul, 14>("matmul"),
     Kernel<Conv2d, 5>("conv2d"),
     Kernel<Conv2dClip, 7>("conv2dClip"),
+    Kernel<MatmulPack, 6>("matmulPack"),
+    Kernel<MatmulPacked, 9>("matmulPacked"),
     Kernel<Conv2dPack, 7>("conv2dPack"),
     Kernel<Conv2dPacked, 9>("conv2dPacked"),
     Kernel<Conv2dBackwardData, 4>("conv2dBackwardData"),
@@ -295,9 +318,9 @@ Napi::Object Contract(Napi::Env env) {
   add("reduce", {GRAFT_REDUCE_OPS(GRAFT_REDUCE_CODE)});
   auto arity = Napi::Object::New(env);
   for (const auto& k : kKernels) arity.Set(k.name, Napi::Number::New(env, static_cast<double>(k.arity)));
-  // alignOffset and conv2dPackedLength return values, so they are not among kKernels.
+  // alignOffset and the entry points of kCounts return values, so they are not among kKernels.
   arity.Set("alignOffset", Napi::Number::New(env, 1));
-  arity.Set("conv2dPackedLength", Napi::Number::New(env, 5));
+  for (const auto& k : kCounts) arity.Set(k.name, Napi::Number::New(env, static_cast<double>(k.arity)));
   auto contract = Napi::Object::New(env);
   contract.Set("enums", enums);
   contract.Set("arity", arity);
@@ -307,7 +330,7 @@ Napi::Object Contract(Napi::Env env) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   for (const auto& k : kKernels) exports.Set(k.name, Napi::Function::New(env, k.fn, k.name, const_cast<char*>(k.name)));
   exports.Set("alignOffset", Napi::Function::New(env, AlignOffset, "alignOffset"));
-  exports.Set("conv2dPackedLength", Napi::Function::New(env, Conv2dPackedLength, "conv2dPackedLength"));
+  for (const auto& k : kCounts) exports.Set(k.name, Napi::Function::New(env, k.fn, k.name, const_cast<char*>(k.name)));
   // The vector instruction set the exp/erf kernels use on this CPU ("avx512" or "avx2").
   exports.Set("simd", Napi::String::New(env, simd::kernels().level));
   exports.Set("contract", Contract(env));

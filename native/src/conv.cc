@@ -363,14 +363,9 @@ void conv_forward(float* y, const float* x, const float* w, const float* bias, c
 // Prepacked inference convolutions. oneDNN's fast NHWC kernels (brgconv, brgconv_1x1,
 // brdgmm_dw on AVX-512) read their weights in a blocked layout of their own choosing; given plain
 // OIHW weights they either reorder them on every call or fall back to a reference kernel. A
-// packed weight is that layout, made once (conv2d_pack_weight) for weights reused over many
-// calls: `kPackHeader` floats holding the layout's memory descriptor, then the weights. The
-// descriptor is checked on every call, so a packed weight made for another geometry is never
-// misread (the call then runs on the plain weights). The layout depends on the weights' shape,
-// stride, padding, bias and post-ops, not on the batch or plane size, so one packed copy serves
-// every batch size.
-constexpr size_t kPackHeader = (sizeof(dnnl_memory_desc_t) + 63) / 64 * 16;
-
+// packed weight (onednn.h) is that layout, made once for weights reused over many calls. The
+// layout depends on the weights' shape, stride, padding, bias and post-ops, not on the batch or
+// plane size, so one packed copy serves every batch size.
 // The primitive for s with NHWC src and dst and weights in the layout it prefers.
 const Primitive& packed_primitive(const ConvShape& s, bool bias, const Clip& clip) {
   ConvShape t = s;
@@ -390,12 +385,6 @@ const Primitive& packed_primitive(const ConvShape& s, bool bias, const Clip& cli
   });
 }
 
-memory::desc packed_desc(const float* packed) {
-  dnnl_memory_desc_t md;
-  std::memcpy(&md, packed, sizeof md);
-  return memory::desc(md);
-}
-
 // NCHW → NHWC for one input, through a cached oneDNN reorder.
 void to_nhwc(float* dst, const float* src, const ConvShape& s) {
   const Primitive& p = cached(key("conv_src_nhwc", s.n, s.cIn, s.h, s.w), [&] {
@@ -410,26 +399,20 @@ void to_nhwc(float* dst, const float* src, const ConvShape& s) {
 int64_t conv2d_packed_length(const ConvShape& s, bool bias, bool clipOn, float lo, float hi) {
   if (!s.dstNhwc) return 0;
   const Primitive& p = packed_primitive(s, bias, Clip{clipOn, lo, hi});
-  if (!p.prim) return 0;
-  return static_cast<int64_t>(kPackHeader + (p.mds[1].get_size() + sizeof(float) - 1) / sizeof(float));
+  return p.prim ? packed_length(p.mds[1]) : 0;
 }
 
 void conv2d_pack_weight(float* packed, int64_t length, const float* w, const ConvShape& s, bool bias, bool clipOn, float lo, float hi) {
-  if (length < conv2d_packed_length(s, bias, clipOn, lo, hi) || length == 0)
-    throw std::invalid_argument("the packed buffer is shorter than conv2dPackedLength gives for this geometry");
   const Primitive& p = packed_primitive(s, bias, Clip{clipOn, lo, hi});
-  std::memcpy(packed, &p.mds[1].data, sizeof(dnnl_memory_desc_t));
-  const memory::desc plain = conv_descs(s).wei;
-  memory from = mem(plain, w), to = mem(p.mds[1], packed + kPackHeader);
-  dnnl::reorder(dnnl::reorder::primitive_desc(engine(), plain, engine(), p.mds[1])).execute(stream(), from, to);
-  stream().wait();
+  if (!s.dstNhwc || !p.prim) throw std::invalid_argument("no packed layout for this geometry (conv2dPackedLength gives 0)");
+  pack_weights(packed, length, conv_descs(s).wei, w, p.mds[1]);
 }
 
 void conv2d_forward_packed(float* y, const float* x, const float* w, const float* packed, int64_t length, const float* bias, const ConvShape& s,
                            bool clipOn, float lo, float hi) {
   const Clip clip{clipOn, lo, hi};
   const Primitive& p = packed_primitive(s, bias != nullptr, clip);
-  const bool usable = s.dstNhwc && p.prim && length >= conv2d_packed_length(s, bias != nullptr, clipOn, lo, hi) && packed_desc(packed) == p.mds[1];
+  const bool usable = s.dstNhwc && p.prim && packed_as(packed, length, p.mds[1]);
   if (!usable) return conv_forward(y, x, w, bias, s, clip);
   const float* src = x;
   if (!s.srcNhwc) {

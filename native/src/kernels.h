@@ -57,6 +57,13 @@ void reduce_forward(float* out, int32_t* arg, const float* x, int64_t outer, int
 // c[b] (M, N) = op(a[b]) · op(b[b]) (+ c[b] when beta = 1) (+ bias (N) on every row when not null);
 // a[b] is (K, M) when transA else (M, K), b[b] is (N, K) when transB else (K, N); a batch stride
 // of 0 broadcasts one matrix.
+// c (M, N) = a (M, K) · B (+ bias) on B packed once (matmul.cc): the packed length in floats (0:
+// no packed layout), the packing from b (K, N), or (N, K) when transB, and the product, which
+// runs on the plain b when `packed` holds another layout.
+int64_t matmul_packed_length(int64_t n, int64_t k, bool bias);
+void matmul_pack(float* packed, int64_t length, const float* b, int64_t n, int64_t k, bool transB, bool bias);
+void matmul_packed(float* c, const float* a, const float* b, const float* packed, int64_t length, int64_t m, int64_t n, int64_t k, bool transB,
+                   const float* bias);
 void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool transA, bool transB,
             int64_t strideA, int64_t strideB, int64_t strideC, int beta, const float* bias = nullptr);
 

@@ -71,4 +71,46 @@ void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, 
   gemm_execute(p, stream(), c, a, b, nullptr, bias);
 }
 
+// Products with a packed B (onednn.h), for inference layers whose weights many calls reuse:
+// c (M, N) = a (M, K) · B (+ bias), B packed from (K, N), or from (N, K) when transB. oneDNN's
+// AVX-512 kernel then reads B in its own blocked layout instead of copying blocks of it on every
+// call. Its layout depends on K and N only, so one packed copy serves every M.
+namespace {
+
+const Primitive& packed_matmul(int64_t m, int64_t n, int64_t k, bool bias) {
+  return cached(key("mm_packed", m, n, k, bias), [&] {
+    memory::desc a({m, k}, dt::f32, tag::ab), b({k, n}, dt::f32, tag::any), c({m, n}, dt::f32, tag::ab), bias_md({1, n}, dt::f32, tag::ab);
+    auto pd = bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias_md, c), engine()) : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), engine());
+    const bool jit = std::strncmp(pd.impl_info_str(), "ref", 3) != 0;
+    return Primitive{jit ? dnnl::primitive(dnnl::matmul(pd)) : dnnl::primitive(), {a, pd.weights_desc(), c, bias_md}};
+  });
+}
+
+// The layout is chosen for a typical M: the same for every M on the shapes measured.
+constexpr int64_t kPackRows = 256;
+
+}  // namespace
+
+int64_t matmul_packed_length(int64_t n, int64_t k, bool bias) {
+  const Primitive& p = packed_matmul(kPackRows, n, k, bias);
+  return p.prim ? packed_length(p.mds[1]) : 0;
+}
+
+void matmul_pack(float* packed, int64_t length, const float* b, int64_t n, int64_t k, bool transB, bool bias) {
+  const Primitive& p = packed_matmul(kPackRows, n, k, bias);
+  if (!p.prim) throw std::invalid_argument("no packed layout for this product (matmulPackedLength gives 0)");
+  pack_weights(packed, length, memory::desc({k, n}, dt::f32, transB ? tag::ba : tag::ab), b, p.mds[1]);
+}
+
+void matmul_packed(float* c, const float* a, const float* b, const float* packed, int64_t length, int64_t m, int64_t n, int64_t k, bool transB,
+                   const float* bias) {
+  if (m <= 0) return;
+  const Primitive& p = packed_matmul(m, n, k, bias != nullptr);
+  if (!p.prim || !packed_as(packed, length, p.mds[1])) return matmul(c, a, b, 1, m, n, k, false, transB, 0, 0, 0, 0, bias);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], a)}, {DNNL_ARG_WEIGHTS, mem(p.mds[1], packed + kPackHeader)}, {DNNL_ARG_DST, mem(p.mds[2], c)}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, mem(p.mds[3], bias));
+  p.prim.execute(stream(), args);
+  stream().wait();
+}
+
 }  // namespace graft

@@ -2,6 +2,7 @@
 #include "onednn.h"
 
 #include <list>
+#include <stdexcept>
 #include <unordered_map>
 
 namespace graft::onednn {
@@ -46,6 +47,21 @@ const Primitive& cached(const std::string& key, const std::function<Primitive()>
     c.order.pop_back();
   }
   return c.order.front().second;
+}
+
+void pack_weights(float* packed, int64_t length, const memory::desc& from, const float* w, const memory::desc& to) {
+  if (length < packed_length(to)) throw std::invalid_argument("the packed buffer is shorter than the packed length for this geometry");
+  std::memcpy(packed, &to.data, sizeof(dnnl_memory_desc_t));
+  memory src = mem(from, w), dst = mem(to, packed + kPackHeader);
+  dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to)).execute(stream(), src, dst);
+  stream().wait();
+}
+
+bool packed_as(const float* packed, int64_t length, const memory::desc& md) {
+  if (length < packed_length(md)) return false;
+  dnnl_memory_desc_t header;
+  std::memcpy(&header, packed, sizeof header);
+  return memory::desc(header) == md;
 }
 
 }  // namespace graft::onednn

@@ -78,4 +78,16 @@ std::string key(const char* name, T... parts) {
 
 inline memory mem(const memory::desc& md, const void* p) { return memory(md, engine(), const_cast<void*>(p)); }
 
+// Packed weights (conv.cc, matmul.cc): weights reordered once into the layout a primitive picked
+// for them (format_tag::any), behind a header of kPackHeader floats that holds that layout's
+// memory descriptor. Each call compares the header with its primitive's weights descriptor, so
+// weights packed for another layout are never misread.
+constexpr size_t kPackHeader = (sizeof(dnnl_memory_desc_t) + 63) / 64 * 16;
+// Floats a packed copy of weights in layout `md` takes, header included.
+inline int64_t packed_length(const memory::desc& md) { return static_cast<int64_t>(kPackHeader + (md.get_size() + sizeof(float) - 1) / sizeof(float)); }
+// Reorders `from` (the plain weights at w) into `packed` in layout `to`, header first.
+void pack_weights(float* packed, int64_t length, const memory::desc& from, const float* w, const memory::desc& to);
+// Whether `packed` (of `length` floats) holds weights in layout `md`.
+bool packed_as(const float* packed, int64_t length, const memory::desc& md);
+
 }  // namespace graft::onednn

@@ -154,6 +154,16 @@ export interface Backend<B = TypedArray> {
   // ---- linear algebra -------------------------------------------------------------------------
   /** C = op(A) op(B) (+ C when p.beta), plus `bias` (N) on every row of every batch when given. */
   matmul(a: B, b: B, c: B, dtype: DType, p: MatmulParams, bias?: B | null): void;
+  /**
+   * Optional, inference only: B of c (M, N) = a (M, K) · B (+ bias) packed once into the layout
+   * this backend's product kernel reads, for weights that many calls use (a Linear layer's); the
+   * layout does not depend on M. matmulPackedLength gives the buffer's length (0: none for these
+   * sizes); matmulPack fills it from b stored (K, N), or (N, K) with transB; matmulPacked is that
+   * product on it, `b` being the same operand unpacked.
+   */
+  matmulPackedLength?(dtype: DType, n: number, k: number, hasBias: boolean): number;
+  matmulPack?(b: B, packed: B, dtype: DType, n: number, k: number, transB: boolean, hasBias: boolean): void;
+  matmulPacked?(a: B, b: B, packed: B, c: B, dtype: DType, m: number, n: number, k: number, transB: boolean, bias: B | null): void;
 
   // ---- convolution and pooling (NCHW, contiguous) --------------------------------------------
   conv2d(x: B, w: B, bias: B | null, y: B, dtype: DType, p: ConvParams): void;

@@ -13,6 +13,7 @@ import { totalmem } from 'node:os';
 import { isGradEnabled, stageScope } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/memory.js';
 import { dropout, dropPath } from '../ops/nn.js';
+import { packingEnabled } from '../ops/util.js';
 
 type Pair = number | readonly [number, number];
 const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
@@ -66,8 +67,11 @@ export class Linear extends Module {
     if (replaced) return replaced as unknown as Linear;
   }
   forward(x: Tensor): Tensor {
-    const weight = foldCache && !isGradEnabled() ? foldCache.linearWeight(this) : this.weight;
-    return linear(x, weight, this.bias);
+    if (foldCache && !isGradEnabled()) {
+      const { weight, packs } = foldCache.linearOperand(this);
+      return linear(x, weight, this.bias, packs ? { packs } : {});
+    }
+    return linear(x, this.weight, this.bias);
   }
 }
 
@@ -304,7 +308,7 @@ interface Folded {
 /**
  * What inference passes reuse across a run of them (withFoldedWeights): each conv + BatchNorm
  * pair folded once (with the backend's packed copies of the folded weight, where it makes them),
- * and Linear weights copied in (in, out) order. Entries are keyed by the weight
+ * and Linear weights packed (or, on backends that pack none, copied in (in, out) order). Entries are keyed by the weight
  * tensor they were made from, so modules sharing a cache see their own entries whatever weight
  * they hold (a server's adapters, each with its merged copies, share one cache); an entry whose
  * weight is no longer used stays until forget() or dispose().
@@ -312,6 +316,7 @@ interface Folded {
 export class FoldCache {
   private readonly folded = new Map<Tensor, Folded>();
   private readonly stored = new Map<Tensor, Tensor>();
+  private readonly linearPacks = new Map<Tensor, WeightPacks>();
   private storedBytes = 0;
 
   /**
@@ -321,8 +326,27 @@ export class FoldCache {
   constructor(readonly linearBudgetBytes = Math.min(2 ** 30, totalmem() / 16)) {}
 
   /**
-   * The weight of `m` as linear() reads it fastest without a graph: a (out, in) view of a copy
-   * stored (in, out), made on first use while the budget allows, else the weight itself.
+   * The weight of `m` as linear() reads it fastest without a graph, while the budget allows: the
+   * weight with a place for its packed copy where the backend packs products' operands (made by
+   * linear() on first use), else linearWeight's copy; beyond the budget, the weight itself.
+   */
+  linearOperand(m: Linear): { weight: Tensor; packs: WeightPacks | null } {
+    const w = m.weight;
+    if (!packingEnabled || typeof w.backend.matmulPack !== 'function') return { weight: this.linearWeight(m), packs: null };
+    let packs = this.linearPacks.get(w);
+    if (!packs) {
+      if (w.rank !== 2 || !w.isDense() || this.storedBytes + bytesOf(w) > this.linearBudgetBytes) return { weight: w, packs: null };
+      packs = new Map();
+      this.linearPacks.set(w, packs);
+      this.storedBytes += bytesOf(w);
+    }
+    return { weight: w, packs };
+  }
+
+  /**
+   * The weight of `m` as linear() reads it fastest without a graph on a backend that packs no
+   * operands: a (out, in) view of a copy stored (in, out), made on first use while the budget
+   * allows, else the weight itself.
    */
   linearWeight(m: Linear): Tensor {
     const w = m.weight;
@@ -358,6 +382,12 @@ export class FoldCache {
       for (const t of f.packs.values()) t?.dispose();
       this.folded.delete(weight);
     }
+    const packs = this.linearPacks.get(weight);
+    if (packs) {
+      for (const p of packs.values()) p?.dispose();
+      this.storedBytes -= bytesOf(weight);
+      this.linearPacks.delete(weight);
+    }
     const t = this.stored.get(weight);
     if (t) {
       this.storedBytes -= bytesOf(t);
@@ -367,7 +397,7 @@ export class FoldCache {
   }
 
   dispose(): void {
-    for (const w of [...new Set([...this.folded.keys(), ...this.stored.keys()])]) this.forget(w);
+    for (const w of [...new Set([...this.folded.keys(), ...this.stored.keys(), ...this.linearPacks.keys()])]) this.forget(w);
   }
 }
 

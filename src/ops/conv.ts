@@ -6,7 +6,7 @@ import { denseData } from './layout.js';
 import { record } from './table.js';
 import { needsGrad } from '../tensor/autograd.js';
 import { channelsLastRequested, channelsLastStrides, isChannelsLast } from '../tensor/memory-format.js';
-import { alloc, backendOf, expectFloat, expectRank, expectSameDtype } from './util.js';
+import { alloc, backendOf, expectFloat, expectRank, expectSameDtype, packingEnabled, type WeightPacks } from './util.js';
 import { keep } from '../tensor/memory.js';
 
 type Pair = number | readonly [number, number];
@@ -28,8 +28,7 @@ export interface Conv2dOptions {
   packs?: WeightPacks;
 }
 
-/** Packed copies of one convolution weight, by the geometry each was made for (Conv2dOptions.packs); null: none for it. */
-export type WeightPacks = Map<string, Tensor | null>;
+export type { WeightPacks };
 
 /** Output size of a sliding window, PyTorch's formula. */
 function outSize(op: string, size: number, k: number, stride: number, padding: number, dilation: number, ceilMode = false, paddingEnd = padding): number {
@@ -128,9 +127,6 @@ function convolve(op: 'conv2d' | 'conv2dAct', x: Tensor, weight: Tensor, bias: T
   for (const [d, o] of [[xd, x], [wd, weight], [bd, bias]] as const) if (d && d !== o) d.dispose();
   return out;
 }
-
-// GRAFT_PACKED_WEIGHTS=0 runs every convolution on its plain weights (for comparison and debugging).
-const packingEnabled = process.env['GRAFT_PACKED_WEIGHTS'] !== '0';
 
 /** The packed copy of `w` for p (made and stored in `packs` on first use), or null where the backend has none. */
 function packedWeight(packs: WeightPacks, w: Tensor, p: ConvParams, hasBias: boolean, clip: ConvClip, padEnd: [number, number]): Tensor | null {

@@ -5,7 +5,8 @@ import type { Tensor } from '../tensor/tensor.js';
 import { denseData, expand, reshape, sumTo, transpose, sumAxes } from './layout.js';
 import { record } from './table.js';
 import { needsGrad } from '../tensor/autograd.js';
-import { alloc, backendOf, expectFloat, expectSameDtype } from './util.js';
+import { alloc, backendOf, expectFloat, expectSameDtype, packingEnabled, type WeightPacks } from './util.js';
+import { keep } from '../tensor/memory.js';
 
 interface MatOperand {
   t: Tensor; // dense tensor whose buffer is passed
@@ -83,7 +84,15 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
  * y = x Wᵀ + b, x (…, K), W (N, K), b (N) — PyTorch's nn.functional.linear, one GEMM that adds
  * the bias itself (the backend's matmul takes it).
  */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+export interface LinearOptions {
+  /**
+   * Inference only: where the weight's packed copy (Backend.matmulPack) is kept between calls,
+   * made on first use (Conv2dOptions.packs says the same for convolutions).
+   */
+  packs?: WeightPacks;
+}
+
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: LinearOptions = {}): Tensor {
   expectFloat('linear', x, 'x');
   expectSameDtype('linear', x, weight);
   if (weight.rank !== 2) throw new ShapeError(`linear: weight must be (out_features, in_features); got ${fmt(weight.shape)}`);
@@ -100,9 +109,13 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   const wd = stored ? weight : denseData(weight);
   const bd = bias ? denseData(bias) : null;
   const out = alloc(backend, [...x.shape.slice(0, -1), n], x.dtype);
-  backend.matmul(xd.buf(), wd.buf(), out.buf(), x.dtype, {
-    batch: 1, m: rows, n, k, transA: false, transB: !stored, strideA: 0, strideB: 0, strideC: 0, beta: 0,
-  }, bd?.buf() ?? null);
+  const packed = packingEnabled && opts.packs && backend.matmulPacked && !needsGrad([x, weight, bias]) ? packedOperand(opts.packs, wd, n, k, !stored, bias != null) : null;
+  if (packed) backend.matmulPacked!(xd.buf(), wd.buf(), packed.buf(), out.buf(), x.dtype, rows, n, k, !stored, bd?.buf() ?? null);
+  else {
+    backend.matmul(xd.buf(), wd.buf(), out.buf(), x.dtype, {
+      batch: 1, m: rows, n, k, transA: false, transB: !stored, strideA: 0, strideB: 0, strideC: 0, beta: 0,
+    }, bd?.buf() ?? null);
+  }
   const inputs = bias ? [x, weight, bias] : [x, weight];
   record(out, 'linear', inputs, [xd, wd], (gy, [xs, ws]) => {
     const g = denseData(gy);
@@ -123,4 +136,21 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   if (wd !== weight) wd.dispose();
   if (bd && bd !== bias) bd.dispose();
   return out;
+}
+
+/** The packed copy of B (K, N), stored as `w` ((N, K) when transB), made and kept in `packs` on first use; null where the backend has none. */
+function packedOperand(packs: WeightPacks, w: Tensor, n: number, k: number, transB: boolean, hasBias: boolean): Tensor | null {
+  const key = `${n},${k},${hasBias}`;
+  let t = packs.get(key);
+  if (t === undefined) {
+    const backend = w.backend;
+    const length = backend.matmulPackedLength?.(w.dtype, n, k, hasBias) ?? 0;
+    t = null;
+    if (length > 0) {
+      t = keep(alloc(backend, [length], w.dtype));
+      backend.matmulPack!(w.buf(), t.buf(), w.dtype, n, k, transB, hasBias);
+    }
+    packs.set(key, t);
+  }
+  return t;
 }

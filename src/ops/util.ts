@@ -40,3 +40,12 @@ export function expectRank(op: string, t: Tensor, rank: number, arg: string | nu
 export function alloc(backend: Backend<any>, shape: Shape, dtype: DType, zero = false, strides?: readonly number[]): Tensor {
   return emptyTensor(shape, dtype, backend, zero, strides);
 }
+
+/**
+ * Packed copies of one weight (Backend.conv2dPack, Backend.matmulPack), by the geometry each was
+ * made for; null: the backend has none for it. Their owner (an inference cache) disposes them.
+ */
+export type WeightPacks = Map<string, Tensor | null>;
+
+/** GRAFT_PACKED_WEIGHTS=0 runs every layer on its plain weights (for comparison and debugging). */
+export const packingEnabled = process.env['GRAFT_PACKED_WEIGHTS'] !== '0';

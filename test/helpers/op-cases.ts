@@ -100,7 +100,7 @@ const builders: { [C in OpCaseName]: () => Case } = {
   'matmul batched broadcast': () => [g.matmul, [T([2, 1, 3, 4]), T([3, 4, 2])]],
   'matmul transposed view': () => [(a, b) => g.matmul(a!, g.transpose(b!)), [T([3, 4]), T([5, 4])]],
   'matmul vector': () => [g.matmul, [T([4]), T([2, 4, 3])]],
-  'linear': () => [g.linear, [T([2, 3, 4]), T([5, 4]), T([5])]],
+  'linear': () => [(x, w, b) => g.linear(x!, w!, b!), [T([2, 3, 4]), T([5, 4]), T([5])]],
   'linear no bias': () => [(x, w) => g.linear(x!, w!), [T([3, 4]), T([2, 4])]],
   'checkpoint': () => [(x) => g.checkpoint((h) => g.tanh(g.mul(h, h)), x!, []), [T([3, 4])]],
   'linear4bit': () => {

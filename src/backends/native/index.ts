@@ -34,7 +34,7 @@ const convGeometry = (p: ConvParams) =>
 const poolGeometry = (p: PoolParams) => [p.n, p.c, p.h, p.w, p.outH, p.outW, p.kh, p.kw, p.strideH, p.strideW, p.padH, p.padW, p.nhwc ? 1 : 0];
 
 function makeBackend(addon: Addon): Backend<TypedArray> {
-  const { copy, fill, unary, unaryGrad, binary, where, reduce, matmul, conv2d, conv2dClip, conv2dPackedLength, conv2dPack, conv2dPacked, conv2dBackwardData, conv2dBackwardWeight, q4Linear, q4Conv2d, q4Conv2dBackwardData } = addon;
+  const { copy, fill, unary, unaryGrad, binary, where, reduce, matmul, matmulPackedLength, matmulPack, matmulPacked, conv2d, conv2dClip, conv2dPackedLength, conv2dPack, conv2dPacked, conv2dBackwardData, conv2dBackwardWeight, q4Linear, q4Conv2d, q4Conv2dBackwardData } = addon;
   const { maxPool2d, maxPool2dBackward, avgPool2d, avgPool2dBackward, adaptiveAvgPool2d, adaptiveAvgPool2dBackward } = addon;
   const { layerNorm, layerNormBackward, batchNorm, batchNormBackward, softmax, softmaxBackward, attention, attentionBackward } = addon;
   const { indexSelect, indexAdd, interpolate, interpolateBackward } = addon;
@@ -90,6 +90,9 @@ function makeBackend(addon: Addon): Backend<TypedArray> {
     conv2d: (x, w, bias, y, dtype, p) => (isF32(dtype) ? conv2d(x, w, bias, y, convGeometry(p)) : ref.conv2d(x, w, bias, y, dtype, p)),
     conv2dClip: (x, w, bias, y, dtype, p, lo, hi) =>
       isF32(dtype) ? conv2dClip(x, w, bias, y, convGeometry(p), lo, hi) : ref.conv2dClip(x, w, bias, y, dtype, p, lo, hi),
+    matmulPackedLength: (dtype, n, k, hasBias) => (isF32(dtype) ? Number(matmulPackedLength(n, k, hasBias)) : 0),
+    matmulPack: (b, packed, _dtype, n, k, transB, hasBias) => matmulPack(b, packed, n, k, transB, hasBias),
+    matmulPacked: (a, b, packed, c, _dtype, m, n, k, transB, bias) => matmulPacked(a, b, packed, c, m, n, k, transB, bias),
     conv2dPackedLength: (dtype, p, hasBias, clip) => (isF32(dtype) ? Number(conv2dPackedLength(convGeometry(p), hasBias, clip !== null, clip?.[0] ?? 0, clip?.[1] ?? 0)) : 0),
     conv2dPack: (w, packed, _dtype, p, hasBias, clip) => conv2dPack(w, packed, convGeometry(p), hasBias, clip !== null, clip?.[0] ?? 0, clip?.[1] ?? 0),
     conv2dPacked: (x, w, packed, bias, y, _dtype, p, clip) => conv2dPacked(x, w, packed, bias, y, convGeometry(p), clip !== null, clip?.[0] ?? 0, clip?.[1] ?? 0),

@@ -1,6 +1,7 @@
-// Packed convolution weights (Conv2dOptions.packs, Backend.conv2dPack): an inference convolution
-// into channels-last memory on weights packed once gives the plain kernels' outputs, one packed
-// copy serves every batch size, and a FoldCache frees its packs with its folds.
+// Packed weights (Conv2dOptions.packs and Backend.conv2dPack, LinearOptions.packs and
+// Backend.matmulPack): an inference convolution into channels-last memory, or a linear layer, on
+// weights packed once gives the plain kernels' outputs, one packed copy serves every batch size,
+// and a FoldCache frees its packs with its folds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as g from '../src/index.js';
@@ -12,6 +13,7 @@ import '../src/models/all.js';
 import type { VisionModel } from '../src/models/model.js';
 
 const packs = typeof g.currentBackend().conv2dPack === 'function';
+const packsProducts = typeof g.currentBackend().matmulPack === 'function';
 
 interface Case {
   name: string;
@@ -39,7 +41,7 @@ function input(n: number, c: number, size: number, nchw: boolean, seed: number):
 
 for (const c of CASES) {
   for (const act of [null, 'relu', 'relu6'] as (ConvActivation | null)[]) {
-    test(`conv packed: ${c.name}${act ? ` + ${act}` : ''} equals the plain kernels at batch 1 and 3`, { skip: !packs && 'the backend packs no weights' }, () => {
+    test(`packed weights: ${c.name}${act ? ` + ${act}` : ''} equals the plain kernels at batch 1 and 3`, { skip: !packs && 'the backend packs no weights' }, () => {
       const groups = c.opts.groups ?? 1;
       const w = g.randn([c.cOut, c.cIn / groups, c.k, c.k], { generator: new g.Generator(1) });
       const b = g.randn([c.cOut], { generator: new g.Generator(2) });
@@ -75,7 +77,7 @@ for (const c of CASES) {
   }
 }
 
-test('conv packed: a packed copy is ignored with gradients on, and refused as NCHW output', { skip: !packs && 'the backend packs no weights' }, () => {
+test('packed weights: a packed copy is ignored with gradients on, and refused as NCHW output', { skip: !packs && 'the backend packs no weights' }, () => {
   const w = g.randn([8, 4, 3, 3], { generator: new g.Generator(3), requiresGrad: true });
   const x = g.randn([1, 4, 6, 6], { generator: new g.Generator(4) });
   const store: WeightPacks = new Map();
@@ -85,7 +87,7 @@ test('conv packed: a packed copy is ignored with gradients on, and refused as NC
   assert.equal(store.size, 0, 'an NCHW output packs nothing');
 });
 
-test('conv packed: a FoldCache packs each folded weight once, gives the uncached logits, and frees its packs', () => {
+test('packed weights: a FoldCache packs each folded weight once, gives the uncached logits, and frees its packs', () => {
   const model = createModel('mobilenet_v2', { numClasses: 3, imageSize: 64 }).eval() as VisionModel;
   const x = g.randn([2, 3, 64, 64], { generator: new g.Generator(9) });
   const logits = () => Float32Array.from(g.noGrad(() => g.tidy(() => model.forward(x).toArray() as Float32Array)));
@@ -106,4 +108,62 @@ test('conv packed: a FoldCache packs each folded weight once, gives the uncached
   if (packs) assert.ok(held - before >= 3 * 52, `the cache holds ${held - before} buffers: the packs are missing`);
   cache.dispose();
   assert.equal(g.memory().liveBuffers, before, 'disposing the cache frees every fold and pack');
+});
+
+for (const [n, k, bias] of [[96, 64, true], [200, 48, false], [5, 128, true]] as [number, number, boolean][]) {
+  test(`packed weights: linear ${k}→${n}${bias ? '' : ' without bias'} equals the plain product for 1, 7 and 300 rows`, { skip: !packsProducts && 'the backend packs no operands' }, () => {
+    const w = g.randn([n, k], { generator: new g.Generator(5) });
+    const b = bias ? g.randn([n], { generator: new g.Generator(6) }) : null;
+    const store: WeightPacks = new Map();
+    const before = g.memory().liveBuffers;
+    let first: g.Tensor | null | undefined;
+    for (const rows of [1, 7, 300]) {
+      const x = g.randn([rows, k], { generator: new g.Generator(rows) });
+      const run = (opts: { packs?: WeightPacks }) => Float32Array.from(g.noGrad(() => g.tidy(() => g.linear(x, w, b, opts).toArray() as Float32Array)));
+      const plain = run({});
+      const packed = run({ packs: store });
+      let worst = 0;
+      for (let i = 0; i < plain.length; i++) worst = Math.max(worst, Math.abs(plain[i]! - packed[i]!) / (1 + Math.abs(plain[i]!)));
+      assert.ok(worst < 1e-5, `${rows} rows: outputs differ by ${worst}`);
+      assert.equal(store.size, 1);
+      const t = [...store.values()][0];
+      assert.ok(t, 'the weight was packed');
+      if (first === undefined) first = t;
+      else assert.equal(t, first, 'one packed copy serves every row count');
+      x.dispose();
+    }
+    assert.equal(g.memory().liveBuffers, before + 1, 'only the packed copy stays');
+    for (const t of store.values()) t?.dispose();
+    store.clear();
+    // With a graph recorded nothing is packed, and gradients flow as without packs.
+    const wg = g.randn([n, k], { generator: new g.Generator(5), requiresGrad: true });
+    const x = g.randn([3, k], { generator: new g.Generator(8), requiresGrad: true });
+    g.tidy(() => g.sum(g.linear(x, wg, b, { packs: store })).backward());
+    assert.equal(store.size, 0, 'a recorded product packs nothing');
+    assert.ok(x.grad && wg.grad, 'gradients reach x and the weight');
+    w.dispose();
+    b?.dispose();
+  });
+}
+
+test('packed weights: a FoldCache packs a ViT\'s Linear weights once, gives the uncached logits, and frees its packs', () => {
+  const model = createModel('vit_small_patch16_224', { numClasses: 3, imageSize: 32 }).eval() as VisionModel;
+  const x = g.randn([2, 3, 32, 32], { generator: new g.Generator(9) });
+  const logits = () => Float32Array.from(g.noGrad(() => g.tidy(() => model.forward(x).toArray() as Float32Array)));
+  const expected = logits();
+  const before = g.memory().liveBuffers;
+  const cache = new FoldCache();
+  const a = withFoldedWeights(logits, cache);
+  const held = g.memory().liveBuffers;
+  const b = withFoldedWeights(logits, cache);
+  assert.equal(g.memory().liveBuffers, held, 'the second pass makes no new packs');
+  for (const got of [a, b]) {
+    let worst = 0;
+    for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(expected[i]! - got[i]!) / (1 + Math.abs(expected[i]!)));
+    assert.ok(worst < 1e-4, `logits differ by ${worst}`);
+  }
+  // 12 blocks × 4 Linear layers and the head: one packed (or (in, out)) copy each.
+  assert.ok(held - before >= 49, `the cache holds ${held - before} buffers`);
+  cache.dispose();
+  assert.equal(g.memory().liveBuffers, before, 'disposing the cache frees every pack');
 });
