@@ -127,6 +127,41 @@ void attention_forward(float* out, float* lse, float* probs, const float* q, con
   });
 }
 
+void attention_forward_strided(const AttentionViews& x, int64_t batch, int64_t heads, int64_t n, int64_t m, int64_t d, float scale, bool causal) {
+  if (batch <= 0 || heads <= 0 || n <= 0 || d <= 0) return;
+  const int64_t bh = batch * heads;
+  const Blocks qb = query_blocks(bh, n, m, true);
+  const int64_t lastRows = n - (qb.count - 1) * qb.size;
+  // S (rows, M) = q kᵀ reads q's and k's rows at their strides; out = P v writes out's.
+  auto gemms = [&](int64_t rows) {
+    GemmShape scores{1, rows, m, d, false, true, 0, 0, 0, 0};
+    scores.lda = x.q.row;
+    scores.ldb = x.k.row;
+    GemmShape output{1, rows, d, m, false, false, 0, 0, 0, 0};
+    output.ldb = x.v.row;
+    output.ldc = x.out.row;
+    return ForwardGemms{gemm_primitive(scores, true), gemm_primitive(output, true)};
+  };
+  if (m <= 0) {
+    for (int64_t t = 0; t < bh; t++)
+      for (int64_t i = 0; i < n; i++) std::fill_n(const_cast<float*>(x.out.at(t / heads, t % heads, i)), d, 0.f);
+    return;
+  }
+  const ForwardGemms full = gemms(qb.size);
+  const ForwardGemms last = gemms(lastRows);
+  const size_t scratch = std::max({full.scores.scratchpad, full.output.scratchpad, last.scores.scratchpad, last.output.scratchpad});
+  run_tasks(bh * qb.count, [&](int64_t t) {
+    const int64_t b = t / qb.count / heads, h = t / qb.count % heads, i0 = (t % qb.count) * qb.size, rows = std::min(qb.size, n - i0);
+    const ForwardGemms& g = rows == qb.size ? full : last;
+    float* s = thread_buffer(0, static_cast<size_t>(qb.size * m));
+    void* pad = thread_scratchpad(scratch);
+    auto& st = onednn::stream();
+    gemm_execute(g.scores, st, s, x.q.at(b, h, i0), x.k.at(b, h, 0), pad);
+    parallel_items(rows, rows * m, [&](int64_t i) { softmax_row(s + i * m, m, i0 + i, scale, causal); });
+    gemm_execute(g.output, st, const_cast<float*>(x.out.at(b, h, i0)), s, x.v.at(b, h, 0), pad);
+  });
+}
+
 namespace {
 
 constexpr int64_t kGroupFloats = 1 << 20;  // the dP tiles of one group of batch·heads: 4 MiB

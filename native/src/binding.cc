@@ -195,6 +195,17 @@ void AdaptivePoolBwd(const Napi::CallbackInfo& a) { adaptive_avgpool_backward(F(
 void Attention(const Napi::CallbackInfo& a) {
   attention_forward(F(a[3]), F(a[4]), F(a[5]), F(a[0]), F(a[1]), F(a[2]), N(a[6]), N(a[7]), N(a[8]), N(a[9]), R(a[10]), B(a[11]));
 }
+// A strided attention operand: buffer, offset, strides [batch, head, row].
+AttentionView AttView(const Napi::Value& buf, const Napi::Value& offset, const Napi::Value& strides) {
+  auto st = Dims(strides);
+  if (st.size() != 3) throw std::invalid_argument("an attention view needs 3 strides (batch, head, row)");
+  return AttentionView{F(buf) + N(offset), st[0], st[1], st[2]};
+}
+// attentionStrided(q, qOffset, qStrides, k, kOffset, kStrides, v, vOffset, vStrides, out, outOffset, outStrides, batch, heads, n, m, d, scale, causal)
+void AttentionStrided(const Napi::CallbackInfo& a) {
+  AttentionViews x{AttView(a[0], a[1], a[2]), AttView(a[3], a[4], a[5]), AttView(a[6], a[7], a[8]), AttView(a[9], a[10], a[11])};
+  attention_forward_strided(x, N(a[12]), N(a[13]), N(a[14]), N(a[15]), N(a[16]), R(a[17]), B(a[18]));
+}
 // attentionBackward(q, k, v, out, lse, probs | null, gout, gq, gk, gv, batch, n, m, d, scale, causal)
 void AttentionBwd(const Napi::CallbackInfo& a) {
   attention_backward(F(a[7]), F(a[8]), F(a[9]), F(a[0]), F(a[1]), F(a[2]), F(a[3]), F(a[4]), F(a[5]), F(a[6]), N(a[10]), N(a[11]), N(a[12]), N(a[13]),
@@ -295,6 +306,7 @@ constexpr EntryPoint kKernels[] = {
     Kernel<AdaptivePoolBwd, 7>("adaptiveAvgPool2dBackward"),
     Kernel<Attention, 12>("attention"),
     Kernel<AttentionBwd, 16>("attentionBackward"),
+    Kernel<AttentionStrided, 19>("attentionStrided"),
     Kernel<IndexSelect, 7>("indexSelect"),
     Kernel<IndexAdd, 7>("indexAdd"),
     Kernel<Interpolate, 7>("interpolate"),

@@ -13,11 +13,14 @@ struct GemmShape {
   int64_t strideA, strideB, strideC;
   int beta;
   bool bias = false;
-  // Row strides of b and c when they are column slices of wider matrices (0: n, dense rows).
+  // Row strides of b and c when they are column slices of wider matrices (0: dense rows).
   int64_t ldb = 0, ldc = 0;
   // Each output clamped to [lo, hi] as it is stored (an eltwise post-op after the bias).
   bool clip = false;
   float lo = 0, hi = 0;
+  // Row stride of a when its rows are spaced wider than k (m when transposed); 0: dense. With
+  // transB, ldb is the row stride of b's (N, K) storage.
+  int64_t lda = 0;
 };
 
 // userScratchpad: the caller passes scratchpad memory of prim.scratchpad bytes to gemm_execute,

@@ -151,6 +151,17 @@ void softmax_backward(float* gx, const float* y, const float* gy, int64_t rows, 
 // ---- attention (attention.cc) ----
 // out (B, N, D) = softmax(scale · q kᵀ) v with q (B, N, D), k/v (B, M, D); lse (B, N); probs (B, N, M)
 // receives the probabilities when not null, and the backward pass then reads them from there.
+// One operand of strided attention: element (b, h, row, 0) at p + b·batch + h·head + row·row, unit stride along D.
+struct AttentionView {
+  const float* p;
+  int64_t batch, head, row;
+  const float* at(int64_t b, int64_t h, int64_t r) const { return p + b * batch + h * head + r * row; }
+};
+struct AttentionViews {
+  AttentionView q, k, v, out;
+};
+// Inference attention on (B, H, rows, D) views, no copies and nothing saved: out = softmax(q kᵀ · scale) v.
+void attention_forward_strided(const AttentionViews& x, int64_t batch, int64_t heads, int64_t n, int64_t m, int64_t d, float scale, bool causal);
 void attention_forward(float* out, float* lse, float* probs, const float* q, const float* k, const float* v, int64_t batch, int64_t n, int64_t m,
                        int64_t d, float scale, bool causal);
 void attention_backward(float* gq, float* gk, float* gv, const float* q, const float* k, const float* v, const float* out, const float* lse,

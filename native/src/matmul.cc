@@ -19,13 +19,14 @@ const Primitive& gemm_primitive(const GemmShape& g, bool userScratchpad) {
     std::memcpy(&u, &v, sizeof u);
     return static_cast<int64_t>(u);
   };
-  return cached(key("mm", g.batch, g.m, g.n, g.k, g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.beta, g.bias, userScratchpad, g.ldb, g.ldc, g.clip, bits(g.lo), bits(g.hi)), [&] {
+  return cached(key("mm", g.batch, g.m, g.n, g.k, g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.beta, g.bias, userScratchpad, g.ldb, g.ldc, g.clip, bits(g.lo), bits(g.hi), g.lda), [&] {
     int64_t ba = g.strideA == 0 ? 1 : g.batch, bb = g.strideB == 0 ? 1 : g.batch;
     int64_t sa = g.strideA ? g.strideA : g.m * g.k, sb = g.strideB ? g.strideB : g.k * g.n, sc = g.strideC ? g.strideC : g.m * g.n;
     // a (M, K) viewed from storage (K, M) when transposed; likewise b (K, N) from (N, K).
-    memory::desc a_md({ba, g.m, g.k}, dt::f32, g.transA ? memory::dims{sa, 1, g.m} : memory::dims{sa, g.k, 1});
-    const int64_t ldb = g.ldb ? g.ldb : g.n, ldc = g.ldc ? g.ldc : g.n;
-    memory::desc b_md({bb, g.k, g.n}, dt::f32, g.transB ? memory::dims{sb, 1, g.k} : memory::dims{sb, ldb, 1});
+    const int64_t lda = g.lda ? g.lda : (g.transA ? g.m : g.k);
+    memory::desc a_md({ba, g.m, g.k}, dt::f32, g.transA ? memory::dims{sa, 1, lda} : memory::dims{sa, lda, 1});
+    const int64_t ldb = g.ldb ? g.ldb : (g.transB ? g.k : g.n), ldc = g.ldc ? g.ldc : g.n;
+    memory::desc b_md({bb, g.k, g.n}, dt::f32, g.transB ? memory::dims{sb, 1, ldb} : memory::dims{sb, ldb, 1});
     memory::desc c_md({g.batch, g.m, g.n}, dt::f32, memory::dims{sc, ldc, 1});
     dnnl::primitive_attr attr;
     if (g.beta || g.clip) {

@@ -224,6 +224,12 @@ export interface Backend<B = TypedArray> {
    */
   attention(q: B, k: B, v: B, out: B, lse: B, probs: B | null, dtype: DType, p: AttentionParams): void;
   attentionBackward(q: B, k: B, v: B, out: B, lse: B, probs: B | null, gout: B, gq: B, gk: B, gv: B, dtype: DType, p: AttentionParams): void;
+  /**
+   * Optional, inference only: attention on 4-D (B, H, rows, D) views with unit stride along D
+   * (the heads of a qkv projection's output read in place, the output written wherever `out`
+   * points); p.batch is B·H. Nothing is saved for a backward pass.
+   */
+  attentionStrided?(q: View<B>, k: View<B>, v: View<B>, out: View<B>, dtype: DType, p: AttentionParams & { heads: number }): void;
 
   // ---- indexing ---------------------------------------------------------------------------------
   /** x (outer, len, inner), idx int32 (count) → out (outer, count, inner). */

@@ -3,7 +3,7 @@
 import { needsGrad } from '../tensor/autograd.js';
 import { fmt, numel, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { denseData } from './layout.js';
+import { denseData, permute } from './layout.js';
 import { record } from './table.js';
 import { alloc, backendOf, expectFloat } from './util.js';
 
@@ -38,6 +38,16 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   if (q.dtype !== k.dtype || q.dtype !== v.dtype) throw new ShapeError(`attention: q, k, v dtypes differ: ${q.dtype}, ${k.dtype}, ${v.dtype}`);
   const backend = backendOf('attention', q, k, v);
   const p = { batch: numel(lead), n, m, d, scale: opts.scale ?? 1 / Math.sqrt(d), causal: opts.causal ?? false };
+  if (q.rank === 4 && q.dtype === 'float32' && backend.attentionStrided && !needsGrad([q, k, v]) && [q, k, v].every((t) => t.strides[3] === 1)) {
+    // Inference on the views as they are (a qkv projection's heads), the output written (B, N, H, D)
+    // and returned as its (B, H, N, D) view, so merging the heads back needs no copy either.
+    const [b, h] = lead as [number, number];
+    const merged = alloc(backend, [b, n, h, d], q.dtype);
+    const out = permute(merged, [0, 2, 1, 3]);
+    merged.dispose();
+    backend.attentionStrided(q.view(), k.view(), v.view(), out.view(), q.dtype, { ...p, heads: h });
+    return out;
+  }
   const [qd, kd, vd] = [denseData(q), denseData(k), denseData(v)];
   const out = alloc(backend, q.shape, q.dtype);
   const lse = alloc(backend, [p.batch, n], q.dtype);

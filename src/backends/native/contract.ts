@@ -54,6 +54,7 @@ export const KERNELS = {
   adaptiveAvgPool2d: ['x', 'y', 'planes', 'h', 'w', 'outH', 'outW'],
   adaptiveAvgPool2dBackward: ['gy', 'gx', 'planes', 'h', 'w', 'outH', 'outW'],
   attention: ['q', 'k', 'v', 'out', 'lse', 'probs', 'batch', 'n', 'm', 'd', 'scale', 'causal'],
+  attentionStrided: ['q', 'qOffset', 'qStrides', 'k', 'kOffset', 'kStrides', 'v', 'vOffset', 'vStrides', 'out', 'outOffset', 'outStrides', 'batch', 'heads', 'n', 'm', 'd', 'scale', 'causal'],
   attentionBackward: ['q', 'k', 'v', 'out', 'lse', 'probs', 'gout', 'gq', 'gk', 'gv', 'batch', 'n', 'm', 'd', 'scale', 'causal'],
   indexSelect: ['x', 'idx', 'out', 'outer', 'len', 'inner', 'count'],
   indexAdd: ['gy', 'idx', 'gx', 'outer', 'len', 'inner', 'count'],

@@ -36,7 +36,7 @@ const poolGeometry = (p: PoolParams) => [p.n, p.c, p.h, p.w, p.outH, p.outW, p.k
 function makeBackend(addon: Addon): Backend<TypedArray> {
   const { copy, fill, unary, unaryGrad, binary, where, reduce, matmul, matmulPackedLength, matmulPack, matmulPacked, conv2d, conv2dClip, conv2dPackedLength, conv2dPack, conv2dPacked, conv2dBackwardData, conv2dBackwardWeight, q4Linear, q4Conv2d, q4Conv2dBackwardData } = addon;
   const { maxPool2d, maxPool2dBackward, avgPool2d, avgPool2dBackward, adaptiveAvgPool2d, adaptiveAvgPool2dBackward } = addon;
-  const { layerNorm, layerNormBackward, batchNorm, batchNormBackward, softmax, softmaxBackward, attention, attentionBackward } = addon;
+  const { layerNorm, layerNormBackward, batchNorm, batchNormBackward, softmax, softmaxBackward, attention, attentionBackward, attentionStrided } = addon;
   const { indexSelect, indexAdd, interpolate, interpolateBackward } = addon;
 
   /** The view's elements as one contiguous array: a subarray when already contiguous, else a pooled copy. */
@@ -140,6 +140,10 @@ function makeBackend(addon: Addon): Backend<TypedArray> {
 
     attention: (q, kk, v, out, lse, probs, dtype, p) =>
       isF32(dtype) ? attention(q, kk, v, out, lse, probs, p.batch, p.n, p.m, p.d, p.scale, p.causal) : ref.attention(q, kk, v, out, lse, probs, dtype, p),
+    attentionStrided: (q, kk, v, out, _dtype, p) => {
+      const st = (x: View<TypedArray>) => x.strides.slice(0, 3);
+      attentionStrided(q.buf, q.offset, st(q), kk.buf, kk.offset, st(kk), v.buf, v.offset, st(v), out.buf, out.offset, st(out), p.batch / p.heads, p.heads, p.n, p.m, p.d, p.scale, p.causal);
+    },
     attentionBackward: (q, kk, v, out, lse, probs, gout, gq, gk, gv, dtype, p) =>
       isF32(dtype)
         ? attentionBackward(q, kk, v, out, lse, probs, gout, gq, gk, gv, p.batch, p.n, p.m, p.d, p.scale, p.causal)
