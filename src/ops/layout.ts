@@ -64,11 +64,13 @@ export function unsqueeze(x: Tensor, axis: number): Tensor {
   return reshape(x, [...x.shape.slice(0, a), 1, ...x.shape.slice(a)]);
 }
 
+/** Drops size-1 axes (all of them, or `axis` if it has size 1): always a view, whatever the strides. */
 export function squeeze(x: Tensor, axis?: number): Tensor {
-  if (axis === undefined) return reshape(x, x.shape.filter((d) => d !== 1));
-  const a = normAxis('squeeze', axis, x.rank);
-  if (x.shape[a] !== 1) return x;
-  return reshape(x, x.shape.filter((_, i) => i !== a));
+  const a = axis === undefined ? -1 : normAxis('squeeze', axis, x.rank);
+  const drop = (i: number) => x.shape[i] === 1 && (a < 0 || i === a);
+  if (!x.shape.some((_, i) => drop(i))) return x;
+  const out = viewOf(x, x.shape.filter((_, i) => !drop(i)), x.strides.filter((_, i) => !drop(i)), x.offset);
+  return record(out, 'squeeze', [x], [], (gy) => [reshape(gy, x.shape)]);
 }
 
 /** Reorders axes: out.shape[i] = x.shape[dims[i]]. */

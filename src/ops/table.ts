@@ -60,7 +60,7 @@ export const opTable = {
   reshape: { gradient: rule('gx = gy reshaped to x\'s shape'), cases: ['reshape permute slice'] },
   flatten: { gradient: composed('reshape'), cases: ['flatten'] },
   unsqueeze: { gradient: composed('reshape'), cases: ['unsqueeze squeeze'] },
-  squeeze: { gradient: composed('reshape'), cases: ['unsqueeze squeeze'] },
+  squeeze: { gradient: rule('gx = gy reshaped to x\'s shape (squeeze is a view that drops size-1 axes)'), cases: ['unsqueeze squeeze'] },
   permute: { gradient: rule('gx = gy permuted by the inverse permutation'), cases: ['reshape permute slice'] },
   transpose: { gradient: composed('permute'), cases: ['contiguous', 'matmul transposed view'] },
   expand: { gradient: rule('gx = gy summed over the expanded axes'), cases: ['expand'] },
