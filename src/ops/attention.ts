@@ -1,6 +1,6 @@
 // Scaled-dot-product attention: one fused kernel forward and backward (the native backend's is
 // flash-style; the reference backend's is the plain definition).
-import { needsGrad } from '../tensor/autograd.js';
+import { inferenceKernels, needsGrad } from '../tensor/autograd.js';
 import { fmt, numel, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { denseData, permute } from './layout.js';
@@ -38,7 +38,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   if (q.dtype !== k.dtype || q.dtype !== v.dtype) throw new ShapeError(`attention: q, k, v dtypes differ: ${q.dtype}, ${k.dtype}, ${v.dtype}`);
   const backend = backendOf('attention', q, k, v);
   const p = { batch: numel(lead), n, m, d, scale: opts.scale ?? 1 / Math.sqrt(d), causal: opts.causal ?? false };
-  if (q.rank === 4 && q.dtype === 'float32' && backend.attentionStrided && !needsGrad([q, k, v]) && [q, k, v].every((t) => t.strides[3] === 1)) {
+  if (q.rank === 4 && q.dtype === 'float32' && backend.attentionStrided && inferenceKernels() && [q, k, v].every((t) => t.strides[3] === 1)) {
     // Inference on the views as they are (a qkv projection's heads), the output written (B, N, H, D)
     // and returned as its (B, H, N, D) view, so merging the heads back needs no copy either.
     const [b, h] = lead as [number, number];

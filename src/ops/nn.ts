@@ -12,7 +12,7 @@ import { logSoftmax } from './norm.js';
 import { record } from './table.js';
 import { alloc, backendOf, expectFloat, expectRank } from './util.js';
 import { dtypeArray } from '../tensor/dtype.js';
-import { enableGrad, isGradEnabled, noGrad } from '../tensor/autograd.js';
+import { enableGrad, isGradEnabled, noGradReplayed } from '../tensor/autograd.js';
 
 function bernoulliMask(shape: readonly number[], keep: number, like: Tensor, generator: Generator): Tensor {
   const data = new dtypeArray[like.dtype === 'float64' ? 'float64' : 'float32'](numel(shape));
@@ -182,7 +182,7 @@ export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: readonl
   const trainable = params.filter((p) => p.requiresGrad);
   if (!isGradEnabled() || (!x.requiresGrad && trainable.length === 0)) return fn(x);
   const rng = generator.getState();
-  const out = noGrad(() => fn(x));
+  const out = noGradReplayed(() => fn(x));
   return record(out, 'checkpoint', [x, ...trainable], [x], (gy, [xs]) => {
     const after = generator.getState();
     generator.setState(rng);

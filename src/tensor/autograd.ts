@@ -69,6 +69,29 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+let replayedLater = 0;
+
+/**
+ * noGrad for a forward pass whose backward recomputes it with gradients (checkpoint): ops keep
+ * the kernels a recorded pass uses, so both passes compute bit for bit the same values.
+ */
+export function noGradReplayed<T>(fn: () => T): T {
+  replayedLater++;
+  try {
+    return noGrad(fn);
+  } finally {
+    replayedLater--;
+  }
+}
+
+/**
+ * Whether ops may take inference-only kernels (other layouts, strided reads; values equal to a
+ * recorded pass's within rounding): nothing is recorded, and no checkpoint will recompute this pass.
+ */
+export function inferenceKernels(): boolean {
+  return !gradEnabled && replayedLater === 0;
+}
+
 /** Runs `fn` with gradients recorded (inside a backward pass: recomputing a checkpointed block). */
 export function enableGrad<T>(fn: () => T): T {
   const prev = gradEnabled;

@@ -3,7 +3,7 @@
 // channels-last inside channelsLastInference (ops/conv.ts); every other op reads such tensors
 // through their strides.
 import type { Tensor } from './tensor.js';
-import { isGradEnabled } from './autograd.js';
+import { inferenceKernels } from './autograd.js';
 
 let channelsLastDepth = 0;
 // GRAFT_CHANNELS_LAST=0 keeps every map NCHW (for comparison and debugging).
@@ -47,7 +47,7 @@ export function isChannelsLast(x: Tensor): boolean {
   return x.strides.every((st, i) => st === want[i] || x.shape[i] === 1);
 }
 
-/** channelsLastInference(fn) when no graph is being recorded (under noGrad), else fn() as it is. */
+/** channelsLastInference(fn) when no graph is recorded or recomputed later (inferenceKernels), else fn() as it is. */
 export function channelsLastUnlessRecording<T>(fn: () => T): T {
-  return isGradEnabled() ? fn() : channelsLastInference(fn);
+  return inferenceKernels() ? channelsLastInference(fn) : fn();
 }
