@@ -10,7 +10,7 @@ import * as g from '../src/index.js';
 import '../src/backends/all.js';
 import '../src/models/all.js';
 import { createModel } from '../src/models/registry.js';
-import { setGradientCheckpointing } from '../src/models/vit/tokens.js';
+import { setGradientCheckpointing } from '../src/models/checkpointing.js';
 import { Linear } from '../src/nn/layers.js';
 import { isQuantized, quantStateBytes, withQuantizedLayers } from '../src/nn/quant4.js';
 import { PeftModel } from '../src/adapters/peft-model.js';

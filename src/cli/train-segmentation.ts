@@ -10,7 +10,7 @@ import { evaluateSegmentation, type SegmentationReport } from '../eval/segmentat
 import { writeFileAtomic } from '../io/atomic.js';
 import { describeTrainable } from '../nn/module.js';
 import { segmentationMarkdown } from '../report/segmentation.js';
-import { setGradientCheckpointing } from '../models/vit/tokens.js';
+import { setGradientCheckpointing } from '../models/checkpointing.js';
 import { manualSeed } from '../tensor/random.js';
 import { memory } from '../tensor/memory.js';
 import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchnorm.js';

@@ -1,7 +1,7 @@
 // Everything `graft train` settles before its first step: the data splits, the model, the
 // defaults left to graft (train/defaults.ts) and, with --lr auto, the range test. The result is
 // the resolved configuration that run.json holds and the one-line summary printed.
-import { setGradientCheckpointing } from '../models/vit/tokens.js';
+import { setGradientCheckpointing } from '../models/checkpointing.js';
 import { join } from 'node:path';
 import { ImageBatchSource } from '../data/loader.js';
 import { DEFAULT_AUGMENT } from '../data/transforms.js';
@@ -61,7 +61,7 @@ export async function prepareRun(c: RunConfig, outputDir: string, log: (line: st
   const { model, preprocess } = built;
   if (built.config.train.gradientCheckpointing) {
     const n = setGradientCheckpointing(model, true);
-    log(n ? 'gradient checkpointing: each transformer block is recomputed in the backward pass' : `gradient checkpointing: ${c.model} has no blocks graft checkpoints (ViT families only); training keeps every activation`);
+    log(n ? 'gradient checkpointing: each transformer block (ViT, Swin) or stage (CNN) is recomputed in the backward pass' : `gradient checkpointing: ${c.model} has no blocks or stages graft checkpoints (ViT, Swin, ResNet, MobileNetV2, ConvNeXt, RegNet have); training keeps every activation`);
   }
   const plan = planSteps(built.config.train, data.train.samples.length);
   const t = built.config.train;

@@ -18,6 +18,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from './model.js';
 import { registerFamily, torchvisionPreprocess, type ConfigEntry } from './cnn/config.js';
 import { Permute } from './cnn/torchvision-blocks.js';
+import { runStagesCheckpointed } from './checkpointing.js';
 import { IDENTITY_TAP, type Tap, type TappedBlock } from '../nn/residual-taps.js';
 
 export interface SwinConfig {
@@ -94,6 +95,8 @@ export class SwinTransformerBlock extends Module implements TappedBlock {
 }
 
 export class SwinTransformer extends VisionModel {
+  /** Recompute each transformer block in the backward pass instead of keeping its activations. */
+  gradientCheckpointing = false;
   readonly family = 'swin';
   readonly numFeatures: number;
   features: Sequential;
@@ -129,7 +132,15 @@ export class SwinTransformer extends VisionModel {
 
   /** x (B, 3, H, W) → (B, C, H/32, W/32) after the final LayerNorm (channels-first, like the CNNs). */
   forwardFeatures(x: Tensor): Tensor {
-    return permute(this.norm.forward(this.features.forward(x)), [0, 3, 1, 2]);
+    return permute(this.norm.forward(runStagesCheckpointed(this, this.checkpointUnits(), x) ?? this.features.forward(x)), [0, 3, 1, 2]);
+  }
+
+  /** Under gradient checkpointing: each transformer block one checkpoint, and the patch embedding and each patch merging. */
+  private checkpointUnits(): Module[][] {
+    return this.features.children().flatMap(([, m]) => {
+      const blocks = m instanceof Sequential ? m.children().map(([, b]) => b) : [];
+      return blocks.length && blocks.every((b) => b instanceof SwinTransformerBlock) ? blocks.map((b) => [b]) : [[m]];
+    });
   }
 
   override featureMapSpec(levels: 1 | 4): FeatureMapSpec | null {

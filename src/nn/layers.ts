@@ -10,7 +10,7 @@ import { add, gelu, hardswish, mul, neg, relu, relu6, rsqrt, sigmoid, silu, sub,
 import { contiguous, reshape, transpose } from '../ops/layout.js';
 import { bytesPerElement } from '../tensor/dtype.js';
 import { totalmem } from 'node:os';
-import { isGradEnabled, stageScope } from '../tensor/autograd.js';
+import { isGradEnabled, isReplaying, stageScope } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/memory.js';
 import { dropout, dropPath } from '../ops/nn.js';
 import { packingEnabled } from '../ops/util.js';
@@ -138,8 +138,11 @@ export class BatchNorm2d extends Module implements DerivesBuffers {
     this.numBatchesTracked = this.buffer('num_batches_tracked', zeros([], { dtype: 'int32' }));
   }
   forward(x: Tensor): Tensor {
-    return batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, {
-      training: this.training && !this.frozen, momentum: this.momentum, eps: this.eps,
+    const batchStats = this.training && !this.frozen;
+    // A checkpoint's recomputation normalises as the first pass did, without updating the statistics again.
+    const update = !(batchStats && isReplaying());
+    return batchNorm(x, update ? this.runningMean : null, update ? this.runningVar : null, this.weight, this.bias, {
+      training: batchStats, momentum: this.momentum, eps: this.eps,
     });
   }
 }

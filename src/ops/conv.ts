@@ -4,7 +4,7 @@ import { fmt, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { denseData } from './layout.js';
 import { record } from './table.js';
-import { needsGrad } from '../tensor/autograd.js';
+import { inferenceKernelsFor } from '../tensor/autograd.js';
 import { channelsLastRequested, channelsLastStrides, isChannelsLast } from '../tensor/memory-format.js';
 import { alloc, backendOf, expectFloat, expectRank, expectSameDtype, packingEnabled, type WeightPacks } from './util.js';
 import { keep } from '../tensor/memory.js';
@@ -84,7 +84,7 @@ function convolve(op: 'conv2d' | 'conv2dAct', x: Tensor, weight: Tensor, bias: T
   const backend = backendOf(op, x, weight, bias);
   // Channels-last only where no graph is recorded: from a channels-last input, or from NCHW while
   // channelsLastInference asks for it (a CNN's feature extractor under noGrad).
-  const inference = !needsGrad([x, weight, bias]);
+  const inference = inferenceKernelsFor([x, weight, bias]);
   p.srcNhwc = inference && !x.isDense() && isChannelsLast(x);
   // (A depthwise convolution from NCHW stays NCHW: its direct kernels are the fast ones there.)
   p.dstNhwc = inference && (p.srcNhwc || (channelsLastRequested() && groups === 1));
@@ -169,7 +169,7 @@ function poolParams(op: string, x: Tensor, kernel: Pair, opts: Pool2dOptions): P
 export function maxPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Tensor {
   const p = poolParams('maxPool2d', x, kernel, opts);
   // A channels-last map without a graph stays channels-last (tensor/memory-format.ts).
-  p.nhwc = !x.isDense() && isChannelsLast(x) && !needsGrad([x]);
+  p.nhwc = !x.isDense() && isChannelsLast(x) && inferenceKernelsFor([x]);
   const xd = p.nhwc ? x : denseData(x);
   const out = alloc(x.backend, [p.n, p.c, p.outH, p.outW], x.dtype, false, p.nhwc ? channelsLastStrides([p.n, p.c, p.outH, p.outW]) : undefined);
   const arg = alloc(x.backend, out.shape, 'int32');

@@ -12,7 +12,7 @@ import { logSoftmax } from './norm.js';
 import { record } from './table.js';
 import { alloc, backendOf, expectFloat, expectRank } from './util.js';
 import { dtypeArray } from '../tensor/dtype.js';
-import { enableGrad, isGradEnabled, noGradReplayed } from '../tensor/autograd.js';
+import { enableGrad, isGradEnabled, noGradReplayed, replay } from '../tensor/autograd.js';
 
 function bernoulliMask(shape: readonly number[], keep: number, like: Tensor, generator: Generator): Tensor {
   const data = new dtypeArray[like.dtype === 'float64' ? 'float64' : 'float32'](numel(shape));
@@ -175,8 +175,8 @@ export function kron(a: Tensor, b: Tensor): Tensor {
  * backward pass runs fn again with gradients on (the default generator set back to its state at
  * the forward pass, so dropout and drop-path draw the same masks) and back-propagates gy through
  * it, giving gx and accumulating into the `params` (the trainable tensors fn reads) what they
- * would get without checkpointing. fn must be a function of x and those tensors alone, and must
- * not change state (BatchNorm in training mode would update its statistics twice).
+ * would get without checkpointing. fn must be a function of x and those tensors alone; the state
+ * it changes must skip changing it again while isReplaying() (BatchNorm2d's running statistics do).
  */
 export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: readonly Tensor[], generator: Generator = defaultGenerator): Tensor {
   const trainable = params.filter((p) => p.requiresGrad);
@@ -189,7 +189,7 @@ export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: readonl
     try {
       const xi = xs!.detach();
       xi.requiresGrad = x.requiresGrad;
-      const y = enableGrad(() => fn(xi));
+      const y = replay(() => enableGrad(() => fn(xi)));
       if (y.requiresGrad) y.backward(gy);
       const gx = xi.grad;
       xi.grad = null;

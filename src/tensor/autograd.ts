@@ -84,12 +84,37 @@ export function noGradReplayed<T>(fn: () => T): T {
   }
 }
 
+let replaying = 0;
+
+/** Runs fn as a checkpoint's recomputation (isReplaying() is true inside). */
+export function replay<T>(fn: () => T): T {
+  replaying++;
+  try {
+    return fn();
+  } finally {
+    replaying--;
+  }
+}
+
+/**
+ * Whether this pass recomputes one already run (a checkpoint's backward): state a forward pass
+ * updates (BatchNorm's running statistics) was updated by the first pass and must not be again.
+ */
+export function isReplaying(): boolean {
+  return replaying > 0;
+}
+
 /**
  * Whether ops may take inference-only kernels (other layouts, strided reads; values equal to a
  * recorded pass's within rounding): nothing is recorded, and no checkpoint will recompute this pass.
  */
 export function inferenceKernels(): boolean {
   return !gradEnabled && replayedLater === 0;
+}
+
+/** inferenceKernels for one op's inputs: no gradient will flow back from them, and no checkpoint will recompute this pass. */
+export function inferenceKernelsFor(inputs: readonly (Tensor | null | undefined)[]): boolean {
+  return replayedLater === 0 && !needsGrad(inputs);
 }
 
 /** Runs `fn` with gradients recorded (inside a backward pass: recomputing a checkpointed block). */

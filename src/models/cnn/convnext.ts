@@ -12,6 +12,7 @@ import { ones } from '../../ops/creation.js';
 import { add, mul } from '../../ops/elementwise.js';
 import { dropPath } from '../../ops/nn.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { runStagesCheckpointed } from '../checkpointing.js';
 import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from '../model.js';
 import { torchvisionPreprocess, type ConfigEntry } from './config.js';
 import { IDENTITY_TAP, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
@@ -71,6 +72,8 @@ export class CNBlock extends Module implements TappedBlock {
 }
 
 export class ConvNeXt extends VisionModel {
+  /** Recompute each stage in the backward pass instead of keeping its activations. */
+  gradientCheckpointing = false;
   readonly family = 'convnext';
   readonly numFeatures: number;
   features: Sequential;
@@ -102,7 +105,8 @@ export class ConvNeXt extends VisionModel {
 
   /** x (B, 3, H, W) → (B, C, H/32, W/32). */
   forwardFeatures(x: Tensor): Tensor {
-    return this.features.forward(x);
+    // Under gradient checkpointing each child of `features` (the stem, a stage's blocks, a downsampling) is one checkpoint.
+    return runStagesCheckpointed(this, this.features.children().map(([, m]) => [m]), x) ?? this.features.forward(x);
   }
 
   override featureMapSpec(levels: 1 | 4): FeatureMapSpec | null {

@@ -8,6 +8,7 @@ import { adaptiveAvgPool2d } from '../../ops/conv.js';
 import { add } from '../../ops/elementwise.js';
 import { flatten } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { runStagesCheckpointed } from '../checkpointing.js';
 import { channelsLastUnlessRecording } from '../../tensor/memory-format.js';
 import { VisionModel, type PreprocessConfig } from '../model.js';
 import { torchvisionPreprocess, type ConfigEntry } from './config.js';
@@ -65,6 +66,8 @@ export class InvertedResidual extends Module {
 }
 
 export class MobileNetV2 extends VisionModel {
+  /** Recompute each stage (a row of the inverted residual setting) in the backward pass instead of keeping its activations. */
+  gradientCheckpointing = false;
   readonly family = 'mobilenet_v2';
   readonly numFeatures: number;
   features: Sequential;
@@ -94,7 +97,16 @@ export class MobileNetV2 extends VisionModel {
   /** x (B, 3, H, W) → (B, lastChannel, H/32, W/32). */
   forwardFeatures(x: Tensor): Tensor {
     // Without a graph the features run channels-last (tensor/memory-format.ts).
-    return channelsLastUnlessRecording(() => this.features.forward(x));
+    return runStagesCheckpointed(this, this.stages(), x) ?? channelsLastUnlessRecording(() => this.features.forward(x));
+  }
+
+  /** The features' children by stage: the stem, each row of the inverted residual setting, the last convolution. */
+  private stages(): Module[][] {
+    const children = this.features.children().map(([, m]) => m);
+    const sizes = [1, ...this.config.invertedResidualSetting.map((row) => row[2]!), 1];
+    if (sizes.reduce((a, b) => a + b, 0) !== children.length) return children.map((m) => [m]);
+    let at = 0;
+    return sizes.map((n) => children.slice(at, (at += n)));
   }
 
   /** Global average pool, dropout, Linear; `preLogits` stops at the pooled (B, numFeatures). */

@@ -10,6 +10,7 @@ import { adaptiveAvgPool2d } from '../../ops/conv.js';
 import { add, relu } from '../../ops/elementwise.js';
 import { flatten } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { runStagesCheckpointed } from '../checkpointing.js';
 import { VisionModel, type PreprocessConfig } from '../model.js';
 import { torchvisionPreprocess, type ConfigEntry } from './config.js';
 import { conv2dNormActivation, NamedSequential, pyRound } from './torchvision-blocks.js';
@@ -57,6 +58,8 @@ export class ResBottleneckBlock extends Module {
 }
 
 export class RegNet extends VisionModel {
+  /** Recompute each stage in the backward pass instead of keeping its activations. */
+  gradientCheckpointing = false;
   readonly family = 'regnet';
   readonly numFeatures: number;
   stem: Sequential;
@@ -87,7 +90,9 @@ export class RegNet extends VisionModel {
 
   /** x (B, 3, H, W) → (B, widths[-1], H/32, W/32) for four stages. */
   forwardFeatures(x: Tensor): Tensor {
-    return this.trunk_output.forward(this.stem.forward(x));
+    const h = this.stem.forward(x);
+    // Under gradient checkpointing each stage of trunk_output (block1 … block4) is one checkpoint.
+    return runStagesCheckpointed(this, this.trunk_output.children().map(([, m]) => [m]), h) ?? this.trunk_output.forward(h);
   }
 
   /** Global average pool and fc; `preLogits` stops at the pooled (B, numFeatures). */

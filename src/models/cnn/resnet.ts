@@ -7,6 +7,7 @@ import { adaptiveAvgPool2d } from '../../ops/conv.js';
 import { add, relu } from '../../ops/elementwise.js';
 import { flatten } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import { runStagesCheckpointed } from '../checkpointing.js';
 import { channelsLastUnlessRecording } from '../../tensor/memory-format.js';
 import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from '../model.js';
 import { torchvisionPreprocess, type ConfigEntry } from './config.js';
@@ -88,6 +89,8 @@ export class Bottleneck extends Module {
 }
 
 export class ResNet extends VisionModel {
+  /** Recompute each of layer1 … layer4 in the backward pass instead of keeping its activations. */
+  gradientCheckpointing = false;
   readonly family = 'resnet';
   readonly numFeatures: number;
   conv1: Conv2d;
@@ -127,13 +130,17 @@ export class ResNet extends VisionModel {
     this.fc = this.module('fc', numClasses > 0 ? new Linear(this.numFeatures, numClasses) : null);
   }
 
+  private stages(): Sequential[] {
+    return [this.layer1, this.layer2, this.layer3, this.layer4];
+  }
+
   /** x (B, 3, H, W) → (B, 512·expansion, H/32, W/32). */
   forwardFeatures(x: Tensor): Tensor {
     // Without a graph the features run channels-last (tensor/memory-format.ts).
     return channelsLastUnlessRecording(() => {
-      let h = this.maxpool.forward(convBnAct(this.conv1, this.bn1, x, 'relu'));
-      for (const layer of [this.layer1, this.layer2, this.layer3, this.layer4]) h = layer.forward(h);
-      return h;
+      const h = this.maxpool.forward(convBnAct(this.conv1, this.bn1, x, 'relu'));
+      // Under gradient checkpointing each of layer1 … layer4 is one checkpoint.
+      return runStagesCheckpointed(this, this.stages().map((l) => [l]), h) ?? this.stages().reduce((acc, l) => l.forward(acc), h);
     });
   }
 
@@ -147,8 +154,8 @@ export class ResNet extends VisionModel {
   override forwardFeatureMaps(x: Tensor, levels: 1 | 4): Tensor[] {
     let h = this.maxpool.forward(relu(convBn(this.conv1, this.bn1, x)));
     const maps: Tensor[] = [];
-    for (const layer of [this.layer1, this.layer2, this.layer3, this.layer4]) {
-      h = layer.forward(h);
+    for (const layer of this.stages()) {
+      h = runStagesCheckpointed(this, [[layer]], h) ?? layer.forward(h);
       maps.push(h);
     }
     return levels === 4 ? maps : [h];

@@ -21,7 +21,8 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { VisionModel, type FeatureMapSpec, type PreprocessConfig } from '../model.js';
 import type { Dinov2Config } from './configs.js';
 import { resamplePosEmbed, type PosEmbedResize } from './pos-embed.js';
-import { blockList, blocksOf, featureBlocks, patchTokens, poolTokens, runBlock, tokensToMap, type CheckpointsBlocks } from './tokens.js';
+import { blockList, blocksOf, featureBlocks, patchTokens, poolTokens, tokensToMap } from './tokens.js';
+import { runBlock, type CheckpointsBlocks } from '../checkpointing.js';
 import type { CheckpointLayout, LoadsCheckpoints } from './checkpoint.js';
 import { IDENTITY_TAP, TokenGrid, type Tap, type TappedBlock } from '../../nn/residual-taps.js';
 

@@ -1,7 +1,5 @@
 // Pieces every ViT here shares: image → patch tokens, pooling tokens for the head, and a
 // numbered list of blocks with PyTorch's ModuleList names (`blocks.0`, `layer.0`, …).
-import { isGradEnabled, stageScope } from '../../tensor/autograd.js';
-import { checkpoint } from '../../ops/nn.js';
 import { Module } from '../../nn/module.js';
 import { ModuleDict, type Conv2d } from '../../nn/layers.js';
 import { concat, reshape, select, slice, transpose } from '../../ops/layout.js';
@@ -56,31 +54,3 @@ export function blocksOf<M extends Module>(list: ModuleDict<M>): M[] {
   return list.children().map(([, m]) => m as M);
 }
 
-/** A model whose blocks can run under gradient checkpointing (`--gradient-checkpointing`). */
-export interface CheckpointsBlocks {
-  gradientCheckpointing: boolean;
-}
-
-/**
- * block.forward through `f`, under gradient checkpointing when `owner` asks for it and gradients
- * are being recorded: the block's activations are recomputed in the backward pass instead of kept.
- * Without a graph the block runs in its own memory scope (stageScope), its intermediates freed on return.
- */
-export function runBlock<M extends Module>(owner: CheckpointsBlocks, block: M, h: Tensor, f: (x: Tensor) => Tensor): Tensor {
-  if (!isGradEnabled()) return stageScope(() => f(h));
-  if (!owner.gradientCheckpointing) return f(h);
-  return checkpoint(f, h, block.trainableParameters());
-}
-
-/** Turns gradient checkpointing on (or off) in every module of `model` that has it; returns how many. */
-export function setGradientCheckpointing(model: Module, on: boolean): number {
-  let n = 0;
-  for (const [, m] of model.namedModules()) {
-    const c = m as Partial<CheckpointsBlocks>;
-    if (typeof c.gradientCheckpointing === 'boolean') {
-      c.gradientCheckpointing = on;
-      n++;
-    }
-  }
-  return n;
-}
