@@ -13,6 +13,7 @@ import { record } from './table.js';
 import { alloc, backendOf, expectFloat, expectRank } from './util.js';
 import { dtypeArray } from '../tensor/dtype.js';
 import { enableGrad, isGradEnabled, noGradReplayed, replay } from '../tensor/autograd.js';
+import { tidy } from '../tensor/memory.js';
 
 function bernoulliMask(shape: readonly number[], keep: number, like: Tensor, generator: Generator): Tensor {
   const data = new dtypeArray[like.dtype === 'float64' ? 'float64' : 'float32'](numel(shape));
@@ -182,7 +183,8 @@ export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: readonl
   const trainable = params.filter((p) => p.requiresGrad);
   if (!isGradEnabled() || (!x.requiresGrad && trainable.length === 0)) return fn(x);
   const rng = generator.getState();
-  const out = noGradReplayed(() => fn(x));
+  // Its own memory scope: the first pass's intermediates are freed as soon as it returns.
+  const out = tidy(() => noGradReplayed(() => fn(x)));
   return record(out, 'checkpoint', [x, ...trainable], [x], (gy, [xs]) => {
     const after = generator.getState();
     generator.setState(rng);
