@@ -167,3 +167,33 @@ test('packed weights: a FoldCache packs a ViT\'s Linear weights once, gives the 
   cache.dispose();
   assert.equal(g.memory().liveBuffers, before, 'disposing the cache frees every pack');
 });
+
+for (const act of ['gelu', 'gelu_tanh', 'silu', 'relu'] as const) {
+  test(`packed weights: linear with ${act} fused into the packed product equals ${act} after the plain product`, { skip: !packsProducts && 'the backend packs no operands' }, () => {
+    const w = g.randn([48, 32], { generator: new g.Generator(11) });
+    const b = g.randn([48], { generator: new g.Generator(12) });
+    const x = g.randn([5, 32], { generator: new g.Generator(13), std: 2 });
+    const store: WeightPacks = new Map();
+    const apply = (t: g.Tensor) => (act === 'relu' ? g.relu(t) : act === 'silu' ? g.silu(t) : g.gelu(t, act === 'gelu_tanh' ? 'tanh' : 'none'));
+    const want = g.noGrad(() => g.tidy(() => Float32Array.from(apply(g.linear(x, w, b)).toArray() as Float32Array)));
+    for (const opts of [{ act }, { act, packs: store }]) {
+      const got = g.noGrad(() => g.tidy(() => Float32Array.from(g.linear(x, w, b, opts).toArray() as Float32Array)));
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+      assert.ok(worst < 1e-5, `${opts.packs ? 'packed, fused' : 'unpacked'}: outputs differ by ${worst}`);
+    }
+    assert.ok([...store.values()][0], 'the weight was packed');
+    for (const t of store.values()) t?.dispose();
+    // With gradients: the activation's gradient flows as after a plain product.
+    const wg = g.randn([48, 32], { generator: new g.Generator(11), requiresGrad: true });
+    const grad = (fused: boolean) => {
+      wg.grad = null;
+      g.tidy(() => g.sum(fused ? g.linear(x, wg, b, { act }) : apply(g.linear(x, wg, b))).backward());
+      return Array.from(wg.grad!.toArray() as Float32Array);
+    };
+    assert.deepEqual(grad(true), grad(false));
+    w.dispose();
+    b.dispose();
+    x.dispose();
+  });
+}

@@ -111,8 +111,10 @@ void Conv2dPacked(const Napi::CallbackInfo& a) {
 }
 // matmulPack(b, packed, n, k, transB, hasBias)
 void MatmulPack(const Napi::CallbackInfo& a) { matmul_pack(F(a[1]), Length(a[1]), F(a[0]), N(a[2]), N(a[3]), B(a[4]), B(a[5])); }
-// matmulPacked(a, b, packed, c, m, n, k, transB, bias | null)
-void MatmulPacked(const Napi::CallbackInfo& a) { matmul_packed(F(a[3]), F(a[0]), F(a[1]), F(a[2]), Length(a[2]), N(a[4]), N(a[5]), N(a[6]), B(a[7]), F(a[8])); }
+// matmulPacked(a, b, packed, c, m, n, k, transB, bias | null, act)
+void MatmulPacked(const Napi::CallbackInfo& a) {
+  matmul_packed(F(a[3]), F(a[0]), F(a[1]), F(a[2]), Length(a[2]), N(a[4]), N(a[5]), N(a[6]), B(a[7]), F(a[8]), static_cast<int>(N(a[9])));
+}
 // conv2dBackwardData(gy, w, gx, geometry)
 void Conv2dBackwardData(const Napi::CallbackInfo& a) { conv2d_backward_data(F(a[2]), F(a[0]), F(a[1]), Conv(a[3])); }
 // q4Linear(x, packed, scales, code, bias | null, y, m, rows, cols, blocksize, trans)
@@ -276,7 +278,7 @@ constexpr EntryPoint kKernels[] = {
     Kernel<Conv2d, 5>("conv2d"),
     Kernel<Conv2dClip, 7>("conv2dClip"),
     Kernel<MatmulPack, 6>("matmulPack"),
-    Kernel<MatmulPacked, 9>("matmulPacked"),
+    Kernel<MatmulPacked, 10>("matmulPacked"),
     Kernel<Conv2dPack, 7>("conv2dPack"),
     Kernel<Conv2dPacked, 9>("conv2dPacked"),
     Kernel<Conv2dBackwardData, 4>("conv2dBackwardData"),

@@ -62,8 +62,9 @@ void reduce_forward(float* out, int32_t* arg, const float* x, int64_t outer, int
 // runs on the plain b when `packed` holds another layout.
 int64_t matmul_packed_length(int64_t n, int64_t k, bool bias);
 void matmul_pack(float* packed, int64_t length, const float* b, int64_t n, int64_t k, bool transB, bool bias);
+// `act`: a Unary code (gelu, gelu_tanh, silu, relu) applied to each output as it is stored, or -1.
 void matmul_packed(float* c, const float* a, const float* b, const float* packed, int64_t length, int64_t m, int64_t n, int64_t k, bool transB,
-                   const float* bias);
+                   const float* bias, int act);
 void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool transA, bool transB,
             int64_t strideA, int64_t strideB, int64_t strideC, int beta, const float* bias = nullptr);
 

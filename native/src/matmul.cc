@@ -78,10 +78,28 @@ void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, 
 // call. Its layout depends on K and N only, so one packed copy serves every M.
 namespace {
 
-const Primitive& packed_matmul(int64_t m, int64_t n, int64_t k, bool bias) {
-  return cached(key("mm_packed", m, n, k, bias), [&] {
+// The activation fused as an eltwise post-op: the unary op's code (kernels.h), or -1 for none.
+dnnl::primitive_attr activation_attr(int act) {
+  dnnl::primitive_attr attr;
+  if (act < 0) return attr;
+  dnnl::post_ops po;
+  switch (static_cast<Unary>(act)) {
+    case Unary::Gelu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f); break;
+    case Unary::GeluTanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f); break;
+    case Unary::Silu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_swish, 1.f, 0.f); break;
+    case Unary::Relu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
+    default: throw std::invalid_argument("a product fuses only gelu, gelu_tanh, silu or relu");
+  }
+  attr.set_post_ops(po);
+  return attr;
+}
+
+const Primitive& packed_matmul(int64_t m, int64_t n, int64_t k, bool bias, int act = -1) {
+  return cached(key("mm_packed", m, n, k, bias, act), [&] {
     memory::desc a({m, k}, dt::f32, tag::ab), b({k, n}, dt::f32, tag::any), c({m, n}, dt::f32, tag::ab), bias_md({1, n}, dt::f32, tag::ab);
-    auto pd = bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias_md, c), engine()) : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), engine());
+    const auto attr = activation_attr(act);
+    auto pd = bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias_md, c), attr, engine())
+                   : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine());
     const bool jit = std::strncmp(pd.impl_info_str(), "ref", 3) != 0;
     return Primitive{jit ? dnnl::primitive(dnnl::matmul(pd)) : dnnl::primitive(), {a, pd.weights_desc(), c, bias_md}};
   });
@@ -104,10 +122,14 @@ void matmul_pack(float* packed, int64_t length, const float* b, int64_t n, int64
 }
 
 void matmul_packed(float* c, const float* a, const float* b, const float* packed, int64_t length, int64_t m, int64_t n, int64_t k, bool transB,
-                   const float* bias) {
+                   const float* bias, int act) {
   if (m <= 0) return;
-  const Primitive& p = packed_matmul(m, n, k, bias != nullptr);
-  if (!p.prim || !packed_as(packed, length, p.mds[1])) return matmul(c, a, b, 1, m, n, k, false, transB, 0, 0, 0, 0, bias);
+  const Primitive& p = packed_matmul(m, n, k, bias != nullptr, act);
+  if (!p.prim || !packed_as(packed, length, p.mds[1])) {
+    matmul(c, a, b, 1, m, n, k, false, transB, 0, 0, 0, 0, bias);
+    if (act >= 0) unary_forward(c, c, m * n, static_cast<Unary>(act), 0.f, 0.f);
+    return;
+  }
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], a)}, {DNNL_ARG_WEIGHTS, mem(p.mds[1], packed + kPackHeader)}, {DNNL_ARG_DST, mem(p.mds[2], c)}};
   if (bias) args.emplace(DNNL_ARG_BIAS, mem(p.mds[3], bias));
   p.prim.execute(stream(), args);

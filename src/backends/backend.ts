@@ -85,6 +85,9 @@ export interface ConvParams {
   dstNhwc?: boolean;
 }
 
+/** The activations a product on packed weights can apply as it stores its outputs. */
+export type FusedActivation = 'gelu' | 'gelu_tanh' | 'silu' | 'relu';
+
 /** The clamp [lo, hi] a convolution applies to its outputs (a fused ReLU / ReLU6), or null. */
 export type ConvClip = readonly [number, number] | null;
 
@@ -163,7 +166,8 @@ export interface Backend<B = TypedArray> {
    */
   matmulPackedLength?(dtype: DType, n: number, k: number, hasBias: boolean): number;
   matmulPack?(b: B, packed: B, dtype: DType, n: number, k: number, transB: boolean, hasBias: boolean): void;
-  matmulPacked?(a: B, b: B, packed: B, c: B, dtype: DType, m: number, n: number, k: number, transB: boolean, bias: B | null): void;
+  /** `act`: an activation applied to each output as it is stored (the backend's unary op of that name), or null. */
+  matmulPacked?(a: B, b: B, packed: B, c: B, dtype: DType, m: number, n: number, k: number, transB: boolean, bias: B | null, act: FusedActivation | null): void;
 
   // ---- convolution and pooling (NCHW, contiguous) --------------------------------------------
   conv2d(x: B, w: B, bias: B | null, y: B, dtype: DType, p: ConvParams): void;

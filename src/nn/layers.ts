@@ -14,6 +14,7 @@ import { isGradEnabled, isReplaying, stageScope } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/memory.js';
 import { dropout, dropPath } from '../ops/nn.js';
 import { packingEnabled } from '../ops/util.js';
+import type { FusedActivation } from '../backends/backend.js';
 
 type Pair = number | readonly [number, number];
 const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
@@ -67,11 +68,16 @@ export class Linear extends Module {
     if (replaced) return replaced as unknown as Linear;
   }
   forward(x: Tensor): Tensor {
+    return this.forwardAct(x, null);
+  }
+
+  /** act(forward(x)), the activation fused into the product where an inference cache packs the weight. */
+  forwardAct(x: Tensor, act: FusedActivation | null): Tensor {
     if (foldCache && !isGradEnabled()) {
       const { weight, packs } = foldCache.linearOperand(this);
-      return linear(x, weight, this.bias, packs ? { packs } : {});
+      return linear(x, weight, this.bias, { ...(packs ? { packs } : {}), ...(act ? { act } : {}) });
     }
-    return linear(x, this.weight, this.bias);
+    return linear(x, this.weight, this.bias, act ? { act } : {});
   }
 }
 

@@ -38,7 +38,9 @@ export class Mlp extends Module {
     this.activation = opts.activation ?? 'gelu';
   }
   forward(x: Tensor): Tensor {
-    return this.fc2.forward(activate(this.fc1.forward(x), this.activation));
+    // A plain fc1 (no adapter grafted on it) applies the activation itself: fused into its product under an inference cache.
+    const h = Object.getPrototypeOf(this.fc1) === Linear.prototype ? this.fc1.forwardAct(x, this.activation) : activate(this.fc1.forward(x), this.activation);
+    return this.fc2.forward(h);
   }
 }
 

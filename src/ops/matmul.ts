@@ -1,5 +1,6 @@
 // Matrix products: matmul with batch broadcasting, and linear (x Wᵀ + b) fused.
-import type { MatmulParams } from '../backends/backend.js';
+import type { FusedActivation, MatmulParams } from '../backends/backend.js';
+import { gelu, relu, silu } from './elementwise.js';
 import { broadcastShapes, contiguousStrides, fmt, numel, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { denseData, expand, reshape, sumTo, transpose, sumAxes } from './layout.js';
@@ -90,6 +91,8 @@ export interface LinearOptions {
    * made on first use (Conv2dOptions.packs says the same for convolutions).
    */
   packs?: WeightPacks;
+  /** act(x Wᵀ + b): fused into the product on the packed path, else applied after it. */
+  act?: FusedActivation;
 }
 
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: LinearOptions = {}): Tensor {
@@ -110,8 +113,11 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Li
   const bd = bias ? denseData(bias) : null;
   const out = alloc(backend, [...x.shape.slice(0, -1), n], x.dtype);
   const packed = packingEnabled && opts.packs && backend.matmulPacked && !needsGrad([x, weight, bias]) ? packedOperand(opts.packs, wd, n, k, !stored, bias != null) : null;
-  if (packed) backend.matmulPacked!(xd.buf(), wd.buf(), packed.buf(), out.buf(), x.dtype, rows, n, k, !stored, bd?.buf() ?? null);
-  else {
+  if (packed) {
+    backend.matmulPacked!(xd.buf(), wd.buf(), packed.buf(), out.buf(), x.dtype, rows, n, k, !stored, bd?.buf() ?? null, opts.act ?? null);
+    for (const [d, o] of [[xd, x], [wd, weight], [bd, bias]] as const) if (d && d !== o) d.dispose();
+    return out;
+  } else {
     backend.matmul(xd.buf(), wd.buf(), out.buf(), x.dtype, {
       batch: 1, m: rows, n, k, transA: false, transB: !stored, strideA: 0, strideB: 0, strideC: 0, beta: 0,
     }, bd?.buf() ?? null);
@@ -135,7 +141,11 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Li
   if (xd !== x) xd.dispose();
   if (wd !== weight) wd.dispose();
   if (bd && bd !== bias) bd.dispose();
-  return out;
+  return opts.act ? activation(out, opts.act) : out;
+}
+
+function activation(x: Tensor, act: FusedActivation): Tensor {
+  return act === 'relu' ? relu(x) : act === 'silu' ? silu(x) : gelu(x, act === 'gelu_tanh' ? 'tanh' : 'none');
 }
 
 /** The packed copy of B (K, N), stored as `w` ((N, K) when transB), made and kept in `packs` on first use; null where the backend has none. */

@@ -24,7 +24,7 @@ export const KERNELS = {
   conv2dClip: ['x', 'w', 'bias', 'y', 'geometry', 'lo', 'hi'],
   matmulPackedLength: ['n', 'k', 'hasBias'],
   matmulPack: ['b', 'packed', 'n', 'k', 'transB', 'hasBias'],
-  matmulPacked: ['a', 'b', 'packed', 'c', 'm', 'n', 'k', 'transB', 'bias'],
+  matmulPacked: ['a', 'b', 'packed', 'c', 'm', 'n', 'k', 'transB', 'bias', 'act'],
   conv2dPackedLength: ['geometry', 'hasBias', 'clipOn', 'lo', 'hi'],
   conv2dPack: ['w', 'packed', 'geometry', 'hasBias', 'clipOn', 'lo', 'hi'],
   conv2dPacked: ['x', 'w', 'packed', 'bias', 'y', 'geometry', 'clipOn', 'lo', 'hi'],

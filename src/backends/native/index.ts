@@ -92,7 +92,7 @@ function makeBackend(addon: Addon): Backend<TypedArray> {
       isF32(dtype) ? conv2dClip(x, w, bias, y, convGeometry(p), lo, hi) : ref.conv2dClip(x, w, bias, y, dtype, p, lo, hi),
     matmulPackedLength: (dtype, n, k, hasBias) => (isF32(dtype) ? Number(matmulPackedLength(n, k, hasBias)) : 0),
     matmulPack: (b, packed, _dtype, n, k, transB, hasBias) => matmulPack(b, packed, n, k, transB, hasBias),
-    matmulPacked: (a, b, packed, c, _dtype, m, n, k, transB, bias) => matmulPacked(a, b, packed, c, m, n, k, transB, bias),
+    matmulPacked: (a, b, packed, c, _dtype, m, n, k, transB, bias, act) => matmulPacked(a, b, packed, c, m, n, k, transB, bias, act ? UNARY[act] : -1),
     conv2dPackedLength: (dtype, p, hasBias, clip) => (isF32(dtype) ? Number(conv2dPackedLength(convGeometry(p), hasBias, clip !== null, clip?.[0] ?? 0, clip?.[1] ?? 0)) : 0),
     conv2dPack: (w, packed, _dtype, p, hasBias, clip) => conv2dPack(w, packed, convGeometry(p), hasBias, clip !== null, clip?.[0] ?? 0, clip?.[1] ?? 0),
     conv2dPacked: (x, w, packed, bias, y, _dtype, p, clip) => conv2dPacked(x, w, packed, bias, y, convGeometry(p), clip !== null, clip?.[0] ?? 0, clip?.[1] ?? 0),
