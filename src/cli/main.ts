@@ -77,7 +77,7 @@ program
   .option('--quantize <type>', "4-bit base weights (QLoRA): 'nf4' or 'fp4' (bitsandbytes' formats; adapter methods only)")
   .option('--double-quant', 'with --quantize: quantise the block scales too (8 bits, blocks of 256)')
   .option('--quant-block <n>', 'with --quantize: elements per scale block, a power of two from 32 to 4096 (default 64)', positiveInt('--quant-block'))
-  .option('--gradient-checkpointing', 'recompute each transformer block in the backward pass instead of keeping its activations (ViT families: less memory, one more forward)')
+  .option('--gradient-checkpointing', 'recompute each transformer block (ViTs, Swin) or stage (ResNet, MobileNetV2, ConvNeXt, RegNet) in the backward pass instead of keeping its activations: less memory, one more forward')
   .option('--head-from <where>', "new head replaces 'classifier' (the last Linear) or everything after the pooled 'features'")
   .option('--image-size <n>', 'input size (square); default: the model\'s own', positiveInt('--image-size'))
   .option('--epochs <n>', 'epochs (or --steps)', positiveInt('--epochs'))
