@@ -48,8 +48,12 @@ interface Pending {
 interface Lane {
   pending: Pending[];
   timer: { timeout?: NodeJS.Timeout; immediate?: NodeJS.Immediate } | null;
-  /** Resolvers waiting for the lane to empty (an unload). */
-  drained: (() => void)[];
+}
+
+/** Requests admitted for one adapter and not yet answered (read, decoded or queued), and who waits for none to be left. */
+interface InFlight {
+  count: number;
+  idle: (() => void)[];
 }
 
 export class GraftServer {
@@ -57,8 +61,9 @@ export class GraftServer {
   readonly metrics = new Metrics();
   private readonly lanes = new Map<string, Lane>();
   private admitted = 0;
-  /** Adapters being unloaded: unknown to new requests, their queued ones still answered. */
+  /** Adapters being unloaded: unknown to new requests, the ones already admitted still answered. */
   private readonly removing = new Set<string>();
+  private readonly inFlight = new Map<string, InFlight>();
   private draining = false;
   private readonly opts: Required<Omit<ServeOptions, 'token' | 'logger'>> & Pick<ServeOptions, 'token'>;
 
@@ -118,9 +123,9 @@ export class GraftServer {
       const { name } = req.params as { name: string };
       if (!this.host.has(name) || this.removing.has(name)) throw this.unknown(name);
       this.removing.add(name);
-      const lane = this.lanes.get(name);
+      // Every request admitted before this one is answered first, whether it was still being read, decoded or queued.
+      await this.whenIdle(name);
       this.lanes.delete(name);
-      if (lane && lane.pending.length) await new Promise<void>((r) => lane.drained.push(r));
       this.removing.delete(name);
       this.host.remove(name);
       this.metrics.forget(name);
@@ -181,6 +186,7 @@ export class GraftServer {
       label = adapter.name;
       if (this.admitted >= this.opts.maxQueue) throw new HttpError(429, 'queue_full', `the queue is full (${this.opts.maxQueue} requests); retry later`);
       this.admitted++;
+      this.track(adapter.name, 1);
       try {
         const bytes = await this.imageBytes(req);
         const [c, h, w] = this.host.preprocess.inputSize;
@@ -190,7 +196,7 @@ export class GraftServer {
         } catch (e) {
           throw new HttpError(400, 'bad_image', `the image could not be decoded: ${(e as Error).message}; send a JPEG, PNG, WebP, GIF, TIFF or AVIF image`);
         }
-        if (!this.host.has(adapter.name) || this.removing.has(adapter.name)) throw this.unknown(adapter.name);
+        if (!this.host.has(adapter.name)) throw this.unknown(adapter.name);
         const probs = await this.enqueue(adapter.name, data);
         let best = 0;
         for (let k = 1; k < probs.length; k++) if (probs[k]! > probs[best]!) best = k;
@@ -202,6 +208,7 @@ export class GraftServer {
         };
       } finally {
         this.admitted--;
+        this.track(adapter.name, -1);
       }
     } catch (e) {
       status = e instanceof HttpError ? e.status : (e as { statusCode?: number }).statusCode ?? 500;
@@ -214,7 +221,7 @@ export class GraftServer {
   private enqueue(name: string, data: Float32Array): Promise<Float32Array> {
     let lane = this.lanes.get(name);
     if (!lane) {
-      lane = { pending: [], timer: null, drained: [] };
+      lane = { pending: [], timer: null };
       this.lanes.set(name, lane);
     }
     const l = lane;
@@ -269,7 +276,22 @@ export class GraftServer {
       }
     }
     if (lane.pending.length) this.schedule(name, lane, 0);
-    else for (const r of lane.drained.splice(0)) r();
+  }
+
+  private track(name: string, delta: number): void {
+    let f = this.inFlight.get(name);
+    if (!f) this.inFlight.set(name, (f = { count: 0, idle: [] }));
+    f.count += delta;
+    if (f.count === 0) {
+      this.inFlight.delete(name);
+      for (const r of f.idle) r();
+    }
+  }
+
+  /** Resolves once no request admitted for `name` is left unanswered. */
+  private whenIdle(name: string): Promise<void> {
+    const f = this.inFlight.get(name);
+    return f ? new Promise<void>((r) => f.idle.push(r)) : Promise.resolve();
   }
 
   async listen(port: number, host = '127.0.0.1'): Promise<string> {
