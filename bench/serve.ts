@@ -10,6 +10,7 @@
 //
 //   npm run bench:serve [-- --seconds 6] [-- --only nsfwjs|mobilenet|vit] [-- --max-batch N]
 // Prints a table and writes bench/results/serve-<date>.json.
+// SERVE_NODE_FLAGS='--cpu-prof --cpu-prof-dir=DIR' passes node flags to the server process (a CPU profile of graft serve under load).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';

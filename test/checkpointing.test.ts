@@ -36,6 +36,17 @@ function step(peft: PeftModel<Module>, x: g.Tensor) {
   return { loss, peak, grads: new Map(peft.model.namedParameters().filter(([, p]) => p.grad).map(([k, p]) => [k, p.grad!.toArray()])) };
 }
 
+/** The same tensors got gradients, each within 1e-6 of the run without checkpointing. */
+function assertSameGrads(got: Map<string, ArrayLike<number>>, want: Map<string, ArrayLike<number>>): void {
+  assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort(), 'the same tensors get gradients');
+  for (const [k, v] of want) {
+    const w = got.get(k)!;
+    let worst = 0;
+    for (let i = 0; i < v.length; i++) worst = Math.max(worst, Math.abs(v[i]! - w[i]!));
+    assert.ok(worst <= 1e-6, `${k}: max difference ${worst}`);
+  }
+}
+
 const MODELS: [string, string, Record<string, unknown>][] = [
   ['timm ViT', 'vit_small_patch16_224', { depth: 6, embedDim: 32, numHeads: 2, patchSize: 4 }],
   ['DINOv2', 'dinov2_small', { hiddenSize: 32, numHiddenLayers: 6, numAttentionHeads: 4, patchSize: 4 }],
@@ -56,13 +67,7 @@ for (const [label, name, overrides] of MODELS) {
       assert.ok(setGradientCheckpointing(ckptModel, true) > 0, 'the model checkpoints its blocks');
       const ckpt = step(ckptModel, x);
       assert.equal(ckpt.loss, plain.loss, 'loss');
-      assert.deepEqual([...ckpt.grads.keys()].sort(), [...plain.grads.keys()].sort(), 'the same tensors get gradients');
-      for (const [k, v] of plain.grads) {
-        const w = ckpt.grads.get(k)!;
-        let worst = 0;
-        for (let i = 0; i < v.length; i++) worst = Math.max(worst, Math.abs(v[i]! - w[i]!));
-        assert.ok(worst <= 1e-6, `${k}: max difference ${worst}`);
-      }
+      assertSameGrads(ckpt.grads, plain.grads);
       assert.ok(ckpt.peak < plain.peak, `peak tensor memory ${ckpt.peak} with checkpointing, ${plain.peak} without`);
       console.log(`# ${label}${quantised ? ' NF4' : ''}: peak tensor memory of a step ${(plain.peak / 2 ** 20).toFixed(2)} MiB → ${(ckpt.peak / 2 ** 20).toFixed(2)} MiB with checkpointing`);
     });
@@ -107,13 +112,7 @@ for (const [label, name, overrides, size] of STAGED) {
     assert.ok(setGradientCheckpointing(model, true) > 0, 'the model checkpoints its stages or blocks');
     const ckpt = fullStep(model, x);
     assert.equal(ckpt.loss, plain.loss, 'loss');
-    assert.deepEqual([...ckpt.grads.keys()].sort(), [...plain.grads.keys()].sort(), 'the same tensors get gradients');
-    for (const [k, v] of plain.grads) {
-      const w = ckpt.grads.get(k)!;
-      let worst = 0;
-      for (let i = 0; i < v.length; i++) worst = Math.max(worst, Math.abs(v[i]! - w[i]!));
-      assert.ok(worst <= 1e-6, `${k}: max difference ${worst}`);
-    }
+    assertSameGrads(ckpt.grads, plain.grads);
     // BatchNorm updated its statistics once, as without checkpointing.
     for (const [k, v] of plain.stats) assert.deepEqual(ckpt.stats.get(k), v, `${k} after one step`);
     assert.ok(ckpt.peak < plain.peak, `peak tensor memory ${ckpt.peak} with checkpointing, ${plain.peak} without`);

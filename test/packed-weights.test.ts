@@ -15,6 +15,37 @@ import type { VisionModel } from '../src/models/model.js';
 const packs = typeof g.currentBackend().conv2dPack === 'function';
 const packsProducts = typeof g.currentBackend().matmulPack === 'function';
 
+/** The largest |a − b| / (1 + |a|). */
+function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / (1 + Math.abs(a[i]!)));
+  return worst;
+}
+
+/**
+ * A model's logits through one FoldCache, twice: equal to the uncached logits, the second pass
+ * making nothing new, every buffer freed by dispose; returns how many buffers the cache held.
+ */
+function foldCacheRun(name: string, size: number): number {
+  const model = createModel(name, { numClasses: 3, imageSize: size }).eval() as VisionModel;
+  const x = g.randn([2, 3, size, size], { generator: new g.Generator(9) });
+  const logits = () => Float32Array.from(g.noGrad(() => g.tidy(() => model.forward(x).toArray() as Float32Array)));
+  const expected = logits();
+  const before = g.memory().liveBuffers;
+  const cache = new FoldCache();
+  const a = withFoldedWeights(logits, cache);
+  const held = g.memory().liveBuffers;
+  const b = withFoldedWeights(logits, cache);
+  assert.equal(g.memory().liveBuffers, held, 'the second pass makes no new folds or packs');
+  for (const got of [a, b]) {
+    const worst = relDiff(expected, got);
+    assert.ok(worst < 1e-4, `logits differ by ${worst}`);
+  }
+  cache.dispose();
+  assert.equal(g.memory().liveBuffers, before, 'disposing the cache frees every fold and pack');
+  return held - before;
+}
+
 interface Case {
   name: string;
   cIn: number;
@@ -59,8 +90,7 @@ for (const c of CASES) {
         const plain = channelsLastInference(() => run(x, c.opts));
         const packed = channelsLastInference(() => run(x, { ...c.opts, packs: store }));
         assert.equal(packed.length, plain.length);
-        let worst = 0;
-        for (let i = 0; i < plain.length; i++) worst = Math.max(worst, Math.abs(plain[i]! - packed[i]!) / (1 + Math.abs(plain[i]!)));
+        const worst = relDiff(plain, packed);
         assert.ok(worst < 1e-5, `batch ${n}: outputs differ by ${worst}`);
         assert.equal(store.size, 1, 'one packed copy for the geometry');
         const t = [...store.values()][0];
@@ -88,26 +118,10 @@ test('packed weights: a packed copy is ignored with gradients on, and refused as
 });
 
 test('packed weights: a FoldCache packs each folded weight once, gives the uncached logits, and frees its packs', () => {
-  const model = createModel('mobilenet_v2', { numClasses: 3, imageSize: 64 }).eval() as VisionModel;
-  const x = g.randn([2, 3, 64, 64], { generator: new g.Generator(9) });
-  const logits = () => Float32Array.from(g.noGrad(() => g.tidy(() => model.forward(x).toArray() as Float32Array)));
-  const expected = logits();
-  const before = g.memory().liveBuffers;
-  const cache = new FoldCache();
-  const a = withFoldedWeights(logits, cache);
-  const held = g.memory().liveBuffers;
-  const b = withFoldedWeights(logits, cache);
-  assert.equal(g.memory().liveBuffers, held, 'the second pass makes no new folds or packs');
-  for (const got of [a, b]) {
-    let worst = 0;
-    for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(expected[i]! - got[i]!) / (1 + Math.abs(expected[i]!)));
-    assert.ok(worst < 1e-4, `logits differ by ${worst}`);
-  }
+  const held = foldCacheRun('mobilenet_v2', 64);
   // 52 convolutions, each folded (weight + bias) and, where the backend packs, packed.
-  assert.ok(held - before >= 2 * 52, `the cache holds ${held - before} buffers`);
-  if (packs) assert.ok(held - before >= 3 * 52, `the cache holds ${held - before} buffers: the packs are missing`);
-  cache.dispose();
-  assert.equal(g.memory().liveBuffers, before, 'disposing the cache frees every fold and pack');
+  assert.ok(held >= 2 * 52, `the cache holds ${held} buffers`);
+  if (packs) assert.ok(held >= 3 * 52, `the cache holds ${held} buffers: the packs are missing`);
 });
 
 for (const [n, k, bias] of [[96, 64, true], [200, 48, false], [5, 128, true]] as [number, number, boolean][]) {
@@ -122,8 +136,7 @@ for (const [n, k, bias] of [[96, 64, true], [200, 48, false], [5, 128, true]] as
       const run = (opts: { packs?: WeightPacks }) => Float32Array.from(g.noGrad(() => g.tidy(() => g.linear(x, w, b, opts).toArray() as Float32Array)));
       const plain = run({});
       const packed = run({ packs: store });
-      let worst = 0;
-      for (let i = 0; i < plain.length; i++) worst = Math.max(worst, Math.abs(plain[i]! - packed[i]!) / (1 + Math.abs(plain[i]!)));
+      const worst = relDiff(plain, packed);
       assert.ok(worst < 1e-5, `${rows} rows: outputs differ by ${worst}`);
       assert.equal(store.size, 1);
       const t = [...store.values()][0];
@@ -147,25 +160,9 @@ for (const [n, k, bias] of [[96, 64, true], [200, 48, false], [5, 128, true]] as
 }
 
 test('packed weights: a FoldCache packs a ViT\'s Linear weights once, gives the uncached logits, and frees its packs', () => {
-  const model = createModel('vit_small_patch16_224', { numClasses: 3, imageSize: 32 }).eval() as VisionModel;
-  const x = g.randn([2, 3, 32, 32], { generator: new g.Generator(9) });
-  const logits = () => Float32Array.from(g.noGrad(() => g.tidy(() => model.forward(x).toArray() as Float32Array)));
-  const expected = logits();
-  const before = g.memory().liveBuffers;
-  const cache = new FoldCache();
-  const a = withFoldedWeights(logits, cache);
-  const held = g.memory().liveBuffers;
-  const b = withFoldedWeights(logits, cache);
-  assert.equal(g.memory().liveBuffers, held, 'the second pass makes no new packs');
-  for (const got of [a, b]) {
-    let worst = 0;
-    for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(expected[i]! - got[i]!) / (1 + Math.abs(expected[i]!)));
-    assert.ok(worst < 1e-4, `logits differ by ${worst}`);
-  }
   // 12 blocks × 4 Linear layers and the head: one packed (or (in, out)) copy each.
-  assert.ok(held - before >= 49, `the cache holds ${held - before} buffers`);
-  cache.dispose();
-  assert.equal(g.memory().liveBuffers, before, 'disposing the cache frees every pack');
+  const held = foldCacheRun('vit_small_patch16_224', 32);
+  assert.ok(held >= 49, `the cache holds ${held} buffers`);
 });
 
 for (const act of ['gelu', 'gelu_tanh', 'silu', 'relu'] as const) {
@@ -178,8 +175,7 @@ for (const act of ['gelu', 'gelu_tanh', 'silu', 'relu'] as const) {
     const want = g.noGrad(() => g.tidy(() => Float32Array.from(apply(g.linear(x, w, b)).toArray() as Float32Array)));
     for (const opts of [{ act }, { act, packs: store }]) {
       const got = g.noGrad(() => g.tidy(() => Float32Array.from(g.linear(x, w, b, opts).toArray() as Float32Array)));
-      let worst = 0;
-      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+      const worst = relDiff(want, got);
       assert.ok(worst < 1e-5, `${opts.packs ? 'packed, fused' : 'unpacked'}: outputs differ by ${worst}`);
     }
     assert.ok([...store.values()][0], 'the weight was packed');

@@ -6,8 +6,7 @@ import { denseData } from './layout.js';
 import { record } from './table.js';
 import { inferenceKernelsFor } from '../tensor/autograd.js';
 import { channelsLastRequested, channelsLastStrides, isChannelsLast } from '../tensor/memory-format.js';
-import { alloc, backendOf, expectFloat, expectRank, expectSameDtype, packingEnabled, type WeightPacks } from './util.js';
-import { keep } from '../tensor/memory.js';
+import { alloc, backendOf, expectFloat, expectRank, expectSameDtype, packedCopy, packingEnabled, type WeightPacks } from './util.js';
 
 type Pair = number | readonly [number, number];
 const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
@@ -131,18 +130,7 @@ function convolve(op: 'conv2d' | 'conv2dAct', x: Tensor, weight: Tensor, bias: T
 /** The packed copy of `w` for p (made and stored in `packs` on first use), or null where the backend has none. */
 function packedWeight(packs: WeightPacks, w: Tensor, p: ConvParams, hasBias: boolean, clip: ConvClip, padEnd: [number, number]): Tensor | null {
   const key = [p.cIn, p.strideH, p.strideW, p.padH, p.padW, ...padEnd, p.dilH, p.dilW, p.groups, hasBias, clip?.[0], clip?.[1]].join(',');
-  let t = packs.get(key);
-  if (t === undefined) {
-    const backend = w.backend;
-    const length = backend.conv2dPackedLength?.(w.dtype, p, hasBias, clip) ?? 0;
-    t = null;
-    if (length > 0) {
-      t = keep(alloc(backend, [length], w.dtype));
-      backend.conv2dPack!(w.buf(), t.buf(), w.dtype, p, hasBias, clip);
-    }
-    packs.set(key, t);
-  }
-  return t;
+  return packedCopy(packs, key, w, () => w.backend.conv2dPackedLength?.(w.dtype, p, hasBias, clip) ?? 0, (src, t) => w.backend.conv2dPack!(src.buf(), t.buf(), w.dtype, p, hasBias, clip));
 }
 
 export interface Pool2dOptions {

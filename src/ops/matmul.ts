@@ -6,8 +6,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { denseData, expand, reshape, sumTo, transpose, sumAxes } from './layout.js';
 import { record } from './table.js';
 import { needsGrad } from '../tensor/autograd.js';
-import { alloc, backendOf, expectFloat, expectSameDtype, packingEnabled, type WeightPacks } from './util.js';
-import { keep } from '../tensor/memory.js';
+import { alloc, backendOf, expectFloat, expectSameDtype, packedCopy, packingEnabled, type WeightPacks } from './util.js';
 
 interface MatOperand {
   t: Tensor; // dense tensor whose buffer is passed
@@ -150,17 +149,5 @@ function activation(x: Tensor, act: FusedActivation): Tensor {
 
 /** The packed copy of B (K, N), stored as `w` ((N, K) when transB), made and kept in `packs` on first use; null where the backend has none. */
 function packedOperand(packs: WeightPacks, w: Tensor, n: number, k: number, transB: boolean, hasBias: boolean): Tensor | null {
-  const key = `${n},${k},${hasBias}`;
-  let t = packs.get(key);
-  if (t === undefined) {
-    const backend = w.backend;
-    const length = backend.matmulPackedLength?.(w.dtype, n, k, hasBias) ?? 0;
-    t = null;
-    if (length > 0) {
-      t = keep(alloc(backend, [length], w.dtype));
-      backend.matmulPack!(w.buf(), t.buf(), w.dtype, n, k, transB, hasBias);
-    }
-    packs.set(key, t);
-  }
-  return t;
+  return packedCopy(packs, `${n},${k},${hasBias}`, w, () => w.backend.matmulPackedLength?.(w.dtype, n, k, hasBias) ?? 0, (src, t) => w.backend.matmulPack!(src.buf(), t.buf(), w.dtype, n, k, transB, hasBias));
 }

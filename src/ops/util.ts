@@ -3,6 +3,7 @@ import type { Backend } from '../backends/backend.js';
 import type { DType } from '../tensor/dtype.js';
 import { emptyTensor, type Tensor } from '../tensor/tensor.js';
 import { fmt, type Shape } from '../tensor/shape.js';
+import { keep } from '../tensor/memory.js';
 
 export class DTypeError extends Error {
   override name = 'DTypeError';
@@ -49,3 +50,18 @@ export type WeightPacks = Map<string, Tensor | null>;
 
 /** GRAFT_PACKED_WEIGHTS=0 runs every layer on its plain weights (for comparison and debugging). */
 export const packingEnabled = process.env['GRAFT_PACKED_WEIGHTS'] !== '0';
+
+/**
+ * The packed copy of `w` stored under `key` in `packs`, made on first use: a buffer of `length()`
+ * elements (0: the backend has none, remembered as null) filled by `fill(source, packed)`.
+ */
+export function packedCopy(packs: WeightPacks, key: string, w: Tensor, length: () => number, fill: (w: Tensor, packed: Tensor) => void): Tensor | null {
+  let t = packs.get(key);
+  if (t === undefined) {
+    const n = length();
+    t = n > 0 ? keep(alloc(w.backend, [n], w.dtype)) : null;
+    if (t) fill(w, t);
+    packs.set(key, t);
+  }
+  return t;
+}
