@@ -26,3 +26,5 @@ export { captureFeatures } from './nn/capture.js';
 export { layerSimilarity, layerFeatures, type SimilarityMatrix, type SimilarityOptions } from './nn/similarity.js';
 export { datasetSimilarity } from './eval/similarity.js';
 export { similarityHeatmapSvg, similarityJson, writeSimilarity } from './report/heatmap.js';
+export { roundBf16, roundBf16Array } from './tensor/bf16.js';
+export { withComputePrecision, computePrecision, bf16Unavailable } from './ops/precision.js';

@@ -449,8 +449,43 @@ static void benchCopy(Ctx& ctx, const std::string& id, const Params& p) {
   std::free(dst);
 }
 
+// ---- frozen linear in bf16 -------------------------------------------------------------------
+// What a user of raw oneDNN would run for a frozen (N, K) weight in bf16: the weight reordered once
+// (outside the timing) into the layout the bf16 matmul picks, the float32 input reordered to bf16
+// on every call (inside it), float32 outputs. fwd: y = x Wᵀ + b; bwd: gx = gy W (the gradient to
+// the input a frozen layer computes), its own packed copy of W.
+static void benchLinearBf16(Ctx& ctx, const std::string& id, const Params& p) {
+  long m = p.at("m"), k = p.at("k"), n = p.at("n");
+  auto x = newMem(ctx, plain({m, k})), gy = newMem(ctx, plain({m, n})), w = newMem(ctx, plain({n, k}), 0.05f);
+  auto y = newMem(ctx, plain({m, n})), gx = newMem(ctx, plain({m, k})), bias = newMem(ctx, plain({1, n}));
+  auto one = [&](const memory& src, long rows, long inner, long outer, const memory::desc& wPlain, memory& dst, bool withBias) {
+    memory::desc a({rows, inner}, dt::bf16, tag::ab), b({inner, outer}, dt::bf16, tag::any);
+    auto pd = withBias ? matmul::primitive_desc(matmul::desc(a, b, bias.get_desc(), dst.get_desc()), ctx.eng)
+                       : matmul::primitive_desc(matmul::desc(a, b, dst.get_desc()), ctx.eng);
+    auto packed = std::make_shared<memory>(pd.weights_desc(), ctx.eng);
+    memory wView(wPlain, ctx.eng, w.get_data_handle());
+    reorder(wView, *packed).execute(ctx.strm, wView, *packed);
+    auto a16 = std::make_shared<memory>(a, ctx.eng);
+    auto toBf16 = std::make_shared<reorder>(src, *a16);
+    auto prim = std::make_shared<matmul>(pd);
+    std::string impl = pd.impl_info_str();
+    std::function<void()> run = [&ctx, src, a16, toBf16, prim, packed, &dst, &bias, withBias] {
+      toBf16->execute(ctx.strm, const_cast<memory&>(src), *a16);
+      if (withBias) prim->execute(ctx.strm, {{DNNL_ARG_SRC, *a16}, {DNNL_ARG_WEIGHTS, *packed}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst}});
+      else prim->execute(ctx.strm, {{DNNL_ARG_SRC, *a16}, {DNNL_ARG_WEIGHTS, *packed}, {DNNL_ARG_DST, dst}});
+      ctx.strm.wait();
+    };
+    return std::make_pair(run, impl);
+  };
+  auto [fwd, fwdImpl] = one(x, m, k, n, memory::desc({k, n}, dt::f32, dims{1, k}), y, true);
+  report(ctx, id, "fwd", "bf16", measure(fwd, ctx.policy), fwdImpl);
+  auto [bwd, bwdImpl] = one(gy, m, n, k, plain({n, k}), gx, false);
+  report(ctx, id, "bwd-data", "bf16", measure(bwd, ctx.policy), bwdImpl);
+}
+
 static void runCase(Ctx& ctx, const std::string& id, const std::string& op, const Params& p) {
   if (op == "linear" || op == "matmul") return benchLinear(ctx, id, p, op == "linear");
+  if (op == "linear_bf16") return benchLinearBf16(ctx, id, p);
   if (op == "attention") return benchAttention(ctx, id, p);
   if (op == "conv") {
     benchConv(ctx, id, p, false);

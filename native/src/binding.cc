@@ -109,18 +109,18 @@ void Conv2dPack(const Napi::CallbackInfo& a) { conv2d_pack_weight(F(a[1]), Lengt
 void Conv2dPacked(const Napi::CallbackInfo& a) {
   conv2d_forward_packed(F(a[4]), F(a[0]), F(a[1]), F(a[2]), Length(a[2]), F(a[3]), Conv(a[5]), B(a[6]), R(a[7]), R(a[8]));
 }
-// matmulPack(b, packed, n, k, transB, hasBias)
-void MatmulPack(const Napi::CallbackInfo& a) { matmul_pack(F(a[1]), Length(a[1]), F(a[0]), N(a[2]), N(a[3]), B(a[4]), B(a[5])); }
+// matmulPack(b, packed, n, k, transB, hasBias, bf16)
+void MatmulPack(const Napi::CallbackInfo& a) { matmul_pack(F(a[1]), Length(a[1]), F(a[0]), N(a[2]), N(a[3]), B(a[4]), B(a[5]), B(a[6])); }
 // matmulPacked(a, b, packed, c, m, n, k, transB, bias | null, act)
 void MatmulPacked(const Napi::CallbackInfo& a) {
   matmul_packed(F(a[3]), F(a[0]), F(a[1]), F(a[2]), Length(a[2]), N(a[4]), N(a[5]), N(a[6]), B(a[7]), F(a[8]), static_cast<int>(N(a[9])));
 }
 // conv2dBackwardData(gy, w, gx, geometry)
 void Conv2dBackwardData(const Napi::CallbackInfo& a) { conv2d_backward_data(F(a[2]), F(a[0]), F(a[1]), Conv(a[3])); }
-// q4Linear(x, packed, scales, code, bias | null, y, m, rows, cols, blocksize, trans)
+// q4Linear(x, packed, scales, code, bias | null, y, m, rows, cols, blocksize, trans, bf16)
 void Q4Linear(const Napi::CallbackInfo& a) {
   if (B(a[10]) && !a[4].IsNull()) throw std::invalid_argument("the gradient to the input takes no bias");
-  q4_linear(F(a[5]), F(a[0]), U8(a[1]), F(a[2]), F(a[3]), F(a[4]), N(a[6]), N(a[7]), N(a[8]), N(a[9]), B(a[10]));
+  q4_linear(F(a[5]), F(a[0]), U8(a[1]), F(a[2]), F(a[3]), F(a[4]), N(a[6]), N(a[7]), N(a[8]), N(a[9]), B(a[10]), B(a[11]));
 }
 // q4Conv2d(x, packed, scales, code, bias, y, geometry, blocksize)
 void Q4Conv2d(const Napi::CallbackInfo& a) { q4_conv2d(F(a[5]), F(a[0]), U8(a[1]), F(a[2]), F(a[3]), F(a[4]), Conv(a[6]), N(a[7])); }
@@ -249,8 +249,10 @@ Napi::Value CountEntry(const Napi::CallbackInfo& info) {
 }
 // conv2dPackedLength(geometry, hasBias, clipOn, lo, hi): floats a packed weight for the geometry takes (0: none)
 int64_t Conv2dPackedLength(const Napi::CallbackInfo& a) { return conv2d_packed_length(Conv(a[0]), B(a[1]), B(a[2]), R(a[3]), R(a[4])); }
-// matmulPackedLength(n, k, hasBias): floats a packed B (K, N) takes (0: none)
-int64_t MatmulPackedLength(const Napi::CallbackInfo& a) { return matmul_packed_length(N(a[0]), N(a[1]), B(a[2])); }
+// matmulPackedLength(n, k, hasBias, bf16): floats a packed B (K, N) takes (0: none)
+int64_t MatmulPackedLength(const Napi::CallbackInfo& a) { return matmul_packed_length(N(a[0]), N(a[1]), B(a[2]), B(a[3])); }
+// bf16Supported(): 1 where bf16 products run in native kernels on this CPU, else 0
+int64_t Bf16Supported(const Napi::CallbackInfo&) { return bf16_supported() ? 1 : 0; }
 // Entry points that return a value, with their argument counts.
 struct CountEntryPoint {
   const char* name;
@@ -259,7 +261,8 @@ struct CountEntryPoint {
 };
 constexpr CountEntryPoint kCounts[] = {
     {"conv2dPackedLength", CountEntry<Conv2dPackedLength, 5>, 5},
-    {"matmulPackedLength", CountEntry<MatmulPackedLength, 3>, 3},
+    {"matmulPackedLength", CountEntry<MatmulPackedLength, 4>, 4},
+    {"bf16Supported", CountEntry<Bf16Supported, 0>, 0},
 };
 
 struct EntryPoint {
@@ -277,13 +280,13 @@ constexpr EntryPoint kKernels[] = {
     Kernel<Matmul, 14>("matmul"),
     Kernel<Conv2d, 5>("conv2d"),
     Kernel<Conv2dClip, 7>("conv2dClip"),
-    Kernel<MatmulPack, 6>("matmulPack"),
+    Kernel<MatmulPack, 7>("matmulPack"),
     Kernel<MatmulPacked, 10>("matmulPacked"),
     Kernel<Conv2dPack, 7>("conv2dPack"),
     Kernel<Conv2dPacked, 9>("conv2dPacked"),
     Kernel<Conv2dBackwardData, 4>("conv2dBackwardData"),
     Kernel<Conv2dBackwardWeight, 5>("conv2dBackwardWeight"),
-    Kernel<Q4Linear, 11>("q4Linear"),
+    Kernel<Q4Linear, 12>("q4Linear"),
     Kernel<Q4Conv2d, 8>("q4Conv2d"),
     Kernel<Q4Conv2dBwd, 7>("q4Conv2dBackwardData"),
     Kernel<Q4Stats, 2>("q4Stats"),

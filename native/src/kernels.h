@@ -60,13 +60,25 @@ void reduce_forward(float* out, int32_t* arg, const float* x, int64_t outer, int
 // c (M, N) = a (M, K) · B (+ bias) on B packed once (matmul.cc): the packed length in floats (0:
 // no packed layout), the packing from b (K, N), or (N, K) when transB, and the product, which
 // runs on the plain b when `packed` holds another layout.
-int64_t matmul_packed_length(int64_t n, int64_t k, bool bias);
-void matmul_pack(float* packed, int64_t length, const float* b, int64_t n, int64_t k, bool transB, bool bias);
+// With bf16, B is packed as bf16 and the product rounds a to bf16 too (float32 accumulation and
+// outputs); the packed copy's header says which.
+int64_t matmul_packed_length(int64_t n, int64_t k, bool bias, bool bf16 = false);
+void matmul_pack(float* packed, int64_t length, const float* b, int64_t n, int64_t k, bool transB, bool bias, bool bf16 = false);
 // `act`: a Unary code (gelu, gelu_tanh, silu, relu) applied to each output as it is stored, or -1.
 void matmul_packed(float* c, const float* a, const float* b, const float* packed, int64_t length, int64_t m, int64_t n, int64_t k, bool transB,
                    const float* bias, int act);
 void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool transA, bool transB,
             int64_t strideA, int64_t strideB, int64_t strideC, int beta, const float* bias = nullptr);
+// bf16 (stored as uint16): out = x rounded to nearest, ties to even.
+void to_bf16(uint16_t* out, const float* in, int64_t count);
+// The same on the calling thread only (inside a parallel region).
+void to_bf16_serial(uint16_t* out, const float* in, int64_t count);
+// Whether this CPU runs bf16 products in oneDNN's native kernels (AVX512_BF16 or AMX).
+bool bf16_supported();
+// c (m, n) [row stride ldc] (+ c when accumulate) = a (m, k) [lda] · b (+ bias (n), float32), a and
+// b bf16, c float32; b is (k, n) [ldb], or stored (n, k) [ldb] when transB.
+void gemm_bf16(float* c, const uint16_t* a, const uint16_t* b, int64_t m, int64_t n, int64_t k, bool transB, int64_t lda, int64_t ldb, int64_t ldc,
+               bool accumulate, const float* bias);
 
 // ---- convolution (conv.cc on oneDNN; depthwise.cc direct) ----
 struct ConvShape {
@@ -99,8 +111,9 @@ constexpr int64_t kQ4ChunkFloats = 1 << 20;
 void q4_dequantize(float* out, const uint8_t* packed, const float* scales, const float* code, int64_t start, int64_t count, int64_t blocksize);
 // trans = false: y (m, rows) = x (m, cols) · Wᵀ (+ bias (rows) on every row); true: y (m, cols) = x (m, rows) · W
 // (bias must be null); W (rows, cols) 4-bit
+// (bf16: the weight dequantised to bf16 and x rounded to bf16, float32 accumulation)
 void q4_linear(float* y, const float* x, const uint8_t* packed, const float* scales, const float* code, const float* bias, int64_t m, int64_t rows,
-               int64_t cols, int64_t blocksize, bool trans);
+               int64_t cols, int64_t blocksize, bool trans, bool bf16 = false);
 void q4_conv2d(float* y, const float* x, const uint8_t* packed, const float* scales, const float* code, const float* bias, const ConvShape& s,
                int64_t blocksize);
 void q4_conv2d_backward_data(float* gx, const float* gy, const uint8_t* packed, const float* scales, const float* code, const ConvShape& s,

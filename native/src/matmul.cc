@@ -8,6 +8,7 @@
 
 #include "gemm.h"
 #include "kernels.h"
+#include "parallel.h"
 
 namespace graft {
 
@@ -94,13 +95,15 @@ dnnl::primitive_attr activation_attr(int act) {
   return attr;
 }
 
-const Primitive& packed_matmul(int64_t m, int64_t n, int64_t k, bool bias, int act = -1) {
-  return cached(key("mm_packed", m, n, k, bias, act), [&] {
-    memory::desc a({m, k}, dt::f32, tag::ab), b({k, n}, dt::f32, tag::any), c({m, n}, dt::f32, tag::ab), bias_md({1, n}, dt::f32, tag::ab);
+// Products on packed B in float32, or (bf16) on bf16 copies of a and B with float32 outputs.
+const Primitive& packed_matmul(int64_t m, int64_t n, int64_t k, bool bias, int act = -1, bool bf16 = false) {
+  return cached(key("mm_packed", m, n, k, bias, act, bf16), [&] {
+    const dt in = bf16 ? dt::bf16 : dt::f32;
+    memory::desc a({m, k}, in, tag::ab), b({k, n}, in, tag::any), c({m, n}, dt::f32, tag::ab), bias_md({1, n}, dt::f32, tag::ab);
     const auto attr = activation_attr(act);
     auto pd = bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias_md, c), attr, engine())
                    : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine());
-    const bool jit = std::strncmp(pd.impl_info_str(), "ref", 3) != 0;
+    const bool jit = std::strncmp(pd.impl_info_str(), "ref", 3) != 0 && (!bf16 || bf16_supported());
     return Primitive{jit ? dnnl::primitive(dnnl::matmul(pd)) : dnnl::primitive(), {a, pd.weights_desc(), c, bias_md}};
   });
 }
@@ -108,15 +111,53 @@ const Primitive& packed_matmul(int64_t m, int64_t n, int64_t k, bool bias, int a
 // The layout is chosen for a typical M: the same for every M on the shapes measured.
 constexpr int64_t kPackRows = 256;
 
+// bf16 staging of the current call's a operand (one per thread: kernels run on the JavaScript
+// thread of each worker).
+thread_local std::vector<uint16_t> t_bf16_a;
+
+uint16_t* bf16_buffer(std::vector<uint16_t>& b, size_t count) {
+  if (b.size() < count) b.resize(count);
+  return b.data();
+}
+
+// Whether the packed copy's header describes bf16 weights.
+bool packed_bf16(const float* packed, int64_t length) {
+  if (length < static_cast<int64_t>(kPackHeader)) return false;
+  dnnl_memory_desc_t header;
+  std::memcpy(&header, packed, sizeof header);
+  return header.data_type == dnnl_bf16;
+}
+
 }  // namespace
 
-int64_t matmul_packed_length(int64_t n, int64_t k, bool bias) {
-  const Primitive& p = packed_matmul(kPackRows, n, k, bias);
+void to_bf16_serial(uint16_t* out, const float* in, int64_t count) {
+  for (int64_t i = 0; i < count; i++) {
+    uint32_t u;
+    std::memcpy(&u, in + i, sizeof u);
+    // Round to nearest, ties to even; a NaN stays a (quiet) NaN.
+    out[i] = (u & 0x7fffffffu) > 0x7f800000u ? static_cast<uint16_t>((u >> 16) | 0x40u) : static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+}
+
+void to_bf16(uint16_t* out, const float* in, int64_t count) {
+  parallel_chunks(count, count, [&](int64_t lo, int64_t hi) { to_bf16_serial(out + lo, in + lo, hi - lo); });
+}
+
+bool bf16_supported() {
+  static const bool ok = [] {
+    const auto isa = dnnl::get_effective_cpu_isa();
+    return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+  }();
+  return ok;
+}
+
+int64_t matmul_packed_length(int64_t n, int64_t k, bool bias, bool bf16) {
+  const Primitive& p = packed_matmul(kPackRows, n, k, bias, -1, bf16);
   return p.prim ? packed_length(p.mds[1]) : 0;
 }
 
-void matmul_pack(float* packed, int64_t length, const float* b, int64_t n, int64_t k, bool transB, bool bias) {
-  const Primitive& p = packed_matmul(kPackRows, n, k, bias);
+void matmul_pack(float* packed, int64_t length, const float* b, int64_t n, int64_t k, bool transB, bool bias, bool bf16) {
+  const Primitive& p = packed_matmul(kPackRows, n, k, bias, -1, bf16);
   if (!p.prim) throw std::invalid_argument("no packed layout for this product (matmulPackedLength gives 0)");
   pack_weights(packed, length, memory::desc({k, n}, dt::f32, transB ? tag::ba : tag::ab), b, p.mds[1]);
 }
@@ -124,13 +165,46 @@ void matmul_pack(float* packed, int64_t length, const float* b, int64_t n, int64
 void matmul_packed(float* c, const float* a, const float* b, const float* packed, int64_t length, int64_t m, int64_t n, int64_t k, bool transB,
                    const float* bias, int act) {
   if (m <= 0) return;
-  const Primitive& p = packed_matmul(m, n, k, bias != nullptr, act);
+  const bool bf16 = packed_bf16(packed, length);
+  const Primitive& p = packed_matmul(m, n, k, bias != nullptr, act, bf16);
   if (!p.prim || !packed_as(packed, length, p.mds[1])) {
     matmul(c, a, b, 1, m, n, k, false, transB, 0, 0, 0, 0, bias);
     if (act >= 0) unary_forward(c, c, m * n, static_cast<Unary>(act), 0.f, 0.f);
     return;
   }
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], a)}, {DNNL_ARG_WEIGHTS, mem(p.mds[1], packed + kPackHeader)}, {DNNL_ARG_DST, mem(p.mds[2], c)}};
+  const void* src = a;
+  if (bf16) {
+    uint16_t* ab = bf16_buffer(t_bf16_a, static_cast<size_t>(m * k));
+    to_bf16(ab, a, m * k);
+    src = ab;
+  }
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], src)}, {DNNL_ARG_WEIGHTS, mem(p.mds[1], packed + kPackHeader)}, {DNNL_ARG_DST, mem(p.mds[2], c)}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, mem(p.mds[3], bias));
+  p.prim.execute(stream(), args);
+  stream().wait();
+}
+
+// c (m, n) [row stride ldc] (+)= a (m, k) [lda] · b, all bf16 in, float32 out; b (k, n) [ldb], or
+// stored (n, k) [ldb] when transB. The bias (n) is float32.
+void gemm_bf16(float* c, const uint16_t* a, const uint16_t* b, int64_t m, int64_t n, int64_t k, bool transB, int64_t lda, int64_t ldb, int64_t ldc,
+               bool accumulate, const float* bias) {
+  if (m <= 0 || n <= 0 || k <= 0) return;
+  const Primitive& p = cached(key("mm_bf16", m, n, k, transB, lda, ldb, ldc, accumulate, bias != nullptr), [&] {
+    memory::desc a_md({m, k}, dt::bf16, memory::dims{lda, 1});
+    memory::desc b_md({k, n}, dt::bf16, transB ? memory::dims{1, ldb} : memory::dims{ldb, 1});
+    memory::desc c_md({m, n}, dt::f32, memory::dims{ldc, 1});
+    memory::desc bias_md({1, n}, dt::f32, tag::ab);
+    dnnl::primitive_attr attr;
+    if (accumulate) {
+      dnnl::post_ops po;
+      po.append_sum(1.f);
+      attr.set_post_ops(po);
+    }
+    auto pd = bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, bias_md, c_md), attr, engine())
+                   : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine());
+    return Primitive{dnnl::matmul(pd), {a_md, b_md, c_md, bias_md}};
+  });
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], a)}, {DNNL_ARG_WEIGHTS, mem(p.mds[1], b)}, {DNNL_ARG_DST, mem(p.mds[2], c)}};
   if (bias) args.emplace(DNNL_ARG_BIAS, mem(p.mds[3], bias));
   p.prim.execute(stream(), args);
   stream().wait();

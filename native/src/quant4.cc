@@ -16,10 +16,16 @@ namespace {
 // The dequantised chunk and the staging buffers of the current call (kernels run on the
 // JavaScript thread, one at a time).
 std::vector<float> g_chunk, g_stage, g_accum;
+std::vector<uint16_t> g_chunk16, g_x16;
 double g_peakChunkFloats = 0;
 
 float* chunk_buffer(std::vector<float>& b, size_t floats) {
   if (b.size() < floats) b.resize(floats);
+  return b.data();
+}
+
+uint16_t* bf16_buffer16(std::vector<uint16_t>& b, size_t count) {
+  if (b.size() < count) b.resize(count);
   return b.data();
 }
 
@@ -51,13 +57,44 @@ void q4_dequantize(float* out, const uint8_t* packed, const float* scales, const
   });
 }
 
+// out (count) = bf16 of code[nibble(start + j)] · scales[(start + j) / blocksize]: the same values
+// as q4_dequantize, rounded to bf16 as they are written.
+void q4_dequantize_bf16(uint16_t* out, const uint8_t* packed, const float* scales, const float* code, int64_t start, int64_t count, int64_t blocksize) {
+  const int64_t first = start / blocksize, last = (start + count - 1) / blocksize;
+  parallel_chunks(last - first + 1, count, [&](int64_t lo, int64_t hi) {
+    float tmp[256];
+    for (int64_t b = first + lo; b < first + hi; b++) {
+      const float s = scales[b];
+      const int64_t i0 = std::max(start, b * blocksize), i1 = std::min(start + count, (b + 1) * blocksize);
+      for (int64_t j0 = i0; j0 < i1; j0 += 256) {
+        const int64_t j1 = std::min(i1, j0 + 256);
+        for (int64_t i = j0; i < j1; i++) tmp[i - j0] = code[(packed[i >> 1] >> ((i & 1) ? 0 : 4)) & 15] * s;
+        to_bf16_serial(out + (j0 - start), tmp, j1 - j0);
+      }
+    }
+  });
+}
+
 // trans = false: y (m, rows) = x (m, cols) · Wᵀ; trans = true: y (m, cols) = x (m, rows) · W.
 void q4_linear(float* y, const float* x, const uint8_t* packed, const float* scales, const float* code, const float* bias, int64_t m, int64_t rows,
-               int64_t cols, int64_t blocksize, bool trans) {
+               int64_t cols, int64_t blocksize, bool trans, bool bf16) {
   if (m <= 0 || rows <= 0 || cols <= 0) return;
   const int64_t rc = rows_per_chunk(rows, cols);
-  float* w = chunk_buffer(g_chunk, static_cast<size_t>(rc * cols));
   g_peakChunkFloats = std::max(g_peakChunkFloats, static_cast<double>(rc * cols));
+  if (bf16 && bf16_supported()) {
+    // x rounded once; each chunk of W dequantised straight to bf16 and its product written in place.
+    uint16_t* xb = bf16_buffer16(g_x16, static_cast<size_t>(m * (trans ? rows : cols)));
+    to_bf16(xb, x, m * (trans ? rows : cols));
+    uint16_t* w = bf16_buffer16(g_chunk16, static_cast<size_t>(rc * cols));
+    for (int64_t r0 = 0; r0 < rows; r0 += rc) {
+      const int64_t n = std::min(rc, rows - r0);
+      q4_dequantize_bf16(w, packed, scales, code, r0 * cols, n * cols, blocksize);
+      if (!trans) gemm_bf16(y + r0, xb, w, m, n, cols, true, cols, cols, rows, false, bias ? bias + r0 : nullptr);
+      else gemm_bf16(y, xb + r0, w, m, cols, n, false, rows, cols, cols, r0 > 0, nullptr);
+    }
+    return;
+  }
+  float* w = chunk_buffer(g_chunk, static_cast<size_t>(rc * cols));
   for (int64_t r0 = 0; r0 < rows; r0 += rc) {
     const int64_t n = std::min(rc, rows - r0);
     q4_dequantize(w, packed, scales, code, r0 * cols, n * cols, blocksize);

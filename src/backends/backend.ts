@@ -66,7 +66,12 @@ export interface Q4LinearParams {
   rows: number;
   cols: number;
   trans: boolean;
+  /** Dequantise W straight to bf16 and round x to bf16 (float32 accumulation), where the backend can. */
+  bf16?: boolean;
 }
+
+/** The arithmetic of products with frozen weights: float32, or bf16 operands with float32 accumulation. */
+export type ComputePrecision = 'fp32' | 'bf16';
 
 /** NCHW convolution geometry; weight (Cout, Cin/groups, KH, KW). */
 export interface ConvParams {
@@ -158,14 +163,18 @@ export interface Backend<B = TypedArray> {
   /** C = op(A) op(B) (+ C when p.beta), plus `bias` (N) on every row of every batch when given. */
   matmul(a: B, b: B, c: B, dtype: DType, p: MatmulParams, bias?: B | null): void;
   /**
-   * Optional, inference only: B of c (M, N) = a (M, K) · B (+ bias) packed once into the layout
-   * this backend's product kernel reads, for weights that many calls use (a Linear layer's); the
-   * layout does not depend on M. matmulPackedLength gives the buffer's length (0: none for these
-   * sizes); matmulPack fills it from b stored (K, N), or (N, K) with transB; matmulPacked is that
-   * product on it, `b` being the same operand unpacked.
+   * Optional: B of c (M, N) = a (M, K) · B (+ bias) packed once into the layout this backend's
+   * product kernel reads, for weights that many calls use and none changes (a Linear layer's
+   * under inference, a frozen one's in training); the layout does not depend on M.
+   * matmulPackedLength gives the buffer's length (0: none for these sizes, or no such precision);
+   * matmulPack fills it from b stored (K, N), or (N, K) with transB; matmulPacked is that product
+   * on it, `b` being the same operand unpacked. With precision 'bf16', B is packed as bf16 and the
+   * product rounds a to bf16 as well, accumulating and writing float32.
    */
-  matmulPackedLength?(dtype: DType, n: number, k: number, hasBias: boolean): number;
-  matmulPack?(b: B, packed: B, dtype: DType, n: number, k: number, transB: boolean, hasBias: boolean): void;
+  matmulPackedLength?(dtype: DType, n: number, k: number, hasBias: boolean, precision?: ComputePrecision): number;
+  matmulPack?(b: B, packed: B, dtype: DType, n: number, k: number, transB: boolean, hasBias: boolean, precision?: ComputePrecision): void;
+  /** Optional: whether bf16 products run in this backend's own kernels on this machine (matmulPack's 'bf16'). */
+  bf16Supported?(): boolean;
   /** `act`: an activation applied to each output as it is stored (the backend's unary op of that name), or null. */
   matmulPacked?(a: B, b: B, packed: B, c: B, dtype: DType, m: number, n: number, k: number, transB: boolean, bias: B | null, act: FusedActivation | null): void;
 

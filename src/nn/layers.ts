@@ -14,6 +14,7 @@ import { isGradEnabled, isReplaying, stageScope } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/memory.js';
 import { dropout, dropPath } from '../ops/nn.js';
 import { packingEnabled } from '../ops/util.js';
+import { computePrecision, frozenWeightPacks } from '../ops/precision.js';
 import type { FusedActivation } from '../backends/backend.js';
 
 type Pair = number | readonly [number, number];
@@ -73,11 +74,14 @@ export class Linear extends Module {
 
   /** act(forward(x)), the activation fused into the product where an inference cache packs the weight. */
   forwardAct(x: Tensor, act: FusedActivation | null): Tensor {
+    const precision = computePrecision();
     if (foldCache && !isGradEnabled()) {
       const { weight, packs } = foldCache.linearOperand(this);
-      return linear(x, weight, this.bias, { ...(packs ? { packs } : {}), ...(act ? { act } : {}) });
+      return linear(x, weight, this.bias, { ...(packs ? { packs, precision } : {}), ...(act ? { act } : {}) });
     }
-    return linear(x, this.weight, this.bias, act ? { act } : {});
+    // Under --precision bf16 a frozen weight is read from its bf16 copies (src/ops/precision.ts).
+    const frozen = precision === 'bf16' ? frozenWeightPacks(this.weight) : null;
+    return linear(x, this.weight, this.bias, { ...(frozen ? { packs: frozen, precision } : {}), ...(act ? { act } : {}) });
   }
 }
 

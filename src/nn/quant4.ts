@@ -14,6 +14,7 @@ import { keep } from '../tensor/memory.js';
 import { noGrad } from '../tensor/autograd.js';
 import { tensor } from '../ops/creation.js';
 import { conv2d4bit, linear4bit, type Q4Tensors } from '../ops/quant4.js';
+import { computePrecision } from '../ops/precision.js';
 import { linear } from '../ops/matmul.js';
 import { conv2d } from '../ops/conv.js';
 import {
@@ -198,7 +199,7 @@ export class Linear4bit extends Linear implements Quant4Layer {
   override forward(x: Tensor): Tensor {
     if (this.store.float) return linear(x, this.store.float, this.bias);
     const { w, scratch } = q4Tensors(this.store, this.buffers);
-    const y = linear4bit(x, w, this.bias);
+    const y = linear4bit(x, w, this.bias, { precision: computePrecision() });
     scratch?.dispose();
     return y;
   }

@@ -1,5 +1,6 @@
 // Matrix products: matmul with batch broadcasting, and linear (x Wᵀ + b) fused.
-import type { FusedActivation, MatmulParams } from '../backends/backend.js';
+import type { ComputePrecision, FusedActivation, MatmulParams } from '../backends/backend.js';
+import { bf16Active } from './precision.js';
 import { gelu, relu, silu } from './elementwise.js';
 import { broadcastShapes, contiguousStrides, fmt, numel, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -90,8 +91,13 @@ export interface LinearOptions {
    * made on first use (Conv2dOptions.packs says the same for convolutions).
    */
   packs?: WeightPacks;
-  /** act(x Wᵀ + b): fused into the product on the packed path, else applied after it. */
+  /** act(x Wᵀ + b): fused into the product on the packed path without a graph, else applied after it. */
   act?: FusedActivation;
+  /**
+   * 'bf16' (with `packs`, a frozen weight, and bf16 active: src/ops/precision.ts): the product and
+   * the gradient to x on bf16 copies of the weight, x and the output gradient rounded to bf16.
+   */
+  precision?: ComputePrecision;
 }
 
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: LinearOptions = {}): Tensor {
@@ -111,11 +117,31 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Li
   const wd = stored ? weight : denseData(weight);
   const bd = bias ? denseData(bias) : null;
   const out = alloc(backend, [...x.shape.slice(0, -1), n], x.dtype);
-  const packed = packingEnabled && opts.packs && backend.matmulPacked && !needsGrad([x, weight, bias]) ? packedOperand(opts.packs, wd, n, k, !stored, bias != null) : null;
+  const graph = needsGrad([x, weight, bias]);
+  const bf16 = opts.precision === 'bf16' && !weight.requiresGrad && bf16Active(backend);
+  const packs = packingEnabled && opts.packs && backend.matmulPacked && (bf16 || !graph) ? opts.packs : null;
+  const precision: ComputePrecision = bf16 ? 'bf16' : 'fp32';
+  const packed = packs ? packedOperand(packs, wd, n, k, !stored, bias != null, precision) : null;
   if (packed) {
-    backend.matmulPacked!(xd.buf(), wd.buf(), packed.buf(), out.buf(), x.dtype, rows, n, k, !stored, bd?.buf() ?? null, opts.act ?? null);
+    const act = graph ? null : opts.act ?? null;
+    backend.matmulPacked!(xd.buf(), wd.buf(), packed.buf(), out.buf(), x.dtype, rows, n, k, !stored, bd?.buf() ?? null, act);
+    if (graph) {
+      // A frozen weight: the gradient to x is g · W on W packed once more, (out, in) as (K, N).
+      record(out, 'linear', bias ? [x, weight, bias] : [x, weight], [wd], (gy, [ws]) => {
+        const g = denseData(gy);
+        let gx: Tensor | null = null;
+        if (x.requiresGrad) {
+          gx = alloc(backend, x.shape, x.dtype);
+          const back = packedOperand(packs!, ws!, k, n, false, false, precision);
+          if (back) backend.matmulPacked!(g.buf(), ws!.buf(), back.buf(), gx.buf(), x.dtype, rows, k, n, false, null, null);
+          else backend.matmul(g.buf(), ws!.buf(), gx.buf(), x.dtype, { batch: 1, m: rows, n: k, k: n, transA: false, transB: false, strideA: 0, strideB: 0, strideC: 0, beta: 0 });
+        }
+        const gb = bias?.requiresGrad ? sumAxes(reshape(g, [rows, n]), [0]) : null;
+        return bias ? [gx, null, gb] : [gx, null];
+      });
+    }
     for (const [d, o] of [[xd, x], [wd, weight], [bd, bias]] as const) if (d && d !== o) d.dispose();
-    return out;
+    return graph && opts.act ? activation(out, opts.act) : out;
   } else {
     backend.matmul(xd.buf(), wd.buf(), out.buf(), x.dtype, {
       batch: 1, m: rows, n, k, transA: false, transB: !stored, strideA: 0, strideB: 0, strideC: 0, beta: 0,
@@ -148,6 +174,7 @@ function activation(x: Tensor, act: FusedActivation): Tensor {
 }
 
 /** The packed copy of B (K, N), stored as `w` ((N, K) when transB), made and kept in `packs` on first use; null where the backend has none. */
-function packedOperand(packs: WeightPacks, w: Tensor, n: number, k: number, transB: boolean, hasBias: boolean): Tensor | null {
-  return packedCopy(packs, `${n},${k},${hasBias}`, w, () => w.backend.matmulPackedLength?.(w.dtype, n, k, hasBias) ?? 0, (src, t) => w.backend.matmulPack!(src.buf(), t.buf(), w.dtype, n, k, transB, hasBias));
+function packedOperand(packs: WeightPacks, w: Tensor, n: number, k: number, transB: boolean, hasBias: boolean, precision: ComputePrecision): Tensor | null {
+  return packedCopy(packs, `${n},${k},${transB},${hasBias},${precision}`, w, () => w.backend.matmulPackedLength?.(w.dtype, n, k, hasBias, precision) ?? 0,
+    (src, t) => w.backend.matmulPack!(src.buf(), t.buf(), w.dtype, n, k, transB, hasBias, precision));
 }

@@ -1,7 +1,8 @@
 // Products with a frozen 4-bit weight (bitsandbytes' NF4/FP4 layout, src/tensor/quant4.ts): the
 // kernels dequantise the weight a chunk at a time, so its float form never exists whole. The
 // weight takes no gradient (it is frozen, as bitsandbytes' Params4bit); x and a trainable bias do.
-import type { ConvParams, Q4Weight } from '../backends/backend.js';
+import type { ComputePrecision, ConvParams, Q4Weight } from '../backends/backend.js';
+import { bf16Active } from './precision.js';
 import { fmt, ShapeError } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { denseData, reshape, sumAxes } from './layout.js';
@@ -35,8 +36,12 @@ function q4Of(op: string, w: Q4Tensors): Q4Weight<unknown> {
   return { packed: w.packed.buf(), scales: w.scales.buf(), code: w.code.buf(), blocksize: w.blocksize };
 }
 
-/** x Wᵀ + b with W (out, in) 4-bit, the bias added in the kernel. */
-export function linear4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null): Tensor {
+/**
+ * x Wᵀ + b with W (out, in) 4-bit, the bias added in the kernel. With precision 'bf16' (and bf16
+ * active, src/ops/precision.ts) W is dequantised straight to bf16 and x, and the output gradient
+ * in backward, rounded to bf16.
+ */
+export function linear4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null, opts: { precision?: ComputePrecision } = {}): Tensor {
   expectFloat('linear4bit', x, 'x');
   if (weight.shape.length !== 2) throw new ShapeError(`linear4bit: weight must be (out_features, in_features); got ${fmt(weight.shape)}`);
   const [n, k] = weight.shape as [number, number];
@@ -48,7 +53,8 @@ export function linear4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null): 
   const xd = denseData(x);
   const bd = bias ? denseData(bias) : null;
   const out = alloc(backend, [...x.shape.slice(0, -1), n], x.dtype);
-  backend.q4Linear(xd.buf(), w, bd?.buf() ?? null, out.buf(), x.dtype, { m: rows, rows: n, cols: k, trans: false });
+  const bf16 = opts.precision === 'bf16' && bf16Active(backend);
+  backend.q4Linear(xd.buf(), w, bd?.buf() ?? null, out.buf(), x.dtype, { m: rows, rows: n, cols: k, trans: false, bf16 });
   if (xd !== x) xd.dispose();
   if (bd && bd !== bias) bd.dispose();
   // The weight's tensors are saved, so they outlive the caller's handles (decoded scales) until backward.
@@ -58,7 +64,7 @@ export function linear4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null): 
     let gx: Tensor | null = null;
     if (x.requiresGrad) {
       gx = alloc(backend, x.shape, x.dtype);
-      backend.q4Linear(g.buf(), { packed: packed!.buf(), scales: scales!.buf(), code: code!.buf(), blocksize: w.blocksize }, null, gx.buf(), x.dtype, { m: rows, rows: n, cols: k, trans: true });
+      backend.q4Linear(g.buf(), { packed: packed!.buf(), scales: scales!.buf(), code: code!.buf(), blocksize: w.blocksize }, null, gx.buf(), x.dtype, { m: rows, rows: n, cols: k, trans: true, bf16 });
     }
     const gb = bias?.requiresGrad ? sumAxes(reshape(g, [rows, n]), [0]) : null;
     return bias ? [gx, gb] : [gx];

@@ -34,7 +34,7 @@ const convGeometry = (p: ConvParams) =>
 const poolGeometry = (p: PoolParams) => [p.n, p.c, p.h, p.w, p.outH, p.outW, p.kh, p.kw, p.strideH, p.strideW, p.padH, p.padW, p.nhwc ? 1 : 0];
 
 function makeBackend(addon: Addon): Backend<TypedArray> {
-  const { copy, fill, unary, unaryGrad, binary, where, reduce, matmul, matmulPackedLength, matmulPack, matmulPacked, conv2d, conv2dClip, conv2dPackedLength, conv2dPack, conv2dPacked, conv2dBackwardData, conv2dBackwardWeight, q4Linear, q4Conv2d, q4Conv2dBackwardData } = addon;
+  const { copy, fill, unary, unaryGrad, binary, where, reduce, matmul, matmulPackedLength, matmulPack, matmulPacked, bf16Supported, conv2d, conv2dClip, conv2dPackedLength, conv2dPack, conv2dPacked, conv2dBackwardData, conv2dBackwardWeight, q4Linear, q4Conv2d, q4Conv2dBackwardData } = addon;
   const { maxPool2d, maxPool2dBackward, avgPool2d, avgPool2dBackward, adaptiveAvgPool2d, adaptiveAvgPool2dBackward } = addon;
   const { layerNorm, layerNormBackward, batchNorm, batchNormBackward, softmax, softmaxBackward, attention, attentionBackward, attentionStrided } = addon;
   const { indexSelect, indexAdd, interpolate, interpolateBackward } = addon;
@@ -90,8 +90,9 @@ function makeBackend(addon: Addon): Backend<TypedArray> {
     conv2d: (x, w, bias, y, dtype, p) => (isF32(dtype) ? conv2d(x, w, bias, y, convGeometry(p)) : ref.conv2d(x, w, bias, y, dtype, p)),
     conv2dClip: (x, w, bias, y, dtype, p, lo, hi) =>
       isF32(dtype) ? conv2dClip(x, w, bias, y, convGeometry(p), lo, hi) : ref.conv2dClip(x, w, bias, y, dtype, p, lo, hi),
-    matmulPackedLength: (dtype, n, k, hasBias) => (isF32(dtype) ? Number(matmulPackedLength(n, k, hasBias)) : 0),
-    matmulPack: (b, packed, _dtype, n, k, transB, hasBias) => matmulPack(b, packed, n, k, transB, hasBias),
+    matmulPackedLength: (dtype, n, k, hasBias, precision) => (isF32(dtype) ? Number(matmulPackedLength(n, k, hasBias, precision === 'bf16')) : 0),
+    matmulPack: (b, packed, _dtype, n, k, transB, hasBias, precision) => matmulPack(b, packed, n, k, transB, hasBias, precision === 'bf16'),
+    bf16Supported: () => Number(bf16Supported()) === 1,
     matmulPacked: (a, b, packed, c, _dtype, m, n, k, transB, bias, act) => matmulPacked(a, b, packed, c, m, n, k, transB, bias, act ? UNARY[act] : -1),
     conv2dPackedLength: (dtype, p, hasBias, clip) => (isF32(dtype) ? Number(conv2dPackedLength(convGeometry(p), hasBias, clip !== null, clip?.[0] ?? 0, clip?.[1] ?? 0)) : 0),
     conv2dPack: (w, packed, _dtype, p, hasBias, clip) => conv2dPack(w, packed, convGeometry(p), hasBias, clip !== null, clip?.[0] ?? 0, clip?.[1] ?? 0),
@@ -99,7 +100,7 @@ function makeBackend(addon: Addon): Backend<TypedArray> {
     conv2dBackwardData: (gy, w, gx, dtype, p) =>
       isF32(dtype) ? conv2dBackwardData(gy, w, gx, convGeometry(p)) : ref.conv2dBackwardData(gy, w, gx, dtype, p),
     q4Linear: (x, w, bias, y, dtype, p) =>
-      isF32(dtype) ? q4Linear(x, w.packed, w.scales, w.code, bias, y, p.m, p.rows, p.cols, w.blocksize, p.trans) : ref.q4Linear(x, w, bias, y, dtype, p),
+      isF32(dtype) ? q4Linear(x, w.packed, w.scales, w.code, bias, y, p.m, p.rows, p.cols, w.blocksize, p.trans, p.bf16 === true) : ref.q4Linear(x, w, bias, y, dtype, p),
     q4Conv2d: (x, w, bias, y, dtype, p) =>
       isF32(dtype) ? q4Conv2d(x, w.packed, w.scales, w.code, bias, y, convGeometry(p), w.blocksize) : ref.q4Conv2d(x, w, bias, y, dtype, p),
     q4Conv2dBackwardData: (gy, w, gx, dtype, p) =>

@@ -5,6 +5,7 @@ import type { ConvParams, Q4LinearParams, Q4Weight } from '../backend.js';
 import type { TypedArray } from '../../tensor/dtype.js';
 import { conv2d, conv2dBackwardData } from './conv.js';
 import { matmul } from './linalg.js';
+import { roundBf16Array } from '../../tensor/bf16.js';
 
 /** As kQ4ChunkFloats in native/src/kernels.h. */
 export const Q4_CHUNK_FLOATS = 1 << 20;
@@ -28,10 +29,12 @@ function dequantize(w: Q4Weight<TypedArray>, start: number, count: number, like:
 export function q4Linear(x: TypedArray, w: Q4Weight<TypedArray>, bias: TypedArray | null, y: TypedArray, _dtype: unknown, p: Q4LinearParams): void {
   if (bias && p.trans) throw new RangeError('q4Linear: the gradient to the input takes no bias');
   const { m, rows, cols, trans } = p;
+  // bf16: both operands rounded to bf16, the products and sums in float32 (as native's kernels).
+  if (p.bf16) x = roundBf16Array(x as Float32Array);
   const rc = rowsPerChunk(rows, cols);
   for (let r0 = 0; r0 < rows; r0 += rc) {
     const n = Math.min(rc, rows - r0);
-    const wc = dequantize(w, r0 * cols, n * cols, x);
+    const wc = p.bf16 ? roundBf16Array(dequantize(w, r0 * cols, n * cols, x) as Float32Array) : dequantize(w, r0 * cols, n * cols, x);
     if (!trans) {
       const t = new (x.constructor as new (n: number) => TypedArray)(m * n);
       matmul(x, wc, t, { batch: 1, m, n, k: cols, transA: false, transB: true, strideA: 0, strideB: 0, strideC: 0, beta: 0 }, bias ? bias.subarray(r0, r0 + n) : null);
