@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "gemm.h"
 #include "kernels.h"
 #include "parallel.h"
 
@@ -16,7 +17,7 @@ namespace {
 // The dequantised chunk and the staging buffers of the current call (kernels run on the
 // JavaScript thread, one at a time).
 std::vector<float> g_chunk, g_stage, g_accum;
-std::vector<uint16_t> g_chunk16, g_x16;
+std::vector<uint16_t> g_chunk16, g_x16, g_a16, g_packed16;
 double g_peakChunkFloats = 0;
 
 float* chunk_buffer(std::vector<float>& b, size_t floats) {
@@ -58,64 +59,143 @@ void q4_dequantize(float* out, const uint8_t* packed, const float* scales, const
 }
 
 // out (count) = bf16 of code[nibble(start + j)] · scales[(start + j) / blocksize]: the same values
-// as q4_dequantize, rounded to bf16 as they are written.
+// as q4_dequantize, rounded to bf16, read from a 16-entry table made per block.
 void q4_dequantize_bf16(uint16_t* out, const uint8_t* packed, const float* scales, const float* code, int64_t start, int64_t count, int64_t blocksize) {
   const int64_t first = start / blocksize, last = (start + count - 1) / blocksize;
   parallel_chunks(last - first + 1, count, [&](int64_t lo, int64_t hi) {
-    float tmp[256];
+    float scaled[16];
+    uint16_t t[16];
     for (int64_t b = first + lo; b < first + hi; b++) {
       const float s = scales[b];
+      for (int j = 0; j < 16; j++) scaled[j] = code[j] * s;
+      to_bf16_serial(t, scaled, 16);
       const int64_t i0 = std::max(start, b * blocksize), i1 = std::min(start + count, (b + 1) * blocksize);
-      for (int64_t j0 = i0; j0 < i1; j0 += 256) {
-        const int64_t j1 = std::min(i1, j0 + 256);
-        for (int64_t i = j0; i < j1; i++) tmp[i - j0] = code[(packed[i >> 1] >> ((i & 1) ? 0 : 4)) & 15] * s;
-        to_bf16_serial(out + (j0 - start), tmp, j1 - j0);
+      int64_t i = i0;
+      uint16_t* o = out - start;
+      if (i & 1) {
+        o[i] = t[packed[i >> 1] & 15];
+        i++;
       }
+      for (; i + 1 < i1; i += 2) {
+        const uint8_t byte = packed[i >> 1];
+        o[i] = t[byte >> 4];
+        o[i + 1] = t[byte & 15];
+      }
+      if (i < i1) o[i] = t[packed[i >> 1] >> 4];
     }
   });
 }
 
+namespace {
+
+// Rows per chunk when a chunk may hold `limit` elements: as few chunks as fit, of equal size in
+// multiples of 16 rows where the weight has more than one chunk (oneDNN's blocking of N).
+int64_t balanced_rows(int64_t rows, int64_t cols, int64_t limit) {
+  const int64_t most = std::clamp<int64_t>(limit / std::max<int64_t>(cols, 1), 1, std::max<int64_t>(rows, 1));
+  if (most >= rows) return rows;
+  const int64_t chunks = (rows + most - 1) / most;
+  const int64_t even = (rows + chunks - 1) / chunks;
+  const int64_t rounded = (even + 15) / 16 * 16;
+  return rounded <= most ? rounded : even;
+}
+
+}  // namespace
+
+namespace {
+
+// c (m, n) (+ c when accumulate) = a (m, k) · B (+ bias), a and B bf16, c float32: B (k, n) read
+// from plain bf16 `b`, stored (n, k) when transB, reordered first into the layout oneDNN's bf16
+// kernel picks for it.
+void bf16_chunk_product(float* c, const uint16_t* a, const uint16_t* b, int64_t m, int64_t n, int64_t k, bool transB, bool accumulate, const float* bias) {
+  using namespace onednn;
+  const Primitive& p = cached(key("q4_bf16", m, n, k, transB, accumulate, bias != nullptr), [&] {
+    memory::desc a_md({m, k}, dt::bf16, tag::ab), b_any({k, n}, dt::bf16, tag::any), c_md({m, n}, dt::f32, tag::ab), bias_md({1, n}, dt::f32, tag::ab);
+    memory::desc b_plain({k, n}, dt::bf16, transB ? tag::ba : tag::ab);
+    dnnl::primitive_attr attr;
+    if (accumulate) {
+      dnnl::post_ops po;
+      po.append_sum(1.f);
+      attr.set_post_ops(po);
+    }
+    auto pd = bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_any, bias_md, c_md), attr, engine())
+                   : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_any, c_md), attr, engine());
+    const memory::desc b_md = pd.weights_desc();
+    dnnl::reorder::primitive_desc rpd(engine(), b_plain, engine(), b_md);
+    return Primitive{dnnl::matmul(pd), {a_md, b_md, c_md, bias_md, b_plain}, 0, {dnnl::reorder(rpd)}};
+  });
+  uint16_t* blocked = bf16_buffer16(g_packed16, (p.mds[1].get_size() + 1) / 2);
+  memory plain = mem(p.mds[4], b), packed_b = mem(p.mds[1], blocked);
+  p.aux[0].execute(stream(), {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, packed_b}});
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], a)}, {DNNL_ARG_WEIGHTS, packed_b}, {DNNL_ARG_DST, mem(p.mds[2], c)}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, mem(p.mds[3], bias));
+  p.prim.execute(stream(), args);
+  stream().wait();
+}
+
+}  // namespace
+
 // trans = false: y (m, rows) = x (m, cols) · Wᵀ; trans = true: y (m, cols) = x (m, rows) · W.
+// Each chunk of rows of W is one product: on output columns r0.. (row stride `rows`) forward, on
+// input columns r0.. of x accumulating into y for the gradient to the input.
 void q4_linear(float* y, const float* x, const uint8_t* packed, const float* scales, const float* code, const float* bias, int64_t m, int64_t rows,
                int64_t cols, int64_t blocksize, bool trans, bool bf16) {
   if (m <= 0 || rows <= 0 || cols <= 0) return;
-  const int64_t rc = rows_per_chunk(rows, cols);
-  g_peakChunkFloats = std::max(g_peakChunkFloats, static_cast<double>(rc * cols));
   if (bf16 && bf16_supported()) {
-    // x rounded once; each chunk of W dequantised straight to bf16 and its product written in place.
-    uint16_t* xb = bf16_buffer16(g_x16, static_cast<size_t>(m * (trans ? rows : cols)));
-    to_bf16(xb, x, m * (trans ? rows : cols));
+    // A chunk in bf16 and its blocked copy take the bytes of one float32 chunk.
+    const int64_t rc = balanced_rows(rows, cols, kQ4ChunkFloats);
+    g_peakChunkFloats = std::max(g_peakChunkFloats, static_cast<double>(rc * cols));
+    // x rounded once; each chunk of W dequantised straight to bf16, then reordered into the
+    // blocked layout the bf16 kernel reads (which it would otherwise build from plain B inside
+    // every call, once per block of rows of x).
+    const int64_t xcols = trans ? rows : cols;
+    uint16_t* xb = bf16_buffer16(g_x16, static_cast<size_t>(m * xcols));
+    to_bf16(xb, x, m * xcols);
     uint16_t* w = bf16_buffer16(g_chunk16, static_cast<size_t>(rc * cols));
     for (int64_t r0 = 0; r0 < rows; r0 += rc) {
       const int64_t n = std::min(rc, rows - r0);
       q4_dequantize_bf16(w, packed, scales, code, r0 * cols, n * cols, blocksize);
-      if (!trans) gemm_bf16(y + r0, xb, w, m, n, cols, true, cols, cols, rows, false, bias ? bias + r0 : nullptr);
-      else gemm_bf16(y, xb + r0, w, m, cols, n, false, rows, cols, cols, r0 > 0, nullptr);
+      if (!trans) {
+        // y[:, r0:r0+n] = x · Wcᵀ (+ bias), B = Wcᵀ (cols, n) read from Wc (n, cols).
+        const bool whole = n == rows;
+        float* out = whole ? y : chunk_buffer(g_stage, static_cast<size_t>(m * n));
+        bf16_chunk_product(out, xb, w, m, n, cols, true, false, bias ? bias + r0 : nullptr);
+        if (!whole) parallel_items(m, m * n, [&](int64_t i) { std::copy(out + i * n, out + (i + 1) * n, y + i * rows + r0); });
+      } else {
+        // y (+)= x[:, r0:r0+n] · Wc, B = Wc (n, cols).
+        const uint16_t* a = xb;
+        if (n != rows) {
+          uint16_t* t = bf16_buffer16(g_a16, static_cast<size_t>(m * n));
+          parallel_items(m, m * n, [&](int64_t i) { std::copy(xb + i * rows + r0, xb + i * rows + r0 + n, t + i * n); });
+          a = t;
+        }
+        bf16_chunk_product(y, a, w, m, cols, n, false, r0 > 0, nullptr);
+      }
     }
     return;
   }
+  const int64_t rc = balanced_rows(rows, cols, kQ4ChunkFloats);
+  g_peakChunkFloats = std::max(g_peakChunkFloats, static_cast<double>(rc * cols));
   float* w = chunk_buffer(g_chunk, static_cast<size_t>(rc * cols));
   for (int64_t r0 = 0; r0 < rows; r0 += rc) {
     const int64_t n = std::min(rc, rows - r0);
     q4_dequantize(w, packed, scales, code, r0 * cols, n * cols, blocksize);
-    if (!trans) {
-      const float* b = bias ? bias + r0 : nullptr;
-      if (n == rows) {
-        matmul(y, x, w, 1, m, n, cols, false, true, 0, 0, 0, 0, b);
-        continue;
-      }
-      float* t = chunk_buffer(g_stage, static_cast<size_t>(m * n));
-      matmul(t, x, w, 1, m, n, cols, false, true, 0, 0, 0, 0, b);
-      parallel_items(m, m * n, [&](int64_t i) { std::copy(t + i * n, t + (i + 1) * n, y + i * rows + r0); });
-    } else {
-      const float* xs = x;
-      if (n != rows) {
-        float* t = chunk_buffer(g_stage, static_cast<size_t>(m * n));
-        parallel_items(m, m * n, [&](int64_t i) { std::copy(x + i * rows + r0, x + i * rows + r0 + n, t + i * n); });
-        xs = t;
-      }
-      matmul(y, xs, w, 1, m, cols, n, false, false, 0, 0, 0, r0 > 0 ? 1 : 0);
+    if (n == rows) {
+      // One chunk: the plain product.
+      if (!trans) matmul(y, x, w, 1, m, n, cols, false, true, 0, 0, 0, 0, bias);
+      else matmul(y, x, w, 1, m, cols, n, false, false, 0, 0, 0, 0);
+      continue;
     }
+    if (!trans) {
+      // Into a dense staging block, then its columns: oneDNN runs dense outputs faster than ones
+      // with a wider row stride.
+      float* t = chunk_buffer(g_stage, static_cast<size_t>(m * n));
+      matmul(t, x, w, 1, m, n, cols, false, true, 0, 0, 0, 0, bias ? bias + r0 : nullptr);
+      parallel_items(m, m * n, [&](int64_t i) { std::copy(t + i * n, t + (i + 1) * n, y + i * rows + r0); });
+      continue;
+    }
+    GemmShape shape{1, m, cols, n, false, false, 0, 0, 0, r0 > 0 ? 1 : 0};
+    shape.lda = rows;
+    gemm_execute(gemm_primitive(shape, false), onednn::stream(), y, x + r0, w, nullptr);
   }
 }
 
