@@ -77,6 +77,7 @@ program
   .option('--quantize <type>', "4-bit base weights (QLoRA): 'nf4' or 'fp4' (bitsandbytes' formats; adapter methods only)")
   .option('--double-quant', 'with --quantize: quantise the block scales too (8 bits, blocks of 256)')
   .option('--quant-block <n>', 'with --quantize: elements per scale block, a power of two from 32 to 4096 (default 64)', positiveInt('--quant-block'))
+  .option('--precision <p>', "products with frozen weights in training: 'fp32' (default) or 'bf16' (frozen Linear and 4-bit layers on bf16 operands, fp32 accumulation; needs AVX512_BF16, else fp32 with a notice)")
   .option('--gradient-checkpointing', 'recompute each transformer block (ViTs, Swin) or stage (ResNet, MobileNetV2, ConvNeXt, RegNet) in the backward pass instead of keeping its activations: less memory, one more forward')
   .option('--head-from <where>', "new head replaces 'classifier' (the last Linear) or everything after the pooled 'features'")
   .option('--image-size <n>', 'input size (square); default: the model\'s own', positiveInt('--image-size'))
@@ -114,7 +115,7 @@ program
         'adapter.targets': targets, 'mona.dim': o['monaDim'], headFrom: o['headFrom'], 'data.imageSize': o['imageSize'], 'train.epochs': o['epochs'], 'train.steps': o['steps'], 'train.deterministic': o['deterministic'], 'train.batchSize': o['batchSize'], 'train.gradAccumulation': o['gradAccumulation'],
         'train.lr': o['lr'], 'train.seed': o['seed'], output: o['output'], reportTo: o['reportTo'],
         'dra.rMin': o['rankMin'], 'dra.rMax': o['rankMax'], 'dra.wImp': (o['draWeights'] as number[] | undefined)?.[0], 'dra.wBias': (o['draWeights'] as number[] | undefined)?.[1],
-        'train.gradientCheckpointing': o['gradientCheckpointing'],
+        'train.gradientCheckpointing': o['gradientCheckpointing'], 'train.precision': o['precision'],
         'quantize.type': o['quantize'], 'quantize.doubleQuant': o['doubleQuant'], 'quantize.blocksize': o['quantBlock'],
       });
       const draFlags = ['rankMin', 'rankMax', 'draWeights'].filter((k) => o[k] !== undefined);

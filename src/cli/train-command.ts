@@ -1,4 +1,5 @@
 // `graft train`: data → backbone → method → training → test report and a small adapter file.
+import { bf16Unavailable, withComputePrecision } from '../ops/precision.js';
 import type { Module } from '../nn/module.js';
 import { isQuantized, quantStateBytes } from '../nn/quant4.js';
 import { bytesPerElement } from '../tensor/dtype.js';
@@ -95,7 +96,8 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
   const board = c.reportTo.includes('tensorboard') ? new TensorBoardWriter(join(outputDir, 'tensorboard')) : null;
   if (board) log(`TensorBoard event file: ${board.file} (tensorboard --logdir ${join(outputDir, 'tensorboard')})`);
   allowInterrupt();
-  const result = await train(model, trainSource, validate, {
+  // Validation inside training runs under the same precision; the test evaluation below is fp32.
+  const result = await withComputePrecision(c.train.precision, () => train(model, trainSource, validate, {
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
     warmupRatio: c.train.warmupRatio, gradAccumulation: c.train.gradAccumulation, maxGradNorm: c.train.maxGradNorm,
     labelSmoothing: c.train.labelSmoothing, earlyStoppingPatience: c.train.earlyStopping, outputDir, log, resume: opts.resume, onProgress: (s) => bar.update(s),
@@ -113,7 +115,7 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
       restored = best.restore();
       best.dispose();
     },
-  }).finally(() => board?.close());
+  })).finally(() => board?.close());
   bar.done();
   if (result.stoppedBy === 'interrupted') {
     best.dispose();
@@ -162,7 +164,7 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
     latencyMs: speed.latencyMs, throughput: speed.throughput, peakMemoryMB: memory().peakBytes / 2 ** 20, outputDir,
   };
   const training = { steps: plan.steps, epochs: plan.epochs, lr: c.train.lr, bestCheckpoint: chosen, warnings: watch.warnings };
-  const mem = memorySection(model, c.quantize ?? null);
+  const mem = { ...memorySection(model, c.quantize ?? null), precision: c.train.precision };
   writeFileAtomic(join(outputDir, 'report.json'), JSON.stringify({ summary, classes: data.classes, metrics: r, evalSeconds, training, memory: mem, ...(selection ? { rankSelection: selection } : {}), ...(methodReport ? { [c.method]: methodReport.json } : {}), machine: machineInfo() }, null, 2));
   writeFileAtomic(join(outputDir, 'report.md'), reportMarkdown(`${c.model} · ${c.method}`, data.classes, r, {
     'trainable params': `${finalTrainable.trainable.toLocaleString('en-US')} (${finalTrainable.percent.toFixed(4)}%)`,
@@ -172,6 +174,7 @@ async function trainInFolder(config: RunConfig, folder: RunFolder, log: (line: s
     'base-weight bytes (fp32 → stored)': `${mib(mem.baseWeightBytesFp32)} → ${mib(mem.baseWeightBytes)} MiB`,
     'bits per quantised parameter': mem.bitsPerQuantizedParam === null ? '–' : mem.bitsPerQuantizedParam.toFixed(3),
     'trainable bytes (MiB)': mib(mem.trainableBytes),
+    'training precision': c.train.precision === 'bf16' ? `bf16 (frozen products${bf16Unavailable() ? `; ${bf16Unavailable()}` : ''})` : 'fp32',
     'peak resident memory (MiB)': mib(mem.peakRssBytes),
     'training time (s)': summary.trainSeconds.toFixed(1), 'latency, batch 1 (ms)': speed.latencyMs.toFixed(1), [`throughput, batch ${speed.bestBatch} (img/s)`]: speed.throughput.toFixed(1),
   }) + (methodReport ? `\n${methodReport.markdown}` : ''));

@@ -17,6 +17,7 @@ import { recalibrateBatchNorm, trainableStatsBatchNorms } from '../train/batchno
 import { defaultLr, planSteps, settingsLine } from '../train/defaults.js';
 import { useDeterministicKernels } from '../train/deterministic.js';
 import { findLearningRate } from '../train/lr-finder.js';
+import { withComputePrecision } from '../ops/precision.js';
 import { BestCheckpoint } from '../train/best-checkpoint.js';
 import { buildRunModel, saveTrainedModel, writeRunManifest } from '../train/run.js';
 import type { RunConfig } from '../train/run-config.js';
@@ -84,7 +85,7 @@ export async function trainSegmentationInFolder(config: RunConfig, folder: RunFo
   let lr: number;
   if (t.lr === 'auto') {
     log('lr auto: a learning-rate range test on the training split (100 steps, 1e-7 → 1)…');
-    const found = await findLearningRate(model, trainSource, { optimizer: t.optimizer, weightDecay: t.weightDecay, maxGradNorm: t.maxGradNorm, labelSmoothing: t.labelSmoothing, ignoreIndex: IGNORE_INDEX });
+    const found = await withComputePrecision(t.precision, () => findLearningRate(model, trainSource, { optimizer: t.optimizer, weightDecay: t.weightDecay, maxGradNorm: t.maxGradNorm, labelSmoothing: t.labelSmoothing, ignoreIndex: IGNORE_INDEX }));
     lr = Number(found.lr.toPrecision(2));
     log(`lr auto: ${lr} (${found.rule})`);
   } else lr = t.lr ?? defaultLr(built.config.method);
@@ -104,7 +105,7 @@ export async function trainSegmentationInFolder(config: RunConfig, folder: RunFo
   if (opts.resume) best.resume();
   let restored = false;
   allowInterrupt();
-  const result = await train(model, trainSource, validate, {
+  const result = await withComputePrecision(c.train.precision, () => train(model, trainSource, validate, {
     epochs: c.train.epochs, lr: c.train.lr, optimizer: c.train.optimizer, weightDecay: c.train.weightDecay, schedule: c.train.schedule,
     warmupRatio: c.train.warmupRatio, gradAccumulation: c.train.gradAccumulation, maxGradNorm: c.train.maxGradNorm,
     labelSmoothing: c.train.labelSmoothing, ignoreIndex: IGNORE_INDEX, earlyStoppingPatience: c.train.earlyStopping, metricForBest: 'mIoU',
@@ -119,7 +120,7 @@ export async function trainSegmentationInFolder(config: RunConfig, folder: RunFo
       restored = best.restore();
       best.dispose();
     },
-  });
+  }));
   bar.done();
   if (result.stoppedBy !== 'completed' && result.stoppedBy !== 'early-stopping') best.dispose();
   if (result.stoppedBy === 'interrupted') throw trainingInterrupted(folder, result.lastCheckpoint);

@@ -1,6 +1,7 @@
 // Everything `graft train` settles before its first step: the data splits, the model, the
 // defaults left to graft (train/defaults.ts) and, with --lr auto, the range test. The result is
 // the resolved configuration that run.json holds and the one-line summary printed.
+import { bf16Unavailable, withComputePrecision } from '../ops/precision.js';
 import { setGradientCheckpointing } from '../models/checkpointing.js';
 import { join } from 'node:path';
 import { ImageBatchSource } from '../data/loader.js';
@@ -63,6 +64,10 @@ export async function prepareRun(c: RunConfig, outputDir: string, log: (line: st
     const n = setGradientCheckpointing(model, true);
     log(n ? 'gradient checkpointing: each transformer block (ViT, Swin) or stage (CNN) is recomputed in the backward pass' : `gradient checkpointing: ${c.model} has no blocks or stages graft checkpoints (ViT, Swin, ResNet, MobileNetV2, ConvNeXt, RegNet have); training keeps every activation`);
   }
+  if (built.config.train.precision === 'bf16') {
+    const why = bf16Unavailable();
+    log(why ? `precision bf16: ${why}` : 'precision bf16: frozen Linear and 4-bit layers compute on bf16 operands (fp32 accumulation) in training steps; convolutions, attention, trainable parameters and optimizer state stay fp32, and so does evaluation');
+  }
   const plan = planSteps(built.config.train, data.train.samples.length);
   const t = built.config.train;
   const loaderOpts = { preprocess, onBadImage: c.data.onBadImage, report };
@@ -72,7 +77,7 @@ export async function prepareRun(c: RunConfig, outputDir: string, log: (line: st
   let lrFind: LrFinderResult | null = null;
   if (t.lr === 'auto') {
     log('lr auto: a learning-rate range test on the training split (100 steps, 1e-7 → 1)…');
-    lrFind = await findLearningRate(model, trainSource, { optimizer: t.optimizer, weightDecay: t.weightDecay, maxGradNorm: t.maxGradNorm, labelSmoothing: t.labelSmoothing });
+    lrFind = await withComputePrecision(t.precision, () => findLearningRate(model, trainSource, { optimizer: t.optimizer, weightDecay: t.weightDecay, maxGradNorm: t.maxGradNorm, labelSmoothing: t.labelSmoothing }));
     lr = Number(lrFind.lr.toPrecision(2));
     writeFileAtomic(join(outputDir, 'lr_find.json'), JSON.stringify({ suggestion: lr, rule: lrFind.rule, steepestLr: lrFind.steepestLr, minLossOver10: lrFind.minLossLr, curve: lrFind.curve }, null, 2));
     writeFileAtomic(join(outputDir, 'lr_find.svg'), lrCurveSvg(lrFind.curve, lr));

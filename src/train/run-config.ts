@@ -70,6 +70,12 @@ const BaseRunConfigSchema = z.object({
     recalibrateBatchNorm: z.boolean().default(true),
     /** Recompute each transformer block's activations in the backward pass instead of keeping them (ViT families). */
     gradientCheckpointing: z.boolean().default(false),
+    /**
+     * Products with frozen weights in training steps: 'bf16' runs frozen Linear layers (and 4-bit
+     * ones) on bf16 operands with float32 accumulation (src/ops/precision.ts); trainable
+     * parameters, gradients and optimizer state stay fp32. Evaluation and the saved model are fp32.
+     */
+    precision: z.enum(['fp32', 'bf16']).default('fp32'),
     /** The same metrics on every supported x86-64 CPU: AVX2 kernels in graft and oneDNN (docs/reproducibility.md). */
     deterministic: z.boolean().default(false),
   }).strict().prefault({}),
