@@ -83,10 +83,30 @@ test('cli: bad flags and configurations exit with status 2 and name the field', 
   assert.equal(c.status, 2);
   assert.match(c.err, /method: Invalid option/);
   assert.match(c.err, /train\.epochs: Too small/);
+  const prec = graft('train', '--model', 'nsfwjs_mobilenet_v2', '--data', 'x', '--per-class', '2', '--precision', 'fp16');
+  assert.equal(prec.status, 2);
+  assert.match(prec.err, /train\.precision: Invalid option/);
   const u = graft('frobnicate');
   assert.equal(u.status, 2);
   const list = graft('inspect', '--list');
   assert.equal(list.status, 0);
   assert.match(list.out, /nsfwjs_mobilenet_v2/);
   assert.match(list.out, /vit_small_patch16_224/);
+});
+
+test('cli: --precision bf16 trains a ViT with LoRA on a 4-bit base, says how, reports it, and graft eval reloads the run', async () => {
+  if (!existsSync(data)) await makeImages();
+  const cfg = join(root, 'vit-bf16.json');
+  const out = join(root, 'run-bf16');
+  writeFileSync(cfg, JSON.stringify({ model: 'vit_small_patch16_224', modelOverrides: { depth: 2, embedDim: 32, numHeads: 2 }, data: { source: data, perClass: 2, imageSize: 32 } }));
+  const t = graft('train', '-c', cfg, '--method', 'lora', '--quantize', 'nf4', '--precision', 'bf16', '--epochs', '2', '--batch-size', '2', '--output', out);
+  assert.equal(t.status, 0, t.err + t.out);
+  assert.match(t.out, /precision bf16: /);
+  const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { metrics: { accuracy: number }; memory: { precision: string } };
+  assert.equal(report.memory.precision, 'bf16');
+  assert.match(readFileSync(join(out, 'report.md'), 'utf8'), /\| training precision \| bf16/);
+  const run = JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')) as { config: { train: { precision: string } } };
+  assert.equal(run.config.train.precision, 'bf16');
+  const e = graft('eval', out, '--data', data);
+  assert.equal(e.status, 0, e.err);
 });
