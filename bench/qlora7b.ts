@@ -4,7 +4,9 @@
 // build time, the step time, the stored base bytes and the peak resident memory, and writes
 // bench/results/qlora7b-<date>.json. Nothing is asserted.
 //
-//   npm run build && node dist/bench/qlora7b.js
+// --precision bf16 runs the step with the NF4 weights dequantised straight to bf16.
+//
+//   npm run build && node dist/bench/qlora7b.js [--precision bf16]
 import { writeFileSync } from 'node:fs';
 import * as g from '../src/index.js';
 import '../src/backends/all.js';
@@ -19,6 +21,8 @@ import { SharedAdapterOptionsSchema } from '../src/adapters/method.js';
 import type { Module } from '../src/nn/module.js';
 import { resultsPath } from './references.js';
 
+const precisionAt = process.argv.indexOf('--precision');
+const precision = precisionAt >= 0 && process.argv[precisionAt + 1] === 'bf16' ? 'bf16' : 'fp32';
 const rssMiB = () => process.resourceUsage().maxRSS / 1024;
 const t0 = performance.now();
 g.manualSeed(0);
@@ -42,17 +46,17 @@ peft.train();
 const x = g.randn([1, 3, 224, 224], { generator: new g.Generator(3) });
 const y = g.tensor(Int32Array.from([3]), [1]);
 const t1 = performance.now();
-const loss = g.tidy(() => {
+const loss = g.withComputePrecision(precision, () => g.tidy(() => {
   opt.zeroGrad();
   const feats = (backbone as unknown as { forwardFeatures(x: g.Tensor): g.Tensor }).forwardFeatures(x);
   const l = g.crossEntropy(head.forward(g.select(feats, 1, 0)), y);
   l.backward();
   opt.step();
   return l.item();
-});
+}));
 const stepSeconds = (performance.now() - t1) / 1000;
 const trainableParams = trainable.reduce((a, p) => a + p.size, 0);
-console.log(`one QLoRA step (batch 1, 224², gradient checkpointing): ${stepSeconds.toFixed(0)} s, loss ${loss.toFixed(4)}, ${trainableParams.toLocaleString('en-US')} trainable parameters; peak RSS ${rssMiB().toFixed(0)} MiB`);
+console.log(`one QLoRA step (batch 1, 224², gradient checkpointing, ${precision}): ${stepSeconds.toFixed(0)} s, loss ${loss.toFixed(4)}, ${trainableParams.toLocaleString('en-US')} trainable parameters; peak RSS ${rssMiB().toFixed(0)} MiB`);
 const out = resultsPath('qlora7b', new Date());
-writeFileSync(out, JSON.stringify({ buildSeconds, stepSeconds, loss, quantisedParams: params, storedBytes: stored, trainableParams, peakRssMiB: rssMiB() }, null, 2));
+writeFileSync(out, JSON.stringify({ precision, buildSeconds, stepSeconds, loss, quantisedParams: params, storedBytes: stored, trainableParams, peakRssMiB: rssMiB() }, null, 2));
 console.log(`written ${out}`);
