@@ -32,7 +32,7 @@ interface Result { model: string; way: Way; steps: number; stepSeconds: number; 
 function runOne(model: string, way: Way, steps: number): Result {
   g.manualSeed(0);
   const build = () => createModel(model, { numClasses: 10 });
-  const backbone = way === 'nf4+bf16' ? withQuantizedLayers({ quantType: 'nf4', doubleQuant: true }, build, ) : build();
+  const backbone = way === 'nf4+bf16' ? withQuantizedLayers({ quantType: 'nf4', doubleQuant: true }, build) : build();
   let baseBytes = 0;
   for (const [, m] of backbone.namedModules()) if (isQuantized(m)) baseBytes += quantStateBytes(m);
   const lora = getAdapterMethod('lora');

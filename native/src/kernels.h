@@ -69,16 +69,19 @@ void matmul_packed(float* c, const float* a, const float* b, const float* packed
                    const float* bias, int act);
 void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool transA, bool transB,
             int64_t strideA, int64_t strideB, int64_t strideC, int beta, const float* bias = nullptr);
+// The first `count` elements of a staging buffer reused across calls, grown as needed.
+template <typename T>
+T* staging(std::vector<T>& b, size_t count) {
+  if (b.size() < count) b.resize(count);
+  return b.data();
+}
+
 // bf16 (stored as uint16): out = x rounded to nearest, ties to even.
 void to_bf16(uint16_t* out, const float* in, int64_t count);
 // The same on the calling thread only (inside a parallel region).
 void to_bf16_serial(uint16_t* out, const float* in, int64_t count);
 // Whether this CPU runs bf16 products in oneDNN's native kernels (AVX512_BF16 or AMX).
 bool bf16_supported();
-// c (m, n) [row stride ldc] (+ c when accumulate) = a (m, k) [lda] · b (+ bias (n), float32), a and
-// b bf16, c float32; b is (k, n) [ldb], or stored (n, k) [ldb] when transB.
-void gemm_bf16(float* c, const uint16_t* a, const uint16_t* b, int64_t m, int64_t n, int64_t k, bool transB, int64_t lda, int64_t ldb, int64_t ldc,
-               bool accumulate, const float* bias);
 
 // ---- convolution (conv.cc on oneDNN; depthwise.cc direct) ----
 struct ConvShape {

@@ -115,11 +115,6 @@ constexpr int64_t kPackRows = 256;
 // thread of each worker).
 thread_local std::vector<uint16_t> t_bf16_a;
 
-uint16_t* bf16_buffer(std::vector<uint16_t>& b, size_t count) {
-  if (b.size() < count) b.resize(count);
-  return b.data();
-}
-
 // Whether the packed copy's header describes bf16 weights.
 bool packed_bf16(const float* packed, int64_t length) {
   if (length < static_cast<int64_t>(kPackHeader)) return false;
@@ -174,37 +169,11 @@ void matmul_packed(float* c, const float* a, const float* b, const float* packed
   }
   const void* src = a;
   if (bf16) {
-    uint16_t* ab = bf16_buffer(t_bf16_a, static_cast<size_t>(m * k));
+    uint16_t* ab = staging(t_bf16_a, static_cast<size_t>(m * k));
     to_bf16(ab, a, m * k);
     src = ab;
   }
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], src)}, {DNNL_ARG_WEIGHTS, mem(p.mds[1], packed + kPackHeader)}, {DNNL_ARG_DST, mem(p.mds[2], c)}};
-  if (bias) args.emplace(DNNL_ARG_BIAS, mem(p.mds[3], bias));
-  p.prim.execute(stream(), args);
-  stream().wait();
-}
-
-// c (m, n) [row stride ldc] (+)= a (m, k) [lda] · b, all bf16 in, float32 out; b (k, n) [ldb], or
-// stored (n, k) [ldb] when transB. The bias (n) is float32.
-void gemm_bf16(float* c, const uint16_t* a, const uint16_t* b, int64_t m, int64_t n, int64_t k, bool transB, int64_t lda, int64_t ldb, int64_t ldc,
-               bool accumulate, const float* bias) {
-  if (m <= 0 || n <= 0 || k <= 0) return;
-  const Primitive& p = cached(key("mm_bf16", m, n, k, transB, lda, ldb, ldc, accumulate, bias != nullptr), [&] {
-    memory::desc a_md({m, k}, dt::bf16, memory::dims{lda, 1});
-    memory::desc b_md({k, n}, dt::bf16, transB ? memory::dims{1, ldb} : memory::dims{ldb, 1});
-    memory::desc c_md({m, n}, dt::f32, memory::dims{ldc, 1});
-    memory::desc bias_md({1, n}, dt::f32, tag::ab);
-    dnnl::primitive_attr attr;
-    if (accumulate) {
-      dnnl::post_ops po;
-      po.append_sum(1.f);
-      attr.set_post_ops(po);
-    }
-    auto pd = bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, bias_md, c_md), attr, engine())
-                   : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine());
-    return Primitive{dnnl::matmul(pd), {a_md, b_md, c_md, bias_md}};
-  });
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], a)}, {DNNL_ARG_WEIGHTS, mem(p.mds[1], b)}, {DNNL_ARG_DST, mem(p.mds[2], c)}};
   if (bias) args.emplace(DNNL_ARG_BIAS, mem(p.mds[3], bias));
   p.prim.execute(stream(), args);
   stream().wait();

@@ -20,16 +20,6 @@ std::vector<float> g_chunk, g_stage, g_accum;
 std::vector<uint16_t> g_chunk16, g_x16, g_a16, g_packed16;
 double g_peakChunkFloats = 0;
 
-float* chunk_buffer(std::vector<float>& b, size_t floats) {
-  if (b.size() < floats) b.resize(floats);
-  return b.data();
-}
-
-uint16_t* bf16_buffer16(std::vector<uint16_t>& b, size_t count) {
-  if (b.size() < count) b.resize(count);
-  return b.data();
-}
-
 int64_t rows_per_chunk(int64_t rows, int64_t cols) {
   return std::clamp<int64_t>(kQ4ChunkFloats / std::max<int64_t>(cols, 1), 1, std::max<int64_t>(rows, 1));
 }
@@ -123,7 +113,7 @@ void bf16_chunk_product(float* c, const uint16_t* a, const uint16_t* b, int64_t 
     dnnl::reorder::primitive_desc rpd(engine(), b_plain, engine(), b_md);
     return Primitive{dnnl::matmul(pd), {a_md, b_md, c_md, bias_md, b_plain}, 0, {dnnl::reorder(rpd)}};
   });
-  uint16_t* blocked = bf16_buffer16(g_packed16, (p.mds[1].get_size() + 1) / 2);
+  uint16_t* blocked = staging(g_packed16, (p.mds[1].get_size() + 1) / 2);
   memory plain = mem(p.mds[4], b), packed_b = mem(p.mds[1], blocked);
   p.aux[0].execute(stream(), {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, packed_b}});
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.mds[0], a)}, {DNNL_ARG_WEIGHTS, packed_b}, {DNNL_ARG_DST, mem(p.mds[2], c)}};
@@ -148,23 +138,23 @@ void q4_linear(float* y, const float* x, const uint8_t* packed, const float* sca
     // blocked layout the bf16 kernel reads (which it would otherwise build from plain B inside
     // every call, once per block of rows of x).
     const int64_t xcols = trans ? rows : cols;
-    uint16_t* xb = bf16_buffer16(g_x16, static_cast<size_t>(m * xcols));
+    uint16_t* xb = staging(g_x16, static_cast<size_t>(m * xcols));
     to_bf16(xb, x, m * xcols);
-    uint16_t* w = bf16_buffer16(g_chunk16, static_cast<size_t>(rc * cols));
+    uint16_t* w = staging(g_chunk16, static_cast<size_t>(rc * cols));
     for (int64_t r0 = 0; r0 < rows; r0 += rc) {
       const int64_t n = std::min(rc, rows - r0);
       q4_dequantize_bf16(w, packed, scales, code, r0 * cols, n * cols, blocksize);
       if (!trans) {
         // y[:, r0:r0+n] = x · Wcᵀ (+ bias), B = Wcᵀ (cols, n) read from Wc (n, cols).
         const bool whole = n == rows;
-        float* out = whole ? y : chunk_buffer(g_stage, static_cast<size_t>(m * n));
+        float* out = whole ? y : staging(g_stage, static_cast<size_t>(m * n));
         bf16_chunk_product(out, xb, w, m, n, cols, true, false, bias ? bias + r0 : nullptr);
         if (!whole) parallel_items(m, m * n, [&](int64_t i) { std::copy(out + i * n, out + (i + 1) * n, y + i * rows + r0); });
       } else {
         // y (+)= x[:, r0:r0+n] · Wc, B = Wc (n, cols).
         const uint16_t* a = xb;
         if (n != rows) {
-          uint16_t* t = bf16_buffer16(g_a16, static_cast<size_t>(m * n));
+          uint16_t* t = staging(g_a16, static_cast<size_t>(m * n));
           parallel_items(m, m * n, [&](int64_t i) { std::copy(xb + i * rows + r0, xb + i * rows + r0 + n, t + i * n); });
           a = t;
         }
@@ -175,7 +165,7 @@ void q4_linear(float* y, const float* x, const uint8_t* packed, const float* sca
   }
   const int64_t rc = balanced_rows(rows, cols, kQ4ChunkFloats);
   g_peakChunkFloats = std::max(g_peakChunkFloats, static_cast<double>(rc * cols));
-  float* w = chunk_buffer(g_chunk, static_cast<size_t>(rc * cols));
+  float* w = staging(g_chunk, static_cast<size_t>(rc * cols));
   for (int64_t r0 = 0; r0 < rows; r0 += rc) {
     const int64_t n = std::min(rc, rows - r0);
     q4_dequantize(w, packed, scales, code, r0 * cols, n * cols, blocksize);
@@ -188,7 +178,7 @@ void q4_linear(float* y, const float* x, const uint8_t* packed, const float* sca
     if (!trans) {
       // Into a dense staging block, then its columns: oneDNN runs dense outputs faster than ones
       // with a wider row stride.
-      float* t = chunk_buffer(g_stage, static_cast<size_t>(m * n));
+      float* t = staging(g_stage, static_cast<size_t>(m * n));
       matmul(t, x, w, 1, m, n, cols, false, true, 0, 0, 0, 0, bias ? bias + r0 : nullptr);
       parallel_items(m, m * n, [&](int64_t i) { std::copy(t + i * n, t + (i + 1) * n, y + i * rows + r0); });
       continue;
@@ -204,7 +194,7 @@ void q4_conv2d(float* y, const float* x, const uint8_t* packed, const float* sca
                int64_t blocksize) {
   const int64_t cols = s.cIn / s.groups * s.kh * s.kw, plane = s.outH * s.outW;
   const int64_t rc = rows_per_chunk(s.cOut, cols);
-  float* w = chunk_buffer(g_chunk, static_cast<size_t>(rc * cols));
+  float* w = staging(g_chunk, static_cast<size_t>(rc * cols));
   g_peakChunkFloats = std::max(g_peakChunkFloats, static_cast<double>(rc * cols));
   for (int64_t o0 = 0; o0 < s.cOut; o0 += rc) {
     const int64_t n = std::min(rc, s.cOut - o0);
@@ -215,7 +205,7 @@ void q4_conv2d(float* y, const float* x, const uint8_t* packed, const float* sca
       conv2d_forward(y, x, w, bias, c);
       continue;
     }
-    float* t = chunk_buffer(g_stage, static_cast<size_t>(s.n * n * plane));
+    float* t = staging(g_stage, static_cast<size_t>(s.n * n * plane));
     conv2d_forward(t, x, w, bias ? bias + o0 : nullptr, c);
     parallel_items(s.n * n, s.n * n * plane, [&](int64_t i) {
       const int64_t b = i / n, o = i % n;
@@ -229,7 +219,7 @@ void q4_conv2d_backward_data(float* gx, const float* gy, const uint8_t* packed, 
                              int64_t blocksize) {
   const int64_t cols = s.cIn / s.groups * s.kh * s.kw, plane = s.outH * s.outW, inSize = s.n * s.cIn * s.h * s.w;
   const int64_t rc = rows_per_chunk(s.cOut, cols);
-  float* w = chunk_buffer(g_chunk, static_cast<size_t>(rc * cols));
+  float* w = staging(g_chunk, static_cast<size_t>(rc * cols));
   g_peakChunkFloats = std::max(g_peakChunkFloats, static_cast<double>(rc * cols));
   for (int64_t o0 = 0; o0 < s.cOut; o0 += rc) {
     const int64_t n = std::min(rc, s.cOut - o0);
@@ -240,13 +230,13 @@ void q4_conv2d_backward_data(float* gx, const float* gy, const uint8_t* packed, 
       conv2d_backward_data(gx, gy, w, c);
       continue;
     }
-    float* g = chunk_buffer(g_stage, static_cast<size_t>(s.n * n * plane));
+    float* g = staging(g_stage, static_cast<size_t>(s.n * n * plane));
     parallel_items(s.n * n, s.n * n * plane, [&](int64_t i) {
       const int64_t b = i / n, o = i % n;
       const float* src = gy + (b * s.cOut + o0 + o) * plane;
       std::copy(src, src + plane, g + i * plane);
     });
-    float* part = o0 == 0 ? gx : chunk_buffer(g_accum, static_cast<size_t>(inSize));
+    float* part = o0 == 0 ? gx : staging(g_accum, static_cast<size_t>(inSize));
     conv2d_backward_data(part, g, w, c);
     if (o0 > 0) parallel_chunks(inSize, inSize, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; i++) gx[i] += part[i];

@@ -13,7 +13,7 @@ import { totalmem } from 'node:os';
 import { isGradEnabled, isReplaying, stageScope } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/memory.js';
 import { dropout, dropPath } from '../ops/nn.js';
-import { packingEnabled } from '../ops/util.js';
+import { packingEnabled, thenFinally } from '../ops/util.js';
 import { computePrecision, frozenWeightPacks } from '../ops/precision.js';
 import type { FusedActivation } from '../backends/backend.js';
 
@@ -432,16 +432,7 @@ export function withFoldedWeights<T>(fn: () => T, cache?: FoldCache): T {
     if (foldCache === active) foldCache = null;
     if (!cache) active.dispose();
   };
-  let result: T;
-  try {
-    result = fn();
-  } catch (e) {
-    done();
-    throw e;
-  }
-  if (result instanceof Promise) return result.finally(done) as T;
-  done();
-  return result;
+  return thenFinally(fn, done);
 }
 
 /**

@@ -10,7 +10,7 @@
 import type { Backend, ComputePrecision } from '../backends/backend.js';
 import { currentBackend } from '../tensor/device.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { WeightPacks } from './util.js';
+import { thenFinally, type WeightPacks } from './util.js';
 
 let precision: ComputePrecision = 'fp32';
 let frozen: Map<Tensor, WeightPacks> | null = null;
@@ -58,14 +58,5 @@ export function withComputePrecision<T>(p: ComputePrecision, fn: () => T): T {
       frozen = null;
     }
   };
-  let result: T;
-  try {
-    result = fn();
-  } catch (e) {
-    done();
-    throw e;
-  }
-  if (result instanceof Promise) return result.finally(done) as T;
-  done();
-  return result;
+  return thenFinally(fn, done);
 }

@@ -48,6 +48,23 @@ export function alloc(backend: Backend<any>, shape: Shape, dtype: DType, zero = 
  */
 export type WeightPacks = Map<string, Tensor | null>;
 
+/**
+ * fn(), then done() once it has finished: at once when fn returns a value or throws, when its
+ * promise settles when it returns one. For scopes whose body may be sync or async.
+ */
+export function thenFinally<T>(fn: () => T, done: () => void): T {
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    done();
+    throw e;
+  }
+  if (result instanceof Promise) return result.finally(done) as T;
+  done();
+  return result;
+}
+
 /** GRAFT_PACKED_WEIGHTS=0 runs every layer on its plain weights (for comparison and debugging). */
 export const packingEnabled = process.env['GRAFT_PACKED_WEIGHTS'] !== '0';
 
