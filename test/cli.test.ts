@@ -46,6 +46,7 @@ test('cli: train → eval → predict → merge on a tiny folder, bad images rep
   assert.match(t.out, /warning: skipped .*corrupt\.jpg: unreadable image/);
   assert.match(t.out, /warning: skipped .*README\.txt: not an image file/);
   assert.match(t.out, /test accuracy \d+\.\d+%/);
+  assert.doesNotMatch(t.out, /single colour/, 'stripes and circles are no single colour');
   for (const f of ['run.json', 'report.json', 'report.md', 'metrics.jsonl', 'adapter/adapter_config.json', 'adapter/adapter_model.safetensors']) {
     assert.ok(existsSync(join(run, f)), `${f} written`);
   }
@@ -109,4 +110,19 @@ test('cli: --precision bf16 trains a ViT with LoRA on a 4-bit base, says how, re
   assert.equal(run.config.train.precision, 'bf16');
   const e = graft('eval', out, '--data', data);
   assert.equal(e.status, 0, e.err);
+});
+
+test('cli: images that decode to a single colour (black shapes on a transparent background) are warned about', async () => {
+  const dir = join(root, 'glyphs');
+  for (const c of ['square', 'bar']) mkdirSync(join(dir, c), { recursive: true });
+  for (let i = 0; i < 3; i++) {
+    for (const c of ['square', 'bar']) {
+      const px = Buffer.alloc(32 * 32 * 4); // transparent black
+      for (let y = 8; y < 24; y++) for (let x = c === 'bar' ? 14 : 8; x < (c === 'bar' ? 18 : 24); x++) px[(y * 32 + x) * 4 + 3] = 255 - i;
+      await sharp(px, { raw: { width: 32, height: 32, channels: 4 } }).png().toFile(join(dir, c, `${i}.png`));
+    }
+  }
+  const t = graft('train', '--model', 'nsfwjs_mobilenet_v2', '--data', dir, '--per-class', '2', '--method', 'linear-probe', '--epochs', '1', '--output', join(root, 'run-glyphs'));
+  assert.equal(t.status, 0, t.err + t.out);
+  assert.match(t.out, /warning: \d of the first \d training images are a single colour once decoded/);
 });

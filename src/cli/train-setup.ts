@@ -8,6 +8,7 @@ import { ImageBatchSource } from '../data/loader.js';
 import { DEFAULT_AUGMENT } from '../data/transforms.js';
 import type { Sample, LabeledDataset } from '../data/dataset.js';
 import type { PreprocessConfig } from '../data/preprocess.js';
+import type { RgbImage } from '../data/image.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { Module } from '../nn/module.js';
 import { manualSeed } from '../tensor/random.js';
@@ -36,17 +37,27 @@ export interface PreparedRun {
   lrFind: LrFinderResult | null;
 }
 
-async function imageSides(dataset: LabeledDataset, samples: readonly Sample[]): Promise<number[]> {
+/** Whether every pixel of `img` has the same colour. */
+function singleColour(img: RgbImage): boolean {
+  const d = img.data;
+  for (let i = 3; i < d.length; i += 3) if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return false;
+  return true;
+}
+
+/** The longer side of the first SIZE_PROBE training images, and how many of them are a single colour. */
+async function probeImages(dataset: LabeledDataset, samples: readonly Sample[]): Promise<{ sides: number[]; uniform: number }> {
   const sides: number[] = [];
+  let uniform = 0;
   for (const s of samples.slice(0, SIZE_PROBE)) {
     try {
       const img = await dataset.load(s);
       sides.push(Math.max(img.width, img.height));
+      if (singleColour(img)) uniform++;
     } catch {
       // An unreadable image is reported by the loader; it says nothing about the others' size.
     }
   }
-  return sides;
+  return { sides, uniform };
 }
 
 export async function prepareRun(c: RunConfig, outputDir: string, log: (line: string) => void): Promise<PreparedRun> {
@@ -57,7 +68,13 @@ export async function prepareRun(c: RunConfig, outputDir: string, log: (line: st
   // The file checks say 'not an image…' or 'a symbolic link…'; a decoder's reason is unreadability.
   const data = await prepareData(c, (file, reason) => (reason.startsWith('not ') || reason.startsWith('a symbolic') ? report(file, reason) : unreadable(file, reason)));
   if (data.valNote) log(data.valNote);
-  const sides = c.data.imageSize === undefined ? await imageSides(data.train.dataset, data.train.samples) : undefined;
+  const probe = await probeImages(data.train.dataset, data.train.samples);
+  if (probe.uniform > 0 && probe.uniform * 2 >= probe.sides.length) {
+    // Dark artwork on a transparent background (icons, logos) composites to a black image, as
+    // PIL's convert('RGB') leaves it: nothing is left to learn from.
+    log(`warning: ${probe.uniform} of the first ${probe.sides.length} training images are a single colour once decoded (transparent pixels are laid on black, as PIL's convert('RGB') does); dark shapes on a transparent background come out all black: lay the images on a light background first`);
+  }
+  const sides = c.data.imageSize === undefined ? probe.sides : undefined;
   const built = await buildRunModel({ ...c, data: { ...c.data, valFraction: data.valFraction } }, data.classes, { onProgress: downloadProgressPrinter(), imageSides: sides });
   const { model, preprocess } = built;
   if (built.config.train.gradientCheckpointing) {
