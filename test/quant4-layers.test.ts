@@ -8,7 +8,7 @@ import * as g from '../src/index.js';
 import { BatchNorm2d, Conv2d, Linear, convBatchNormFolded, convBn, withFoldedWeights } from '../src/nn/layers.js';
 import { Conv2d4bit, Linear4bit, quantizeLayer } from '../src/nn/quant4.js';
 import { dequantize4, NF4_CODE, quantize4 } from '../src/tensor/quant4.js';
-import { quantizeModule, splitQuantizedCheckpoint, withQuantizedLayers } from '../src/nn/quant4.js';
+import { quantizeModule, readQuantizedLayer, withQuantizedLayers } from '../src/nn/quant4.js';
 import { createModel } from '../src/models/registry.js';
 import '../src/models/all.js';
 import { buildModel } from '../src/models/build-model.js';
@@ -221,8 +221,8 @@ test('a bitsandbytes 4-bit checkpoint (HF DINOv2 names) loads into 4-bit layers 
 test('a 4-bit checkpoint whose quant state is incomplete or inconsistent is refused, naming the layer', () => {
   const packed = g.tensor(new Uint8Array(8), [8, 1], { dtype: 'uint8' });
   const json = (shape: number[]) => { const b = new TextEncoder().encode(JSON.stringify({ quant_type: 'nf4', blocksize: 64, dtype: 'float32', shape })); return g.tensor(b, [b.length], { dtype: 'uint8' }); };
-  assert.throws(() => splitQuantizedCheckpoint(new Map([['fc.weight', packed], ['fc.weight.quant_state.bitsandbytes__nf4', json([4, 4])]]), 'x.safetensors'), /x\.safetensors: the 4-bit layer fc has .* but no fc\.weight\.absmax/);
-  assert.throws(() => splitQuantizedCheckpoint(new Map([['fc.weight', packed], ['fc.weight.absmax', g.tensor([1])], ['fc.weight.quant_state.bitsandbytes__nf4', json([8, 8])]]), 'x.safetensors'), /fc\.weight holds 8 bytes, but its quant_state shape \[8, 8\] needs 32/);
+  assert.throws(() => readQuantizedLayer(new Map([['weight', packed], ['weight.quant_state.bitsandbytes__nf4', json([4, 4])]]), 'fc', 'x.safetensors'), /x\.safetensors: the 4-bit layer fc has .* but no fc\.weight\.absmax/);
+  assert.throws(() => readQuantizedLayer(new Map([['weight', packed], ['weight.absmax', g.tensor([1])], ['weight.quant_state.bitsandbytes__nf4', json([8, 8])]]), 'fc', 'x.safetensors'), /fc\.weight holds 8 bytes, but its quant_state shape \[8, 8\] needs 32/);
 });
 
 test('a 4-bit convolution followed by a BatchNorm is not folded (folding would build its float weight), and computes conv then BN', () => {

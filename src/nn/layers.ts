@@ -7,10 +7,10 @@ import { linear } from '../ops/matmul.js';
 import { adaptiveAvgPool2d, avgPool2d, conv2d, conv2dAct, maxPool2d, type Conv2dOptions, type ConvActivation, type Pool2dOptions, type WeightPacks } from '../ops/conv.js';
 import { batchNorm, layerNorm, layerNorm2d } from '../ops/norm.js';
 import { add, gelu, hardswish, mul, neg, relu, relu6, rsqrt, sigmoid, silu, sub, tanh } from '../ops/elementwise.js';
-import { contiguous, reshape, transpose } from '../ops/layout.js';
+import { contiguous, expand, reshape, transpose } from '../ops/layout.js';
 import { bytesPerElement } from '../tensor/dtype.js';
 import { totalmem } from 'node:os';
-import { isGradEnabled, isReplaying, stageScope } from '../tensor/autograd.js';
+import { isGradEnabled, isReplaying, noGrad, stageScope } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/memory.js';
 import { dropout, dropPath } from '../ops/nn.js';
 import { packingEnabled, thenFinally } from '../ops/util.js';
@@ -56,6 +56,51 @@ function hooked(layer: Linear | Conv2d): Module | null {
   }
 }
 
+/**
+ * Deferred weights (see withDeferredWeights): stand-ins that hold one zero broadcast to the
+ * weight's shape (stride 0), so a model of any size is built without its weights in memory.
+ */
+let deferring = false;
+const standIns = new WeakSet<Tensor>();
+
+function standIn(shape: number[]): Tensor {
+  const one = zeros(shape.map(() => 1));
+  const t = noGrad(() => expand(one, shape));
+  if (t !== one) one.dispose();
+  standIns.add(t);
+  return t;
+}
+
+/**
+ * Runs `fn` (building a model) with the weight of every Linear and groups = 1 Conv2d left as a
+ * stand-in, uninitialised and without memory, until `initWeight` gives it values (the loader of
+ * models/deferred-load.ts: the checkpoint's tensor, or its 4-bit form). Nothing computes with a
+ * stand-in; biases and every other parameter are made as usual.
+ */
+export function withDeferredWeights<T>(fn: () => T): T {
+  if (deferring) throw new Error('withDeferredWeights: already deferring');
+  deferring = true;
+  try {
+    return fn();
+  } finally {
+    deferring = false;
+  }
+}
+
+/** Whether `t` is a deferred weight's stand-in. */
+export function isDeferred(t: Tensor | null | undefined): boolean {
+  return !!t && standIns.has(t);
+}
+
+/** Gives a layer's deferred weight its values: `w` (taken over), or PyTorch's default initialisation. */
+export function initWeight(layer: Linear | Conv2d, w?: Tensor, gen: Generator = defaultGenerator): void {
+  if (!isDeferred(layer.weight)) throw new Error('initWeight: the weight is not deferred');
+  const shape = [...layer.weight.shape];
+  const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
+  layer.weight.dispose();
+  layer.weight = layer.setWeight(w ?? fanInUniform(shape, fanIn, gen));
+}
+
 export class Linear extends Module {
   weight: Tensor;
   bias: Tensor | null;
@@ -63,10 +108,14 @@ export class Linear extends Module {
   constructor(readonly inFeatures: number, readonly outFeatures: number, opts: { bias?: boolean; weight?: boolean; generator?: Generator } = {}) {
     super();
     const gen = opts.generator ?? defaultGenerator;
-    this.weight = opts.weight === false ? (undefined as unknown as Tensor) : this.param('weight', fanInUniform([outFeatures, inFeatures], inFeatures, gen));
+    this.weight = opts.weight === false ? (undefined as unknown as Tensor) : this.param('weight', deferring ? standIn([outFeatures, inFeatures]) : fanInUniform([outFeatures, inFeatures], inFeatures, gen));
     this.bias = opts.bias === false ? null : this.param('bias', fanInUniform([outFeatures], inFeatures, gen));
     const replaced = opts.weight === false ? null : hooked(this);
     if (replaced) return replaced as unknown as Linear;
+  }
+  /** Registers `w` as the weight parameter (initWeight's). */
+  setWeight(w: Tensor): Tensor {
+    return this.param('weight', w);
   }
   forward(x: Tensor): Tensor {
     return this.forwardAct(x, null);
@@ -104,10 +153,15 @@ export class Conv2d extends Module {
     if (inChannels % this.groups || outChannels % this.groups) throw new Error(`Conv2d: channels ${inChannels}→${outChannels} are not divisible by groups=${this.groups}`);
     const gen = opts.generator ?? defaultGenerator;
     const fanIn = (inChannels / this.groups) * this.kernelSize[0] * this.kernelSize[1];
-    this.weight = opts.weight === false ? (undefined as unknown as Tensor) : this.param('weight', fanInUniform([outChannels, inChannels / this.groups, ...this.kernelSize], fanIn, gen));
+    const shape = [outChannels, inChannels / this.groups, ...this.kernelSize];
+    this.weight = opts.weight === false ? (undefined as unknown as Tensor) : this.param('weight', deferring && this.groups === 1 ? standIn(shape) : fanInUniform(shape, fanIn, gen));
     this.bias = opts.bias === false ? null : this.param('bias', fanInUniform([outChannels], fanIn, gen));
     const replaced = opts.weight === false ? null : hooked(this);
     if (replaced) return replaced as unknown as Conv2d;
+  }
+  /** Registers `w` as the weight parameter (initWeight's). */
+  setWeight(w: Tensor): Tensor {
+    return this.param('weight', w);
   }
   get convOptions(): Conv2dOptions {
     return { stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups };

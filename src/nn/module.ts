@@ -191,7 +191,8 @@ export abstract class Module {
     noGrad(() => {
       for (const [key, t] of own) {
         const src = entries.get(key);
-        if (src && shapeEq(src.shape, t.shape)) t.backend.copy(src.view(), t.view());
+        // `src` may be the very tensor (a deferred weight the loader fills later: models/deferred-load.ts)
+        if (src && src !== t && shapeEq(src.shape, t.shape)) t.backend.copy(src.view(), t.view());
       }
     });
     return result;

@@ -333,54 +333,34 @@ export function fromQuantized(m: Linear | Conv2d, q: Quantized4): Quant4Module {
   return out;
 }
 
-const QUANT_STATE_RE = /^(.*)\.weight\.quant_state\.bitsandbytes__(nf4|fp4)$/;
+/** The key of a bitsandbytes 4-bit layer's packed state: `<P>.weight.quant_state.bitsandbytes__<nf4|fp4>` (P: group 1). */
+export const QUANT_STATE_KEY = /^(.*)\.weight\.quant_state\.bitsandbytes__(nf4|fp4)$/;
 
-/**
- * The 4-bit layers of a bitsandbytes checkpoint (keys `<P>.weight`, `<P>.weight.absmax`, …,
- * `<P>.weight.quant_state.bitsandbytes__<type>`): each layer's quantised state by its prefix P in
- * the file. In `checkpoint` those keys are replaced by `<P>.weight` dequantised to float32, so the
- * family loaders read the file under their usual names; the layers are then made 4-bit again
- * from the stored state by `attachQuantized` (bit for bit the file's codes and scales).
- */
-export function splitQuantizedCheckpoint(checkpoint: Map<string, Tensor>, what = 'the checkpoint'): Map<string, Quantized4> {
-  const out = new Map<string, Quantized4>();
-  for (const key of [...checkpoint.keys()]) {
-    const m = QUANT_STATE_RE.exec(key);
-    if (!m) continue;
-    const prefix = m[1]!;
-    const local = new Map<string, Tensor>();
-    for (const k of [...checkpoint.keys()]) if (k === `${prefix}.weight` || k.startsWith(`${prefix}.weight.`)) local.set(k.slice(prefix.length + 1), checkpoint.get(k)!);
-    for (const need of ['weight', 'weight.absmax']) if (!local.has(need)) throw new WeightsError(`${what}: the 4-bit layer ${prefix} has ${key} but no ${prefix}.${need}; the checkpoint is incomplete`);
-    let q: Quantized4;
-    try {
-      q = readQuantized(local, null);
-    } catch (e) {
-      throw new WeightsError(`${what}: the 4-bit state of ${prefix} cannot be read (${(e as Error).message})`);
-    }
-    const n = q.state.shape.reduce((a, b) => a * b, 1);
-    if (q.packed.length !== Math.ceil(n / 2)) throw new WeightsError(`${what}: ${prefix}.weight holds ${q.packed.length} bytes, but its quant_state shape [${q.state.shape.join(', ')}] needs ${Math.ceil(n / 2)}`);
-    for (const k of local.keys()) checkpoint.delete(`${prefix}.${k}`);
-    checkpoint.set(`${prefix}.weight`, tensor(dequantize4(q), q.state.shape));
-    out.set(prefix, q);
-  }
-  return out;
+/** The float shape a stored 4-bit layer stands for, from its quant_state tensor (the JSON bytes). */
+export function quantStateShape(stateTensor: Tensor): number[] {
+  const json = JSON.parse(new TextDecoder().decode(Uint8Array.from(stateTensor.toArray() as ArrayLike<number>))) as Partial<PackedQuantState>;
+  if (!Array.isArray(json.shape) || json.shape.some((d) => !Number.isInteger(d) || d < 0)) throw new Error('quant_state has no valid shape');
+  return json.shape;
 }
 
-/** Makes the layers named by `pathOf(filePrefix)` 4-bit with the stored states of splitQuantizedCheckpoint. */
-export function attachQuantized(model: Module, states: Map<string, Quantized4>, pathOf: (filePrefix: string) => string | null, what = 'the checkpoint'): string[] {
-  const done: string[] = [];
-  for (const [prefix, q] of states) {
-    const path = pathOf(prefix);
-    const m = path === null ? null : model.getModule(path);
-    if (!(m instanceof Linear || m instanceof Conv2d)) throw new WeightsError(`${what}: the 4-bit layer ${prefix} is not a Linear or Conv2d of this model`);
-    const shape = m instanceof Conv2d ? [m.outChannels, m.inChannels / m.groups, ...m.kernelSize] : [m.outFeatures, m.inFeatures];
-    if (shape.join() !== q.state.shape.join()) throw new WeightsError(`${what}: the 4-bit layer ${prefix} has shape [${q.state.shape.join(', ')}]; the model's ${path} has [${shape.join(', ')}]`);
-    const qm = fromQuantized(m, q);
-    model.setModule(path!, qm);
-    m.dispose();
-    done.push(path!);
+/**
+ * One 4-bit layer of a bitsandbytes checkpoint from its tensors under `<P>.weight` (`local`:
+ * keys relative to P: weight, weight.absmax, …, weight.quant_state.bitsandbytes__<type>),
+ * checked for completeness and consistency; the error names the layer and the file (`what`).
+ */
+export function readQuantizedLayer(local: Map<string, Tensor>, prefix: string, what = 'the checkpoint'): Quantized4 {
+  const stateKey = [...local.keys()].find((k) => k.startsWith('weight.quant_state.bitsandbytes__'));
+  if (!stateKey) throw new WeightsError(`${what}: the 4-bit layer ${prefix} has no ${prefix}.weight.quant_state.bitsandbytes__<nf4|fp4>`);
+  for (const need of ['weight', 'weight.absmax']) if (!local.has(need)) throw new WeightsError(`${what}: the 4-bit layer ${prefix} has ${prefix}.${stateKey} but no ${prefix}.${need}; the checkpoint is incomplete`);
+  let q: Quantized4;
+  try {
+    q = readQuantized(local, null);
+  } catch (e) {
+    throw new WeightsError(`${what}: the 4-bit state of ${prefix} cannot be read (${(e as Error).message})`);
   }
-  return done;
+  const n = q.state.shape.reduce((a, b) => a * b, 1);
+  if (q.packed.length !== Math.ceil(n / 2)) throw new WeightsError(`${what}: ${prefix}.weight holds ${q.packed.length} bytes, but its quant_state shape [${q.state.shape.join(', ')}] needs ${Math.ceil(n / 2)}`);
+  return q;
 }
 
 /**

@@ -16,8 +16,6 @@
 //
 // One folder holds one run: `train` takes the lock, then claims the folder (claimRunFolder): an
 // empty folder, or the same run for --resume, or any graft run cleared by --overwrite.
-import { quantizeModule } from '../nn/quant4.js';
-import { classifierPath } from '../models/head.js';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -88,10 +86,13 @@ export function runAdapterConfig(c: RunConfig) {
  */
 export async function buildRunModel(config: RunConfig, classes: string[], opts: RunModelOptions = {}): Promise<RunModel> {
   const segmentation = config.task === 'segmentation';
+  if (config.quantize && !isAdapterMethod(config.method)) throw new ConfigError(`quantize: a 4-bit base is frozen, so it needs an adapter method; '${config.method}' trains the base weights (use --method lora, or leave quantize out)`);
+  // A 4-bit base is quantised layer by layer as the checkpoint is read.
+  const quantize = config.quantize ? { quantType: config.quantize.type, doubleQuant: config.quantize.doubleQuant, blocksize: config.quantize.blocksize } : undefined;
   const build = (imageSize: number | undefined) => {
     manualSeed(config.train.seed);
     return buildModel({
-      name: config.model, weights: config.method === 'scratch' ? undefined : config.weights, imageSize, overrides: config.modelOverrides, onProgress: opts.onProgress,
+      name: config.model, weights: config.method === 'scratch' ? undefined : config.weights, imageSize, overrides: config.modelOverrides, onProgress: opts.onProgress, quantize,
       // A segmentation backbone has no classifier: its decode head reads the feature maps.
       ...(segmentation ? { numClasses: 0, reinitHead: true } : {}),
     });
@@ -109,11 +110,6 @@ export async function buildRunModel(config: RunConfig, classes: string[], opts: 
   }
   c = resolveModelDefaults(c, backbone, isAdapterMethod(c.method));
   const adapterConfig = opts.adapterConfig ?? runAdapterConfig(c) ?? undefined;
-  if (c.quantize) {
-    if (!isAdapterMethod(c.method)) throw new ConfigError(`quantize: a 4-bit base is frozen, so it needs an adapter method; '${c.method}' trains the base weights (use --method lora, or leave quantize out)`);
-    const head = classifierPath(backbone);
-    quantizeModule(backbone, { quantType: c.quantize.type, doubleQuant: c.quantize.doubleQuant, blocksize: c.quantize.blocksize }, (path) => path === head);
-  }
   const generator = new Generator(c.train.seed);
   if (segmentation) {
     const seg = { head: c.segmentation?.head ?? 'uper', channels: c.segmentation?.channels ?? 64 };

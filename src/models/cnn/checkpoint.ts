@@ -69,12 +69,12 @@ export interface CnnLoadOptions {
 }
 
 /** Classes of the checkpoint's head for this model (the classifier's weight rows), null when it has none. */
-export function cnnCheckpointClasses(model: VisionModel, checkpoint: Map<string, Tensor>, headPath = classifierPath(model)): number | null {
+export function cnnCheckpointClasses(model: VisionModel, checkpoint: ReadonlyMap<string, { readonly shape: readonly number[] }>, headPath = classifierPath(model)): number | null {
   if (!headPath) return null;
   const own = [...model.stateDict().keys()];
   const prefix = stripPrefix([...checkpoint.keys()], own);
   const w = checkpoint.get(`${prefix}${headPath}.weight`);
-  return w && w.rank === 2 ? w.shape[0]! : null;
+  return w && w.shape.length === 2 ? w.shape[0]! : null;
 }
 
 /**
