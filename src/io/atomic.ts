@@ -7,6 +7,11 @@ import { writeError } from '../errors.js';
 
 /** Writes `chunks` (text or bytes) to `path` atomically; a failure names the path (WriteError). */
 export function writeFileAtomic(path: string, ...chunks: (string | Uint8Array)[]): void {
+  writeChunksAtomic(path, chunks);
+}
+
+/** writeFileAtomic from an iterable: each chunk is made when it is written (a large file a piece at a time). */
+export function writeChunksAtomic(path: string, chunks: Iterable<string | Uint8Array>): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   let fd: number;
   try {

@@ -4,7 +4,7 @@
 // reads, so loading never holds more than the tensors asked for; writes are atomic.
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { WeightsError } from '../errors.js';
-import { writeFileAtomic } from './atomic.js';
+import { writeChunksAtomic } from './atomic.js';
 import { tensor } from '../ops/creation.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Backend } from '../backends/backend.js';
@@ -195,33 +195,21 @@ export function loadSafetensors(path: string, opts: { backend?: Backend<any> } =
   }
 }
 
-/**
- * Writes tensors (float32 as F32, int32 as I32, uint8 as U8) atomically: into a temporary file
- * beside `path`, fsync'd, then renamed over it, so a crash never leaves a half-written file.
- */
-export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): void {
-  const entries = [...(tensors instanceof Map ? tensors : Object.entries(tensors))].sort(([a], [b]) => (a < b ? -1 : 1));
+/** A tensor to write: its name, stored dtype and shape. */
+export interface TensorSpec {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: readonly number[];
+}
+
+function headerBytes(specs: readonly TensorSpec[], metadata?: Record<string, string>): Buffer[] {
   const header: Record<string, unknown> = {};
   if (metadata) header['__metadata__'] = metadata;
-  const blobs: Buffer[] = [];
   let offset = 0;
-  for (const [name, t] of entries) {
-    const data = t.toArray();
-    let dtype: SafetensorsDType;
-    let blob: Buffer;
-    if (t.dtype === 'float32' || t.dtype === 'float64') {
-      dtype = 'F32';
-      blob = Buffer.from(Float32Array.from(data).buffer);
-    } else if (t.dtype === 'int32') {
-      dtype = 'I32';
-      blob = Buffer.from(Int32Array.from(data).buffer);
-    } else {
-      dtype = 'U8';
-      blob = Buffer.from(Uint8Array.from(data).buffer);
-    }
-    header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + blob.length] };
-    blobs.push(blob);
-    offset += blob.length;
+  for (const s of specs) {
+    const n = s.shape.reduce((a, d) => a * d, 1) * BYTES[s.dtype];
+    header[s.name] = { dtype: s.dtype, shape: [...s.shape], data_offsets: [offset, offset + n] };
+    offset += n;
   }
   let json = JSON.stringify(header);
   // Pad the header with spaces so the data section starts 8-byte aligned, as the reference writer does.
@@ -229,5 +217,38 @@ export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Rec
   const headerBuf = Buffer.from(json, 'utf8');
   const lenBuf = Buffer.alloc(8);
   lenBuf.writeBigUInt64LE(BigInt(headerBuf.length));
-  writeFileAtomic(path, lenBuf, headerBuf, ...blobs);
+  return [lenBuf, headerBuf];
+}
+
+/**
+ * Writes a safetensors file tensor by tensor, atomically: `bytes(spec)` gives each tensor's
+ * little-endian bytes as it is written (in the order of `specs`), so only one tensor is in memory
+ * at a time, whatever the file's size.
+ */
+export function writeSafetensorsStreaming(path: string, specs: readonly TensorSpec[], bytes: (spec: TensorSpec) => Uint8Array, metadata?: Record<string, string>): void {
+  function* chunks(): Generator<Uint8Array> {
+    yield* headerBytes(specs, metadata);
+    for (const s of specs) {
+      const b = bytes(s);
+      const want = s.shape.reduce((a, d) => a * d, 1) * BYTES[s.dtype];
+      if (b.length !== want) throw new SafetensorsError(`${s.name}: ${s.dtype} ${JSON.stringify(s.shape)} needs ${want} bytes, got ${b.length}`);
+      yield b;
+    }
+  }
+  writeChunksAtomic(path, chunks());
+}
+
+/**
+ * Writes tensors (float32 as F32, int32 as I32, uint8 as U8) atomically: into a temporary file
+ * beside `path`, fsync'd, then renamed over it, so a crash never leaves a half-written file.
+ */
+export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): void {
+  const entries = [...(tensors instanceof Map ? tensors : Object.entries(tensors))].sort(([a], [b]) => (a < b ? -1 : 1));
+  const byName = new Map(entries);
+  const dtypeOf = (t: Tensor): SafetensorsDType => (t.dtype === 'float32' || t.dtype === 'float64' ? 'F32' : t.dtype === 'int32' ? 'I32' : 'U8');
+  writeSafetensorsStreaming(path, entries.map(([name, t]) => ({ name, dtype: dtypeOf(t), shape: t.shape })), (s) => {
+    const data = byName.get(s.name)!.toArray();
+    const typed = s.dtype === 'F32' ? Float32Array.from(data) : s.dtype === 'I32' ? Int32Array.from(data) : Uint8Array.from(data);
+    return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+  }, metadata);
 }
