@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as g from '../src/index.js';
-import { Linear } from '../src/nn/layers.js';
+import { Conv2d, Linear } from '../src/nn/layers.js';
 import { Linear4bit } from '../src/nn/quant4.js';
 import { createModel } from '../src/models/registry.js';
 import '../src/models/all.js';
@@ -102,6 +102,22 @@ test('bf16 ops against float32: one table, each within bf16\'s tolerance', { ski
       rows.push([`${label} ${k}→${n} forward`, maxRel(b.y, a.y), tol], [`${label} ${k}→${n} gradient to x`, maxRel(b.gx, a.gx), tol]);
     }
   }
+  // Frozen convolutions: a 7×7 stride-2 stem, a 3×3, a 1×1 (pointwise), on NCHW activations.
+  for (const [cin, cout, k, stride, size] of [[3, 16, 7, 2, 20], [32, 48, 3, 1, 12], [64, 32, 1, 1, 9]] as const) {
+    const conv = new Conv2d(cin, cout, k, { stride, padding: Math.floor(k / 2), generator: gen });
+    conv.weight.requiresGrad = false;
+    const x = g.randn([2, cin, size, size], { generator: gen });
+    const run = (p: 'fp32' | 'bf16') => g.withComputePrecision(p, () => {
+      const xi = x.detach().requiresGrad_();
+      const y = conv.forward(xi);
+      y.backward(g.onesLike(y));
+      return { y: Float32Array.from(y.toArray()), gx: Float32Array.from(xi.grad!.toArray()) };
+    });
+    const a = run('fp32');
+    const b = run('bf16');
+    const label = `conv2d ${k}×${k}/${stride} ${cin}→${cout}`;
+    rows.push([`${label} forward`, maxRel(b.y, a.y), tol], [`${label} gradient to x`, maxRel(b.gx, a.gx), tol]);
+  }
   console.log('# | bf16 op | max |bf16 − fp32| / max |fp32| | bound |');
   for (const [op, err, bound] of rows) console.log(`# | ${op} | ${err.toExponential(2)} | ${bound} |`);
   for (const [op, err, bound] of rows) {
@@ -134,6 +150,43 @@ test('bf16 q4Linear: the native kernel (dequantising straight to bf16) equals th
     assert.ok(maxRel(nat, ref) < 1e-6, `${trans ? 'gradient to x' : 'forward'}: native against the emulation ${maxRel(nat, ref)}`);
     const d = maxRel(nat, fp);
     assert.ok(d > 1e-5 && d < 1e-2, `${trans ? 'gradient to x' : 'forward'}: bf16 against fp32 ${d}`);
+  }
+});
+
+test('bf16 conv2d: the native convolution (forward, fused ReLU, gradient to x) equals the reference backend\'s emulation', { skip: unavailable ?? false }, () => {
+  const gen = new g.Generator(12);
+  for (const [cin, cout, k, stride, pad, size] of [[3, 24, 7, 2, 3, 17], [40, 56, 3, 1, 1, 11], [64, 48, 1, 1, 0, 8], [16, 32, 3, 2, 0, 13]] as const) {
+    const n = 2;
+    const outH = Math.floor((size + 2 * pad - k) / stride) + 1;
+    const p = { n, cIn: cin, h: size, w: size, cOut: cout, kh: k, kw: k, outH, outW: outH, strideH: stride, strideW: stride, padH: pad, padW: pad, dilH: 1, dilW: 1, groups: 1 };
+    const arr = (len: number) => Float32Array.from(g.randn([len], { generator: gen }).toArray());
+    const x = arr(n * cin * size * size);
+    const w = arr(cout * cin * k * k);
+    const bias = arr(cout);
+    const gy = arr(n * cout * outH * outH);
+    const label = `${k}×${k}/${stride} ${cin}→${cout}`;
+    const forward = (name: 'native' | 'reference', bf16: boolean, clip: boolean) => {
+      const y = new Float32Array(n * cout * outH * outH);
+      if (clip) getBackend(name).conv2dClip(x, w, bias, y, 'float32', { ...p, bf16 }, 0, 6);
+      else getBackend(name).conv2d(x, w, bias, y, 'float32', { ...p, bf16 });
+      return y;
+    };
+    const backward = (name: 'native' | 'reference', bf16: boolean) => {
+      const gx = new Float32Array(x.length);
+      getBackend(name).conv2dBackwardData(gy, w, gx, 'float32', { ...p, bf16 });
+      return gx;
+    };
+    for (const clip of [false, true]) {
+      const nat = forward('native', true, clip);
+      assert.ok(maxRel(nat, forward('reference', true, clip)) < 1e-5, `${label}${clip ? ' + ReLU6' : ''}: native against the emulation ${maxRel(nat, forward('reference', true, clip))}`);
+      // (unit-variance operands, up to 147 terms: bf16's rounding shows as a few 1e-3 of the largest output)
+      const d = maxRel(nat, forward('reference', false, clip));
+      assert.ok(d > 1e-5 && d < 5e-2, `${label}: bf16 against fp32 ${d}`);
+    }
+    const gx = backward('native', true);
+    assert.ok(maxRel(gx, backward('reference', true)) < 1e-5, `${label} gradient to x: native against the emulation ${maxRel(gx, backward('reference', true))}`);
+    const d = maxRel(gx, backward('reference', false));
+    assert.ok(d > 1e-5 && d < 5e-2, `${label} gradient to x: bf16 against fp32 ${d}`);
   }
 });
 

@@ -56,6 +56,7 @@ ConvShape Conv(const Napi::Value& v) {
   if (d.size() == 17) {
     s.srcNhwc = (d[16] & 1) != 0;
     s.dstNhwc = (d[16] & 2) != 0;
+    s.bf16 = (d[16] & 4) != 0;
   }
   return s;
 }

@@ -53,7 +53,16 @@ ConvDescs conv_descs(const ConvShape& s, bool any = false) {
 
 std::string conv_key(const char* name, const ConvShape& s, bool bias) {
   return key(name, s.n, s.cIn, s.h, s.w, s.cOut, s.kh, s.kw, s.outH, s.outW, s.strideH, s.strideW, s.padH, s.padW, s.dilH, s.dilW, s.groups, bias,
-             s.srcNhwc, s.dstNhwc);
+             s.srcNhwc, s.dstNhwc, s.bf16);
+}
+
+// The descriptors of a bf16 convolution: src (or diff_dst) and weights bf16, dst (or diff_src)
+// f32, every layout the primitive's choice.
+ConvDescs bf16_descs(const ConvShape& s) {
+  ConvDescs d = conv_descs(s, true);
+  d.src = memory::desc(d.src.dims(), dt::bf16, tag::any);
+  d.wei = memory::desc(d.wei.dims(), dt::bf16, tag::any);
+  return d;
 }
 
 // The output clamp of a fused convolution: none, or [lo, hi] (ReLU: [0, ∞), ReLU6: [0, 6]).
@@ -321,8 +330,31 @@ bool conv_forward_nhwc(float* y, const float* x, const float* w, const float* bi
   return true;
 }
 
+void check_bf16(const ConvShape& s) {
+  if (s.groups != 1 || s.srcNhwc || s.dstNhwc) throw std::invalid_argument("a bf16 convolution is groups = 1 and NCHW");
+  if (!bf16_supported()) throw std::invalid_argument("this CPU has no AVX512_BF16: a bf16 convolution cannot run (bf16Supported() is false)");
+}
+
+// A bf16 forward pass: x and w reordered (rounded to nearest even) into the bf16 layouts the
+// primitive chose, the output f32 reordered back to NCHW.
+void conv_forward_bf16(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, const Clip& clip) {
+  check_bf16(s);
+  const bool hasBias = bias != nullptr;
+  const Primitive& p = cached(clip_key("conv_fwd_bf16", s, hasBias, clip), [&] {
+    ConvShape plainShape = s;
+    plainShape.bf16 = false;
+    auto plain = conv_descs(plainShape);
+    auto pd = forward_pd(bf16_descs(s), hasBias, clip);
+    return with_layouts(dnnl::convolution_forward(pd), {plain.src, plain.wei, plain.dst}, {pd.src_desc(), pd.weights_desc(), pd.dst_desc()},
+                        {true, true, false}, plain.bias);
+  });
+  execute_with_layouts(p, {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}, {const_cast<float*>(x), const_cast<float*>(w), y}, {true, true, false},
+                       DNNL_ARG_BIAS, bias);
+}
+
 // The forward pass, its outputs clamped when `clip` is on (fused into the same kernel).
 void conv_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s, const Clip& clip) {
+  if (s.bf16) return conv_forward_bf16(y, x, w, bias, s, clip);
   if ((s.srcNhwc || s.dstNhwc) && conv_forward_nhwc(y, x, w, bias, s, clip)) return;
   const bool nchw = !s.srcNhwc && !s.dstNhwc;
   if (nchw && is_depthwise(s) && !depthwise_on_onednn(s, Pass::forward)) {
@@ -435,6 +467,27 @@ void conv2d_forward_clip(float* y, const float* x, const float* w, const float* 
 
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s) {
   if (s.srcNhwc || s.dstNhwc) throw std::invalid_argument("conv2d backward passes take NCHW tensors only");
+  if (s.bf16) {
+    // gy and w reordered into bf16, gx accumulated and written in f32.
+    check_bf16(s);
+    const Primitive& p = cached(conv_key("conv_bwd_data_bf16", s, false), [&] {
+      ConvShape plainShape = s;
+      plainShape.bf16 = false;
+      auto plain = conv_descs(plainShape);
+      ConvDescs d = bf16_descs(s);
+      ConvDescs fwd = d;
+      fwd.dst = memory::desc(d.dst.dims(), dt::bf16, tag::any);
+      auto hint = forward_pd(fwd, false);
+      // diff_src f32; weights and diff_dst bf16
+      memory::desc diffSrc(d.src.dims(), dt::f32, tag::any), diffDst(d.dst.dims(), dt::bf16, tag::any);
+      dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, diffSrc, d.wei, diffDst, d.strides, d.dilates, d.padL, d.padR);
+      dnnl::convolution_backward_data::primitive_desc pd(desc, engine(), hint);
+      return with_layouts(dnnl::convolution_backward_data(pd), {plain.src, plain.wei, plain.dst},
+                          {pd.diff_src_desc(), pd.weights_desc(), pd.diff_dst_desc()}, {false, true, true}, plain.bias);
+    });
+    return execute_with_layouts(p, {DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST}, {gx, const_cast<float*>(w), const_cast<float*>(gy)},
+                                {false, true, true}, 0, nullptr);
+  }
   if (is_depthwise(s) && !depthwise_on_onednn(s, Pass::backward_data)) return depthwise_backward_data(gx, gy, w, s);
   if (is_pointwise(s)) {
     // gx[b] (Cin, HW) = Wᵀ (Cin, Cout) · gy[b] (Cout, HW)
@@ -466,6 +519,7 @@ void conv2d_backward_data(float* gx, const float* gy, const float* w, const Conv
 
 void conv2d_backward_weight(float* gw, float* gb, const float* x, const float* gy, const ConvShape& s) {
   if (s.srcNhwc || s.dstNhwc) throw std::invalid_argument("conv2d backward passes take NCHW tensors only");
+  if (s.bf16) throw std::invalid_argument("a convolution's weight gradient is computed in f32 (a bf16 convolution's weight is frozen)");
   if (is_depthwise(s)) return depthwise_backward_weight(gw, gb, x, gy, s);
   if (is_pointwise(s)) {
     // gW (Cout, Cin) = Σ_b gy[b] (Cout, HW) · x[b]ᵀ (HW, Cin), accumulated image by image.

@@ -88,6 +88,9 @@ struct ConvShape {
   int64_t n, cIn, h, w, cOut, kh, kw, outH, outW, strideH, strideW, padH, padW, dilH, dilW, groups;
   // Channels-last (N, H, W, C) memory of x and of y, forward passes only; otherwise NCHW.
   bool srcNhwc = false, dstNhwc = false;
+  // bf16 operands (x or gy, and w), fp32 accumulation and outputs: forward and backward-data passes
+  // of groups = 1 NCHW convolutions on CPUs with AVX512_BF16 (conv.cc reorders the operands in).
+  bool bf16 = false;
 };
 // y (B, Cout, OH, OW) = conv(x (B, Cin, H, W), w (Cout, Cin/G, KH, KW)) + bias (Cout)
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const ConvShape& s);

@@ -88,6 +88,12 @@ export interface ConvParams {
    */
   srcNhwc?: boolean;
   dstNhwc?: boolean;
+  /**
+   * conv2d, conv2dClip and conv2dBackwardData on bf16 operands (x or gy, and w, rounded to
+   * nearest even), with float32 accumulation and outputs: a frozen convolution under
+   * `--precision bf16`. Only set for groups = 1, NCHW, on a backend whose bf16Supported() is true.
+   */
+  bf16?: boolean;
 }
 
 /** The activations a product on packed weights can apply as it stores its outputs. */

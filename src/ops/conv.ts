@@ -7,6 +7,7 @@ import { record } from './table.js';
 import { inferenceKernelsFor } from '../tensor/autograd.js';
 import { channelsLastRequested, channelsLastStrides, isChannelsLast } from '../tensor/memory-format.js';
 import { alloc, backendOf, expectFloat, expectRank, expectSameDtype, packedCopy, packingEnabled, type WeightPacks } from './util.js';
+import { bf16Active } from './precision.js';
 
 type Pair = number | readonly [number, number];
 const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
@@ -87,6 +88,9 @@ function convolve(op: 'conv2d' | 'conv2dAct', x: Tensor, weight: Tensor, bias: T
   p.srcNhwc = inference && !x.isDense() && isChannelsLast(x);
   // (A depthwise convolution from NCHW stays NCHW: its direct kernels are the fast ones there.)
   p.dstNhwc = inference && (p.srcNhwc || (channelsLastRequested() && groups === 1));
+  // Under --precision bf16 a frozen convolution (groups = 1, NCHW) reads x and w as bf16, its
+  // gradient to x too; the weight gradient, where asked (a trainable bias), stays float32.
+  p.bf16 = groups === 1 && !p.srcNhwc && !p.dstNhwc && !weight.requiresGrad && x.dtype === 'float32' && bf16Active(backend);
   const xd = p.srcNhwc ? x : denseData(x);
   const wd = denseData(weight);
   const bd = bias ? denseData(bias) : null;
@@ -118,7 +122,7 @@ function convolve(op: 'conv2d' | 'conv2dAct', x: Tensor, weight: Tensor, bias: T
     if (weight.requiresGrad || bias?.requiresGrad) {
       gw = alloc(backend, weight.shape, x.dtype);
       gb = bias ? alloc(backend, [cOut], x.dtype) : null;
-      backend.conv2dBackwardWeight(xs!.buf(), g.buf(), gw.buf(), gb?.buf() ?? null, x.dtype, p);
+      backend.conv2dBackwardWeight(xs!.buf(), g.buf(), gw.buf(), gb?.buf() ?? null, x.dtype, { ...p, bf16: false });
     }
     if (g !== gy) g.dispose();
     return bias ? [gx, weight.requiresGrad ? gw : null, bias.requiresGrad ? gb : null] : [gx, gw];

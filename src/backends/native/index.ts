@@ -30,7 +30,7 @@ function packageRoot(): string {
 const isF32 = (...dtypes: DType[]) => dtypes.every((d) => d === 'float32');
 const movesElements = (d: DType) => d === 'float32' || d === 'int32';
 const convGeometry = (p: ConvParams) =>
-  [p.n, p.cIn, p.h, p.w, p.cOut, p.kh, p.kw, p.outH, p.outW, p.strideH, p.strideW, p.padH, p.padW, p.dilH, p.dilW, p.groups, (p.srcNhwc ? 1 : 0) | (p.dstNhwc ? 2 : 0)];
+  [p.n, p.cIn, p.h, p.w, p.cOut, p.kh, p.kw, p.outH, p.outW, p.strideH, p.strideW, p.padH, p.padW, p.dilH, p.dilW, p.groups, (p.srcNhwc ? 1 : 0) | (p.dstNhwc ? 2 : 0) | (p.bf16 ? 4 : 0)];
 const poolGeometry = (p: PoolParams) => [p.n, p.c, p.h, p.w, p.outH, p.outW, p.kh, p.kw, p.strideH, p.strideW, p.padH, p.padW, p.nhwc ? 1 : 0];
 
 function makeBackend(addon: Addon): Backend<TypedArray> {

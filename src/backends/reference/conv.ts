@@ -1,6 +1,14 @@
 // Convolution and pooling of the reference backend, NCHW: direct loops, the definition.
 import type { ConvParams, PoolParams } from '../backend.js';
 import type { TypedArray } from '../../tensor/dtype.js';
+import { roundBf16Array } from '../../tensor/bf16.js';
+
+/** The operands of a convolution as it computes them: under p.bf16, copies rounded to bf16 (the arithmetic stays float32/64). */
+export function bf16Operands(p: ConvParams, a: TypedArray, w: TypedArray): [TypedArray, TypedArray] {
+  if (!p.bf16) return [a, w];
+  if (!(a instanceof Float32Array || a instanceof Float64Array) || !(w instanceof Float32Array || w instanceof Float64Array)) throw new Error('a bf16 convolution takes float operands');
+  return [roundBf16Array(a), roundBf16Array(w)];
+}
 
 /** (N, C, H, W) ↔ (N, H, W, C): `toNhwc` reads NCHW `src` into NHWC `dst`, else the reverse. */
 function relayout(src: TypedArray, dst: TypedArray, n: number, c: number, hw: number, toNhwc: boolean): void {

@@ -26,12 +26,12 @@ export const referenceBackend: Backend<TypedArray> = {
   where: ew.where,
   reduce: (op, x, _dtype, outer, len, inner, out, arg) => la.reduce(op, x, outer, len, inner, out, arg),
   matmul: (a, b, c, _dtype, p, bias) => la.matmul(a, b, c, p, bias ?? null),
-  conv2d: (x, w, bias, y, _dtype, p) => conv.conv2dLayouts(x, w, bias, y, p),
+  conv2d: (x, w, bias, y, _dtype, p) => conv.conv2dLayouts(...conv.bf16Operands(p, x, w), bias, y, p),
   conv2dClip: (x, w, bias, y, _dtype, p, lo, hi) => {
-    conv.conv2dLayouts(x, w, bias, y, p);
+    conv.conv2dLayouts(...conv.bf16Operands(p, x, w), bias, y, p);
     for (let i = 0; i < y.length; i++) y[i] = Math.min(Math.max(y[i]!, lo), hi);
   },
-  conv2dBackwardData: (gy, w, gx, _dtype, p) => conv.conv2dBackwardData(gy, w, gx, p),
+  conv2dBackwardData: (gy, w, gx, _dtype, p) => conv.conv2dBackwardData(...conv.bf16Operands(p, gy, w), gx, p),
   q4Linear: q4.q4Linear,
   q4Conv2d: q4.q4Conv2d,
   q4Conv2dBackwardData: q4.q4Conv2dBackwardData,
