@@ -6,7 +6,10 @@
 // weights' bytes, and writes bench/results/vit-step-<date>.json.
 // Targets (issue 12): NF4 + bf16 ≥ 1.3× fp32 LoRA's images/s, base weights ≤ 15% of fp32's bytes.
 //
-//   npm run build && node dist/bench/vit-step.js [--quick] [--only vit_base_patch16_224]
+// With --only a CNN (resnet18, convnext_tiny, …) LoRA goes on every convolution instead, where
+// bf16 means frozen convolutions on bf16 operands.
+//
+//   npm run build && node dist/bench/vit-step.js [--quick] [--only vit_base_patch16_224] [--gradient-checkpointing]
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -21,23 +24,29 @@ import { getAdapterMethod } from '../src/adapters/registry.js';
 import { SharedAdapterOptionsSchema } from '../src/adapters/method.js';
 import type { Module } from '../src/nn/module.js';
 import { resultsPath } from './references.js';
+import { Conv2d } from '../src/nn/layers.js';
+import { setGradientCheckpointing } from '../src/models/checkpointing.js';
 
 type Way = 'fp32' | 'bf16' | 'nf4+bf16';
 const WAYS: Way[] = ['fp32', 'bf16', 'nf4+bf16'];
 const BATCH = 8;
 
-interface Result { model: string; way: Way; steps: number; stepSeconds: number; imagesPerSecond: number; peakTensorMiB: number; peakRssMiB: number; baseBytes: number; loss: number }
+interface Result { model: string; way: Way; checkpointing: boolean; steps: number; stepSeconds: number; imagesPerSecond: number; peakTensorMiB: number; peakRssMiB: number; baseBytes: number; loss: number }
 
 /** One way in this process: builds the model, runs warm-up + timed steps, prints a JSON line. */
-function runOne(model: string, way: Way, steps: number): Result {
+function runOne(model: string, way: Way, steps: number, checkpointing: boolean): Result {
   g.manualSeed(0);
   const build = () => createModel(model, { numClasses: 10 });
   const backbone = way === 'nf4+bf16' ? withQuantizedLayers({ quantType: 'nf4', doubleQuant: true }, build) : build();
   let baseBytes = 0;
   for (const [, m] of backbone.namedModules()) if (isQuantized(m)) baseBytes += quantStateBytes(m);
   const lora = getAdapterMethod('lora');
-  const config = lora.configFromRun(SharedAdapterOptionsSchema.parse({ r: 8, alpha: 16, targets: 'all-linear' }), lora.optionsSchema.parse({}));
+  // A CNN (no Linear but its head): LoRA on every convolution, as conv LoRA does.
+  const convs = backbone.namedModules().filter(([p, m]) => p && m instanceof Conv2d).map(([p]) => p);
+  const cnn = !model.startsWith('vit');
+  const config = lora.configFromRun(SharedAdapterOptionsSchema.parse({ r: 8, alpha: 16, targets: cnn ? convs : 'all-linear' }), lora.optionsSchema.parse({}));
   const peft = new PeftModel(backbone as Module, lora, config, 'default', { generator: new g.Generator(1) });
+  if (checkpointing) setGradientCheckpointing(peft, true);
   for (const [, p] of peft.model.namedParameters()) if (!p.requiresGrad) baseBytes += p.size * 4;
   const opt = new g.AdamW(peft.model.trainableParameters(), { lr: 1e-4 });
   peft.train();
@@ -62,7 +71,7 @@ function runOne(model: string, way: Way, steps: number): Result {
   times.sort((a, b) => a - b);
   const stepSeconds = times[Math.floor(times.length / 2)]!;
   return {
-    model, way, steps, stepSeconds, imagesPerSecond: BATCH / stepSeconds, loss,
+    model, way, checkpointing, steps, stepSeconds, imagesPerSecond: BATCH / stepSeconds, loss,
     peakTensorMiB: g.memory().peakBytes / 2 ** 20, peakRssMiB: process.resourceUsage().maxRSS / 1024, baseBytes,
   };
 }
@@ -70,19 +79,20 @@ function runOne(model: string, way: Way, steps: number): Result {
 const argv = process.argv.slice(2);
 const one = argv.indexOf('--one');
 if (one >= 0) {
-  const [model, way, steps] = argv.slice(one + 1, one + 4) as [string, Way, string];
-  console.log(JSON.stringify(runOne(model, way, Number(steps))));
+  const [model, way, steps, ckpt] = argv.slice(one + 1, one + 5) as [string, Way, string, string];
+  console.log(JSON.stringify(runOne(model, way, Number(steps), ckpt === '1')));
 } else {
   const quick = argv.includes('--quick');
   const onlyAt = argv.indexOf('--only');
   const models = onlyAt >= 0 ? [argv[onlyAt + 1]!] : ['vit_base_patch16_224', 'vit_large_patch16_224'];
   const steps = quick ? 2 : 4;
+  const checkpointing = argv.includes('--gradient-checkpointing');
   if (g.bf16Unavailable()) console.log(`bf16: ${g.bf16Unavailable()}`);
   const load0 = loadavg();
   const results: Result[] = [];
   for (const model of models) {
     for (const way of WAYS) {
-      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--one', model, way, String(steps)], { encoding: 'utf8', env: process.env });
+      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--one', model, way, String(steps), checkpointing ? '1' : '0'], { encoding: 'utf8', env: process.env });
       const line = r.stdout.trim().split('\n').pop() ?? '';
       try {
         results.push(JSON.parse(line) as Result);
@@ -92,7 +102,7 @@ if (one >= 0) {
       }
     }
   }
-  console.log(`graft ${g.currentBackend().name} backend, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load ${load0[0]!.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}; LoRA r 8 on every Linear, batch ${BATCH} at 224², median of ${steps} steps after one`);
+  console.log(`graft ${g.currentBackend().name} backend, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load ${load0[0]!.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}; LoRA r 8 on every Linear (a CNN: every convolution), batch ${BATCH} at 224²${checkpointing ? ', gradient checkpointing' : ''}, median of ${steps} steps after one`);
   console.log('| model | way | s / step | img/s | × fp32 | peak tensor MiB | peak RSS MiB | base weights MiB | base / fp32 |');
   console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of results) {
