@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as g from '../src/index.js';
 import { Conv2d, Linear } from '../src/nn/layers.js';
-import { Linear4bit } from '../src/nn/quant4.js';
+import { Conv2d4bit, Linear4bit } from '../src/nn/quant4.js';
 import { createModel } from '../src/models/registry.js';
 import '../src/models/all.js';
 import { PeftModel } from '../src/adapters/peft-model.js';
@@ -106,17 +106,19 @@ test('bf16 ops against float32: one table, each within bf16\'s tolerance', { ski
   for (const [cin, cout, k, stride, size] of [[3, 16, 7, 2, 20], [32, 48, 3, 1, 12], [64, 32, 1, 1, 9]] as const) {
     const conv = new Conv2d(cin, cout, k, { stride, padding: Math.floor(k / 2), generator: gen });
     conv.weight.requiresGrad = false;
+    const q = Conv2d4bit.fromConv(conv, { quantType: 'nf4' });
     const x = g.randn([2, cin, size, size], { generator: gen });
-    const run = (p: 'fp32' | 'bf16') => g.withComputePrecision(p, () => {
-      const xi = x.detach().requiresGrad_();
-      const y = conv.forward(xi);
-      y.backward(g.onesLike(y));
-      return { y: Float32Array.from(y.toArray()), gx: Float32Array.from(xi.grad!.toArray()) };
-    });
-    const a = run('fp32');
-    const b = run('bf16');
-    const label = `conv2d ${k}×${k}/${stride} ${cin}→${cout}`;
-    rows.push([`${label} forward`, maxRel(b.y, a.y), tol], [`${label} gradient to x`, maxRel(b.gx, a.gx), tol]);
+    for (const [label, layer] of [[`conv2d ${k}×${k}/${stride} ${cin}→${cout}`, conv], [`conv2d4bit (NF4) ${k}×${k}/${stride} ${cin}→${cout}`, q]] as const) {
+      const run = (p: 'fp32' | 'bf16') => g.withComputePrecision(p, () => {
+        const xi = x.detach().requiresGrad_();
+        const y = layer.forward(xi);
+        y.backward(g.onesLike(y));
+        return { y: Float32Array.from(y.toArray()), gx: Float32Array.from(xi.grad!.toArray()) };
+      });
+      const a = run('fp32');
+      const b = run('bf16');
+      rows.push([`${label} forward`, maxRel(b.y, a.y), tol], [`${label} gradient to x`, maxRel(b.gx, a.gx), tol]);
+    }
   }
   console.log('# | bf16 op | max |bf16 − fp32| / max |fp32| | bound |');
   for (const [op, err, bound] of rows) console.log(`# | ${op} | ${err.toExponential(2)} | ${bound} |`);
@@ -183,6 +185,20 @@ test('bf16 conv2d: the native convolution (forward, fused ReLU, gradient to x) e
       const d = maxRel(nat, forward('reference', false, clip));
       assert.ok(d > 1e-5 && d < 5e-2, `${label}: bf16 against fp32 ${d}`);
     }
+    // The 4-bit convolution: the dequantised chunks as bf16 operands.
+    const qz = quantize4(w, [cout, cin, k, k], { quantType: 'nf4', blocksize: 64 });
+    const q4w = { packed: qz.packed, scales: qz.state.absmax as Float32Array, code: codeOf('nf4'), blocksize: 64 };
+    const q4 = (name: 'native' | 'reference', bf16: boolean) => {
+      const y = new Float32Array(n * cout * outH * outH);
+      getBackend(name).q4Conv2d(x, q4w, bias, y, 'float32', { ...p, bf16 });
+      const gx4 = new Float32Array(x.length);
+      getBackend(name).q4Conv2dBackwardData(gy, q4w, gx4, 'float32', { ...p, bf16 });
+      return [y, gx4] as const;
+    };
+    const [qn, qnx] = q4('native', true);
+    const [qr, qrx] = q4('reference', true);
+    assert.ok(maxRel(qn, qr) < 1e-5 && maxRel(qnx, qrx) < 1e-5, `${label} 4-bit: native against the emulation ${maxRel(qn, qr)}, ${maxRel(qnx, qrx)}`);
+    assert.ok(maxRel(qn, q4('reference', false)[0]) > 1e-5, `${label} 4-bit: took the bf16 path`);
     const gx = backward('native', true);
     assert.ok(maxRel(gx, backward('reference', true)) < 1e-5, `${label} gradient to x: native against the emulation ${maxRel(gx, backward('reference', true))}`);
     const d = maxRel(gx, backward('reference', false));

@@ -72,7 +72,7 @@ export function linear4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null, o
   return out;
 }
 
-/** conv2d with a 4-bit weight (Cout, Cin, KH, KW), groups = 1. */
+/** conv2d with a 4-bit weight (Cout, Cin, KH, KW), groups = 1; on bf16 operands while bf16 is active (src/ops/precision.ts). */
 export function conv2d4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   expectFloat('conv2d4bit', x, 'x');
   if ((opts.groups ?? 1) !== 1) throw new ShapeError(`conv2d4bit: 4-bit convolutions take groups = 1; got groups = ${opts.groups}`);
@@ -90,6 +90,8 @@ export function conv2d4bit(x: Tensor, weight: Q4Tensors, bias?: Tensor | null, o
     outH: outSize('conv2d4bit', h, kh, strideH, padH, dilH), outW: outSize('conv2d4bit', wd, kw, strideW, padW, dilW),
   };
   const backend = backendOf('conv2d4bit', x, bias);
+  // Under --precision bf16 each dequantised chunk and x (the output gradient backward) are bf16 operands.
+  p.bf16 = x.dtype === 'float32' && bf16Active(backend);
   const w = q4Of('conv2d4bit', weight);
   const xd = denseData(x);
   const bd = bias ? denseData(bias) : null;

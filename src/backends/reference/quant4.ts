@@ -3,7 +3,7 @@
 // through the float kernels; results are those of dequantise-then-float-op, chunk sums aside.
 import type { ConvParams, Q4LinearParams, Q4Weight } from '../backend.js';
 import type { TypedArray } from '../../tensor/dtype.js';
-import { conv2d, conv2dBackwardData } from './conv.js';
+import { bf16Operands, conv2d, conv2dBackwardData } from './conv.js';
 import { matmul } from './linalg.js';
 import { roundBf16Array } from '../../tensor/bf16.js';
 
@@ -60,7 +60,7 @@ export function q4Conv2d(x: TypedArray, w: Q4Weight<TypedArray>, bias: TypedArra
     const n = Math.min(rc, p.cOut - o0);
     const wc = dequantize(w, o0 * cols, n * cols, x);
     const t = new (x.constructor as new (n: number) => TypedArray)(p.n * n * plane);
-    conv2d(x, wc, bias ? bias.subarray(o0, o0 + n) : null, t, { ...p, cOut: n });
+    conv2d(...bf16Operands(p, x, wc), bias ? bias.subarray(o0, o0 + n) : null, t, { ...p, cOut: n });
     for (let b = 0; b < p.n; b++) for (let o = 0; o < n; o++) y.set(t.subarray((b * n + o) * plane, (b * n + o + 1) * plane), (b * p.cOut + o0 + o) * plane);
   }
 }
@@ -76,7 +76,7 @@ export function q4Conv2dBackwardData(gy: TypedArray, w: Q4Weight<TypedArray>, gx
     const wc = dequantize(w, o0 * cols, n * cols, gx);
     const g = new (gy.constructor as new (n: number) => TypedArray)(p.n * n * plane);
     for (let b = 0; b < p.n; b++) for (let o = 0; o < n; o++) g.set(gy.subarray((b * p.cOut + o0 + o) * plane, (b * p.cOut + o0 + o + 1) * plane), (b * n + o) * plane);
-    conv2dBackwardData(g, wc, o0 === 0 ? gx : part, { ...p, cOut: n });
+    conv2dBackwardData(...bf16Operands(p, g, wc), o0 === 0 ? gx : part, { ...p, cOut: n });
     if (o0 > 0) for (let i = 0; i < gx.length; i++) gx[i]! += part[i]!;
   }
 }
