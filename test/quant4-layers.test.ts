@@ -34,12 +34,13 @@ function maxDiff(a: g.Tensor, b: g.Tensor): number {
 const scaleOf = (t: g.Tensor) => Math.max(...Array.from(t.toArray(), Math.abs));
 
 for (const [label, opts] of [['nf4', { quantType: 'nf4' }], ['fp4 double-quant block 128', { quantType: 'fp4', doubleQuant: true, blocksize: 128 }]] as const) {
-  test(`Linear4bit (${label}): output and input gradient equal dequantise-then-linear, over several chunks`, () => {
+  // 3000 → 400: two chunks of 208 and 192 rows (staged outputs); 768 → 2304: two of 1152 rows (written in place).
+  for (const [inF, outF] of [[3000, 400], [768, 2304]] as const) test(`Linear4bit (${label}) ${inF} → ${outF}: output and input gradient equal dequantise-then-linear, over several chunks`, () => {
     const gen = new g.Generator(5);
-    const fl = new Linear(3000, 400, { generator: gen }); // 1 200 000 weights: two chunks of at most 2^20 floats
+    const fl = new Linear(inF, outF, { generator: gen }); // over 2^20 weights: two chunks
     const q = Linear4bit.fromLinear(fl, opts);
-    const wDeq = g.tensor(dequantize4(q.quantized), [400, 3000]);
-    const x = g.randn([2, 3, 3000], { generator: gen });
+    const wDeq = g.tensor(dequantize4(q.quantized), [outF, inF]);
+    const x = g.randn([2, 3, inF], { generator: gen });
     x.requiresGrad = true;
     const y = q.forward(x);
     const gy = g.randn(y.shape, { generator: gen });
