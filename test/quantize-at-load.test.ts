@@ -17,7 +17,7 @@ import { buildModel } from '../src/models/build-model.js';
 import { classifierPath } from '../src/models/head.js';
 import { saveSafetensors } from '../src/io/safetensors.js';
 import { memory, resetPeakMemory } from '../src/tensor/memory.js';
-import type { Module } from '../src/nn/module.js';
+import { describeTrainable, type Module } from '../src/nn/module.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'graft-qload-'));
 
@@ -42,6 +42,7 @@ for (const c of cases) {
     const src = createModel(c.name, { overrides: c.overrides, imageSize: c.imageSize, numClasses: c.numClasses });
     const file = join(dir, `${c.name}.safetensors`);
     const floatBytes = liveBytes(src);
+    const floatParams = describeTrainable(src).total;
     // The DINOv2 file under Dinov2ForImageClassification's names (graft's, with the model prefix
     // but on the classifier), the CNN file under a DataParallel prefix.
     const vit = c.name.startsWith('dinov2');
@@ -72,6 +73,7 @@ for (const c of cases) {
       for (const [k, t] of sx) assert.deepEqual(Array.from(t.toArray()), Array.from(sy.get(k)!.toArray()), `${p}.${k}`);
     }
     for (const [k, t] of atLoad.stateDict()) if (t.dtype !== 'uint8') assert.ok(!isDeferred(t), `${k} has its values`);
+    assert.equal(describeTrainable(atLoad).total, floatParams, 'all params counts the weights the 4-bit codes stand for');
     const x = g.randn([2, 3, c.imageSize, c.imageSize], { generator: new g.Generator(32) });
     assert.deepEqual(Array.from(g.noGrad(() => atLoad.forward(x)).toArray()), Array.from(g.noGrad(() => after.forward(x)).toArray()), 'the same outputs');
 

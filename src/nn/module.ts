@@ -261,7 +261,11 @@ function cloneTensor(t: Tensor): Tensor {
   });
 }
 
-/** trainable params: X || all params: Y || trainable%: Z — the line PEFT users know. */
+/**
+ * trainable params: X || all params: Y || trainable%: Z — the line PEFT users know. A module
+ * whose frozen weight is stored in another form than a parameter (a 4-bit layer's codes) counts
+ * it through `storedWeightCount()`: the parameters it stands for.
+ */
 export function describeTrainable(m: Module): { trainable: number; total: number; percent: number; line: string } {
   let trainable = 0;
   let total = 0;
@@ -269,6 +273,7 @@ export function describeTrainable(m: Module): { trainable: number; total: number
     total += t.size;
     if (t.requiresGrad) trainable += t.size;
   }
+  for (const [, sub] of m.namedModules()) total += (sub as Partial<{ storedWeightCount(): number }>).storedWeightCount?.() ?? 0;
   const percent = total ? (100 * trainable) / total : 0;
   return { trainable, total, percent, line: `trainable params: ${trainable.toLocaleString('en-US')} || all params: ${total.toLocaleString('en-US')} || trainable%: ${percent.toFixed(4)}` };
 }

@@ -196,6 +196,10 @@ export class Linear4bit extends Linear implements Quant4Layer {
   get quantized(): Quantized4 {
     return this.store.q;
   }
+  /** The frozen weights the 4-bit codes stand for (describeTrainable counts them). */
+  storedWeightCount(): number {
+    return this.store.q.state.shape.reduce((a, b) => a * b, 1);
+  }
   override forward(x: Tensor): Tensor {
     if (this.store.float) return linear(x, this.store.float, this.bias);
     const { w, scratch } = q4Tensors(this.store, this.buffers);
@@ -244,6 +248,10 @@ export class Conv2d4bit extends Conv2d implements Quant4Layer {
   }
   get quantized(): Quantized4 {
     return this.store.q;
+  }
+  /** The frozen weights the 4-bit codes stand for (describeTrainable counts them). */
+  storedWeightCount(): number {
+    return this.store.q.state.shape.reduce((a, b) => a * b, 1);
   }
   override forward(x: Tensor): Tensor {
     if (this.store.float) return conv2d(x, this.store.float, this.bias, this.convOptions);
